@@ -1,0 +1,3 @@
+from mindmirror.cli import app
+
+app()

@@ -1,0 +1,299 @@
+"""Recipes: YAML in, validated pydantic models out, dotted ``--set`` overrides.
+
+One recipe describes one run: the task, the teacher, the student and the evaluation. Unknown
+keys are errors that name the key and the nearest valid one, so a typo never silently falls
+back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mindmirror.errors import UserError
+
+SplitName = Literal["train", "validation", "test"]
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FieldMap(Strict):
+    """Where a generic dataset keeps each field (column names in the JSONL/CSV/Hub rows)."""
+
+    question: str = Field("question", description="Column with the question text.")
+    answer: str = Field("answer", description="Column with the gold answer.")
+    id: str | None = Field(None, description="Column with a stable row id (default: row index).")
+    choices: str | None = Field(
+        None, description="Column with a list of answer choices (multiple-choice tasks)."
+    )
+    context: str | None = Field(
+        None, description="Optional column prepended to the question (e.g. a passage)."
+    )
+
+
+class TaskConfig(Strict):
+    """The task: which benchmark or dataset, where it lives, how it is split."""
+
+    name: Literal["svamp", "gsm8k", "cqa", "anli", "arith", "generic"] = Field(
+        "svamp",
+        description="Built-in task (svamp, gsm8k, cqa, anli, arith = the demo's generated "
+        "word problems) or `generic` with `family` and `fields`.",
+    )
+    path: str | None = Field(
+        None,
+        description="Local file or folder with the data (formats as in ../shared/data). When "
+        "unset, built-ins load from the Hugging Face Hub.",
+    )
+    hub_id: str | None = Field(None, description="Hub dataset id overriding the built-in one.")
+    family: Literal["equation", "number", "choice", "label"] | None = Field(
+        None, description="Answer family of a generic task (built-ins know their own)."
+    )
+    labels: list[str] | None = Field(
+        None, description="Label set of a generic `label` task, e.g. [yes, no]."
+    )
+    fields: FieldMap = Field(default_factory=FieldMap, description="Generic-task field mapping.")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Generic task: split name -> file path (JSONL or CSV) or Hub split name.",
+    )
+    val_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of train questions carved out (seeded) as validation when the "
+        "dataset has no validation split.",
+    )
+    limit: dict[str, int] = Field(
+        default_factory=dict,
+        description="Optional cap on questions per split, e.g. {train: 200, test: 100} "
+        "(first N after the seeded split).",
+    )
+    num_examples: int = Field(
+        300, ge=10, description="`arith` only: how many problems to generate in all."
+    )
+
+    @model_validator(mode="after")
+    def _generic_needs_family(self) -> TaskConfig:
+        if self.name == "generic" and self.family is None:
+            raise ValueError("a generic task needs `family` (equation, number, choice or label)")
+        if self.family == "label" and self.name == "generic" and not self.labels:
+            raise ValueError("a generic `label` task needs `labels`, e.g. [yes, no]")
+        for split in self.limit:
+            if split not in ("train", "validation", "test"):
+                raise ValueError(f"limit: unknown split {split!r} (train, validation, test)")
+        return self
+
+
+class ImportConfig(Strict):
+    """Existing teacher outputs read by the `import` backend."""
+
+    format: Literal["jsonl", "dss", "mcc_kd", "tot"] = Field(
+        "jsonl",
+        description="jsonl: {id|question, cots: [str]} per line; dss: Distilling Step-by-Step "
+        "PaLM files; mcc_kd: MCC-KD multi-CoT files; tot: Mind's Mirror Tree-of-Thoughts files.",
+    )
+    path: str = Field(..., description="File or folder holding the teacher outputs.")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Optional split -> file overrides inside `path` (e.g. {train: train.json}).",
+    )
+
+
+class TeacherConfig(Strict):
+    """The teacher: where CoTs and self-evaluations come from, and how they are requested."""
+
+    backend: Literal["openai", "local", "import", "embedded"] = Field(
+        "openai",
+        description="openai: any OpenAI-compatible HTTP endpoint; local: transformers "
+        "in-process; import: existing teacher outputs; embedded: the packaged SmolLM2 GGUF "
+        "served by llama.cpp on loopback (the demo's offline default).",
+    )
+    model: str = Field(
+        "gpt-4o-mini",
+        description="Model name sent to the endpoint; for `local`, a Hub id, path or .gguf file.",
+    )
+    base_url: str | None = Field(
+        None, description="Endpoint, e.g. http://localhost:8000/v1 (default: OpenAI's)."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="Name of the environment variable holding the key (the key itself is "
+        "never read from or written to a file).",
+    )
+    num_cots: int = Field(5, ge=1, le=64, description="CoTs sampled per question (N).")
+    num_evals: int = Field(5, ge=0, le=64, description="Self-evaluations per CoT (M); 0 = none.")
+    evaluator: Literal["teacher", "gold"] = Field(
+        "teacher",
+        description="teacher: the paper's self-evaluation by the teacher; gold: NOT the paper's "
+        "method, the verdict is whether the CoT's answer matches gold (no critique, no calls).",
+    )
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="CoT sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="CoT nucleus sampling.")
+    max_tokens: int = Field(256, ge=1, description="Max generated tokens per CoT.")
+    eval_temperature: float = Field(0.7, ge=0.0, le=2.0, description="Evaluation temperature.")
+    eval_max_tokens: int = Field(160, ge=1, description="Max generated tokens per evaluation.")
+    few_shot: int = Field(
+        4, ge=0, le=16, description="Few-shot examples (from train, with gold) in the CoT prompt."
+    )
+    cot_prompt: str = Field("cot_v1", description="CoT prompt template (teacher/prompts/*.txt).")
+    eval_prompt: str = Field("eval_v1", description="Self-evaluation prompt template.")
+    splits: list[SplitName] = Field(
+        default_factory=lambda: ["train", "validation"],
+        description="Splits to teach. Add `test` only to measure later how well the student's "
+        "self-evaluation matches the teacher's on unseen questions; test is never trained on.",
+    )
+    concurrency: int = Field(32, ge=1, le=1024, description="Requests in flight at once.")
+    rpm: int | None = Field(None, ge=1, description="Requests-per-minute limit (None = none).")
+    tpm: int | None = Field(None, ge=1, description="Tokens-per-minute limit (None = none).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(
+        6, ge=0, description="Retries on 429/5xx/timeouts/connection errors (with backoff)."
+    )
+    use_n: bool = Field(
+        True,
+        description="Ask for all samples of a prompt in one request with `n`; missing choices "
+        "are requested separately (llama.cpp's server ignores `n`).",
+    )
+    price_input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    price_output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+    budget_usd: float | None = Field(
+        None, ge=0, description="Stop requesting once the run's cost reaches this (cache hits "
+        "are free)."
+    )
+    batch_size: int = Field(8, ge=1, description="`local` backend: prompts per generate call.")
+    import_: ImportConfig | None = Field(
+        None, alias="import", description="`import` backend: where the outputs are."
+    )
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _import_needs_source(self) -> TeacherConfig:
+        if self.backend == "import" and self.import_ is None:
+            raise ValueError("backend `import` needs an `import:` section with `format` and `path`")
+        return self
+
+
+class Recipe(Strict):
+    """A whole run: task, teacher, student and evaluation settings."""
+
+    name: str = Field("run", description="Run name; the run directory is runs/<name> by default.")
+    run_dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
+    seed: int = Field(0, description="Seed for splits, sampling and training.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="The task.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher.")
+
+    def resolved_run_dir(self) -> Path:
+        """The run directory this recipe writes to."""
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(info.alias or name)
+    return keys
+
+
+def _submodel(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            ann = info.annotation
+            for cand in (ann, *getattr(ann, "__args__", ())):
+                if isinstance(cand, type) and issubclass(cand, BaseModel):
+                    return cand
+    return None
+
+
+def _explain(error: ValidationError, source: str) -> str:
+    """Turn pydantic's first error into one line naming the key and the nearest valid key."""
+    err = error.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    dotted = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        model: type[BaseModel] | None = Recipe
+        for part in loc[:-1]:
+            model = _submodel(model, part) if model else None
+        valid = _known_keys(model) if model else []
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(valid)})"
+        return f"{source}: unknown key '{dotted}'{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{source}: {dotted}: {msg}"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set {dotted}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` strings; values are YAML scalars (``0.9``, ``true``, ``[a, b]``)."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected key=value, e.g. teacher.temperature=0.9")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def recipe_from_dict(
+    data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe"
+) -> Recipe:
+    """Validate a recipe mapping after applying dotted overrides; raise UserError on problems."""
+    data = dict(data)
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as error:
+        raise UserError(_explain(error, source)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe, apply ``--set`` overrides, validate it.
+
+    Raises:
+        UserError: missing file, bad YAML, unknown key (with the nearest valid one), bad value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a mapping of sections (task:, teacher:, ...)")
+    return recipe_from_dict(data, overrides, source=str(path))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (written to runs/<name>/recipe.yaml)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False)

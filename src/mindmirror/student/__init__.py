@@ -1,0 +1,1 @@
+"""The student side: training rows, models, training, generation. Never imports the teacher."""

@@ -1,0 +1,1 @@
+"""The teacher stage: prompts, the request engine, backends, and record generation."""

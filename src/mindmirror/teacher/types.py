@@ -1,0 +1,71 @@
+"""Types shared by the request engine, the backends and record generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters of one request; part of the cache key."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt for which ``n`` samples are wanted.
+
+    ``key`` is the caller's handle (e.g. ``("cot", record_id)``); ``prompt_version`` names the
+    template so that a changed template never reuses old cached answers.
+    """
+
+    key: tuple[str, ...]
+    messages: Messages
+    n: int
+    sampling: Sampling
+    prompt_version: str
+
+
+@dataclass
+class Usage:
+    """Token counts of one backend call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Reply:
+    """What a backend returned for one call: up to ``n`` texts (servers may return fewer)."""
+
+    texts: list[str]
+    usage: Usage = field(default_factory=Usage)
+
+
+class Backend(Protocol):
+    """Something that completes chat messages: an HTTP endpoint or an in-process model."""
+
+    model: str
+
+    async def complete(self, messages: Messages, n: int, sampling: Sampling) -> Reply:
+        """Return up to ``n`` sampled completions. Raise ``RetryableError`` for transient
+        failures (429, 5xx, timeouts, dropped connections) and ``FatalError`` otherwise."""
+        ...
+
+
+class RetryableError(Exception):
+    """A transient failure; ``retry_after`` (seconds) comes from the server when it said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalError(Exception):
+    """A failure that retrying cannot fix (401 wrong key, 404 unknown model, bad request)."""
