@@ -1,3 +1,5 @@
-from mindmirror.cli import app
+"""``python -m mindmirror`` runs the CLI."""
 
-app()
+from mindmirror.cli import main
+
+main()

@@ -105,6 +105,12 @@ class ImportConfig(Strict):
         default_factory=dict,
         description="Optional split -> file overrides inside `path` (e.g. {train: train.json}).",
     )
+    evaluate_with: Literal["openai", "local"] | None = Field(
+        None,
+        description="With `evaluator: teacher`, self-evaluate imported CoTs that the files "
+        "give no evaluations for through this live backend (teacher.model, base_url, "
+        "api_key_env apply to it); None = use only the files' evaluations.",
+    )
 
 
 class TeacherConfig(Strict):
@@ -182,6 +188,138 @@ class TeacherConfig(Strict):
         return self
 
 
+InferMode = Literal["answer", "cot", "vote", "mirror"]
+
+
+class EvalConfig(Strict):
+    """Evaluation and inference: the modes scored on the test split and how they sample."""
+
+    modes: list[InferMode] = Field(
+        default_factory=lambda: ["answer", "cot", "vote", "mirror"],
+        description="answer: `predict:` greedy; cot: `explain:` greedy, answer parsed; vote: K "
+        "sampled CoTs, majority; mirror: K sampled CoTs weighted by the student's own P(correct).",
+    )
+    num_samples: int = Field(
+        5, ge=1, le=64, description="K: sampled CoTs per question (vote, mirror)."
+    )
+    temperature: float = Field(
+        0.7, gt=0.0, le=2.0, description="Sampling temperature (vote, mirror)."
+    )
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling (vote, mirror).")
+    max_new_tokens: int = Field(256, ge=1, description="Max generated tokens per CoT.")
+    answer_max_tokens: int = Field(32, ge=1, description="Max generated tokens in `answer` mode.")
+    max_input_tokens: int = Field(
+        512, ge=8, description="Inputs are truncated to this many tokens."
+    )
+    batch_size: int = Field(8, ge=1, description="Sequences per generate call / forward pass.")
+    abstain_threshold: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="mirror: abstain when the winning answer's confidence is below this (it also "
+        "abstains when the student judges every sample wrong).",
+    )
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% interval.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N test questions.")
+    checkpoint: str | None = Field(
+        None, description="Student to score (default: the run's final trained student)."
+    )
+
+
+class ServeConfig(Strict):
+    """The OpenAI-compatible HTTP API over a trained student (`mindmirror serve`)."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+    mode: InferMode = Field(
+        "cot", description="Default inference mode (a request may ask for another)."
+    )
+    model_name: str = Field("mindmirror-student", description="Model id listed at /v1/models.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted.")
+    max_tokens_limit: int = Field(1024, ge=1, description="Largest `max_tokens` a request may ask.")
+    max_n: int = Field(16, ge=1, le=64, description="Largest `n` (samples, K) a request may ask.")
+
+
+class TrainConfig(Strict):
+    """Training the student: the method, the model, the loss and the optimisation."""
+
+    method: Literal[
+        "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
+    ] = Field(
+        "mind_mirror",
+        description="standard: gold answers; distill: the teacher's majority answer; "
+        "step_by_step: answer + 1 CoT; multi_cot: answer + N CoTs; mind_mirror: stage 1 "
+        "self-evaluation, then stage 2 as multi_cot; mind_mirror_joint: both in one stage.",
+    )
+    student: str = Field(
+        "embedded",
+        description="Student model: Hub id, local folder, .gguf file, or `embedded` (the "
+        "packaged SmolLM2-135M-Instruct). Seq2seq or causal is detected from its config.",
+    )
+    labels: Literal["teacher", "gold"] = Field(
+        "teacher",
+        description="Target of `predict:` rows: each CoT's teacher answer (the paper) or gold.",
+    )
+    num_cots: int = Field(5, ge=1, le=64, description="N: parsed CoTs used per question.")
+    num_evals: int = Field(5, ge=1, le=64, description="M: evaluations used per CoT (stage 1).")
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of short targets (answer, verdict); long "
+        "targets (CoT, critique) get 1 - alpha."
+    )
+    dedupe: bool = Field(
+        True, description="Merge identical rows into one with summed weight (same objective)."
+    )
+    epochs: float = Field(3.0, gt=0, description="Epochs of each stage.")
+    stage1_epochs: float | None = Field(
+        None, gt=0, description="Epochs of the self-evaluation stage (default: `epochs`)."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop each stage after this many optimizer steps (overrides "
+        "epochs)."
+    )
+    batch_size: int = Field(8, ge=1, description="Rows per device per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup: float = Field(
+        0.0, ge=0, description="Warmup: a fraction of steps in [0, 1) or a number of steps."
+    )
+    scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate schedule after warmup."
+    )
+    max_input_tokens: int = Field(512, ge=8, description="Inputs truncated to this many tokens.")
+    max_target_tokens: int = Field(256, ge=4, description="Targets truncated to this many.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 on a GPU that has it, else fp32; bf16 on CPU = bf16 autocast "
+        "(fp32 master weights). fp16 is never used (T5 overflows in it).",
+    )
+    lora: bool = Field(False, description="Train LoRA adapters instead of all weights (peft).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] | None = Field(
+        None, description="Module names to adapt (default: all linear layers)."
+    )
+    group_by_length: bool = Field(
+        True, description="Batch rows of similar length together (less padding)."
+    )
+    eval_steps: int | None = Field(
+        None, ge=1, description="Validate (and checkpoint) every N steps; default: every epoch."
+    )
+    val_limit: int | None = Field(
+        200, ge=1, description="Validation questions used to choose the checkpoint (None: all)."
+    )
+    eval_batch_size: int = Field(16, ge=1, description="Sequences per validation generate call.")
+    eval_max_new_tokens: int = Field(
+        32, ge=4, description="Max tokens generated for a validation answer or verdict."
+    )
+    save_total_limit: int = Field(
+        2, ge=1, description="Checkpoints kept per stage (the best one is always kept)."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
+
+
 class Recipe(Strict):
     """A whole run: task, teacher, student and evaluation settings."""
 
@@ -190,6 +328,9 @@ class Recipe(Strict):
     seed: int = Field(0, description="Seed for splits, sampling and training.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="The task.")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training the student.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and inference.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The HTTP API.")
 
     def resolved_run_dir(self) -> Path:
         """The run directory this recipe writes to."""

@@ -30,3 +30,13 @@ def evaluation_input(prefix: str, question: str, cot: str) -> str:
 def verdict_target(verdict: str) -> str:
     """Target of a ``verdict:`` row: the paper's final sentence of an evaluation."""
     return f"the given answer is {verdict}"
+
+
+#: Causal students see ``<input>`` + this separator, then learn the target after it; the
+#: separator tells the model where the prompt ends (seq2seq students need none).
+CAUSAL_SEPARATOR = "\n"
+
+
+def causal_prompt(input_text: str) -> str:
+    """Prompt of a causal student for one input (training and generation use the same)."""
+    return f"{input_text}{CAUSAL_SEPARATOR}"

@@ -1,0 +1,158 @@
+"""The `mindmirror` command line: thin Typer commands that parse arguments and call one function.
+
+Every command has the shape ``mindmirror COMMAND RECIPE.yaml [--set key=value ...]`` except
+``demo`` (needs nothing). User errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mindmirror.config import Recipe, load_recipe
+from mindmirror.errors import UserError
+from mindmirror.rundir import RunDir
+
+app = typer.Typer(
+    help="Distil a teacher LLM's reasoning and its self-evaluation into a small student.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+RecipeArg = Annotated[Path, typer.Argument(help="The recipe YAML (names the run directory).")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe value, e.g. --set teacher.temperature=0.9."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mindmirror import __version__
+
+        print(f"mindmirror {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Distil a teacher LLM's reasoning and its self-evaluation into a small student."""
+
+
+def user_errors(func: F) -> F:
+    """Print a UserError as one red line and exit 2 (no traceback for user mistakes)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: re-run the same command to resume")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
+    """For ``backend: embedded``, serve the packaged GGUF with llama.cpp on loopback for the
+    duration of the block and point the recipe at it; other backends pass through unchanged."""
+    if recipe.teacher.backend != "embedded":
+        yield recipe
+        return
+    from mindmirror.embedded import EMBEDDED_MODEL, llama_server
+
+    console.print("[dim]starting the embedded llama.cpp teacher server on loopback...[/]")
+    with llama_server() as url:
+        teacher = recipe.teacher.model_copy(
+            update={"backend": "openai", "base_url": url, "model": EMBEDDED_MODEL}
+        )
+        yield recipe.model_copy(update={"teacher": teacher})
+
+
+@app.command()
+@user_errors
+def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Sample N CoTs per question from the teacher, then M self-evaluations per CoT.
+
+    Writes teacher/records.jsonl and teacher/summary.json in the run directory. Every response
+    is cached in teacher/cache.sqlite: re-running resumes and pays for nothing twice.
+    """
+    from mindmirror.teacher.teach import summary_table, teach as run_teach
+
+    resolved = load_recipe(recipe, set_)
+    run = RunDir(resolved.resolved_run_dir())
+    with teacher_endpoint(resolved) as live:
+        summary = run_teach(live, run, quiet=quiet)
+    Console().print(summary_table(summary))
+    console.print(f"records: {run.records}")
+
+
+def demo_recipe_path() -> Path:
+    """The packaged demo recipe (works from any directory, no checkout needed)."""
+    return Path(str(resources.files("mindmirror") / "recipes" / "demo.yaml"))
+
+
+@app.command()
+@user_errors
+def demo(
+    run_dir: Annotated[Path, typer.Option(help="Where the demo's run directory goes.")] = Path(
+        "runs/demo"
+    ),
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(help="Use this OpenAI-compatible teacher instead of the embedded model."),
+    ] = None,
+    teacher_model: Annotated[
+        str, typer.Option(help="Model name at --teacher-url.")
+    ] = "gpt-4o-mini",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the pipeline offline on the embedded default (SmolLM2-135M-Instruct via llama.cpp)."""
+    from mindmirror.teacher.teach import summary_table, teach as run_teach
+
+    overrides = [f"run_dir={run_dir}", *(set_ or [])]
+    if teacher_url:
+        overrides += ["teacher.backend=openai", f"teacher.base_url={teacher_url}"]
+        overrides += [f"teacher.model={teacher_model}"]
+    recipe = load_recipe(demo_recipe_path(), overrides)
+    run = RunDir(recipe.resolved_run_dir())
+    if recipe.teacher.backend == "embedded":
+        console.print(
+            "[bold]mindmirror demo[/]: the embedded teacher is SmolLM2-135M-Instruct, a very "
+            "weak model; the numbers below are what it really gets. Use --teacher-url for a "
+            "real teacher."
+        )
+    with teacher_endpoint(recipe) as live:
+        summary = run_teach(live, run, quiet=quiet)
+    Console().print(summary_table(summary))
+    console.print(f"run directory: {run.root}")
+
+
+def main() -> None:
+    """Entry point for ``python -m mindmirror``."""
+    app(prog_name="mindmirror")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

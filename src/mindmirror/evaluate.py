@@ -1,0 +1,358 @@
+"""Metrics of a trained student, and `mindmirror eval` over a run's test split.
+
+Pure metric functions first (accuracy with a seeded bootstrap interval, risk-coverage, AURC,
+AUROC, agreement), then ``evaluate``, which scores the run's final student (or
+``eval.checkpoint``) on the TEST split in each requested mode and writes
+``eval/predictions.jsonl`` (one line per question and mode) and ``eval/metrics.json``.
+
+Checkpoints are chosen on validation by training; this module only reads test, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from mindmirror.config import InferMode, Recipe
+from mindmirror.errors import UserError
+from mindmirror.records import Record, read_records
+from mindmirror.rundir import RunDir
+from mindmirror.student.formats import VERDICT, evaluation_input
+from mindmirror.student.infer import MODES, ModeRun, Prediction, Student, infer_modes
+from mindmirror.tasks.base import Example
+from mindmirror.tasks.splits import question_key
+
+console = Console(stderr=True)
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def accuracy_interval(
+    correct: Sequence[bool], *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Accuracy with a percentile-bootstrap interval (seeded, so reruns give the same bounds).
+
+    Returns ``{"accuracy", "low", "high", "n"}``; the bounds equal the accuracy when
+    ``resamples`` is 0, and everything is 0 for an empty input.
+    """
+    n = len(correct)
+    if n == 0:
+        return {"accuracy": 0.0, "low": 0.0, "high": 0.0, "n": 0}
+    hits = np.asarray(correct, dtype=float)
+    acc = float(hits.mean())
+    if resamples <= 0:
+        return {"accuracy": acc, "low": acc, "high": acc, "n": n}
+    rng = np.random.default_rng(seed)
+    means = hits[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"accuracy": acc, "low": float(low), "high": float(high), "n": n}
+
+
+def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> list[dict[str, float]]:
+    """Accuracy when answering only the most confident questions, at every coverage k/n.
+
+    Questions are ranked by confidence, highest first (ties keep their order). Point k holds
+    ``coverage = k/n`` and the accuracy over the top k.
+    """
+    if len(confidence) != len(correct):
+        raise ValueError("confidence and correct must have the same length")
+    order = sorted(range(len(confidence)), key=lambda i: -confidence[i])
+    points, hits = [], 0
+    for k, index in enumerate(order, 1):
+        hits += bool(correct[index])
+        points.append({"coverage": k / len(order), "accuracy": hits / k})
+    return points
+
+
+def aurc(curve: Sequence[dict[str, float]]) -> float:
+    """Area under the risk-coverage curve: mean selective risk (1 - accuracy) over coverages.
+
+    Lower is better; a perfect ranking of an accuracy-a model reaches the minimum possible.
+    """
+    if not curve:
+        return 0.0
+    return float(np.mean([1.0 - p["accuracy"] for p in curve]))
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Probability that a random positive outscores a random negative (ties count half).
+
+    None when one class is absent (the number is undefined then).
+    """
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return None
+    p, q = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float(((p > q).sum() + 0.5 * (p == q).sum()) / (len(pos) * len(neg)))
+
+
+def parse_rate(predictions: Sequence[Prediction]) -> float:
+    """Share of predictions whose output held an answer the task could read."""
+    if not predictions:
+        return 0.0
+    return sum(p.canonical is not None for p in predictions) / len(predictions)
+
+
+def agreement(left: Sequence[Any], right: Sequence[Any]) -> float | None:
+    """Share of positions where the two sequences agree; None when empty."""
+    if len(left) != len(right):
+        raise ValueError("agreement needs sequences of the same length")
+    if not left:
+        return None
+    return sum(a == b for a, b in zip(left, right, strict=True)) / len(left)
+
+
+def mode_metrics(
+    predictions: Sequence[Prediction],
+    correct: Sequence[bool],
+    seconds: float,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All metrics of one mode: accuracy (full coverage) with its interval, parse rate,
+    answers/s, the risk-coverage curve and AURC; ``mirror`` adds coverage and the accuracy
+    over the questions it did not abstain on."""
+    result: dict[str, Any] = accuracy_interval(correct, resamples=resamples, seed=seed)
+    result["parse_rate"] = parse_rate(predictions)
+    result["seconds"] = seconds
+    result["answers_per_s"] = len(predictions) / seconds if seconds > 0 else None
+    curve = risk_coverage([p.confidence for p in predictions], correct)
+    result["aurc"] = aurc(curve)
+    result["risk_coverage"] = curve
+    answered = [c for p, c in zip(predictions, correct, strict=True) if not p.abstained]
+    if any(p.mode == "mirror" for p in predictions):
+        result["coverage"] = len(answered) / len(predictions) if predictions else 0.0
+        result["selective_accuracy"] = sum(answered) / len(answered) if answered else None
+    return result
+
+
+# ----------------------------------------------------------------- self-evaluation check
+
+
+def self_evaluation_agreement(
+    student: Student, records: Sequence[Record], *, batch_size: int = 8, max_input_tokens: int = 512
+) -> dict[str, Any] | None:
+    """How the student's verdicts on held-out teacher CoTs match the teacher and gold.
+
+    Uses every parsed CoT of the given (test) records. ``teacher`` compares the student's most
+    likely verdict with each parsed teacher verdict; ``gold`` compares "student says correct"
+    with the CoT's gold correctness; ``auroc`` ranks CoTs by the student's P(correct) against
+    gold. The teacher's own agreement with gold is given for reference. None without CoTs.
+    """
+    from mindmirror.student.generate import verdict_probs
+
+    pairs = [(r, c) for r in records for c in r.cots if c.parsed and c.text.strip()]
+    if not pairs:
+        return None
+    probs = verdict_probs(
+        student.model,
+        student.tokenizer,
+        [evaluation_input(VERDICT, r.question, c.text) for r, c in pairs],
+        batch_size=batch_size,
+        max_input_tokens=max_input_tokens,
+    )
+    mine = [max(p, key=p.__getitem__) for p in probs]
+    student_t, teacher_t, sources = [], [], set()
+    for verdict, (_, cot) in zip(mine, pairs, strict=True):
+        for evaluation in cot.evaluations:
+            if evaluation.parsed and evaluation.verdict is not None:
+                student_t.append(verdict)
+                teacher_t.append(evaluation.verdict)
+                sources.add(evaluation.source)
+    gold = [
+        (v, p, c) for v, p, (_, c) in zip(mine, probs, pairs, strict=True) if c.correct is not None
+    ]
+    teacher_vs_gold = [
+        (e.verdict == "correct", c.correct)
+        for _, c in pairs
+        if c.correct is not None
+        for e in c.evaluations
+        if e.parsed and e.verdict is not None
+    ]
+    return {
+        "cots": len(pairs),
+        "questions": len({r.id for r, _ in pairs}),
+        "teacher": agreement(student_t, teacher_t),
+        "teacher_pairs": len(teacher_t),
+        "teacher_source": sorted(sources),
+        "gold": agreement([v == "correct" for v, _, _ in gold], [c.correct for _, _, c in gold]),
+        "gold_cots": len(gold),
+        "auroc": auroc([p["correct"] for _, p, _ in gold], [bool(c.correct) for _, _, c in gold]),
+        "teacher_vs_gold": agreement(
+            [a for a, _ in teacher_vs_gold], [b for _, b in teacher_vs_gold]
+        ),
+        "student_verdicts": {v: mine.count(v) for v in ("correct", "wrong", "uncertain")},
+    }
+
+
+# ------------------------------------------------------------------------------- evaluate
+
+
+def check_modes(modes: Sequence[str]) -> list[InferMode]:
+    """Validate mode names; UserError naming the bad one and the valid ones."""
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    return list(modes)  # type: ignore[arg-type]
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _held_out_records(run: RunDir, test: Sequence[Example]) -> list[Record]:
+    """Test records with teacher CoTs (present only when teach ran with test in its splits),
+    matched to the scored questions by id or by normalized question text."""
+    if not run.records.is_file():
+        return []
+    ids = {e.id for e in test}
+    keys = {question_key(e.question) for e in test}
+    return [
+        r
+        for r in read_records(run.records)
+        if r.split == "test" and (r.id in ids or question_key(r.question) in keys)
+    ]
+
+
+def run_labels(recipe: Recipe) -> dict[str, Any]:
+    """What identifies a run in reports: name, method, number of CoTs, seed."""
+    train = getattr(recipe, "train", None)
+    return {
+        "name": recipe.name,
+        "method": getattr(train, "method", None),
+        "num_cots": getattr(train, "num_cots", None) or recipe.teacher.num_cots,
+        "seed": recipe.seed,
+        "task": recipe.task.name,
+    }
+
+
+def evaluate(
+    recipe: Recipe,
+    run: RunDir,
+    modes: Sequence[str] | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Score the run's student on the test split in each mode; write predictions and metrics.
+
+    Args:
+        recipe: the resolved recipe (task, ``eval:`` settings, seed).
+        run: the run directory holding the trained student (``student/train.json``).
+        modes: modes to score (default ``recipe.eval.modes``).
+        quiet: no progress bars.
+
+    Returns:
+        The metrics written to ``eval/metrics.json``.
+
+    Raises:
+        UserError: unknown mode, no trained student, a test split without gold answers.
+    """
+    from mindmirror.student.model import load_student
+    from mindmirror.tasks import load_task
+
+    cfg = recipe.eval
+    chosen = check_modes(modes or cfg.modes)
+    task, splits = load_task(recipe.task, recipe.seed)
+    test = list(splits.get("test", []))[: cfg.limit]
+    if not test:
+        raise UserError(f"task {recipe.task.name!r} has no test questions to evaluate")
+    if any(e.gold is None for e in test):
+        raise UserError("the test split has questions without gold answers; eval needs gold")
+    source = cfg.checkpoint or run.root
+    model, tok, kind = load_student(source)
+    student = Student(model, tok, kind)
+    if not quiet:
+        console.print(f"[bold]eval[/]: {len(test)} test questions, modes {', '.join(chosen)}")
+    runs = infer_modes(
+        student,
+        task,
+        [e.question for e in test],
+        chosen,
+        cfg,
+        choices=[e.choices for e in test],
+        seed=recipe.seed,
+        quiet=quiet,
+    )
+    metrics: dict[str, Any] = {
+        **run_labels(recipe),
+        "split": "test",
+        "questions": len(test),
+        "student": str(source),
+        "settings": cfg.model_dump(mode="json"),
+        "modes": {},
+    }
+    rows: list[dict[str, Any]] = []
+    for mode, mode_run in runs.items():
+        correct = [
+            bool(task.is_correct(p.answer, e.gold, e.choices))
+            for p, e in zip(mode_run.predictions, test, strict=True)
+        ]
+        metrics["modes"][mode] = mode_metrics(
+            mode_run.predictions,
+            correct,
+            mode_run.seconds,
+            resamples=cfg.bootstrap,
+            seed=recipe.seed,
+        )
+        rows.extend(_prediction_rows(mode_run, test, correct))
+    held_out = _held_out_records(run, test)
+    metrics["self_evaluation"] = self_evaluation_agreement(
+        student, held_out, batch_size=cfg.batch_size, max_input_tokens=cfg.max_input_tokens
+    )
+    run.eval.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(run.eval / "predictions.jsonl", rows)
+    _write_json(run.eval / "metrics.json", metrics)
+    return metrics
+
+
+def _prediction_rows(
+    mode_run: ModeRun, test: Sequence[Example], correct: Sequence[bool]
+) -> list[dict[str, Any]]:
+    return [
+        {"id": e.id, "gold": e.gold, "correct": ok, **p.to_dict()}
+        for p, e, ok in zip(mode_run.predictions, test, correct, strict=True)
+    ]
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """A few human lines for the CLI: accuracy [interval], parse rate, answers/s per mode."""
+    lines = []
+    for mode, m in metrics.get("modes", {}).items():
+        rate = f"{m['answers_per_s']:.2f}/s" if m.get("answers_per_s") else "-"
+        line = (
+            f"{mode:>6}: accuracy {m['accuracy']:.3f} [{m['low']:.3f}, {m['high']:.3f}] "
+            f"parse {m['parse_rate']:.2f} {rate}"
+        )
+        if "coverage" in m:
+            line += f" coverage {m['coverage']:.2f}"
+        lines.append(line)
+    agree = metrics.get("self_evaluation")
+    if agree:
+        lines.append(
+            f"self-evaluation on {agree['cots']} held-out CoTs: agrees with teacher "
+            f"{_pct(agree['teacher'])}, with gold {_pct(agree['gold'])}"
+        )
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"

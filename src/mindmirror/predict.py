@@ -1,0 +1,195 @@
+"""`mindmirror predict`: answer questions with a trained student, from Python, a list or a file.
+
+Python API::
+
+    from mindmirror.predict import Predictor
+    predictor = Predictor.load("runs/demo")          # a run directory or a student folder
+    for p in predictor.predict(["Tom has 3 apples ..."], mode="mirror"):
+        print(p.answer, p.verdict, p.confidence, p.abstained, p.cot)
+
+Files: ``predict_file`` reads JSONL (one object per line with ``question``, optional ``id`` and
+``choices``) and writes JSONL, one prediction per input line in the same order.
+
+The task (how answers are parsed) comes from the run's ``recipe.yaml`` (found from the run
+directory or from a student folder inside it), or from ``task`` (a built-in task name or an
+answer family) for a student folder on its own. The default mode is ``mirror`` for students
+trained with self-evaluation (``mind_mirror*`` methods) and ``cot`` otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mindmirror.config import EvalConfig, Recipe, ServeConfig, TaskConfig, load_recipe
+from mindmirror.errors import UserError
+from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
+from mindmirror.tasks.base import Task
+
+BUILTIN_TASKS = ("svamp", "gsm8k", "cqa", "anli", "arith")
+FAMILIES = ("equation", "number", "choice")
+
+
+def find_recipe(path: Path) -> Path | None:
+    """The run's ``recipe.yaml`` for a run directory or a student folder inside one."""
+    for folder in [path, *path.resolve().parents][:5]:
+        if (folder / "recipe.yaml").is_file():
+            return folder / "recipe.yaml"
+    return None
+
+
+def resolve_task(path: Path, task: str | None) -> tuple[TaskConfig, Recipe | None]:
+    """The task config from ``task`` (a built-in name or an answer family) or the run's recipe,
+    and the run's recipe when there is one."""
+    recipe_path = find_recipe(path)
+    recipe = load_recipe(recipe_path) if recipe_path else None
+    names = ", ".join(BUILTIN_TASKS + FAMILIES)
+    if task is None:
+        if recipe is None:
+            raise UserError(
+                f"cannot tell the task of {path}: give a run directory, or a task ({names})"
+            )
+        return recipe.task, recipe
+    if task in BUILTIN_TASKS:
+        return TaskConfig(name=task), recipe  # type: ignore[arg-type]
+    if task in FAMILIES:
+        return TaskConfig(name="generic", family=task), recipe  # type: ignore[arg-type]
+    raise UserError(f"unknown task {task!r}: choose from {names}")
+
+
+def default_mode(recipe: Recipe | None) -> str:
+    """``mirror`` when the student learnt self-evaluation, else ``cot``."""
+    method = getattr(getattr(recipe, "train", None), "method", None)
+    return "mirror" if method in ("mind_mirror", "mind_mirror_joint") else "cot"
+
+
+@dataclass
+class Predictor:
+    """A loaded student with its task and inference settings (``recipe.eval`` of its run)."""
+
+    student: Student
+    task: Task
+    eval: EvalConfig
+    serve: ServeConfig
+    mode: str
+    seed: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path, *, task: str | None = None) -> Predictor:
+        """Load the student at ``path`` (run directory or student folder).
+
+        Raises:
+            UserError: missing path, unknown task, or no way to tell the task.
+        """
+        from mindmirror.student.model import load_student
+        from mindmirror.tasks import build_task
+
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"student not found: {path} (give a run directory or student folder)")
+        task_cfg, recipe = resolve_task(path, task)
+        model, tok, kind = load_student(path)
+        return cls(
+            student=Student(model, tok, kind),
+            task=build_task(task_cfg),
+            eval=recipe.eval if recipe else EvalConfig(),
+            serve=recipe.serve if recipe else ServeConfig(),
+            mode=default_mode(recipe),
+            seed=recipe.seed if recipe else 0,
+        )
+
+    def predict(
+        self,
+        questions: Sequence[str],
+        mode: str | None = None,
+        *,
+        choices: Sequence[Choices] | None = None,
+        quiet: bool = True,
+    ) -> list[Prediction]:
+        """Answer ``questions`` in ``mode`` (default: the predictor's)."""
+        chosen = mode or self.mode
+        if chosen not in MODES:
+            raise UserError(f"unknown mode {chosen!r}: choose from {', '.join(MODES)}")
+        return infer(
+            self.student,
+            self.task,
+            questions,
+            chosen,  # type: ignore[arg-type]
+            self.eval,
+            choices=choices,
+            seed=self.seed,
+            quiet=quiet,
+        )
+
+
+def predict(
+    path: str | Path,
+    questions: Sequence[str],
+    mode: str | None = None,
+    *,
+    task: str | None = None,
+    quiet: bool = True,
+) -> list[Prediction]:
+    """Load the student at ``path`` and answer ``questions`` (see ``Predictor``)."""
+    return Predictor.load(path, task=task).predict(questions, mode, quiet=quiet)
+
+
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    """JSONL rows with a non-empty ``question``; UserError naming the file and line otherwise."""
+    if not path.is_file():
+        raise UserError(f"questions file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(f"{path}:{lineno}: not a JSON object") from None
+            if not isinstance(row, dict) or not str(row.get("question") or "").strip():
+                raise UserError(f'{path}:{lineno}: needs a "question" field with text')
+            if row.get("choices") is not None and not isinstance(row["choices"], list):
+                raise UserError(f'{path}:{lineno}: "choices" must be a list of strings')
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no questions in it")
+    return rows
+
+
+def prediction_row(source: dict[str, Any], index: int, p: Prediction) -> dict[str, Any]:
+    """One output line: the input's id (or its line index) and the prediction."""
+    return {"id": source.get("id", index), **p.to_dict()}
+
+
+def predict_file(
+    path: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    mode: str | None = None,
+    *,
+    task: str | None = None,
+    quiet: bool = False,
+) -> int:
+    """Answer every question of a JSONL file into a JSONL file; return how many were answered.
+
+    The output is written to a temporary file and renamed, so it is never half-written.
+    """
+    rows = read_questions(Path(input_path))
+    predictor = Predictor.load(path, task=task)
+    choices = [tuple(r["choices"]) if r.get("choices") else None for r in rows]
+    preds = predictor.predict(
+        [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet
+    )
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for i, (row, p) in enumerate(zip(rows, preds, strict=True)):
+            handle.write(json.dumps(prediction_row(row, i, p), ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    return len(preds)

@@ -1,0 +1,437 @@
+"""`mindmirror report`: tables and plots of whatever a run directory holds.
+
+Reads, when present: ``teacher/summary.json`` (teaching), ``student/*/curve.json`` (validation
+curves), ``eval/metrics.json`` (this run's evaluation) and every ``**/eval/metrics.json`` below
+the run directory (the cells of an experiment grid, each labelled by the ``method``,
+``num_cots`` and ``seed`` its metrics carry). Sections whose inputs are missing are skipped.
+
+Writes ``report.md`` (tables, plots linked from ``plots/``) and ``report.html`` (self-contained:
+the same plots embedded as base64 PNG), plus ``plots/*.png``. Seeds of one (method, N) cell are
+averaged; the error bar is then the standard error over seeds, and for a single seed the
+bootstrap 95% interval of the evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from mindmirror.errors import UserError
+from mindmirror.rundir import RunDir
+
+MODE_ORDER = ("answer", "cot", "vote", "mirror")
+METHOD_ORDER = (
+    "standard",
+    "distill",
+    "step_by_step",
+    "multi_cot",
+    "mind_mirror",
+    "mind_mirror_joint",
+)
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, Markdown body lines and plot file names."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(
+            f"{path}: cannot read it as JSON ({error}); re-run the step that writes it"
+        ) from None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "-"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _save(fig: Figure, run: RunDir, name: str) -> str:
+    run.plots.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(run.plots / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+def teacher_section(run: RunDir) -> Section | None:
+    """Teacher quality and cost from ``teacher/summary.json``."""
+    if not run.summary.is_file():
+        return None
+    s = _read_json(run.summary)
+    rows = [
+        ["model", s.get("model")],
+        ["backend", s.get("backend")],
+        ["evaluator", s.get("evaluator")],
+        ["questions", ", ".join(f"{k} {v}" for k, v in (s.get("questions") or {}).items())],
+        ["CoTs", s.get("cots")],
+        ["parse rate", s.get("parse_rate")],
+        ["teacher accuracy (CoTs)", s.get("teacher_accuracy")],
+        ["questions with a correct CoT", s.get("questions_with_correct")],
+        ["verdict agreement with gold", s.get("verdict_agreement")],
+        ["tokens in / out", f"{s.get('tokens_in', 0)} / {s.get('tokens_out', 0)}"],
+        ["cost (USD)", s.get("cost_usd")],
+        ["wall time (s)", s.get("wall_s")],
+    ]
+    return Section("Teacher", _table(["", "value"], [r for r in rows if r[1] is not None]))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def training_section(run: RunDir) -> Section | None:
+    """Validation curves of each training stage (``student/<stage>/curve.json``)."""
+    curves = {p.parent.name: _read_json(p) for p in sorted(run.student.glob("*/curve.json"))}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    section = Section("Training (validation)")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    rows = []
+    for stage, points in curves.items():
+        for key in sorted({k for p in points for k in p if k.startswith("eval_")} - {"eval_loss"}):
+            xs = [p.get("step", i) for i, p in enumerate(points) if key in p]
+            ys = [p[key] for p in points if key in p]
+            if key.endswith(("_runtime", "_per_second")):
+                continue
+            ax.plot(xs, ys, marker="o", label=f"{stage}: {key.removeprefix('eval_')}")
+            rows.append([stage, key.removeprefix("eval_"), max(ys), ys[-1], len(ys)])
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation metric")
+    ax.legend(fontsize=7)
+    section.lines = _table(["stage", "metric", "best", "last", "evaluations"], rows)
+    section.plots.append(_save(fig, run, "training_curves.png"))
+    return section
+
+
+# ------------------------------------------------------------------------------ eval
+
+
+def _label(m: dict[str, Any]) -> str:
+    method = m.get("method") or m.get("name") or "student"
+    return f"{method} (N={m['num_cots']})" if m.get("num_cots") else str(method)
+
+
+@dataclass
+class Cell:
+    """Mean accuracy of one (method, N, mode) over seeds, with its error bar."""
+
+    accuracy: float
+    low: float
+    high: float
+    seeds: int
+
+
+def _cells(metrics: list[dict[str, Any]]) -> dict[tuple[str, int | None, str], Cell]:
+    grouped: dict[tuple[str, int | None, str], list[dict[str, Any]]] = defaultdict(list)
+    for m in metrics:
+        for mode, values in m.get("modes", {}).items():
+            grouped[
+                (m.get("method") or m.get("name") or "student", m.get("num_cots"), mode)
+            ].append(values)
+    cells = {}
+    for key, runs in grouped.items():
+        accs = [r["accuracy"] for r in runs]
+        mean = statistics.fmean(accs)
+        if len(runs) > 1:
+            se = statistics.stdev(accs) / math.sqrt(len(accs))
+            cells[key] = Cell(mean, mean - se, mean + se, len(runs))
+        else:
+            cells[key] = Cell(mean, runs[0].get("low", mean), runs[0].get("high", mean), 1)
+    return cells
+
+
+def _order(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def accuracy_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
+    """Methods x modes: the comparison table and bars with their intervals."""
+    cells = _cells(metrics)
+    if not cells:
+        return None
+    modes = [m for m in MODE_ORDER if any(k[2] == m for k in cells)]
+    groups = sorted({(k[0], k[1]) for k in cells}, key=lambda g: (_order(g[0]), g[1] or 0))
+    section = Section("Test accuracy (methods x modes)")
+    rows = []
+    for method, n in groups:
+        row: list[Any] = [method, n]
+        for mode in modes:
+            cell = cells.get((method, n, mode))
+            row.append(
+                "-" if cell is None else f"{cell.accuracy:.3f} [{cell.low:.3f}, {cell.high:.3f}]"
+            )
+        row.append(max((c.seeds for k, c in cells.items() if k[:2] == (method, n)), default=0))
+        rows.append(row)
+    section.lines = _table(["method", "N", *modes, "seeds"], rows)
+    section.lines.append("")
+    section.lines.append(
+        "Intervals: bootstrap 95% for one seed; mean ± standard error over seeds otherwise."
+    )
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * len(modes) / 2), 3.8))
+    width = 0.8 / max(1, len(modes))
+    for j, mode in enumerate(modes):
+        xs, ys, errs = [], [], [[], []]
+        for i, (method, n) in enumerate(groups):
+            cell = cells.get((method, n, mode))
+            if cell is None:
+                continue
+            xs.append(i + (j - (len(modes) - 1) / 2) * width)
+            ys.append(cell.accuracy)
+            errs[0].append(max(0.0, cell.accuracy - cell.low))
+            errs[1].append(max(0.0, cell.high - cell.accuracy))
+        ax.bar(xs, ys, width, yerr=errs, capsize=3, label=mode)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{m}\nN={n}" if n else m for m, n in groups], fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    section.plots.append(_save(fig, run, "accuracy_by_method.png"))
+    return section
+
+
+def num_cots_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
+    """Accuracy against the number of CoTs, for methods evaluated at several N."""
+    cells = _cells(metrics)
+    lines: dict[tuple[str, str], list[tuple[int, Cell]]] = defaultdict(list)
+    for (method, n, mode), cell in cells.items():
+        if n is not None:
+            lines[(method, mode)].append((n, cell))
+    lines = {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items() if len(v) > 1}
+    if not lines:
+        return None
+    section = Section("Accuracy vs number of CoTs")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    rows = []
+    for (method, mode), points in sorted(lines.items(), key=lambda kv: (_order(kv[0][0]), kv[0])):
+        ns = [n for n, _ in points]
+        ys = [c.accuracy for _, c in points]
+        err = [[c.accuracy - c.low for _, c in points], [c.high - c.accuracy for _, c in points]]
+        ax.errorbar(ns, ys, yerr=err, marker="o", capsize=3, label=f"{method} / {mode}")
+        rows += [[method, mode, n, c.accuracy, c.seeds] for n, c in points]
+    ax.set_xlabel("CoTs per training question (N)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7)
+    section.lines = _table(["method", "mode", "N", "accuracy", "seeds"], rows)
+    section.plots.append(_save(fig, run, "accuracy_vs_num_cots.png"))
+    return section
+
+
+def risk_coverage_section(run: RunDir, own: dict[str, Any] | None) -> Section | None:
+    """Risk-coverage curves of this run's modes: accuracy answering the most confident x%."""
+    modes = (own or {}).get("modes", {})
+    curves = {m: v["risk_coverage"] for m, v in modes.items() if v.get("risk_coverage")}
+    if not curves:
+        return None
+    section = Section("Selective prediction (risk-coverage)")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    rows = []
+    for mode, curve in curves.items():
+        ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], label=mode)
+        v = modes[mode]
+        rows.append(
+            [mode, v.get("accuracy"), v.get("aurc"), v.get("coverage"), v.get("selective_accuracy")]
+        )
+    ax.set_xlabel("coverage (share of questions answered, most confident first)")
+    ax.set_ylabel("accuracy on answered")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    section.lines = _table(
+        [
+            "mode",
+            "accuracy (full coverage)",
+            "AURC (lower is better)",
+            "mirror coverage",
+            "accuracy when not abstaining",
+        ],
+        rows,
+    )
+    section.plots.append(_save(fig, run, "risk_coverage.png"))
+    return section
+
+
+def teacher_vs_student_section(run: RunDir, own: dict[str, Any] | None) -> Section | None:
+    """Teacher accuracy and cost beside the student's accuracy and speed on test."""
+    if own is None or not run.summary.is_file():
+        return None
+    summary = _read_json(run.summary)
+    test = (summary.get("by_split") or {}).get("test") or {}
+    teacher_acc = test.get("teacher_accuracy", summary.get("teacher_accuracy"))
+    where = "test" if "teacher_accuracy" in test else "taught splits"
+    rows: list[list[Any]] = [
+        [
+            f"teacher {summary.get('model', '')} ({where}, per CoT)",
+            teacher_acc,
+            None,
+            summary.get("cost_usd"),
+        ],
+    ]
+    for mode, v in own.get("modes", {}).items():
+        rows.append([f"student / {mode}", v.get("accuracy"), v.get("answers_per_s"), 0.0])
+    section = Section("Teacher vs student")
+    section.lines = _table(["who", "accuracy", "answers/s", "cost (USD)"], rows)
+    agree = own.get("self_evaluation")
+    if agree:
+        section.lines += [
+            "",
+            f"Student self-evaluation on {agree['cots']} held-out teacher CoTs: agreement with "
+            f"the teacher's verdicts {_fmt(agree.get('teacher'))} "
+            f"(source: {', '.join(agree.get('teacher_source') or []) or '-'}), with gold "
+            f"correctness {_fmt(agree.get('gold'))}, AUROC of P(correct) {_fmt(agree.get('auroc'))}"
+            f"; the teacher's own agreement with gold {_fmt(agree.get('teacher_vs_gold'))}.",
+        ]
+    labels = [r[0].split(" (")[0] for r in rows]
+    values = [r[1] if isinstance(r[1], float | int) else 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(range(len(rows)), values, color=["#888"] + ["C0"] * (len(rows) - 1))
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, fontsize=7, rotation=15)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    section.plots.append(_save(fig, run, "teacher_vs_student.png"))
+    return section
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _all_metrics(run: RunDir) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """This run's own metrics, and the list to compare (grid cells, or this run alone)."""
+    own_path = run.eval / "metrics.json"
+    own = _read_json(own_path) if own_path.is_file() else None
+    cells = [
+        _read_json(p)
+        for p in sorted(run.root.glob("**/eval/metrics.json"))
+        if p.resolve() != own_path.resolve()
+    ]
+    return own, cells or ([own] if own else [])
+
+
+def build_sections(run: RunDir) -> list[Section]:
+    """Every section whose inputs exist, in reading order."""
+    own, compared = _all_metrics(run)
+    parts = [
+        accuracy_section(run, compared),
+        num_cots_section(run, compared),
+        risk_coverage_section(run, own),
+        teacher_vs_student_section(run, own),
+        teacher_section(run),
+        training_section(run),
+    ]
+    return [p for p in parts if p is not None]
+
+
+def _markdown(title: str, sections: list[Section]) -> str:
+    out = [f"# {title}", ""]
+    for section in sections:
+        out += [f"## {section.title}", "", *section.lines, ""]
+        out += [f"![{name}](plots/{name})" for name in section.plots]
+        out.append("")
+    return "\n".join(out)
+
+
+def _html(title: str, sections: list[Section], run: RunDir) -> str:
+    style = (
+        "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
+        "padding:.25em .6em;text-align:left}img{max-width:100%}"
+    )
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
+    for section in sections:
+        out.append(f"<h2>{html.escape(section.title)}</h2>")
+        out.append(_lines_html(section.lines))
+        for name in section.plots:
+            data = base64.b64encode((run.plots / name).read_bytes()).decode("ascii")
+            out.append(f"<p><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _lines_html(lines: list[str]) -> str:
+    """Markdown tables become HTML tables; other lines become paragraphs."""
+    out, table = [], []
+    for line in [*lines, ""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            cells = [[c.strip() for c in row.strip("|").split("|")] for row in table]
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in cells[2:]
+            )
+            out.append(f"<table><tr>{head}</tr>{body}</table>")
+            table = []
+        if line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(out)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def report(run: RunDir) -> Path:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png``; return the HTML's path.
+
+    Raises:
+        UserError: the run directory does not exist, or it holds nothing to report yet.
+    """
+    if not run.root.is_dir():
+        raise UserError(f"run directory not found: {run.root}")
+    sections = build_sections(run)
+    if not sections:
+        raise UserError(
+            f"{run.root}: nothing to report yet; run `mindmirror teach`, `train` or `eval` first"
+        )
+    title = f"mindmirror report: {run.root.name}"
+    _write(run.root / "report.md", _markdown(title, sections))
+    out = run.root / "report.html"
+    _write(out, _html(title, sections, run))
+    return out
+
+
+def main_table(run: RunDir) -> str:
+    """The methods x modes table as Markdown (what the demo prints at the end); '' if none."""
+    _, compared = _all_metrics(run)
+    section = accuracy_section(run, compared)
+    return "\n".join(section.lines) if section else ""

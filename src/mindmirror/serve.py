@@ -1,0 +1,343 @@
+"""`mindmirror serve`: an OpenAI-compatible HTTP API over a trained student (FastAPI + uvicorn).
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``. The last user
+message is the question. Any OpenAI client works (``base_url=http://127.0.0.1:PORT/v1``, any
+key); the response carries an extra ``mindmirror`` field with the mode, answer, verdict,
+confidence, abstention and samples.
+
+Modes (request field ``mindmirror: {"mode": ...}``, e.g. the openai client's
+``extra_body={"mindmirror": {"mode": "mirror"}}``; default ``serve.mode``):
+
+- ``answer`` / ``cot``: ``n`` choices, each one output (greedy when ``n`` is 1 and
+  ``temperature`` is 0 or unset, sampled otherwise). With ``cot`` and ``n`` this is what
+  ``teach`` needs, so the project's own student can act as a teacher server.
+- ``vote`` / ``mirror``: ``n`` (when > 1, else ``eval.num_samples``) sampled CoTs aggregated
+  into ONE choice: the chosen CoT; the samples are listed in the ``mindmirror`` field.
+
+Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413;
+``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
+message, or an unknown mode get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
+The model runs one request at a time (a lock); requests queue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mindmirror.config import EvalConfig, ServeConfig
+from mindmirror.errors import UserError
+from mindmirror.predict import Predictor
+from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
+from mindmirror.student.generate import generate
+from mindmirror.student.infer import MODES, Prediction, Student, infer_modes
+from mindmirror.tasks.base import Task
+
+console = Console(stderr=True)
+
+
+class ApiError(Exception):
+    """A bad request: answered with ``status`` and an OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+class Message(BaseModel):
+    """A chat message; ``content`` may be a string or a list of OpenAI content parts."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text (text parts joined)."""
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """The subset of the chat-completions request this server reads; other fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    n: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stream: bool | None = False
+    mindmirror: dict[str, Any] | None = None
+
+
+@dataclass
+class Served:
+    """What the server holds: the student, the task that parses answers, and settings."""
+
+    student: Student
+    task: Task
+    serve: ServeConfig
+    eval: EvalConfig
+    lock: threading.Lock
+
+
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return JSONResponse(body, status_code=status)
+
+
+def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, str, int, int]:
+    """Validate limits; return (question, mode, n, max_tokens)."""
+    if req.stream:
+        raise ApiError(400, "streaming is not supported; send stream=false", "stream")
+    users = [m for m in req.messages if m.role == "user"]
+    question = users[-1].text().strip() if users else ""
+    if not question:
+        raise ApiError(400, "no user message with text: the last user message is the question")
+    mode = str((req.mindmirror or {}).get("mode", cfg.mode))
+    if mode not in MODES:
+        raise ApiError(400, f"unknown mode {mode!r}: choose from {', '.join(MODES)}", "mode")
+    n = 1 if req.n is None else req.n
+    if not 1 <= n <= cfg.max_n:
+        raise ApiError(400, f"n must be between 1 and {cfg.max_n} (got {n})", "n")
+    max_tokens = req.max_completion_tokens or req.max_tokens
+    if max_tokens is not None and not 1 <= max_tokens <= cfg.max_tokens_limit:
+        raise ApiError(
+            400,
+            f"max_tokens must be between 1 and {cfg.max_tokens_limit} (got {max_tokens})",
+            "max_tokens",
+        )
+    return question, mode, n, max_tokens or 0
+
+
+def _sample_dict(p: Prediction, i: int) -> dict[str, Any]:
+    s = p.samples[i]
+    return {"text": s.text, "answer": s.answer, "verdict": s.verdict, "probs": s.probs}
+
+
+def _reasoning(
+    served: Served, question: str, mode: str, n: int, max_tokens: int, req: ChatRequest
+) -> tuple[list[str], dict[str, Any]]:
+    """``answer``/``cot``: n independent outputs, each parsed."""
+    cfg = served.eval
+    prefix = PREDICT if mode == "answer" else EXPLAIN
+    default_max = cfg.answer_max_tokens if mode == "answer" else cfg.max_new_tokens
+    temperature = cfg.temperature if req.temperature is None else req.temperature
+    greedy = temperature == 0.0 or (n == 1 and req.temperature is None)
+    if greedy and n > 1:
+        raise ApiError(400, "n > 1 needs temperature > 0 (greedy decoding has one answer)", "n")
+    (samples,) = generate(
+        served.student.model,
+        served.student.tokenizer,
+        [reasoning_input(prefix, question)],
+        num_samples=n,
+        sample=not greedy,
+        temperature=temperature,
+        top_p=req.top_p or cfg.top_p,
+        max_new_tokens=max_tokens or default_max,
+        batch_size=max(n, cfg.batch_size),
+        max_input_tokens=cfg.max_input_tokens,
+    )
+    parsed = [served.task.parse_answer(s.text) for s in samples]
+    first = samples[0]
+    extra = {
+        "mode": mode,
+        "answer": parsed[0],
+        "verdict": None,
+        "confidence": math.exp(first.logprob),
+        "abstained": False,
+        "samples": [
+            {"text": s.text, "answer": a, "confidence": math.exp(s.logprob)}
+            for s, a in zip(samples, parsed, strict=True)
+        ],
+    }
+    return [s.text for s in samples], extra
+
+
+def _aggregate(
+    served: Served, question: str, mode: str, n: int, max_tokens: int, req: ChatRequest
+) -> tuple[list[str], dict[str, Any]]:
+    """``vote``/``mirror``: K sampled CoTs, one chosen answer."""
+    update: dict[str, Any] = {"num_samples": n if n > 1 else served.eval.num_samples}
+    if req.temperature:
+        update["temperature"] = req.temperature
+    if req.top_p:
+        update["top_p"] = req.top_p
+    if max_tokens:
+        update["max_new_tokens"] = max_tokens
+    cfg = served.eval.model_copy(update=update)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    runs = infer_modes(served.student, served.task, [question], [mode], cfg, seed=seed)  # type: ignore[list-item]
+    pred = runs[mode].predictions[0]
+    extra = {
+        "mode": mode,
+        "answer": pred.answer,
+        "verdict": pred.verdict,
+        "confidence": pred.confidence,
+        "abstained": pred.abstained,
+        "samples": [_sample_dict(pred, i) for i in range(len(pred.samples))],
+    }
+    return [pred.cot or ""], extra
+
+
+def _count(tok: Any, text: str) -> int:
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def complete(served: Served, req: ChatRequest) -> dict[str, Any]:
+    """Answer one validated chat request (blocking; call it under ``served.lock``)."""
+    question, mode, n, max_tokens = _check(req, served.serve)
+    handler = _reasoning if mode in ("answer", "cot") else _aggregate
+    texts, extra = handler(served, question, mode, n, max_tokens, req)
+    tok = served.student.tokenizer
+    limit = max_tokens or (
+        served.eval.answer_max_tokens if mode == "answer" else served.eval.max_new_tokens
+    )
+    counts = [_count(tok, t) for t in texts]
+    prompt_tokens = _count(tok, question)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": served.serve.model_name,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "length" if count >= limit else "stop",
+            }
+            for i, (text, count) in enumerate(zip(texts, counts, strict=True))
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": sum(counts),
+            "total_tokens": prompt_tokens + sum(counts),
+        },
+        "mindmirror": extra,
+    }
+
+
+def create_app(served: Served) -> FastAPI:
+    """The FastAPI application over a loaded student."""
+    app = FastAPI(title="mindmirror student", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": served.serve.model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "mindmirror",
+                }
+            ],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > served.serve.max_body_bytes:
+            return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > served.serve.max_body_bytes:
+            return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
+        try:
+            req = ChatRequest.model_validate(json.loads(body))
+        except json.JSONDecodeError:
+            return _error(400, "the request body is not valid JSON")
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return _error(400, f"{where}: {first['msg']}", where or None)
+
+        def run() -> dict[str, Any]:
+            with served.lock:
+                return complete(served, req)
+
+        try:
+            return JSONResponse(await run_in_threadpool(run))
+        except ApiError as error:
+            return _error(error.status, error.message, error.param)
+
+    return app
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def load_served(path: str | Path, *, task: str | None = None) -> Served:
+    """Load a trained student (run directory or student folder) and its task for serving."""
+    predictor = Predictor.load(path, task=task)
+    return Served(
+        student=predictor.student,
+        task=predictor.task,
+        serve=predictor.serve,
+        eval=predictor.eval,
+        lock=threading.Lock(),
+    )
+
+
+def serve_main(
+    path: str | Path,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    mode: str | None = None,
+    task: str | None = None,
+    model_name: str | None = None,
+) -> None:
+    """Serve the student at ``path`` until interrupted (``mindmirror serve PATH``).
+
+    ``host``/``port``/``mode``/``model_name`` override the run's ``serve:`` settings; ``task``
+    names the task when ``path`` is a student folder outside a run directory.
+    """
+    import uvicorn
+
+    if mode is not None and mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    served = load_served(path, task=task)
+    update = {
+        k: v
+        for k, v in {"host": host, "port": port, "mode": mode, "model_name": model_name}.items()
+        if v is not None
+    }
+    served.serve = served.serve.model_copy(update=update)
+    cfg = served.serve
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            f"[yellow]warning[/]: listening on {cfg.host}, not loopback: anyone who "
+            "can reach this port can use the model (there is no authentication)"
+        )
+    console.print(
+        f"serving {cfg.model_name} ({served.student.kind}, mode {cfg.mode}) at "
+        f"http://{cfg.host}:{cfg.port}/v1"
+    )
+    uvicorn.run(create_app(served), host=cfg.host, port=cfg.port, log_level="warning")

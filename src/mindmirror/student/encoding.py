@@ -1,0 +1,117 @@
+"""Token ids of training rows and prompts, and the collator that pads batches dynamically.
+
+Seq2seq rows: the encoder reads the input, the decoder learns the target (labels = target ids).
+Causal rows: ``causal_prompt(input)`` then the target and EOS in one sequence; the prompt
+positions are ``-100`` in the labels, so only the target is learned. Training and generation
+use the same prompt ids (``prompt_ids``), so a trained student sees at inference exactly what
+it saw in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from mindmirror.student.formats import causal_prompt
+from mindmirror.student.losses import IGNORE
+from mindmirror.student.model import StudentKind
+from mindmirror.student.rows import Row
+
+
+def prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, kind: StudentKind, text: str, max_tokens: int
+) -> list[int]:
+    """Token ids the student reads for ``text`` (truncated to ``max_tokens``)."""
+    source = text if kind == "seq2seq" else causal_prompt(text)
+    ids: list[int] = tokenizer(source, truncation=True, max_length=max_tokens)["input_ids"]
+    return ids
+
+
+def target_ids(
+    tokenizer: PreTrainedTokenizerBase, kind: StudentKind, text: str, max_tokens: int
+) -> list[int]:
+    """Token ids the student learns to write for ``text``, ending in EOS unless truncated."""
+    if kind == "seq2seq":
+        # Seq2seq tokenizers (T5) append EOS themselves and keep it when truncating.
+        ids: list[int] = tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
+        return ids
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    if len(ids) < max_tokens and eos is not None:
+        return [*ids, eos]
+    # A truncated target must not teach the model to stop mid-sentence: no EOS then.
+    return ids[:max_tokens]
+
+
+def encode_row(
+    tokenizer: PreTrainedTokenizerBase,
+    kind: StudentKind,
+    row: Row,
+    *,
+    max_input_tokens: int,
+    max_target_tokens: int,
+) -> dict[str, Any]:
+    """One training feature: ``input_ids``, ``labels`` (``-100`` on the prompt) and ``weight``."""
+    source = prompt_ids(tokenizer, kind, row.input, max_input_tokens)
+    target = target_ids(tokenizer, kind, row.target, max_target_tokens)
+    if kind == "seq2seq":
+        return {"input_ids": source, "labels": target, "weight": row.weight}
+    return {
+        "input_ids": source + target,
+        "labels": [IGNORE] * len(source) + target,
+        "weight": row.weight,
+    }
+
+
+def feature_length(feature: dict[str, Any]) -> int:
+    """Cost proxy of a feature for length grouping: the longer of its two sequences."""
+    return max(len(feature["input_ids"]), len(feature["labels"]))
+
+
+def _pad(rows: list[list[int]], value: int, multiple: int | None) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    if multiple:
+        width = -(-width // multiple) * multiple
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+@dataclass
+class WeightedCollator:
+    """Pads a list of features to the batch's own longest row (right padding).
+
+    Returns ``input_ids``, ``attention_mask``, ``labels`` (``-100`` on padding), ``weight``
+    and, for seq2seq students, ``decoder_input_ids`` (labels shifted right behind the decoder
+    start token). Right padding is safe in training: positions count from the left.
+    """
+
+    pad_token_id: int
+    kind: StudentKind
+    decoder_start_token_id: int | None = None
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Collate features into one padded batch."""
+        inputs = [f["input_ids"] for f in features]
+        input_ids = _pad(inputs, self.pad_token_id, self.pad_to_multiple_of)
+        attention_mask = _pad([[1] * len(r) for r in inputs], 0, self.pad_to_multiple_of)
+        labels = _pad([f["labels"] for f in features], IGNORE, self.pad_to_multiple_of)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "weight": torch.tensor([float(f["weight"]) for f in features]),
+        }
+        if self.kind == "seq2seq":
+            start = self.decoder_start_token_id
+            if start is None:
+                start = self.pad_token_id
+            shifted = labels.new_full(labels.shape, self.pad_token_id)
+            shifted[:, 0] = start
+            shifted[:, 1:] = labels[:, :-1].masked_fill(
+                labels[:, :-1].eq(IGNORE), self.pad_token_id
+            )
+            batch["decoder_input_ids"] = shifted
+        return batch

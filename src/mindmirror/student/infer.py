@@ -1,0 +1,315 @@
+"""The four inference modes shared by eval, predict and serve.
+
+- ``answer``: ``predict:`` question -> answer, greedy (the paper's mode).
+- ``cot``: ``explain:`` question -> CoT, greedy, the answer parsed from the CoT.
+- ``vote``: K sampled CoTs, majority over their canonical answers (self-consistency).
+- ``mirror``: the same K CoTs, each judged by the student itself (``verdict:`` question + CoT);
+  votes are weighted by the student's P(correct). It abstains when it judges every sample
+  wrong or when the winning answer's confidence is under ``abstain_threshold``.
+
+Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
+output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
+summed P(correct) over K (so agreement and self-judged correctness both raise it).
+``vote`` and ``mirror`` share their K samples when both are asked for at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from mindmirror.config import EvalConfig, InferMode
+from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
+from mindmirror.student.generate import Sample, generate, verdict_probs
+from mindmirror.tasks.base import Task
+
+MODES: tuple[InferMode, ...] = ("answer", "cot", "vote", "mirror")
+Choices = tuple[str, ...] | None
+
+
+@dataclass
+class Student:
+    """A loaded student: model, tokenizer and kind (``seq2seq`` or ``causal``)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    kind: str
+
+
+@dataclass
+class Judged:
+    """One sampled CoT with its parsed answer and, in ``mirror`` mode, the student's verdict."""
+
+    text: str
+    answer: str | None
+    canonical: str | None
+    probs: dict[str, float] | None = None
+
+    @property
+    def p_correct(self) -> float:
+        """The student's P(correct) for this CoT (0 when it was not judged)."""
+        return self.probs["correct"] if self.probs else 0.0
+
+    @property
+    def verdict(self) -> str | None:
+        """The most likely verdict, or None when the CoT was not judged."""
+        return max(self.probs, key=self.probs.__getitem__) if self.probs else None
+
+
+@dataclass
+class Prediction:
+    """One question answered in one mode."""
+
+    mode: str
+    question: str
+    answer: str | None
+    canonical: str | None
+    confidence: float
+    cot: str | None = None
+    verdict: str | None = None
+    abstained: bool = False
+    samples: list[Judged] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (samples with their answers and verdict probabilities)."""
+        data = asdict(self)
+        data["samples"] = [
+            {"text": s.text, "answer": s.answer, "verdict": s.verdict, "probs": s.probs}
+            for s in self.samples
+        ]
+        return data
+
+
+def majority(canonicals: Sequence[str | None]) -> tuple[str | None, float]:
+    """The most frequent parsed answer and its share of all votes (ties: first seen wins)."""
+    return weighted_vote(canonicals, [1.0] * len(canonicals))
+
+
+def weighted_vote(
+    canonicals: Sequence[str | None], weights: Sequence[float]
+) -> tuple[str | None, float]:
+    """The parsed answer with the largest summed weight, and that sum over the sample count.
+
+    Unparsed samples (None) vote for nothing but still count in the denominator, so a question
+    where most samples fail to give an answer gets a low confidence. Ties: first seen wins.
+    """
+    totals: dict[str, float] = defaultdict(float)
+    for answer, weight in zip(canonicals, weights, strict=True):
+        if answer is not None:
+            totals[answer] += weight
+    if not totals:
+        return None, 0.0
+    winner = max(totals, key=totals.__getitem__)  # dicts keep first-seen order for ties
+    return winner, min(1.0, totals[winner] / len(canonicals))
+
+
+def _judged(task: Task, text: str, choices: Choices) -> Judged:
+    answer = task.parse_answer(text, choices)
+    canonical = task.canonical(answer, choices) if answer is not None else None
+    return Judged(text=text, answer=answer, canonical=canonical)
+
+
+def _greedy(
+    student: Student,
+    task: Task,
+    questions: Sequence[str],
+    choices: Sequence[Choices],
+    prefix: str,
+    cfg: EvalConfig,
+    quiet: bool,
+) -> list[Prediction]:
+    max_new = cfg.answer_max_tokens if prefix == PREDICT else cfg.max_new_tokens
+    outputs = generate(
+        student.model,
+        student.tokenizer,
+        [reasoning_input(prefix, q) for q in questions],
+        max_new_tokens=max_new,
+        batch_size=cfg.batch_size,
+        max_input_tokens=cfg.max_input_tokens,
+        progress=None if quiet else f"{prefix} (greedy)",
+    )
+    mode = "answer" if prefix == PREDICT else "cot"
+    preds = []
+    for question, opts, (sample,) in zip(questions, choices, outputs, strict=True):
+        judged = _judged(task, sample.text, opts)
+        preds.append(
+            Prediction(
+                mode=mode,
+                question=question,
+                answer=judged.answer,
+                canonical=judged.canonical,
+                confidence=_probability(sample),
+                cot=sample.text if mode == "cot" else None,
+                samples=[judged],
+            )
+        )
+    return preds
+
+
+def _probability(sample: Sample) -> float:
+    return math.exp(sample.logprob) if math.isfinite(sample.logprob) else 0.0
+
+
+def _sample_cots(
+    student: Student,
+    task: Task,
+    questions: Sequence[str],
+    choices: Sequence[Choices],
+    cfg: EvalConfig,
+    quiet: bool,
+) -> list[list[Judged]]:
+    outputs = generate(
+        student.model,
+        student.tokenizer,
+        [reasoning_input(EXPLAIN, q) for q in questions],
+        num_samples=cfg.num_samples,
+        sample=True,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        max_input_tokens=cfg.max_input_tokens,
+        progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
+    )
+    return [
+        [_judged(task, s.text, opts) for s in samples]
+        for opts, samples in zip(choices, outputs, strict=True)
+    ]
+
+
+def _judge(
+    student: Student,
+    questions: Sequence[str],
+    sampled: list[list[Judged]],
+    cfg: EvalConfig,
+) -> list[list[Judged]]:
+    """Copies of the samples with the student's verdict probabilities (one batched pass)."""
+    inputs = [
+        evaluation_input(VERDICT, q, s.text)
+        for q, samples in zip(questions, sampled, strict=True)
+        for s in samples
+    ]
+    probs = iter(
+        verdict_probs(
+            student.model,
+            student.tokenizer,
+            inputs,
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
+        )
+    )
+    return [[replace(s, probs=next(probs)) for s in samples] for samples in sampled]
+
+
+def vote_prediction(question: str, samples: list[Judged]) -> Prediction:
+    """Self-consistency: the majority answer; its first CoT is the one shown."""
+    winner, share = majority([s.canonical for s in samples])
+    best = next((s for s in samples if winner is not None and s.canonical == winner), None)
+    return Prediction(
+        mode="vote",
+        question=question,
+        answer=best.answer if best else None,
+        canonical=winner,
+        confidence=share,
+        cot=best.text if best else (samples[0].text if samples else None),
+        samples=samples,
+    )
+
+
+def mirror_prediction(question: str, samples: list[Judged], abstain_threshold: float) -> Prediction:
+    """Votes weighted by the student's own P(correct); the CoT shown is the winning answer's
+    most trusted one. Abstains when every sample is judged wrong or confidence is too low."""
+    winner, confidence = weighted_vote(
+        [s.canonical for s in samples], [s.p_correct for s in samples]
+    )
+    backers = [s for s in samples if winner is not None and s.canonical == winner]
+    best = max(backers, key=lambda s: s.p_correct) if backers else None
+    all_wrong = bool(samples) and all(s.verdict == "wrong" for s in samples)
+    return Prediction(
+        mode="mirror",
+        question=question,
+        answer=best.answer if best else None,
+        canonical=winner,
+        confidence=confidence,
+        cot=best.text if best else (samples[0].text if samples else None),
+        verdict=best.verdict if best else None,
+        abstained=winner is None or all_wrong or confidence < abstain_threshold,
+        samples=samples,
+    )
+
+
+@dataclass
+class ModeRun:
+    """Predictions of one mode with the seconds spent producing them."""
+
+    predictions: list[Prediction]
+    seconds: float
+
+
+def infer_modes(
+    student: Student,
+    task: Task,
+    questions: Sequence[str],
+    modes: Sequence[InferMode],
+    cfg: EvalConfig,
+    *,
+    choices: Sequence[Choices] | None = None,
+    seed: int = 0,
+    quiet: bool = True,
+) -> dict[str, ModeRun]:
+    """Answer every question in each requested mode.
+
+    ``vote`` and ``mirror`` share one set of K sampled CoTs; their ``seconds`` both include the
+    sampling time and ``mirror``'s adds the judging pass, so answers/s stays honest per mode.
+    Sampling is seeded with ``seed``.
+    """
+    opts: Sequence[Choices] = choices if choices is not None else [None] * len(questions)
+    runs: dict[str, ModeRun] = {}
+    for mode, prefix in (("answer", PREDICT), ("cot", EXPLAIN)):
+        if mode in modes:
+            start = time.perf_counter()
+            preds = _greedy(student, task, questions, opts, prefix, cfg, quiet)
+            runs[mode] = ModeRun(preds, time.perf_counter() - start)
+    if "vote" in modes or "mirror" in modes:
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        sampled = _sample_cots(student, task, questions, opts, cfg, quiet)
+        sampling = time.perf_counter() - start
+        if "vote" in modes:
+            preds = [vote_prediction(q, s) for q, s in zip(questions, sampled, strict=True)]
+            runs["vote"] = ModeRun(preds, sampling)
+        if "mirror" in modes:
+            start = time.perf_counter()
+            judged = _judge(student, questions, sampled, cfg)
+            judging = time.perf_counter() - start
+            preds = [
+                mirror_prediction(q, s, cfg.abstain_threshold)
+                for q, s in zip(questions, judged, strict=True)
+            ]
+            runs["mirror"] = ModeRun(preds, sampling + judging)
+    return {mode: runs[mode] for mode in modes}
+
+
+def infer(
+    student: Student,
+    task: Task,
+    questions: Sequence[str],
+    mode: InferMode,
+    cfg: EvalConfig,
+    *,
+    choices: Sequence[Choices] | None = None,
+    seed: int = 0,
+    quiet: bool = True,
+) -> list[Prediction]:
+    """Answer every question in one mode (see ``infer_modes``)."""
+    runs = infer_modes(
+        student, task, questions, [mode], cfg, choices=choices, seed=seed, quiet=quiet
+    )
+    return runs[mode].predictions

@@ -1,0 +1,270 @@
+"""Training rows for every method of the paper, built from teacher records (pure functions).
+
+A row is one (task prefix, input, target, weight). Short targets (``predict:``, ``verdict:``)
+weigh ``alpha`` and long ones (``explain:``, ``critique:``) ``1 - alpha``: the paper's loss
+``alpha * L(short) + (1 - alpha) * L(long)`` becomes a per-row weight inside one mixed batch.
+
+Methods and their stages:
+
+============================  =====================================  ============================
+method                        stage ``evaluation`` (self-eval)        stage ``reasoning``
+============================  =====================================  ============================
+``standard``                  -                                      predict -> gold (weight 1)
+``distill``                   -                                      predict -> teacher majority
+``step_by_step``              -                                      predict + explain, 1 CoT
+``multi_cot``                 -                                      predict + explain, N CoTs
+``mind_mirror``               verdict + critique, N CoTs x M evals   as ``multi_cot``
+``mind_mirror_joint``         -  (one stage ``joint``: both row sets mixed)
+============================  =====================================  ============================
+
+Choices made here:
+
+- CoTs: the first ``num_cots`` CoTs *whose answer parsed*; unparsed CoTs are skipped and
+  counted (``RowStats.cots_unparsed``). ``step_by_step`` is the same with ``num_cots = 1``.
+- ``distill``'s label: the majority over the parsed teacher answers (compared by the task's
+  canonical form); a tie goes to the earliest CoT among the tied answers.
+- ``labels: teacher`` (the paper's setting): each CoT contributes one ``predict:`` row whose
+  target is *that CoT's* answer. ``labels: gold``: the ``predict:`` target is gold; the CoTs
+  (``explain:`` targets) are unchanged, wrong ones included, as in Distilling Step-by-Step.
+- Evaluations: the first ``num_evals`` of each used CoT; those without a parsed verdict are
+  skipped and counted. The gold evaluator's empty critique gives no ``critique:`` row.
+
+Deduplication (where the speed comes from): the paper's rows repeat themselves: every
+(question, CoT) pair carries a ``predict:`` row, so a question with N CoTs that agree has N
+identical ``predict:`` rows, and M evaluations agreeing on a verdict give M identical
+``verdict:`` rows. ``dedupe`` merges identical (prefix, input, target) rows into one row whose
+weight is the sum. The training objective is a weighted sum of per-row losses
+(``losses.py``), so ``sum_i w * L(row) == (sum_i w) * L(row)``: an epoch applies the same total
+gradient (to first order) with fewer rows, fewer forward passes and fewer steps. Differing
+teacher answers stay separate rows, i.e. a soft label weighted by the teacher's vote counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mindmirror.records import Cot, Record
+from mindmirror.student.formats import (
+    CRITIQUE,
+    EXPLAIN,
+    PREDICT,
+    SHORT_TASKS,
+    VERDICT,
+    evaluation_input,
+    reasoning_input,
+    verdict_target,
+)
+from mindmirror.tasks.base import Task
+
+Method = Literal[
+    "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
+]
+METHODS: tuple[Method, ...] = (
+    "standard",
+    "distill",
+    "step_by_step",
+    "multi_cot",
+    "mind_mirror",
+    "mind_mirror_joint",
+)
+Stage = Literal["evaluation", "reasoning", "joint"]
+Labels = Literal["teacher", "gold"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One training example: ``input`` -> ``target`` under ``prefix``, weighted by ``weight``."""
+
+    prefix: str
+    input: str
+    target: str
+    weight: float
+    question_id: str
+
+
+@dataclass
+class RowStats:
+    """What building rows kept and skipped (reported in ``student/train.json``)."""
+
+    questions: int = 0
+    questions_skipped: int = 0
+    cots_used: int = 0
+    cots_unparsed: int = 0
+    evals_used: int = 0
+    evals_unparsed: int = 0
+    rows_before_dedupe: int = 0
+    rows: int = 0
+    by_prefix: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """How to turn records into rows (the ``train:`` settings that matter here)."""
+
+    method: Method
+    labels: Labels = "teacher"
+    num_cots: int = 5
+    num_evals: int = 5
+    alpha: float = 0.5
+    dedupe: bool = True
+
+
+def stages(method: Method) -> list[Stage]:
+    """Training stages of a method, in order (``mind_mirror`` has two)."""
+    if method == "mind_mirror":
+        return ["evaluation", "reasoning"]
+    if method == "mind_mirror_joint":
+        return ["joint"]
+    return ["reasoning"]
+
+
+def short_or_long_weight(prefix: str, alpha: float) -> float:
+    """``alpha`` for short targets (predict, verdict), ``1 - alpha`` for long ones."""
+    return alpha if prefix in SHORT_TASKS else 1.0 - alpha
+
+
+def used_cots(record: Record, limit: int) -> tuple[list[Cot], int]:
+    """The first ``limit`` parsed CoTs of a record, and how many unparsed ones were passed."""
+    used: list[Cot] = []
+    unparsed = 0
+    for cot in record.cots:
+        if len(used) == limit:
+            break
+        if cot.parsed and cot.answer is not None:
+            used.append(cot)
+        else:
+            unparsed += 1
+    return used, unparsed
+
+
+def majority_answer(cots: list[Cot], task: Task, choices: tuple[str, ...] | None) -> str | None:
+    """Most frequent answer (by canonical form) over parsed CoTs; ties -> the earliest CoT's."""
+    answers = [c.answer for c in cots if c.parsed and c.answer is not None]
+    keys = [task.canonical(a, choices) or a.strip() for a in answers]
+    if not keys:
+        return None
+    counts = Counter(keys)
+    best = max(counts.values())
+    # Counter keeps first-seen order and max() the first maximum: the earliest tied CoT wins.
+    winner = next(k for k in counts if counts[k] == best)
+    return answers[keys.index(winner)]
+
+
+def _choices(record: Record) -> tuple[str, ...] | None:
+    return tuple(record.choices) if record.choices else None
+
+
+def _row(prefix: str, text_in: str, target: str, weight: float, qid: str) -> Row:
+    return Row(prefix=prefix, input=text_in, target=target, weight=weight, question_id=qid)
+
+
+def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -> list[Row]:
+    """``predict:``/``explain:`` rows of one question (all reasoning methods)."""
+    choices = _choices(record)
+    predict_in = reasoning_input(PREDICT, record.question)
+    if spec.method == "standard":
+        if record.gold is None:
+            stats.questions_skipped += 1
+            return []
+        return [_row(PREDICT, predict_in, task.answer_text(record.gold), 1.0, record.id)]
+    limit = 1 if spec.method == "step_by_step" else spec.num_cots
+    if spec.method == "distill":
+        limit = len(record.cots)
+    cots, unparsed = used_cots(record, limit)
+    stats.cots_unparsed += unparsed
+    if spec.method == "distill":
+        label = majority_answer(cots, task, choices)
+        if label is None:
+            stats.questions_skipped += 1
+            return []
+        return [_row(PREDICT, predict_in, task.answer_text(label), 1.0, record.id)]
+    if not cots and (spec.labels == "teacher" or record.gold is None):
+        stats.questions_skipped += 1
+        return []
+    stats.cots_used += len(cots)
+    w_short = short_or_long_weight(PREDICT, spec.alpha)
+    w_long = short_or_long_weight(EXPLAIN, spec.alpha)
+    if spec.labels == "gold" and record.gold is not None:
+        # The paper pairs every CoT with a predict row; with gold labels all share one target.
+        gold = task.answer_text(record.gold)
+        rows = [_row(PREDICT, predict_in, gold, w_short, record.id)] * max(1, len(cots))
+    else:
+        rows = [
+            _row(PREDICT, predict_in, task.answer_text(c.answer or ""), w_short, record.id)
+            for c in cots
+        ]
+    explain_in = reasoning_input(EXPLAIN, record.question)
+    rows += [_row(EXPLAIN, explain_in, c.text, w_long, record.id) for c in cots]
+    return rows
+
+
+def evaluation_rows(record: Record, spec: RowSpec, stats: RowStats) -> list[Row]:
+    """``verdict:``/``critique:`` rows of one question: N CoTs x M evaluations."""
+    cots, unparsed = used_cots(record, spec.num_cots)
+    stats.cots_unparsed += unparsed
+    rows: list[Row] = []
+    w_short = short_or_long_weight(VERDICT, spec.alpha)
+    w_long = short_or_long_weight(CRITIQUE, spec.alpha)
+    for cot in cots:
+        for evaluation in cot.evaluations[: spec.num_evals]:
+            if not evaluation.parsed or evaluation.verdict is None:
+                stats.evals_unparsed += 1
+                continue
+            stats.evals_used += 1
+            verdict_in = evaluation_input(VERDICT, record.question, cot.text)
+            target = verdict_target(evaluation.verdict)
+            rows.append(_row(VERDICT, verdict_in, target, w_short, record.id))
+            if evaluation.text.strip():
+                critique_in = evaluation_input(CRITIQUE, record.question, cot.text)
+                rows.append(_row(CRITIQUE, critique_in, evaluation.text, w_long, record.id))
+    if not rows:
+        stats.questions_skipped += 1
+    return rows
+
+
+def dedupe_rows(rows: Iterable[Row]) -> list[Row]:
+    """Merge identical (prefix, input, target) rows, summing weights; first-seen order kept."""
+    merged: dict[tuple[str, str, str], Row] = {}
+    for row in rows:
+        key = (row.prefix, row.input, row.target)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = row
+        else:
+            merged[key] = _row(row.prefix, row.input, row.target, seen.weight + row.weight,
+                               seen.question_id)  # fmt: skip
+    return list(merged.values())
+
+
+def build_rows(
+    records: Iterable[Record], task: Task, spec: RowSpec, stage: Stage
+) -> tuple[list[Row], RowStats]:
+    """Rows of one training stage from the *train* records (other splits are ignored)."""
+    stats = RowStats()
+    rows: list[Row] = []
+    for record in records:
+        if record.split != "train":
+            continue
+        stats.questions += 1
+        if stage == "evaluation":
+            rows += evaluation_rows(record, spec, stats)
+        elif stage == "reasoning":
+            rows += reasoning_rows(record, task, spec, stats)
+        else:
+            # Joint: both skills in one stage; a question or CoT is counted once.
+            skipped = stats.questions_skipped
+            reasoning = reasoning_rows(record, task, spec, stats)
+            unparsed = stats.cots_unparsed
+            evaluation = evaluation_rows(record, spec, stats)
+            stats.cots_unparsed = unparsed
+            stats.questions_skipped = skipped + int(not reasoning and not evaluation)
+            rows += reasoning + evaluation
+    stats.rows_before_dedupe = len(rows)
+    if spec.dedupe:
+        rows = dedupe_rows(rows)
+    stats.rows = len(rows)
+    stats.by_prefix = dict(Counter(row.prefix for row in rows))
+    return rows, stats

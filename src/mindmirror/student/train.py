@@ -1,0 +1,272 @@
+"""``mindmirror train``: teacher records in, the best student on validation out.
+
+Reads top to bottom: records -> rows of each stage -> a student (LoRA optional) -> Trainer ->
+the best checkpoint on validation saved as ``student/<stage>/best/`` with its validation curve.
+``mind_mirror`` runs two stages; the second starts from the first one's best weights.
+
+Run directory outputs::
+
+    student/<stage>/checkpoints/   Trainer checkpoints (resume after a kill: run it again)
+    student/<stage>/best/          the chosen student (load_student(path) loads it)
+    student/<stage>/curve.json     validation metrics at every evaluation
+    student/<stage>/result.json    rows kept/skipped, best metric, steps, throughput
+    student/train.json             resolved recipe, seed, library versions, per-stage results,
+                                   and ``final``: the student later commands use
+
+Multi-process: ``accelerate launch --num_processes 2 -m mindmirror train RECIPE`` (add
+``--cpu`` without GPUs); every process builds the same rows, Trainer shards the batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from transformers import PrinterCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from mindmirror.config import Recipe, TrainConfig, dump_recipe
+from mindmirror.errors import UserError
+from mindmirror.records import Record, read_records
+from mindmirror.rundir import RunDir
+from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
+from mindmirror.student.model import add_lora, load_student, save_student
+from mindmirror.student.rows import RowSpec, Stage, build_rows, stages
+from mindmirror.student.trainer import RichProgress, StudentTrainer
+from mindmirror.student.validate import metric_name, validation_items
+from mindmirror.tasks import build_task
+from mindmirror.tasks.base import Task
+
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "mindmirror")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide what training does."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    """bf16 autocast when asked, or on ``auto`` when a GPU supports it; fp16 never (T5)."""
+    if cfg.precision == "bf16":
+        return True
+    if cfg.precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return False
+
+
+def row_spec(cfg: TrainConfig) -> RowSpec:
+    """The row-building settings of a training config."""
+    return RowSpec(
+        method=cfg.method,
+        labels=cfg.labels,
+        num_cots=cfg.num_cots,
+        num_evals=cfg.num_evals,
+        alpha=cfg.alpha,
+        dedupe=cfg.dedupe,
+    )
+
+
+def training_args(cfg: TrainConfig, stage: Stage, out: Path, seed: int) -> TrainingArguments:
+    """Trainer arguments: evaluation and checkpoints on the same schedule, best on validation."""
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    epochs = cfg.stage1_epochs if stage == "evaluation" and cfg.stage1_epochs else cfg.epochs
+    return TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup,
+        lr_scheduler_type=cfg.scheduler,
+        bf16=use_bf16(cfg),
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric_name(stage),
+        greater_is_better=True,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        remove_unused_columns=False,
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in entry.items() if k.startswith("eval_") or k in ("step", "epoch")}
+        for entry in log_history
+        if any(k.startswith("eval_") for k in entry)
+    ]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def train_stage(
+    stage: Stage,
+    init: str | Path,
+    records: list[Record],
+    task: Task,
+    recipe: Recipe,
+    run: RunDir,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train one stage from ``init``; return its result (also in ``student/<stage>/result.json``).
+
+    A finished stage (its ``result.json`` exists) is returned as it is; an interrupted one
+    resumes from its last checkpoint.
+    """
+    cfg = recipe.train
+    folder = run.stage(stage)
+    result_path = folder / "result.json"
+    if result_path.is_file() and (folder / "best").is_dir():
+        return json.loads(result_path.read_text())
+    console = Console(stderr=True, quiet=quiet)
+    rows, stats = build_rows(records, task, row_spec(cfg), stage)
+    if not rows:
+        raise UserError(
+            f"{run.records}: no training rows for method {cfg.method} stage {stage} "
+            f"({stats.questions} train questions, {stats.questions_skipped} skipped, "
+            f"{stats.cots_unparsed} unparsed CoTs, {stats.evals_unparsed} unparsed evaluations)"
+        )
+    items = validation_items(records, stage, num_cots=cfg.num_cots, limit=cfg.val_limit)
+    if not items:
+        need = "CoTs with parsed evaluations" if stage == "evaluation" else "questions with gold"
+        raise UserError(
+            f"{run.records}: no validation {need} to choose a checkpoint on; teach the "
+            "`validation` split (teacher.splits) first"
+        )
+    set_seed(recipe.seed)
+    model, tokenizer, kind = load_student(init)
+    if cfg.lora:
+        model = add_lora(
+            model, kind, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+            targets=cfg.lora_targets or "all-linear",
+        )  # fmt: skip
+    features = [
+        encode_row(tokenizer, kind, row, max_input_tokens=cfg.max_input_tokens,
+                   max_target_tokens=cfg.max_target_tokens)
+        for row in rows
+    ]  # fmt: skip
+    collator = WeightedCollator(
+        pad_token_id=tokenizer.pad_token_id,
+        kind=kind,
+        decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
+    )
+    args = training_args(cfg, stage, folder / "checkpoints", recipe.seed)
+    trainer = StudentTrainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        eval_dataset=items,
+        data_collator=collator,
+        processing_class=tokenizer,
+        kind=kind,
+        stage=stage,
+        task=task,
+        lengths=[feature_length(f) for f in features],
+        eval_max_new_tokens=cfg.eval_max_new_tokens,
+        eval_max_input_tokens=cfg.max_input_tokens,
+    )
+    # disable_tqdm makes Trainer print raw log dicts; our rich bar shows them instead.
+    trainer.remove_callback(PrinterCallback)
+    if not quiet:
+        trainer.add_callback(RichProgress(f"{cfg.method}/{stage}", console))
+    console.print(
+        f"[bold]{stage}[/]: {stats.rows} rows ({stats.rows_before_dedupe} before merging "
+        f"duplicates) from {stats.questions} questions; {len(items)} validation items"
+    )
+    last = (
+        get_last_checkpoint(str(folder / "checkpoints"))
+        if (folder / "checkpoints").is_dir()
+        else None
+    )
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - started
+    metric = f"eval_{metric_name(stage)}"
+    result = {
+        "stage": stage,
+        "init": str(init),
+        "kind": kind,
+        "rows": asdict(stats),
+        "validation_items": len(items),
+        "best_metric": {metric: trainer.state.best_metric},
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best": str((folder / "best").relative_to(run.root)),
+        "steps": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "train_seconds": seconds,
+        "resumed_from": last,
+    }
+    if trainer.is_world_process_zero():
+        save_student(
+            trainer.model, tokenizer, folder / "best", kind=kind,
+            info={"method": cfg.method, "stage": stage, "task": recipe.task.name,
+                  metric: trainer.state.best_metric},
+        )  # fmt: skip
+        _write_json(folder / "curve.json", _curve(trainer.state.log_history))
+        _write_json(result_path, result)
+    # Every process must see the saved best student before the next stage loads it.
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+    """Train the recipe's method on the run's teacher records; return the summary.
+
+    The summary (also ``student/train.json``) holds each stage's result (best validation
+    metric, paths, row counts), the resolved recipe, seed, library versions and ``final``, the
+    student folder later commands load.
+
+    Raises:
+        UserError: missing or malformed records, no rows or no validation items, a student
+            that cannot be loaded.
+    """
+    task = build_task(recipe.task)
+    records = read_records(run.records)
+    init: str | Path = recipe.train.student
+    results: dict[str, Any] = {}
+    for stage in stages(recipe.train.method):
+        result = train_stage(stage, init, records, task, recipe, run, quiet)
+        results[stage] = result
+        init = run.root / result["best"]
+    summary = {
+        "method": recipe.train.method,
+        "seed": recipe.seed,
+        "stages": results,
+        "final": str(Path(init).relative_to(run.root)),
+        "versions": library_versions(),
+        "recipe": dump_recipe(recipe),
+    }
+    # Under `accelerate launch` only the main process (RANK 0) writes the summary.
+    if int(os.environ.get("RANK", "0")) == 0:
+        _write_json(run.student / "train.json", summary)
+    return summary

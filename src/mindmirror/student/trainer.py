@@ -1,0 +1,182 @@
+"""The Trainer subclass: weighted per-row loss, length-grouped batches, validation by generation.
+
+Everything else (gradient accumulation, bf16 autocast, checkpoints and resuming, best-model
+tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Trainer``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from mindmirror.student.losses import student_loss
+from mindmirror.student.model import StudentKind
+from mindmirror.student.rows import Stage
+from mindmirror.student.validate import ValItem, greedy_generate, metric_name, score
+from mindmirror.tasks.base import Task
+
+
+class StudentTrainer(Trainer):
+    """``Trainer`` with the per-row weighted loss and generation-based validation.
+
+    Args (besides Trainer's): ``kind`` (seq2seq/causal), ``stage``, ``task`` (the scorer),
+    ``lengths`` (one per training feature, for length grouping), ``eval_max_new_tokens``,
+    ``eval_max_input_tokens``. ``eval_dataset`` is the list of ``ValItem`` to validate on.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        kind: StudentKind,
+        stage: Stage,
+        task: Task,
+        lengths: list[int],
+        eval_max_new_tokens: int = 32,
+        eval_max_input_tokens: int = 512,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.stage = stage
+        self.task = task
+        self.lengths = lengths
+        self.eval_max_new_tokens = eval_max_new_tokens
+        self.eval_max_input_tokens = eval_max_input_tokens
+        # Our loss is a per-row mean (losses.py): Trainer must not pass it a token count, and
+        # must divide it by the accumulation steps itself.
+        self.model_accepts_loss_kwargs = False
+        self.loss_is_scaled_for_ga = False
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        # Our own lengths: Trainer's default measures only input_ids, blind to seq2seq targets.
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=self.lengths,
+        )
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """Weighted per-row mean token loss (``num_items_in_batch`` is unused, see losses.py)."""
+        weights = inputs.pop("weight")
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = student_loss(outputs.logits, labels, weights, causal=self.kind == "causal")
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Validate by greedy generation; each process scores its share of the items."""
+        items: list[ValItem] = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        rank, world = self.args.process_index, self.args.world_size
+        mine = items[rank::world]
+        start = time.perf_counter()
+        outputs = greedy_generate(
+            self.model,
+            self.processing_class,
+            self.kind,
+            [item.input for item in mine],
+            max_new_tokens=self.eval_max_new_tokens,
+            max_input_tokens=self.eval_max_input_tokens,
+            batch_size=self.args.per_device_eval_batch_size,
+        )
+        counts = torch.tensor(score(self.stage, self.task, mine, outputs), dtype=torch.float64)
+        if world > 1 and dist.is_initialized():
+            dist.all_reduce(counts)
+        hits, parsed, total = counts.tolist()
+        metrics = {
+            f"{metric_key_prefix}_{metric_name(self.stage)}": hits / max(total, 1),
+            f"{metric_key_prefix}_parse_rate": parsed / max(total, 1),
+            f"{metric_key_prefix}_items": total,
+            f"{metric_key_prefix}_runtime": time.perf_counter() - start,
+        }
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar on the main process: steps, rate, ETA, last loss and metric."""
+
+    def __init__(self, description: str, console: Console | None = None) -> None:
+        self.description = description
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task_id: Any = None
+        self.status = ""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the bar (resumed runs start at the checkpoint's step)."""
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task_id = self.progress.add_task(
+            self.description, total=state.max_steps, completed=state.global_step, rate="", status=""
+        )
+        self.started = (time.perf_counter(), state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Advance the bar."""
+        if self.progress is None:
+            return
+        elapsed = time.perf_counter() - self.started[0]
+        steps = state.global_step - self.started[1]
+        rate = f"{steps / elapsed:.2f} step/s" if elapsed > 0 else ""
+        self.progress.update(
+            self.task_id, completed=state.global_step, rate=rate, status=self.status
+        )
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        """Show the latest loss and validation metric next to the bar."""
+        if self.progress is None or not logs:
+            return
+        parts = [self.status] if self.status else []
+        if "loss" in logs:
+            parts = [f"loss {logs['loss']:.3f}"]
+        for key in ("eval_accuracy", "eval_verdict_agreement"):
+            if key in logs:
+                parts.append(f"val {key.removeprefix('eval_')} {logs[key]:.3f}")
+        self.status = "  ".join(parts)
+        self.progress.update(self.task_id, status=self.status)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop the bar."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

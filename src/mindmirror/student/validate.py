@@ -1,0 +1,139 @@
+"""Checkpoint selection on the validation split: greedy generation, then the task's scorer.
+
+Reasoning stages are scored by answer accuracy of ``predict:`` (the paper's answer mode);
+the self-evaluation stage by verdict agreement: the student's greedy verdict on a validation
+CoT against the teacher's majority verdict for it. Test records are never read here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from mindmirror.records import VERDICTS, Record
+from mindmirror.student.encoding import prompt_ids
+from mindmirror.student.formats import PREDICT, VERDICT, evaluation_input, reasoning_input
+from mindmirror.student.model import StudentKind
+from mindmirror.student.rows import Stage, used_cots
+from mindmirror.tasks.base import Task
+
+_VERDICT = re.compile(r"\b(correct|wrong|uncertain)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ValItem:
+    """One validation prompt and what a good student answers to it."""
+
+    input: str
+    reference: str
+    choices: tuple[str, ...] | None = None
+
+
+def parse_verdict(text: str) -> str | None:
+    """The last verdict word (correct, wrong, uncertain) in a generated evaluation."""
+    found = _VERDICT.findall(text)
+    return found[-1].lower() if found else None
+
+
+def majority_verdict(verdicts: Iterable[str | None]) -> str | None:
+    """The most frequent parsed verdict (ties -> the first seen), None when there is none."""
+    counts = Counter(v for v in verdicts if v in VERDICTS)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(v for v in counts if counts[v] == best)
+
+
+def validation_items(
+    records: Iterable[Record], stage: Stage, *, num_cots: int, limit: int | None
+) -> list[ValItem]:
+    """Validation prompts of a stage: questions with gold, or (question, CoT) with a verdict."""
+    questions = [r for r in records if r.split == "validation"]
+    questions = questions[:limit] if limit else questions
+    if stage != "evaluation":
+        return [
+            ValItem(reasoning_input(PREDICT, r.question), r.gold, tuple(r.choices or ()) or None)
+            for r in questions
+            if r.gold is not None
+        ]
+    items = []
+    for record in questions:
+        for cot in used_cots(record, num_cots)[0]:
+            verdict = majority_verdict(e.verdict for e in cot.evaluations if e.parsed)
+            if verdict is not None:
+                items.append(ValItem(evaluation_input(VERDICT, record.question, cot.text), verdict))
+    return items
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    kind: StudentKind,
+    inputs: list[str],
+    *,
+    max_new_tokens: int,
+    max_input_tokens: int = 512,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy continuations of ``inputs`` (batched, left-padded for causal students)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(inputs), batch_size):
+            ids = [
+                prompt_ids(tokenizer, kind, text, max_input_tokens)
+                for text in inputs[start : start + batch_size]
+            ]
+            width = max(len(i) for i in ids)
+            # Causal students continue from the last token: pad on the left.
+            left = kind == "causal"
+            padded = [([pad] * (width - len(i)) + i) if left else (i + [pad] * (width - len(i)))
+                      for i in ids]  # fmt: skip
+            mask = [([0] * (width - len(i)) + [1] * len(i)) if left
+                    else ([1] * len(i) + [0] * (width - len(i))) for i in ids]  # fmt: skip
+            input_ids = torch.tensor(padded, device=device)
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.tensor(mask, device=device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
+            if kind == "causal":
+                generated = generated[:, width:]
+            outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    finally:
+        model.train(was_training)
+    return [text.strip() for text in outputs]
+
+
+def score(
+    stage: Stage, task: Task, items: list[ValItem], outputs: list[str]
+) -> tuple[int, int, int]:
+    """``(hits, parsed, total)``: correct answers (or agreeing verdicts), parsed outputs, items."""
+    hits = parsed = 0
+    for item, text in zip(items, outputs, strict=True):
+        if stage == "evaluation":
+            verdict = parse_verdict(text)
+            parsed += verdict is not None
+            hits += verdict == item.reference
+        else:
+            answer = task.parse_answer(text, item.choices)
+            parsed += answer is not None
+            hits += bool(task.is_correct(answer, item.reference, item.choices))
+    return hits, parsed, len(items)
+
+
+def metric_name(stage: Stage) -> str:
+    """The validation metric that picks a stage's best checkpoint."""
+    return "verdict_agreement" if stage == "evaluation" else "accuracy"

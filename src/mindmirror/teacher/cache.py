@@ -1,0 +1,183 @@
+"""The teacher response cache: one SQLite row per sample, committed as soon as it arrives.
+
+A sample is keyed by the sha256 of a canonical JSON of (model, messages, sampling parameters,
+sample index, prompt version), so a re-run or a resume after ``kill -9`` finds every finished
+sample and pays for nothing twice, while a changed template, model or temperature never reuses
+an old answer. The database runs in WAL mode and commits each row on its own: a killed process
+loses at most the requests that were still in flight.
+
+Usage::
+
+    cache = ResponseCache(run.cache)
+    key = cache_key(model, messages, sampling, sample_index, prompt_version)
+    hit = cache.get(key)            # CachedSample | None
+    cache.put(key, text, Usage(12, 30), model=model, prompt_version=prompt_version, index=0)
+
+One writer process at a time; any number of asyncio tasks of that process may share it (each
+call is short and synchronous, and a lock guards the connection against stray threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+
+from mindmirror.errors import UserError
+from mindmirror.teacher.types import Messages, Sampling, Usage
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    created REAL NOT NULL
+)
+"""
+# SQLite caps the number of bound parameters per statement; stay well below every build's cap.
+_CHUNK = 500
+
+
+def cache_key(
+    model: str, messages: Messages, sampling: Sampling, sample_index: int, prompt_version: str
+) -> str:
+    """The sha256 hex digest identifying one sample of one request.
+
+    The JSON is canonical (sorted keys, no whitespace, floats as JSON writes them), so the same
+    request always hashes the same whatever the dict order of its messages.
+    """
+    payload = {
+        "model": model,
+        "messages": messages,
+        "sampling": asdict(sampling),
+        "sample_index": sample_index,
+        "prompt_version": prompt_version,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedSample:
+    """One cached sample: its text and its share of the tokens of the call that produced it."""
+
+    text: str
+    usage: Usage
+
+
+@dataclass
+class CacheStats:
+    """Counts since this cache object was opened, plus the rows in the file."""
+
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    rows: int = 0
+
+
+class ResponseCache:
+    """SQLite store of teacher samples (see the module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL survives a killed process (only a power cut can lose the
+            # last commits) and avoids an fsync per sample.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as error:
+            raise UserError(
+                f"cannot open the teacher cache {self.path}: {error} (delete it or pick "
+                "another run directory)"
+            ) from None
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+        self._writes = 0
+
+    def get(self, key: str) -> CachedSample | None:
+        """The cached sample for ``key``, or None."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedSample]:
+        """The cached samples among ``keys`` (missing keys are absent from the result)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, CachedSample] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT key, text, prompt_tokens, completion_tokens FROM samples "
+                    f"WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, text, prompt_tokens, completion_tokens in rows:
+                    found[key] = CachedSample(text, Usage(prompt_tokens, completion_tokens))
+            self._hits += len(found)
+            self._misses += len(wanted) - len(found)
+        return found
+
+    def put(
+        self,
+        key: str,
+        text: str,
+        usage: Usage,
+        *,
+        model: str = "",
+        prompt_version: str = "",
+        index: int = 0,
+    ) -> None:
+        """Store one sample and commit at once (a later ``put`` of the same key replaces it)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    text,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    model,
+                    prompt_version,
+                    index,
+                    time.time(),
+                ),
+            )
+            self._writes += 1
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hits, misses and writes since opening, and the number of rows in the file."""
+        with self._lock:
+            (rows,) = self._db.execute("SELECT COUNT(*) FROM samples").fetchone()
+        return CacheStats(self._hits, self._misses, self._writes, int(rows))
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

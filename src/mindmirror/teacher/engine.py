@@ -1,0 +1,549 @@
+"""The teacher request engine: many samples from a backend, fast, resumable, within limits.
+
+Usage (what ``teacher/teach.py`` does)::
+
+    engine = RequestEngine(backend, ResponseCache(run.cache), cfg)   # cfg: a TeacherConfig
+    cots = engine.run_sync(cot_prompts, description="CoTs")
+    evals = engine.run_sync(eval_prompts, description="evaluations")
+    engine.stats.as_dict()        # totals over both runs; engine.last = the latest run only
+
+``run``/``run_sync`` take ``Prompt`` objects (each wants ``n`` samples) and return, for each
+prompt key, exactly ``n`` texts in sample-index order, with None where a sample failed for good
+or the budget stopped it. What the engine does for that:
+
+- Cache first: every sample is keyed by (model, messages, sampling, sample index, prompt
+  version); cached samples are never requested again, and each new sample is committed the
+  moment it arrives, so a killed run resumes paying only for what was in flight.
+- ``n``: with ``use_n`` the missing samples of a prompt go out as one call with ``n=k``; when a
+  server returns fewer choices, the rest is asked for again, and once a server has answered
+  ``n>1`` with a single choice (llama.cpp ignores ``n``) later prompts go straight to
+  concurrent ``n=1`` calls.
+- Limits: at most ``concurrency`` calls in flight, requests-per-minute and tokens-per-minute
+  token buckets (tokens estimated as prompt characters / 4 + ``max_tokens * n`` before a call,
+  corrected with the reported usage after it).
+- Retries: 429, 5xx, timeouts and dropped connections are retried up to ``max_retries`` times
+  with exponential backoff and jitter; a server's ``Retry-After`` is honoured and pauses every
+  task, not just the one that got it. A ``FatalError`` (wrong key, unknown model, bad request)
+  ends the run at once as a one-line ``UserError``; everything finished before is cached.
+- Money: tokens and USD (per-million prices) are counted apart for paid and cached samples. With
+  ``budget_usd`` no call is sent whose worst case (its prompt plus ``max_tokens * n``) could
+  take the run's spending past the cap; the remaining samples are None and
+  ``stats.budget_exhausted`` says so.
+- A rich progress bar (done/total samples, rate, ETA, tokens, cost) on terminals, off with
+  ``quiet=True`` or when stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from mindmirror.errors import UserError
+from mindmirror.teacher.cache import ResponseCache, cache_key
+from mindmirror.teacher.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
+
+log = logging.getLogger("mindmirror.teacher")
+
+# A server asking for a longer pause than this is treated as asking for this long; the retry
+# budget then decides whether to keep trying.
+MAX_RETRY_AFTER_S = 300.0
+
+
+class EngineSettings(Protocol):
+    """The engine's settings; ``mindmirror.config.TeacherConfig`` has all of them."""
+
+    concurrency: int
+    rpm: int | None
+    tpm: int | None
+    max_retries: int
+    use_n: bool
+    price_input_per_mtok: float
+    price_output_per_mtok: float
+    budget_usd: float | None
+    timeout_s: float
+
+
+@dataclass
+class EngineStats:
+    """What a run did. ``paid`` figures are new requests; ``cached_*`` were served from cache."""
+
+    samples: int = 0
+    cache_hits: int = 0
+    samples_new: int = 0
+    samples_failed: int = 0
+    samples_skipped: int = 0
+    requests: int = 0
+    retries: int = 0
+    waited_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
+    cached_cost_usd: float = 0.0
+    wall_s: float = 0.0
+    budget_exhausted: bool = False
+    n_ignored: bool = False
+
+    def __add__(self, other: EngineStats) -> EngineStats:
+        total = EngineStats()
+        for spec in fields(EngineStats):
+            mine, theirs = getattr(self, spec.name), getattr(other, spec.name)
+            setattr(total, spec.name, (mine or theirs) if isinstance(mine, bool) else mine + theirs)
+        return total
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (for ``summary.json``)."""
+        return asdict(self)
+
+
+class TokenBucket:
+    """A per-minute rate limit as a token bucket holding up to one second of rate.
+
+    ``reserve`` takes the tokens at once (the level may go below zero) and returns how long the
+    caller must wait before acting, so callers are served in call order and a single request
+    larger than the bucket still goes through, just later.
+    """
+
+    def __init__(
+        self, per_minute: float, burst_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_s)
+        self._clock = clock
+        self._level = self.capacity
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def reserve(self, amount: float) -> float:
+        """Take ``amount`` tokens; return the seconds to wait before using them."""
+        self._refill()
+        self._level -= amount
+        return 0.0 if self._level >= 0 else -self._level / self.rate
+
+    def adjust(self, amount: float) -> None:
+        """Give back (positive) or take more (negative) tokens once the real count is known."""
+        self._refill()
+        self._level = min(self.capacity, self._level + amount)
+
+
+def backoff_delay(
+    attempt: int,
+    retry_after: float | None,
+    base_s: float = 0.5,
+    cap_s: float = 30.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1``.
+
+    A server's ``Retry-After`` is honoured (plus a little jitter so waiting tasks do not return
+    all at once); otherwise exponential backoff with "equal jitter": half the step fixed, half
+    random.
+    """
+    rng = rng or random.Random()
+    if retry_after is not None:
+        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
+        return wait + rng.uniform(0.0, 0.1 * max(wait, base_s))
+    step = min(cap_s, base_s * 2.0**attempt)
+    return step / 2.0 + rng.uniform(0.0, step / 2.0)
+
+
+def estimate_tokens(prompt: Prompt, n: int) -> int:
+    """Tokens a call may use before the server says: prompt characters / 4 plus the maximum."""
+    chars = sum(len(message.get("content", "")) for message in prompt.messages)
+    return chars // 4 + 4 * len(prompt.messages) + prompt.sampling.max_tokens * n
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal integers (the first ones take the remainder)."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _first_fatal(group: BaseExceptionGroup[Any]) -> FatalError | None:
+    for error in group.exceptions:
+        if isinstance(error, FatalError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_fatal(error)
+            if found is not None:
+                return found
+    return None
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f}/s" if speed else "-/s", style="progress.data.speed")
+
+
+class _UsageColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        tokens = task.fields.get("tokens", 0)
+        cost = task.fields.get("cost", 0.0)
+        return Text(f"{tokens:,} tok ${cost:.4f}", style="progress.download")
+
+
+class RequestEngine:
+    """Runs prompts through a backend with a cache, limits, retries and accounting."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: ResponseCache,
+        cfg: EngineSettings,
+        *,
+        label: str = "teacher",
+        quiet: bool = False,
+        backoff_base_s: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.cfg = cfg
+        self.label = label
+        self.quiet = quiet
+        self.backoff_base_s = backoff_base_s
+        self._rng = rng or random.Random()
+        self._rpm = TokenBucket(cfg.rpm) if cfg.rpm else None
+        self._tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
+        self._n_ignored = False
+        self._checked = False
+        self._done: list[EngineStats] = []
+        self.last = EngineStats()
+        self._budget_exhausted = False
+        # Per-run asyncio state, made inside the running loop by ``run``.
+        self._sem: asyncio.Semaphore
+        self._budget_lock: asyncio.Condition
+        self._reserved_usd = 0.0
+        self._pause_until = 0.0
+        self._aborted = False
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._results: dict[tuple[str, ...], list[str | None]] = {}
+
+    # ------------------------------------------------------------------ accounting
+
+    @property
+    def stats(self) -> EngineStats:
+        """Totals over every run of this engine (the current one included)."""
+        total = EngineStats()
+        for done in [*self._done, self.last]:
+            total = total + done
+        return total
+
+    def cost(self, usage: Usage) -> float:
+        """USD for ``usage`` at the configured per-million prices."""
+        return (
+            usage.prompt_tokens * self.cfg.price_input_per_mtok
+            + usage.completion_tokens * self.cfg.price_output_per_mtok
+        ) / 1e6
+
+    def _spent_usd(self) -> float:
+        return sum(done.cost_usd for done in self._done) + self.last.cost_usd
+
+    async def _admit(self, worst_usd: float) -> bool:
+        """Reserve a call's worst-case cost under the budget; False once the budget is reached.
+
+        While in-flight calls hold reservations that block this one, wait for them to settle:
+        their real cost is usually far below their worst case.
+        """
+        budget = self.cfg.budget_usd
+        if budget is None:
+            return True
+        async with self._budget_lock:
+            while True:
+                if self._budget_exhausted:
+                    self.last.budget_exhausted = True
+                    return False
+                spent = self._spent_usd()
+                if spent + worst_usd > budget:
+                    self._budget_exhausted = self.last.budget_exhausted = True
+                    self._budget_lock.notify_all()
+                    return False
+                if spent + self._reserved_usd + worst_usd <= budget:
+                    self._reserved_usd += worst_usd
+                    return True
+                await self._budget_lock.wait()
+
+    async def _release(self, worst_usd: float) -> None:
+        if self.cfg.budget_usd is None:
+            return
+        async with self._budget_lock:
+            self._reserved_usd -= worst_usd
+            self._budget_lock.notify_all()
+
+    def _advance(self, samples: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(
+                self._task,
+                advance=samples,
+                tokens=self.last.prompt_tokens + self.last.completion_tokens,
+                cost=self.last.cost_usd,
+            )
+
+    @contextmanager
+    def _progress(self, description: str, total: int, done: int) -> Iterator[None]:
+        console = Console(stderr=True)
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            _UsageColumn(),
+            console=console,
+            disable=self.quiet or not console.is_terminal,
+            transient=False,
+        )
+        with bar:
+            self._bar = bar
+            self._task = bar.add_task(
+                f"{self.label}: {description}", total=total, completed=done, tokens=0, cost=0.0
+            )
+            try:
+                yield
+            finally:
+                self._bar = None
+                self._task = None
+
+    # ------------------------------------------------------------------ requests
+
+    async def _wait_pause(self) -> None:
+        while (left := self._pause_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+
+    async def _wait_rate(self, tokens: int) -> None:
+        delay = 0.0
+        if self._rpm is not None:
+            delay = max(delay, self._rpm.reserve(1))
+        if self._tpm is not None:
+            delay = max(delay, self._tpm.reserve(tokens))
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _store(self, prompt: Prompt, indices: list[int], reply: Reply, estimate: int) -> int:
+        """Cache and record the texts of one reply; return how many samples it filled."""
+        texts = reply.texts[: len(indices)]
+        usage = reply.usage
+        stats = self.last
+        stats.prompt_tokens += usage.prompt_tokens
+        stats.completion_tokens += usage.completion_tokens
+        stats.cost_usd += self.cost(usage)
+        stats.samples_new += len(texts)
+        real = usage.prompt_tokens + usage.completion_tokens
+        if self._tpm is not None and real > 0:
+            self._tpm.adjust(estimate - real)
+        shares = zip(
+            _split(usage.prompt_tokens, len(texts)),
+            _split(usage.completion_tokens, len(texts)),
+            strict=True,
+        )
+        for index, text, (prompt_share, completion_share) in zip(
+            indices, texts, shares, strict=False
+        ):
+            key = cache_key(
+                self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
+            )
+            self.cache.put(
+                key,
+                text,
+                Usage(prompt_share, completion_share),
+                model=self.backend.model,
+                prompt_version=prompt.prompt_version,
+                index=index,
+            )
+            self._results[prompt.key][index] = text
+        self._advance(len(texts))
+        return len(texts)
+
+    async def _request(self, prompt: Prompt, indices: list[int]) -> int:
+        """One call for the samples ``indices`` of ``prompt``, with retries.
+
+        Returns how many of them it filled (0 when it failed for good or the budget stopped it).
+        """
+        n = len(indices)
+        estimate = estimate_tokens(prompt, n)
+        worst_usd = self.cost(
+            Usage(estimate - prompt.sampling.max_tokens * n, prompt.sampling.max_tokens * n)
+        )
+        stats = self.last
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(attempts):
+            async with self._sem:
+                if self._aborted:
+                    return 0
+                await self._wait_pause()
+                await self._wait_rate(estimate)
+                if not await self._admit(worst_usd):
+                    stats.samples_skipped += n
+                    self._advance(n)
+                    return 0
+                stats.requests += 1
+                stats.retries += 1 if attempt else 0
+                try:
+                    reply = await self.backend.complete(prompt.messages, n, prompt.sampling)
+                except RetryableError as retryable:
+                    error = retryable
+                except FatalError:
+                    # Tasks already woken for their turn must not send anything after this.
+                    self._aborted = True
+                    raise
+                else:
+                    if reply.texts:
+                        return self._store(prompt, indices, reply, estimate)
+                    error = RetryableError("the server returned no choices")
+                finally:
+                    await self._release(worst_usd)
+            if attempt + 1 == attempts:
+                break
+            delay = backoff_delay(attempt, error.retry_after, self.backoff_base_s, rng=self._rng)
+            if error.retry_after is not None:
+                # A rate-limit answer concerns the whole endpoint: every task waits.
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+            stats.waited_s += delay
+            await asyncio.sleep(delay)
+        log.warning(
+            "giving up on %d sample(s) of %s after %d attempts: %s", n, prompt.key, attempts, error
+        )
+        stats.samples_failed += n
+        self._advance(n)
+        return 0
+
+    async def _fill(self, prompt: Prompt, missing: list[int]) -> None:
+        """Request the missing samples of one prompt (with ``n`` where the server honours it)."""
+        remaining = list(missing)
+        while len(remaining) > 1 and self.cfg.use_n and not self._n_ignored:
+            got = await self._request(prompt, remaining)
+            if got == 0:
+                return
+            if got == 1:
+                # One choice for n>1: the server ignores ``n``; stop asking it for more.
+                self._n_ignored = self.last.n_ignored = True
+            remaining = remaining[got:]
+        if remaining:
+            async with asyncio.TaskGroup() as group:
+                for index in remaining:
+                    group.create_task(self._request(prompt, [index]))
+
+    async def _check(self) -> None:
+        check = getattr(self.backend, "check", None)
+        if check is None or self._checked:
+            return
+        try:
+            await check()
+        except FatalError as error:
+            raise UserError(str(error)) from None
+        self._checked = True
+
+    async def _close_backend(self) -> None:
+        close = getattr(self.backend, "aclose", None)
+        if close is not None:
+            await close()
+
+    # ------------------------------------------------------------------ entry points
+
+    async def run(
+        self, prompts: list[Prompt], description: str
+    ) -> dict[tuple[str, ...], list[str | None]]:
+        """Exactly ``prompt.n`` texts per prompt key, in sample-index order (None = missing).
+
+        Raises:
+            UserError: the backend failed in a way retrying cannot fix (e.g. a 401); every
+                sample finished before that is in the cache.
+        """
+        if self.last.samples:
+            self._done.append(self.last)
+        self.last = stats = EngineStats(n_ignored=self._n_ignored)
+        started = time.perf_counter()
+        self._results = {}
+        pending: list[tuple[Prompt, list[int]]] = []
+        for prompt in prompts:
+            if prompt.key in self._results:
+                raise ValueError(f"duplicate prompt key {prompt.key}")
+            slots: list[str | None] = [None] * prompt.n
+            self._results[prompt.key] = slots
+            keys = [
+                cache_key(
+                    self.backend.model,
+                    prompt.messages,
+                    prompt.sampling,
+                    index,
+                    prompt.prompt_version,
+                )
+                for index in range(prompt.n)
+            ]
+            found = self.cache.get_many(keys)
+            missing = []
+            for index, key in enumerate(keys):
+                hit = found.get(key)
+                if hit is None:
+                    missing.append(index)
+                    continue
+                slots[index] = hit.text
+                stats.cache_hits += 1
+                stats.cached_prompt_tokens += hit.usage.prompt_tokens
+                stats.cached_completion_tokens += hit.usage.completion_tokens
+                stats.cached_cost_usd += self.cost(hit.usage)
+            stats.samples += prompt.n
+            if missing:
+                pending.append((prompt, missing))
+        try:
+            with self._progress(description, stats.samples, stats.cache_hits):
+                if pending:
+                    await self._run_pending(pending)
+        finally:
+            stats.wall_s = time.perf_counter() - started
+        return self._results
+
+    async def _run_pending(self, pending: list[tuple[Prompt, list[int]]]) -> None:
+        self._sem = asyncio.Semaphore(self.cfg.concurrency)
+        self._budget_lock = asyncio.Condition()
+        self._reserved_usd = 0.0
+        self._pause_until = 0.0
+        self._aborted = False
+        try:
+            await self._check()
+            async with asyncio.TaskGroup() as group:
+                for prompt, missing in pending:
+                    group.create_task(self._fill(prompt, missing))
+        except BaseExceptionGroup as errors:
+            fatal = _first_fatal(errors)
+            if fatal is not None:
+                raise UserError(
+                    f"{fatal} (finished samples are cached; fix this and re-run to resume)"
+                ) from None
+            raise
+        finally:
+            await self._close_backend()
+
+    def run_sync(
+        self, prompts: list[Prompt], description: str
+    ) -> dict[tuple[str, ...], list[str | None]]:
+        """``run`` from synchronous code (not from inside a running event loop)."""
+        return asyncio.run(self.run(prompts, description))

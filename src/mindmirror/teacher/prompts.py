@@ -1,0 +1,170 @@
+"""Versioned prompt templates and the pure functions that render and read them.
+
+Templates live in ``teacher/prompts/<name>_v<N>.txt`` (package data): a ``#`` header that
+documents the placeholders, then ``=== section ===`` blocks (``system``, ``user`` and, for
+few-shot prompts, ``shot_user`` / ``shot_assistant``). A recipe names a template by its stem
+(``cot_v1``) or by the path of a user's own ``.txt`` file; that name (plus a content hash for
+user files) is the ``prompt_version`` in the cache key, so an edited template never reuses
+answers cached for the old one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mindmirror.errors import UserError
+from mindmirror.records import Verdict
+from mindmirror.tasks.base import Example, Task
+from mindmirror.teacher.types import Messages
+
+_SECTION = re.compile(r"^=== (\w+) ===\s*$", re.MULTILINE)
+_NAME = re.compile(r"^(?P<name>[a-z]+)_v(?P<version>\d+)$")
+
+# The paper's verdict sentence; "incorrect" is read as wrong because gpt-style graders use it.
+_VERDICT = re.compile(
+    r"evaluation\s+result\W{0,6}(?:the\s+given\s+answer\s+is\s+)?\W{0,3}"
+    r"(correct|incorrect|wrong|uncertain)\b",
+    re.IGNORECASE,
+)
+# Fallback when the "Evaluation result" label is missing but the sentence itself is there.
+_VERDICT_SENTENCE = re.compile(
+    r"the\s+given\s+answer\s+is\s+\W{0,3}(correct|incorrect|wrong|uncertain)\b", re.IGNORECASE
+)
+_VERDICT_WORDS: dict[str, Verdict] = {
+    "correct": "correct",
+    "incorrect": "wrong",
+    "wrong": "wrong",
+    "uncertain": "uncertain",
+}
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed prompt template: its version string and its sections by name."""
+
+    version: str
+    sections: dict[str, str]
+
+    def render(self, section: str, **values: str) -> str:
+        """Fill one section's placeholders; a missing section or placeholder is a UserError."""
+        if section not in self.sections:
+            raise UserError(f"prompt template {self.version} has no '=== {section} ===' section")
+        try:
+            return self.sections[section].format_map(values)
+        except KeyError as error:
+            known = ", ".join(sorted(values))
+            raise UserError(
+                f"prompt template {self.version}: unknown placeholder {{{error.args[0]}}} "
+                f"in section {section} (known: {known})"
+            ) from None
+
+
+def available_templates() -> list[str]:
+    """Stems of the packaged templates, e.g. ``['cot_v1', 'eval_v1']``."""
+    folder = resources.files("mindmirror.teacher") / "prompts"
+    return sorted(p.name.removesuffix(".txt") for p in folder.iterdir() if p.name.endswith(".txt"))
+
+
+def parse_template(text: str, version: str) -> Template:
+    """Split template text into sections; the ``#`` header before the first section is dropped."""
+    parts = _SECTION.split(text)
+    sections = {name: body.strip("\n") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    if not sections:
+        raise UserError(f"prompt template {version} has no '=== section ===' lines")
+    return Template(version=version, sections=sections)
+
+
+@functools.cache
+def load_template(name: str) -> Template:
+    """Load a template by stem (``cot_v1``: packaged) or by the path of a user's ``.txt`` file.
+
+    Raises:
+        UserError: unknown name (the message lists the packaged ones) or unreadable file.
+    """
+    if name.endswith(".txt"):
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"prompt template file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        return parse_template(text, f"{path.stem}@{digest}")
+    if not _NAME.match(name) or name not in available_templates():
+        raise UserError(
+            f"unknown prompt template {name!r} (packaged: {', '.join(available_templates())}; "
+            "or give the path of a .txt file)"
+        )
+    text = (resources.files("mindmirror.teacher") / "prompts" / f"{name}.txt").read_text("utf-8")
+    return parse_template(text, name)
+
+
+def format_cot_messages(
+    task: Task, example: Example, shots: list[Example], version: str = "cot_v1"
+) -> Messages:
+    """Chat messages asking for step-by-step reasoning that ends in the task's answer sentence.
+
+    Each shot (a train example with gold) becomes one user/assistant turn pair whose reply is
+    the gold answer sentence, so the teacher sees exactly the final sentence it must write.
+    """
+    template = load_template(version)
+    common = {
+        "answer_format": task.answer_format(),
+        "answer_sentence": task.answer_sentence,
+    }
+    messages: Messages = [{"role": "system", "content": template.render("system", **common)}]
+    for shot in shots:
+        if shot.gold is None:
+            continue
+        answer_text = task.answer_text(shot.gold)
+        messages.append(
+            {
+                "role": "user",
+                "content": template.render("shot_user", question=shot.question, **common),
+            }
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": template.render(
+                    "shot_assistant", question=shot.question, answer_text=answer_text, **common
+                ),
+            }
+        )
+    user = template.render("user", question=example.question, **common)
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def format_eval_messages(
+    task: Task, example: Example, cot_text: str, version: str = "eval_v1"
+) -> Messages:
+    """Chat messages showing the question and ONE CoT, asking for a critique and a verdict."""
+    template = load_template(version)
+    values = {"question": example.question, "cot": cot_text, "answer_format": task.answer_format()}
+    return [
+        {"role": "system", "content": template.render("system", **values)},
+        {"role": "user", "content": template.render("user", **values)},
+    ]
+
+
+def parse_verdict(text: str) -> Verdict | None:
+    """The verdict of an evaluation: the last ``Evaluation result: ... correct|wrong|uncertain``.
+
+    Case-insensitive, tolerant of markdown and trailing text; without the ``Evaluation result``
+    label the last ``the given answer is X`` counts. ``incorrect`` reads as ``wrong``. Returns
+    None when neither form is present (a template listing all three options is not a verdict).
+    """
+    for pattern in (_VERDICT, _VERDICT_SENTENCE):
+        matches = [m for m in pattern.finditer(text) if not _lists_options(text, m)]
+        if matches:
+            return _VERDICT_WORDS[matches[-1].group(1).lower()]
+    return None
+
+
+def _lists_options(text: str, match: re.Match[str]) -> bool:
+    """True for an echo of the instruction ``correct/wrong/uncertain`` rather than a verdict."""
+    return text[match.end(1) : match.end(1) + 1] == "/"

@@ -1,0 +1,465 @@
+"""``mindmirror teach``: N CoTs per question, M self-evaluations per CoT, records and summary.
+
+Order of work, so that a mistake costs nothing and a kill costs little:
+
+1. Validate everything before writing anything: the task loads, the templates exist, the
+   backend answers (unreachable endpoint, wrong key, missing model or import file -> one-line
+   ``UserError``).
+2. Write the resolved recipe, open the response cache, request the CoTs, parse and score them.
+3. Request the self-evaluations of every CoT that came back (or derive them from gold).
+4. Write ``teacher/records.jsonl`` (atomically) and ``teacher/summary.json``.
+
+Every sample is committed to ``teacher/cache.sqlite`` as it arrives, so re-running after a kill
+requests only the missing samples and then rewrites records and summary in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+
+from mindmirror.config import Recipe, TeacherConfig, dump_recipe
+from mindmirror.errors import UserError
+from mindmirror.records import VERDICTS, Cot, Evaluation, Record, TeacherInfo, write_records
+from mindmirror.rundir import RunDir
+from mindmirror.tasks.base import Example, Task
+from mindmirror.teacher.backends.importers import ImportResult, import_outputs
+from mindmirror.teacher.prompts import (
+    format_cot_messages,
+    format_eval_messages,
+    load_template,
+    parse_verdict,
+)
+from mindmirror.teacher.types import Backend, FatalError, Prompt, Sampling
+
+SUMMARY_SCHEMA = "mindmirror.teach-summary/1"
+
+
+@dataclass
+class _Plan:
+    """What a validated recipe resolves to: the task, the questions, and the sources."""
+
+    task: Task
+    examples: list[Example]
+    shots: list[Example]
+    backend: Backend | None
+    imported: ImportResult | None
+    info: TeacherInfo
+    questions: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- start-up checks
+
+
+def _live_backend(cfg: TeacherConfig, kind: str, seed: int) -> Backend:
+    """Build and check a live backend; every failure is a one-line UserError."""
+    if kind == "local":
+        from mindmirror.teacher.backends.local import LocalBackend
+
+        return LocalBackend.from_config(cfg, seed)
+    if kind == "embedded" and not cfg.base_url:
+        raise UserError(
+            "backend `embedded` is started by the CLI (`mindmirror teach`); from Python give "
+            "teacher.backend=openai and the server's teacher.base_url"
+        )
+    from mindmirror.teacher.backends.openai_http import OpenAIBackend
+
+    backend = OpenAIBackend.from_config(cfg)
+
+    async def check() -> None:
+        try:
+            await backend.check()
+        finally:
+            await backend.aclose()
+
+    try:
+        asyncio.run(check())
+    except FatalError as error:
+        raise UserError(str(error)) from None
+    return backend
+
+
+def _choose_shots(train: list[Example], count: int, seed: int) -> list[Example]:
+    """``count`` + 1 seeded train examples with gold (one spare replaces a question's own)."""
+    pool = [ex for ex in train if ex.gold is not None]
+    if count == 0 or not pool:
+        return []
+    return random.Random(seed).sample(pool, min(len(pool), count + 1))
+
+
+def _plan(recipe: Recipe) -> _Plan:
+    """Resolve and validate the recipe without writing anything."""
+    from mindmirror.tasks import load_task
+
+    cfg = recipe.teacher
+    task, splits = load_task(recipe.task, recipe.seed)
+    examples = [ex for split in cfg.splits for ex in splits.get(split, [])]
+    if not examples:
+        raise UserError(f"no questions in teacher.splits {cfg.splits} (check task.limit)")
+    load_template(cfg.cot_prompt)
+    load_template(cfg.eval_prompt)
+    needs_eval = cfg.evaluator == "teacher" and cfg.num_evals > 0
+    backend: Backend | None = None
+    imported: ImportResult | None = None
+    if cfg.backend == "import":
+        assert cfg.import_ is not None  # the config validator guarantees it
+        imported = import_outputs(cfg.import_, examples, cfg.num_cots)
+        live = cfg.import_.evaluate_with
+        if needs_eval and live is None and not imported.has_evaluations:
+            raise UserError(
+                f"{cfg.import_.path} holds no evaluations: set teacher.import.evaluate_with "
+                "(openai or local) to evaluate the imported CoTs, or teacher.evaluator=gold, "
+                "or teacher.num_evals=0"
+            )
+        if needs_eval and live is not None:
+            backend = _live_backend(cfg, live, recipe.seed)
+        model = f"import:{cfg.import_.format}:{os.path.basename(cfg.import_.path.rstrip('/'))}"
+    else:
+        backend = _live_backend(cfg, cfg.backend, recipe.seed)
+        model = cfg.model
+    info = TeacherInfo(
+        model=model,
+        backend=cfg.backend,
+        temperature=None if cfg.backend == "import" else cfg.temperature,
+        prompt_version=None if cfg.backend == "import" else load_template(cfg.cot_prompt).version,
+        eval_prompt_version=load_template(cfg.eval_prompt).version if needs_eval else None,
+        evaluator=cfg.evaluator if cfg.num_evals > 0 else None,
+    )
+    shots = _choose_shots(splits.get("train", []), cfg.few_shot, recipe.seed)
+    questions = {split: len(splits.get(split, [])) for split in cfg.splits}
+    return _Plan(task, examples, shots, backend, imported, info, questions)
+
+
+# ---------------------------------------------------------------------------- CoTs
+
+
+def _shots_for(plan: _Plan, example: Example, count: int) -> list[Example]:
+    return [shot for shot in plan.shots if shot.id != example.id][:count]
+
+
+def cot_prompts(plan: _Plan, cfg: TeacherConfig) -> list[Prompt]:
+    """One prompt per question asking for ``num_cots`` samples."""
+    sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
+    version = load_template(cfg.cot_prompt).version
+    return [
+        Prompt(
+            key=("cot", ex.id),
+            messages=format_cot_messages(
+                plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
+            ),
+            n=cfg.num_cots,
+            sampling=sampling,
+            prompt_version=version,
+        )
+        for ex in plan.examples
+    ]
+
+
+def make_cot(task: Task, example: Example, text: str | None) -> Cot:
+    """A CoT record from one sample: parsed, scored against gold; None text = failed request."""
+    if text is None:
+        return Cot(text="", answer=None, parsed=False, correct=None, status="error")
+    answer = task.parse_answer(text, example.choices)
+    return Cot(
+        text=text,
+        answer=answer,
+        parsed=answer is not None,
+        correct=task.is_correct(answer, example.gold, example.choices),
+        status="ok" if answer is not None else "unparsed",
+    )
+
+
+# ---------------------------------------------------------------------------- evaluations
+
+
+def gold_evaluation(cot: Cot) -> Evaluation:
+    """The `gold` evaluator (not the paper's): correct/wrong from gold, no critique, no calls.
+
+    A CoT without a parsed answer is wrong; without gold there is no verdict.
+    """
+    if cot.correct is None and cot.parsed:
+        return Evaluation(text="", verdict=None, parsed=False, source="gold")
+    return Evaluation(
+        text="", verdict="correct" if cot.correct else "wrong", parsed=True, source="gold"
+    )
+
+
+def teacher_evaluation(text: str | None) -> Evaluation:
+    """An evaluation record from one sample; None text = failed request (kept, unparsed)."""
+    if text is None:
+        return Evaluation(text="", verdict=None, parsed=False)
+    verdict = parse_verdict(text)
+    return Evaluation(text=text, verdict=verdict, parsed=verdict is not None)
+
+
+def _eval_prompts(
+    plan: _Plan, cfg: TeacherConfig, cots: dict[str, list[Cot]], have: dict[str, list[int]]
+) -> list[Prompt]:
+    """Prompts for the evaluations still missing: M per CoT minus those imported."""
+    sampling = Sampling(cfg.eval_temperature, cfg.top_p, cfg.eval_max_tokens)
+    version = load_template(cfg.eval_prompt).version
+    prompts = []
+    for ex in plan.examples:
+        for index, cot in enumerate(cots[ex.id]):
+            wanted = cfg.num_evals - have[ex.id][index]
+            if cot.status == "error" or wanted <= 0:
+                continue
+            prompts.append(
+                Prompt(
+                    key=("eval", ex.id, str(index)),
+                    messages=format_eval_messages(plan.task, ex, cot.text, cfg.eval_prompt),
+                    n=wanted,
+                    sampling=sampling,
+                    prompt_version=version,
+                )
+            )
+    return prompts
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+    """Generate (or import) CoTs and self-evaluations; write records and summary.
+
+    Returns the summary written to ``teacher/summary.json``.
+
+    Raises:
+        UserError: a bad recipe value, a missing dataset or import file, an unreachable
+            endpoint or rejected key (all before anything is written), or a fatal backend
+            error mid-run (everything finished is cached; re-running resumes).
+    """
+    started = time.perf_counter()
+    cfg = recipe.teacher
+    plan = _plan(recipe)
+    run.teacher.mkdir(parents=True, exist_ok=True)
+    run.recipe.write_text(dump_recipe(recipe), encoding="utf-8")
+
+    engine = None
+    if plan.backend is not None:
+        from mindmirror.teacher.cache import ResponseCache
+        from mindmirror.teacher.engine import RequestEngine
+
+        engine = RequestEngine(plan.backend, ResponseCache(run.cache), cfg, quiet=quiet)
+
+    cots: dict[str, list[Cot]] = {}
+    evaluations: dict[str, list[list[Evaluation]]] = {}
+    if plan.imported is not None:
+        for ex in plan.examples:
+            got = plan.imported.by_id.get(ex.id)
+            cots[ex.id] = [make_cot(plan.task, ex, text) for text in (got.cots if got else [])]
+            imported_evals = got.evaluations if got and got.evaluations else None
+            evaluations[ex.id] = [
+                [teacher_evaluation(t) for t in imported_evals[i][: cfg.num_evals]]
+                if imported_evals and cfg.evaluator == "teacher"
+                else []
+                for i in range(len(cots[ex.id]))
+            ]
+    else:
+        assert engine is not None
+        texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
+        for ex in plan.examples:
+            cots[ex.id] = [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]]
+            evaluations[ex.id] = [[] for _ in cots[ex.id]]
+
+    if cfg.num_evals > 0 and cfg.evaluator == "gold":
+        for ex in plan.examples:
+            evaluations[ex.id] = [
+                [gold_evaluation(cot)] if cot.status != "error" else [] for cot in cots[ex.id]
+            ]
+    elif cfg.num_evals > 0 and engine is not None:
+        have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
+        prompts = _eval_prompts(plan, cfg, cots, have)
+        replies = engine.run_sync(prompts, description="evaluations") if prompts else {}
+        for (_, ex_id, index), samples in replies.items():
+            evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
+
+    records = [
+        Record(
+            id=ex.id,
+            split=ex.split,  # type: ignore[arg-type]
+            question=ex.question,
+            gold=ex.gold,
+            choices=list(ex.choices) if ex.choices else None,
+            cots=[
+                cot.model_copy(update={"evaluations": evaluations[ex.id][i]})
+                for i, cot in enumerate(cots[ex.id])
+            ],
+            teacher=plan.info,
+        )
+        for ex in plan.examples
+    ]
+    write_records(run.records, records)
+    summary = summarize(records, plan.questions)
+    summary.update(
+        task=recipe.task.name,
+        backend=cfg.backend,
+        model=plan.info.model,
+        evaluator=plan.info.evaluator,
+        num_cots=cfg.num_cots,
+        num_evals=cfg.num_evals,
+        prompt_version=plan.info.prompt_version,
+        eval_prompt_version=plan.info.eval_prompt_version,
+        **_usage(engine),
+        wall_s=round(time.perf_counter() - started, 3),
+        imported=plan.imported.summary() if plan.imported is not None else None,
+    )
+    _write_json(run.summary, summary)
+    return summary
+
+
+def _usage(engine: Any) -> dict[str, Any]:
+    """Request, cache and money figures of this invocation and of the whole run's samples."""
+    if engine is None:
+        stats: dict[str, Any] = {}
+    else:
+        stats = engine.stats.as_dict()
+    get = stats.get
+    return {
+        "requests": get("requests", 0),
+        "retries": get("retries", 0),
+        "samples_new": get("samples_new", 0),
+        "cache_hits": get("cache_hits", 0),
+        "samples_failed": get("samples_failed", 0),
+        "samples_skipped": get("samples_skipped", 0),
+        # Tokens and cost of every sample in the records, whether paid now or on an earlier run.
+        "tokens_in": get("prompt_tokens", 0) + get("cached_prompt_tokens", 0),
+        "tokens_out": get("completion_tokens", 0) + get("cached_completion_tokens", 0),
+        "cost_usd": round(get("cost_usd", 0.0) + get("cached_cost_usd", 0.0), 6),
+        "cost_usd_this_run": round(get("cost_usd", 0.0), 6),
+        "budget_exhausted": bool(get("budget_exhausted", False)),
+    }
+
+
+def _write_json(path: Any, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def summarize(records: list[Record], questions: dict[str, int] | None = None) -> dict[str, Any]:
+    """Teacher quality figures over ``records``, overall and per split.
+
+    - ``parse_rate``: CoTs with a parsed answer / CoTs that came back (status ok or unparsed);
+    - ``teacher_accuracy``: parsed-and-correct CoTs / CoTs that came back, on questions with gold;
+    - ``questions_with_correct``: questions (with gold) having at least one correct CoT;
+    - ``verdict_agreement``: parsed verdicts where ``(verdict == "correct") == cot.correct``.
+    """
+    overall = _figures(records)
+    by_split: dict[str, Any] = {}
+    for split in sorted({r.split for r in records}):
+        by_split[split] = _figures([r for r in records if r.split == split])
+    counts = questions or {s: f["questions"] for s, f in by_split.items()}
+    return {"schema": SUMMARY_SCHEMA, **overall, "questions": counts, "by_split": by_split}
+
+
+def _figures(records: list[Record]) -> dict[str, Any]:
+    status: Counter[str] = Counter()
+    verdicts: Counter[str] = Counter()
+    graded = correct = gold_questions = solved = without_cots = 0
+    evaluations = failed_evals = agree = agree_total = 0
+    for record in records:
+        if not record.cots:
+            without_cots += 1
+        if record.gold is not None:
+            gold_questions += 1
+            solved += any(cot.correct for cot in record.cots)
+        for cot in record.cots:
+            status[cot.status] += 1
+            if cot.status != "error" and cot.correct is not None:
+                graded += 1
+                correct += bool(cot.correct)
+            for ev in cot.evaluations:
+                evaluations += 1
+                if ev.verdict is None:
+                    verdicts["unparsed"] += 1
+                    failed_evals += ev.text == "" and ev.source == "teacher"
+                    continue
+                verdicts[ev.verdict] += 1
+                if cot.correct is not None:
+                    agree_total += 1
+                    agree += (ev.verdict == "correct") == cot.correct
+    answered = status["ok"] + status["unparsed"]
+    return {
+        "questions": len(records),
+        "questions_without_cots": without_cots,
+        "cots": sum(status.values()),
+        "cots_ok": status["ok"],
+        "cots_unparsed": status["unparsed"],
+        "cots_error": status["error"],
+        "parse_rate": _share(status["ok"], answered),
+        "teacher_accuracy": _share(correct, graded),
+        "questions_with_correct": _share(solved, gold_questions),
+        "evaluations": evaluations,
+        "evaluations_failed": failed_evals,
+        "verdicts": {v: verdicts[v] for v in (*VERDICTS, "unparsed")},
+        "verdict_agreement": _share(agree, agree_total),
+    }
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "%":
+        return f"{value:.1%}"
+    if kind == "$":
+        return f"${value:,.4f}"
+    if kind == "s":
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The teaching summary as a rich table (for the CLI and the demo)."""
+    table = Table(title=f"teacher: {summary.get('model', '?')} ({summary.get('backend', '?')})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    questions = summary.get("questions", {})
+    table.add_row("questions", ", ".join(f"{s} {n}" for s, n in questions.items()))
+    # (label, kind, main key, keys shown in brackets)
+    rows = [
+        ("CoTs (ok / unparsed / failed)", "n", "cots", ("cots_ok", "cots_unparsed", "cots_error")),
+        ("parse rate", "%", "parse_rate", ()),
+        ("teacher accuracy (per CoT)", "%", "teacher_accuracy", ()),
+        ("questions with a correct CoT", "%", "questions_with_correct", ()),
+        ("evaluations", "n", "evaluations", ()),
+        ("verdict agreement with gold", "%", "verdict_agreement", ()),
+        ("requests (new samples / cache hits)", "n", "requests", ("samples_new", "cache_hits")),
+        ("tokens in / out", "n", "tokens_in", ("tokens_out",)),
+        ("cost (this run)", "$", "cost_usd", ("cost_usd_this_run",)),
+        ("wall time s", "s", "wall_s", ()),
+    ]
+    for label, kind, key, extra in rows:
+        value = _fmt(summary.get(key), kind)
+        if extra:
+            value += " (" + " / ".join(_fmt(summary.get(k), kind) for k in extra) + ")"
+        table.add_row(label, value)
+    verdicts = summary.get("verdicts", {})
+    table.add_row("verdicts", ", ".join(f"{v} {n}" for v, n in verdicts.items()))
+    if summary.get("evaluator") == "gold":
+        table.add_row("evaluator", "gold (NOT the paper's self-evaluation)")
+    if summary.get("budget_exhausted"):
+        table.add_row("budget", "[bold red]stopped: budget_usd reached[/]")
+    imported = summary.get("imported")
+    if imported:
+        table.add_row(
+            "imported entries (matched / unmatched)",
+            f"{imported['entries_read']:,} ({imported['entries_matched']:,} / "
+            f"{imported['entries_unmatched']:,})",
+        )
+    return table

@@ -1,0 +1,74 @@
+"""`evaluate` over a run directory: a saved tiny student, a real generic task, real records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mindmirror.errors import UserError
+from mindmirror.evaluate import evaluate, summary_lines
+from tests.eval.conftest import Fitted, write_run
+
+
+def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student: Fitted) -> None:
+    recipe, run = write_run(tmp_path, fitted_student)
+    metrics = evaluate(recipe, run, quiet=True)
+
+    saved = json.loads((run.eval / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert (saved["name"], saved["split"], saved["questions"]) == ("tiny", "test", 2)
+    modes = saved["modes"]
+    assert list(modes) == ["answer", "cot", "vote", "mirror"]
+    for mode in ("answer", "cot", "vote"):
+        # The student memorised a right CoT for one question and a wrong one for the other.
+        assert modes[mode]["accuracy"] == 0.5
+        assert modes[mode]["parse_rate"] == 1.0
+        assert modes[mode]["answers_per_s"] > 0
+        assert modes[mode]["low"] <= 0.5 <= modes[mode]["high"]
+    mirror = modes["mirror"]
+    assert (mirror["accuracy"], mirror["coverage"], mirror["selective_accuracy"]) == (0.5, 0.5, 1.0)
+    # Its own verdicts rank the right answer first: full accuracy at half coverage.
+    assert mirror["risk_coverage"][0] == {"coverage": 0.5, "accuracy": 1.0}
+    assert mirror["aurc"] == 0.25
+
+    agree = saved["self_evaluation"]
+    assert (agree["cots"], agree["teacher"], agree["gold"], agree["auroc"]) == (2, 1.0, 1.0, 1.0)
+    assert agree["teacher_source"] == ["teacher"]
+
+    lines = (run.eval / "predictions.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 8
+    mirror_rows = [r for r in rows if r["mode"] == "mirror"]
+    assert [r["abstained"] for r in mirror_rows] == [False, True]
+    assert [r["correct"] for r in mirror_rows] == [True, False]
+    assert {"id", "gold", "question", "answer", "confidence", "verdict", "cot", "samples"} <= set(
+        mirror_rows[0]
+    )
+    assert any("mirror" in line and "coverage 0.50" in line for line in summary_lines(metrics))
+
+
+def test_evaluate_one_mode_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> None:
+    recipe, run = write_run(tmp_path, fitted_causal)
+    metrics = evaluate(recipe, run, modes=["cot"], quiet=True)
+    assert list(metrics["modes"]) == ["cot"]
+    with pytest.raises(UserError, match="unknown mode"):
+        evaluate(recipe, run, modes=["vote", "best"], quiet=True)
+
+
+def test_evaluate_without_a_trained_student_is_a_user_error(tmp_path: Path) -> None:
+    from mindmirror.config import Recipe
+    from mindmirror.rundir import RunDir
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "test.jsonl").write_text(json.dumps({"question": "1 + 2?", "answer": "3"}) + "\n")
+    (data / "train.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
+    recipe = Recipe.model_validate(
+        {"task": {"name": "generic", "family": "number", "path": str(data)}}
+    )
+    run = RunDir(tmp_path / "empty")
+    (run.student).mkdir(parents=True)
+    with pytest.raises(UserError, match="no trained student"):
+        evaluate(recipe, run, quiet=True)

@@ -1,0 +1,85 @@
+"""`predict`: the Python API, JSONL in and out, and its user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mindmirror.errors import UserError
+from mindmirror.predict import Predictor, predict, predict_file
+from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, write_run
+
+
+def test_python_api_from_a_run_directory(tmp_path: Path, fitted_causal: Fitted) -> None:
+    _, run = write_run(tmp_path, fitted_causal)
+    predictor = Predictor.load(run.root)
+    assert predictor.mode == "mirror"  # the recipe's method (mind_mirror) learnt self-evaluation
+    right, wrong = predictor.predict([Q_RIGHT, Q_WRONG])
+    assert (right.answer, right.verdict, right.abstained, right.cot) == (
+        "(3 + 4)",
+        "correct",
+        False,
+        COT_RIGHT,
+    )
+    assert 0.0 <= wrong.confidence < right.confidence <= 1.0
+    assert wrong.abstained
+    (answer,) = predict(run.root, [Q_WRONG], mode="answer")
+    assert (answer.mode, answer.canonical) == ("answer", "17")
+
+
+def test_jsonl_in_jsonl_out(tmp_path: Path, fitted_causal: Fitted) -> None:
+    _, run = write_run(tmp_path, fitted_causal)
+    source = tmp_path / "questions.jsonl"
+    source.write_text(
+        json.dumps({"id": "a", "question": Q_RIGHT}) + "\n\n" + json.dumps({"question": Q_WRONG})
+    )
+    out = tmp_path / "out" / "answers.jsonl"
+    assert predict_file(run.root, source, out, mode="cot", quiet=True) == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", 1]
+    assert [r["canonical"] for r in rows] == ["7", "17"]
+    assert {"mode", "answer", "cot", "verdict", "confidence", "abstained"} <= set(rows[0])
+
+
+def test_student_folder_needs_a_task(tmp_path: Path, fitted_causal: Fitted) -> None:
+    _, run = write_run(tmp_path / "r", fitted_causal)
+    folder = tmp_path / "alone"
+    (run.stage("stage2") / "best").rename(folder)
+    with pytest.raises(UserError, match="cannot tell the task"):
+        Predictor.load(folder)
+    with pytest.raises(UserError, match="unknown task 'maths'"):
+        Predictor.load(folder, task="maths")
+    predictor = Predictor.load(folder, task="svamp")
+    assert predictor.mode == "cot"
+    assert predictor.predict([Q_RIGHT])[0].canonical == "7"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"question": "ok"}\nnot json\n', "questions.jsonl:2: not a JSON object"),
+        ('{"q": "x"}\n', 'questions.jsonl:1: needs a "question" field'),
+        ("\n", "no questions in it"),
+    ],
+)
+def test_malformed_question_files(
+    tmp_path: Path, fitted_causal: Fitted, content: str, message: str
+) -> None:
+    _, run = write_run(tmp_path / "r", fitted_causal)
+    source = tmp_path / "questions.jsonl"
+    source.write_text(content)
+    with pytest.raises(UserError, match=message):
+        predict_file(run.root, source, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_missing_paths_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> None:
+    with pytest.raises(UserError, match="student not found"):
+        Predictor.load(tmp_path / "nope")
+    _, run = write_run(tmp_path / "r", fitted_causal)
+    with pytest.raises(UserError, match="questions file not found"):
+        predict_file(run.root, tmp_path / "none.jsonl", tmp_path / "o.jsonl")
+    with pytest.raises(UserError, match="unknown mode 'fast'"):
+        predict(run.root, [Q_RIGHT], mode="fast")

@@ -1,0 +1,123 @@
+"""`report`: Markdown + self-contained HTML + PNG plots from whatever the run holds."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mindmirror.errors import UserError
+from mindmirror.evaluate import accuracy_interval, aurc, risk_coverage
+from mindmirror.report import main_table, report
+from mindmirror.rundir import RunDir
+
+
+def metrics(method: str, num_cots: int, seed: int, acc: float) -> dict[str, Any]:
+    hits = [i < acc * 20 for i in range(20)]
+    conf = [1.0 - i / 20 for i in range(20)]
+    curve = risk_coverage(conf, hits)
+    mode = {
+        **accuracy_interval(hits, resamples=100, seed=seed),
+        "parse_rate": 1.0,
+        "answers_per_s": 3.0,
+        "risk_coverage": curve,
+        "aurc": aurc(curve),
+    }
+    return {
+        "name": f"{method}-{num_cots}-{seed}",
+        "method": method,
+        "num_cots": num_cots,
+        "seed": seed,
+        "modes": {"cot": mode, "mirror": {**mode, "coverage": 0.8, "selective_accuracy": 0.9}},
+        "self_evaluation": {
+            "cots": 40,
+            "teacher": 0.7,
+            "gold": 0.8,
+            "auroc": 0.75,
+            "teacher_source": ["teacher"],
+            "teacher_vs_gold": 0.85,
+        },
+    }
+
+
+def write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    write(
+        run.summary,
+        {
+            "model": "gpt-3.5",
+            "backend": "import",
+            "cots": 50,
+            "parse_rate": 0.98,
+            "teacher_accuracy": 0.8,
+            "cost_usd": 1.25,
+            "tokens_in": 10,
+            "tokens_out": 20,
+            "by_split": {"test": {"teacher_accuracy": 0.78}},
+        },
+    )
+    write(
+        run.stage("stage2") / "curve.json",
+        [
+            {"step": 5, "eval_accuracy": 0.2, "eval_loss": 2.0},
+            {"step": 10, "eval_accuracy": 0.4, "eval_loss": 1.5},
+        ],
+    )
+    write(run.eval / "metrics.json", metrics("mind_mirror", 5, 0, 0.6))
+    for method in ("step_by_step", "multi_cot"):
+        for n in (1, 5):
+            for seed in (0, 1):
+                cell = run.root / "experiment" / f"{method}-n{n}-s{seed}"
+                write(cell / "eval" / "metrics.json", metrics(method, n, seed, 0.3 + 0.05 * n))
+
+    html_path = report(run)
+
+    md = (run.root / "report.md").read_text()
+    for title in (
+        "Test accuracy (methods x modes)",
+        "Accuracy vs number of CoTs",
+        "Selective prediction",
+        "Teacher vs student",
+        "## Teacher",
+        "Training (validation)",
+    ):
+        assert title in md
+    assert "| step_by_step | 1 | 0.350 [" in md  # mean of two seeds with its interval
+    assert "0.780" in md  # teacher accuracy on test
+    plots = sorted(p.name for p in run.plots.glob("*.png"))
+    assert plots == [
+        "accuracy_by_method.png",
+        "accuracy_vs_num_cots.png",
+        "risk_coverage.png",
+        "teacher_vs_student.png",
+        "training_curves.png",
+    ]
+    text = html_path.read_text()
+    assert text.count("data:image/png;base64,") == 5
+    assert not re.search(r"src=['\"](?!data:)", text)  # self-contained: no external files
+    assert "<table>" in text
+    assert main_table(run).startswith("| method | N |")
+
+
+def test_sections_without_inputs_are_skipped(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    write(run.eval / "metrics.json", metrics("step_by_step", 1, 0, 0.5))
+    report(run)
+    md = (run.root / "report.md").read_text()
+    assert "Test accuracy" in md and "Selective prediction" in md
+    assert "Teacher" not in md and "number of CoTs" not in md and "Training" not in md
+
+
+def test_nothing_to_report_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nothing to report"):
+        report(RunDir(tmp_path))
+    with pytest.raises(UserError, match="not found"):
+        report(RunDir(tmp_path / "missing"))

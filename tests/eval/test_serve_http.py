@@ -1,0 +1,135 @@
+"""`serve` over real HTTP: the server process with a tiny saved student, the openai client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from mindmirror.embedded import free_port
+from mindmirror.student.model import save_student
+from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted
+
+# Starting the server process imports torch and transformers: tens of seconds on a busy box.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> Iterator[str]:
+    """Base URL of a `serve_main` process over the fitted tiny student (task: svamp)."""
+    folder = tmp_path_factory.mktemp("serve") / "student"
+    s = fitted_causal.student
+    save_student(s.model, s.tokenizer, folder, kind="causal")
+    port = free_port()
+    code = (
+        "from mindmirror.serve import serve_main; "
+        f"serve_main({str(folder)!r}, port={port}, task='svamp', model_name='tiny')"
+    )
+    log = (folder.parent / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (folder.parent / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_lists_the_student(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+
+
+def test_cot_with_n_returns_n_choices_like_a_teacher(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "system", "content": "ignored"}, {"role": "user", "content": Q_RIGHT}],
+        n=3,
+        temperature=0.5,
+        max_tokens=24,
+    )
+    assert len(reply.choices) == 3
+    assert sum(c.message.content == COT_RIGHT for c in reply.choices) >= 2
+    extra = reply.model_extra["mindmirror"]
+    assert extra["mode"] == "cot" and len(extra["samples"]) == 3
+    assert reply.usage.completion_tokens > 0
+
+
+def test_greedy_answer_mode(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": Q_WRONG}],
+        extra_body={"mindmirror": {"mode": "answer"}},
+    )
+    assert reply.choices[0].message.content == "The answer is (12 + 5)."
+    assert reply.model_extra["mindmirror"]["answer"] == "(12 + 5)"
+
+
+def test_mirror_mode_returns_verdict_confidence_and_abstains(client: openai.OpenAI) -> None:
+    def ask(question: str) -> tuple[str, dict]:
+        reply = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": question}],
+            n=3,
+            temperature=0.5,
+            max_tokens=24,
+            extra_body={"mindmirror": {"mode": "mirror"}},
+        )
+        assert len(reply.choices) == 1
+        return reply.choices[0].message.content, reply.model_extra["mindmirror"]
+
+    text, right = ask(Q_RIGHT)
+    assert text == COT_RIGHT
+    assert (right["verdict"], right["abstained"], len(right["samples"])) == ("correct", False, 3)
+    assert 0.5 < right["confidence"] <= 1.0
+    text, wrong = ask(Q_WRONG)
+    assert text == COT_WRONG
+    assert (wrong["verdict"], wrong["abstained"]) == ("wrong", True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n": 99}, "n must be between 1 and 16"),
+        ({"max_tokens": 100000}, "max_tokens must be between 1 and 1024"),
+        ({"extra_body": {"mindmirror": {"mode": "best"}}}, "unknown mode 'best'"),
+        ({"n": 2, "temperature": 0}, "n > 1 needs temperature > 0"),
+        ({"messages": [{"role": "system", "content": "no question"}]}, "no user message"),
+    ],
+)
+def test_bad_requests_get_400_with_a_clear_message(
+    client: openai.OpenAI, kwargs: dict, message: str
+) -> None:
+    request = {"model": "tiny", "messages": [{"role": "user", "content": Q_RIGHT}], **kwargs}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**request)
+    assert message in caught.value.body["message"]
+
+
+def test_oversized_body_and_bad_json(server: str) -> None:
+    big = {"model": "tiny", "messages": [{"role": "user", "content": "x" * 70000}]}
+    response = httpx.post(f"{server}/chat/completions", json=big, timeout=30)
+    assert response.status_code == 413
+    assert "request body over 65536 bytes" in response.json()["error"]["message"]
+    response = httpx.post(f"{server}/chat/completions", content=b"{nope", timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "the request body is not valid JSON"
+    assert httpx.get(f"{server}/nowhere", timeout=30).status_code == 404

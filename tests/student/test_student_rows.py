@@ -1,0 +1,151 @@
+"""Rows per method: counts, weights, prefixes, labels, skipping and deduplication."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindmirror.records import Record
+from mindmirror.student.formats import CRITIQUE, EXPLAIN, PREDICT, VERDICT
+from mindmirror.student.rows import RowSpec, build_rows, majority_answer, stages
+from mindmirror.tasks.families import EquationTask
+
+from .conftest import cot
+
+ALPHA = 0.3
+
+
+def rows_of(records: list[Record], task: EquationTask, method: str, stage: str, **kw: object):
+    spec = RowSpec(method=method, alpha=ALPHA, **kw)  # type: ignore[arg-type]
+    return build_rows(records, task, spec, stage)  # type: ignore[arg-type]
+
+
+def test_stages_per_method() -> None:
+    assert stages("mind_mirror") == ["evaluation", "reasoning"]
+    assert stages("mind_mirror_joint") == ["joint"]
+    for method in ("standard", "distill", "step_by_step", "multi_cot"):
+        assert stages(method) == ["reasoning"]
+
+
+def test_standard_uses_gold_once_per_question(records, task) -> None:
+    rows, stats = rows_of(records, task, "standard", "reasoning")
+    assert len(rows) == stats.questions == 8
+    assert {r.prefix for r in rows} == {PREDICT}
+    assert all(r.weight == 1.0 for r in rows)
+    assert rows[0].target == "The answer is (3 + 5)."
+    assert rows[0].input.startswith("predict: Tom has 3 apples")
+
+
+def test_only_train_records_become_rows(records, task) -> None:
+    rows, _ = rows_of(records, task, "multi_cot", "reasoning", num_cots=5)
+    train_ids = {r.id for r in records if r.split == "train"}
+    assert {r.question_id for r in rows} == train_ids
+
+
+def test_step_by_step_takes_the_first_parsed_cot(records, task) -> None:
+    rows, stats = rows_of(records, task, "step_by_step", "reasoning", num_cots=5)
+    assert stats.rows == 16 and stats.cots_used == 8
+    explain = [r for r in rows if r.prefix == EXPLAIN]
+    assert all(r.target.startswith("Tom starts with") for r in explain)
+    assert all(r.weight == pytest.approx(1 - ALPHA) for r in explain)
+    assert all(r.weight == pytest.approx(ALPHA) for r in rows if r.prefix == PREDICT)
+
+
+def test_multi_cot_skips_and_counts_unparsed_and_merges_predict_rows(records, task) -> None:
+    rows, stats = rows_of(records, task, "multi_cot", "reasoning", num_cots=5)
+    # Per question: 2 parsed CoTs -> 2 predict + 2 explain rows; the 2 predict rows agree.
+    assert stats.cots_unparsed == 8 and stats.cots_used == 16
+    assert stats.rows_before_dedupe == 32 and stats.rows == 24
+    predict = [r for r in rows if r.prefix == PREDICT]
+    assert len(predict) == 8
+    assert all(r.weight == pytest.approx(2 * ALPHA) for r in predict)
+    assert stats.by_prefix == {PREDICT: 8, EXPLAIN: 16}
+
+
+def test_dedupe_keeps_the_total_weight(records, task) -> None:
+    merged, _ = rows_of(records, task, "mind_mirror_joint", "joint", num_cots=5)
+    plain, _ = rows_of(records, task, "mind_mirror_joint", "joint", num_cots=5, dedupe=False)
+    assert len(merged) < len(plain)
+    assert sum(r.weight for r in merged) == pytest.approx(sum(r.weight for r in plain))
+
+
+def test_teacher_labels_give_one_row_per_distinct_answer(records, task) -> None:
+    record = records[0]
+    record.cots.append(cot("3 times 5 is 15. The answer is (3 * 5).", "(3 * 5)", False, []))
+    rows, _ = rows_of([record], task, "multi_cot", "reasoning", num_cots=5)
+    predict = {r.target: r.weight for r in rows if r.prefix == PREDICT}
+    assert predict == {
+        "The answer is (3 + 5).": pytest.approx(2 * ALPHA),
+        "The answer is (3 * 5).": pytest.approx(ALPHA),
+    }
+
+
+def test_gold_labels_replace_predict_targets_and_keep_cots(records, task) -> None:
+    record = records[0]
+    for c in record.cots:
+        if c.parsed:
+            c.answer, c.text = "(3 * 5)", c.text.replace("(3 + 5)", "(3 * 5)")
+    rows, _ = rows_of([record], task, "multi_cot", "reasoning", labels="gold", num_cots=5)
+    predict = [r for r in rows if r.prefix == PREDICT]
+    assert [r.target for r in predict] == ["The answer is (3 + 5)."]
+    assert predict[0].weight == pytest.approx(2 * ALPHA)
+    assert all("(3 * 5)" in r.target for r in rows if r.prefix == EXPLAIN)
+
+
+def test_question_without_parsed_cot_is_skipped_for_teacher_labels(records, task) -> None:
+    record = records[0]
+    record.cots = [c for c in record.cots if not c.parsed]
+    rows, stats = rows_of([record], task, "multi_cot", "reasoning", num_cots=5)
+    assert rows == [] and stats.questions_skipped == 1 and stats.cots_unparsed == 1
+    rows, _ = rows_of([record], task, "multi_cot", "reasoning", labels="gold", num_cots=5)
+    assert [r.prefix for r in rows] == [PREDICT]
+
+
+def test_distill_takes_the_majority_and_breaks_ties_by_the_first_cot(records, task) -> None:
+    record = records[0]
+    wrong = cot("The answer is (3 * 5).", "(3 * 5)", False, [])
+    assert majority_answer([wrong, *record.cots], task, None) == "(3 + 5)"
+    assert majority_answer([wrong, record.cots[0]], task, None) == "(3 * 5)"
+    # Same value, different spelling: one vote bucket (canonical form).
+    spelled = cot("The answer is 8.", "8", True, [])
+    assert majority_answer([wrong, spelled, record.cots[0]], task, None) == "8"
+    rows, _ = rows_of([record], task, "distill", "reasoning")
+    assert [(r.target, r.weight) for r in rows] == [("The answer is (3 + 5).", 1.0)]
+
+
+def test_self_evaluation_rows_hold_question_and_cot_under_their_own_prefixes(records, task) -> None:
+    rows, stats = rows_of(records, task, "mind_mirror", "evaluation", num_cots=5, num_evals=5)
+    # Per question: CoT 1 has 2 identical "correct" evaluations (merged), CoT 3 one correct and
+    # one wrong; the unparsed CoT 2 and its evaluation are never used.
+    assert stats.evals_used == 32 and stats.rows_before_dedupe == 64 and stats.rows == 48
+    assert {r.prefix for r in rows} == {VERDICT, CRITIQUE}
+    first = [r for r in rows if r.question_id == "toy-train-0"]
+    verdicts = {(r.input, r.target): r.weight for r in first if r.prefix == VERDICT}
+    assert len(verdicts) == 3
+    assert sorted(verdicts.values()) == pytest.approx([ALPHA, ALPHA, 2 * ALPHA])
+    for row in first:
+        assert row.input.startswith(f"{row.prefix}: Question: Tom has 3 apples")
+        assert "\nAnswer: " in row.input
+        assert "Tom has many apples." not in row.input
+    assert {r.target for r in first if r.prefix == VERDICT} == {
+        "the given answer is correct",
+        "the given answer is wrong",
+    }
+    assert all(r.weight == pytest.approx(2 * (1 - ALPHA)) or r.weight == pytest.approx(1 - ALPHA)
+               for r in first if r.prefix == CRITIQUE)  # fmt: skip
+
+
+def test_unparsed_evaluations_and_gold_evaluator_critiques(records, task) -> None:
+    from .conftest import evaluation
+
+    record = records[0]
+    record.cots[0].evaluations = [evaluation(None), evaluation("correct", text="")]
+    rows, stats = rows_of([record], task, "mind_mirror", "evaluation", num_cots=1)
+    assert stats.evals_unparsed == 1
+    # The gold evaluator's empty critique gives a verdict row and no critique row.
+    assert [r.prefix for r in rows] == [VERDICT]
+
+
+def test_num_evals_and_num_cots_limit_rows(records, task) -> None:
+    _, stats = rows_of(records, task, "mind_mirror", "evaluation", num_cots=1, num_evals=1)
+    assert stats.evals_used == 8
+    assert stats.by_prefix == {VERDICT: 8, CRITIQUE: 8}

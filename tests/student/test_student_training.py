@@ -1,0 +1,153 @@
+"""Training end to end on tiny random students: outputs, both stages, selection, resume, LoRA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mindmirror.config import recipe_from_dict
+from mindmirror.errors import UserError
+from mindmirror.records import Record, write_records
+from mindmirror.rundir import RunDir
+from mindmirror.student.model import find_student, load_student
+from mindmirror.student.train import train
+from mindmirror.student.trainer import StudentTrainer
+from mindmirror.student.validate import validation_items
+
+
+def make_run(tmp_path: Path, records: list[Record]) -> RunDir:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    return run
+
+
+def recipe(run: RunDir, student: Path, **train: Any) -> Any:
+    settings = {"student": str(student), "epochs": 1, "batch_size": 4, "learning_rate": 1e-3,
+                "eval_batch_size": 8, "eval_max_new_tokens": 8, "logging_steps": 1, **train}  # fmt: skip
+    return recipe_from_dict({"run_dir": str(run.root), "seed": 1, "train": settings})
+
+
+def test_step_by_step_on_tiny_t5_leaves_a_loadable_student(tmp_path, records, tiny_t5) -> None:
+    run = make_run(tmp_path, records)
+    summary = train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
+    stage = summary["stages"]["reasoning"]
+    assert summary["final"] == "student/reasoning/best"
+    assert stage["rows"]["rows"] == 16 and stage["validation_items"] == 3
+    assert set(summary["versions"]) >= {"torch", "transformers", "peft", "accelerate"}
+    assert "method: step_by_step" in summary["recipe"]
+    saved = json.loads((run.student / "train.json").read_text())
+    assert saved["final"] == summary["final"]
+    curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
+    assert curve and "eval_accuracy" in curve[-1]
+    model, tokenizer, kind = load_student(run.root)
+    assert kind == "seq2seq" and model.config.is_encoder_decoder
+    assert find_student(run.root) == run.stage("reasoning") / "best"
+    # A finished stage is not trained again.
+    again = train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
+    assert again["stages"]["reasoning"]["train_seconds"] == stage["train_seconds"]
+
+
+def test_mind_mirror_trains_two_stages_second_from_first(tmp_path, records, tiny_llama) -> None:
+    run = make_run(tmp_path, records)
+    summary = train(recipe(run, tiny_llama, method="mind_mirror", num_cots=2), run, quiet=True)
+    first, second = summary["stages"]["evaluation"], summary["stages"]["reasoning"]
+    assert "eval_verdict_agreement" in first["best_metric"]
+    assert "eval_accuracy" in second["best_metric"]
+    assert second["init"] == str(run.root / first["best"])
+    assert first["rows"]["by_prefix"] == {"verdict": 24, "critique": 24}
+    info = json.loads((run.stage("evaluation") / "best" / "student.json").read_text())
+    assert info["kind"] == "causal" and info["stage"] == "evaluation"
+    _, tokenizer, kind = load_student(run.root)
+    assert kind == "causal" and tokenizer.padding_side == "left"
+
+
+def test_best_checkpoint_is_chosen_on_validation_never_test(
+    tmp_path, records, tiny_t5, monkeypatch
+) -> None:
+    # Test questions are never validation items.
+    assert all("toy-test" not in item.input for item in validation_items(records, "reasoning",
+               num_cots=1, limit=None))  # fmt: skip
+    # Validation scores that go up then down: the checkpoint with the best one must win.
+    scores = iter([0.25, 0.75, 0.5])
+    seen: list[list[str]] = []
+
+    def fake_score(stage, task, items, outputs):  # the trainer's scorer, replaced
+        seen.append([item.input for item in items])
+        hits = round(next(scores) * 4)
+        return hits, 4, 4
+
+    monkeypatch.setattr("mindmirror.student.trainer.score", fake_score)
+    run = make_run(tmp_path, records)
+    summary = train(recipe(run, tiny_t5, method="standard", max_steps=6, eval_steps=2), run,
+                    quiet=True)  # fmt: skip
+    stage = summary["stages"]["reasoning"]
+    assert stage["best_metric"]["eval_accuracy"] == 0.75
+    assert stage["best_checkpoint"].endswith("checkpoint-4")
+    validation = {r.question for r in records if r.split == "validation"}
+    assert all(any(q in text for q in validation) for items in seen for text in items)
+    curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
+    assert [(p["step"], p["eval_accuracy"]) for p in curve] == [(2, 0.25), (4, 0.75), (6, 0.5)]
+    best = load_student(run.root)[0]
+    chosen = load_student(stage["best_checkpoint"])[0]
+    for (name, a), b in zip(best.named_parameters(), chosen.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(
+    tmp_path, records, tiny_llama, monkeypatch
+) -> None:
+    run = make_run(tmp_path, records)
+    settings = {"method": "multi_cot", "max_steps": 6, "eval_steps": 2}
+    original = StudentTrainer.training_step
+
+    def dies_at_step_5(self, model, inputs, num_items_in_batch=None):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt  # what a kill leaves behind: checkpoints up to step 4
+        return original(self, model, inputs, num_items_in_batch)
+
+    monkeypatch.setattr(StudentTrainer, "training_step", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe(run, tiny_llama, **settings), run, quiet=True)
+    checkpoints = sorted(p.name for p in (run.stage("reasoning") / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    assert not (run.student / "train.json").exists()
+    monkeypatch.setattr(StudentTrainer, "training_step", original)
+    summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
+    stage = summary["stages"]["reasoning"]
+    assert stage["resumed_from"].endswith("checkpoint-4")
+    assert stage["steps"] == 6
+    curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
+    assert [p["step"] for p in curve] == [2, 4, 6]
+
+
+def test_lora_with_bf16_autocast_saves_a_merged_plain_student(
+    tmp_path, records, tiny_llama
+) -> None:
+    run = make_run(tmp_path, records)
+    settings = {"method": "mind_mirror_joint", "lora": True, "lora_r": 4, "precision": "bf16",
+                "max_steps": 2}  # fmt: skip
+    summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
+    best = run.root / summary["final"]
+    assert summary["final"] == "student/joint/best"
+    assert not (best / "adapter_config.json").exists()
+    model, _, _ = load_student(best)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    base, _, _ = load_student(tiny_llama)
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(),
+                                                      strict=True)]  # fmt: skip
+    assert any(changed)
+
+
+def test_no_rows_or_no_validation_is_one_clear_user_error(tmp_path, records, tiny_t5) -> None:
+    run = make_run(tmp_path, [r for r in records if r.split != "validation"])
+    with pytest.raises(UserError, match="no validation"):
+        train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
+    run = make_run(tmp_path / "b", [r for r in records if r.split != "train"])
+    with pytest.raises(UserError, match="no training rows"):
+        train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
+    with pytest.raises(UserError, match="records not found"):
+        train(recipe(RunDir(tmp_path / "none"), tiny_t5), RunDir(tmp_path / "none"), quiet=True)
