@@ -3,9 +3,14 @@
 The paper's Tree-of-Thoughts loop asks the teacher for one completion, waits for it, then asks
 for the next. Behind a real API each request spends most of its time in network and queueing
 latency, so this benchmark puts the fault proxy (``tests/fault_proxy.py``) in front of the
-embedded llama.cpp server with a fixed added latency per request (default 1 s) and keeps
-``max_tokens`` tiny so the server's own compute stays small next to that latency: it measures
-the engine, not the model.
+embedded llama.cpp server with a fixed added latency per request (default 1 s), and keeps the
+server's own work small next to that latency (it measures the engine, not the model):
+
+- the workload is the method's own: several samples per question (``--samples`` per
+  ``--questions``), sent one request per sample, as a server that ignores ``n`` needs them;
+  llama.cpp keeps the question's prompt in its KV cache between consecutive samples;
+- ``max_tokens`` is 1 by default, so each request is one sampled token (about 10 ms of server
+  time on an idle 2-core machine).
 
 Both clients talk to the same server through the same proxy in the same run:
 
@@ -21,6 +26,7 @@ Prints requests/s of both, their ratio and the ideal (concurrency / latency); th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,32 +43,31 @@ from mindmirror.teacher.backends import OpenAIBackend  # noqa: E402
 from mindmirror.teacher.cache import ResponseCache  # noqa: E402
 from mindmirror.teacher.engine import RequestEngine  # noqa: E402
 from mindmirror.teacher.types import Prompt, Sampling  # noqa: E402
-from tests.fault_proxy import ProxyHandle, fault_proxy  # noqa: E402
+from tests.fault_proxy import fault_proxy  # noqa: E402
 
 
-def question(i: int) -> str:
-    """A short distinct prompt per request (the server still reuses the shared prefix)."""
-    return f"Reply with one word. Item {i}."
+def messages(question: int) -> list[dict[str, str]]:
+    """The chat messages of one question of the workload."""
+    return [{"role": "user", "content": f"Reply with one word. Item {question}."}]
 
 
-def run_sequential(url: str, count: int, max_tokens: int) -> float:
+def run_sequential(url: str, samples: int, max_tokens: int) -> float:
     """Requests/s of the one-at-a-time client (``openai`` sync client, no concurrency)."""
     client = openai.OpenAI(base_url=url, api_key="sk-no-key", max_retries=0, timeout=120)
     start = time.perf_counter()
-    for i in range(count):
+    for _ in range(samples):
         client.chat.completions.create(
-            model=EMBEDDED_MODEL,
-            messages=[{"role": "user", "content": question(i)}],
-            max_tokens=max_tokens,
-            temperature=0.7,
+            model=EMBEDDED_MODEL, messages=messages(-1), max_tokens=max_tokens, temperature=0.7
         )
     elapsed = time.perf_counter() - start
     client.close()
-    return count / elapsed
+    return samples / elapsed
 
 
-def run_engine(url: str, count: int, max_tokens: int, concurrency: int) -> tuple[float, int]:
-    """Requests/s of the engine on ``count`` fresh prompts; also how many samples came back."""
+def run_engine(
+    url: str, questions: int, samples: int, max_tokens: int, concurrency: int
+) -> tuple[float, int]:
+    """Requests/s of the engine on fresh prompts; also how many samples came back."""
     cfg = TeacherConfig(
         model=EMBEDDED_MODEL,
         base_url=url,
@@ -70,20 +75,20 @@ def run_engine(url: str, count: int, max_tokens: int, concurrency: int) -> tuple
         concurrency=concurrency,
         max_retries=3,
         timeout_s=300,
+        use_n=False,  # llama.cpp ignores ``n``: one request per sample from the start
     )
     sampling = Sampling(temperature=0.7, top_p=1.0, max_tokens=max_tokens)
     prompts = [
-        Prompt(("bench", str(i)), [{"role": "user", "content": question(count + i)}], 1,
-               sampling, "bench_v1")
-        for i in range(count)
-    ]  # fmt: skip
+        Prompt(("bench", str(q)), messages(q), samples, sampling, "bench_v1")
+        for q in range(questions)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         cache = ResponseCache(Path(tmp) / "cache.sqlite")
         engine = RequestEngine(OpenAIBackend.from_config(cfg), cache, cfg, label="engine")
         results = engine.run_sync(prompts, description="bench")
         cache.close()
-    filled = sum(texts[0] is not None for texts in results.values())
-    return count / engine.last.wall_s, filled
+    filled = sum(text is not None for texts in results.values() for text in texts)
+    return engine.last.samples_new / engine.last.wall_s, filled
 
 
 def main() -> None:
@@ -92,35 +97,42 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (under 5 minutes)")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds added per request")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=64, help="samples per question")
+    parser.add_argument("--questions", type=int, default=None, help="engine questions")
     parser.add_argument("--sequential", type=int, default=None, help="sequential requests")
-    parser.add_argument("--requests", type=int, default=None, help="engine requests")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     args = parser.parse_args()
     sequential_n = args.sequential or (10 if args.quick else 30)
-    engine_n = args.requests or args.concurrency * (10 if args.quick else 30)
+    questions = args.questions or (10 if args.quick else 40)
 
-    with llama_server() as server_url, fault_proxy(server_url) as proxy:
-        warm = run_sequential(proxy.url, 3, args.max_tokens)  # loads weights, fills the KV cache
+    with (
+        llama_server(n_threads=args.threads) as server_url,
+        fault_proxy(server_url) as proxy,
+    ):
+        run_sequential(proxy.url, 2, args.max_tokens)  # pages the weights in, caches the prompt
+        alone = run_sequential(proxy.url, 10, args.max_tokens)
+        print(f"server alone: {alone:.1f} requests/s (one at a time, no added latency)")
         proxy.configure(latency_s=args.latency)
-        print(f"server without added latency: {warm:.1f} requests/s (one at a time)")
         seq_rps = run_sequential(proxy.url, sequential_n, args.max_tokens)
         print(f"sequential: {sequential_n} requests, {seq_rps:.2f} requests/s")
         proxy.reset()
-        eng_rps, filled = run_engine(proxy.url, engine_n, args.max_tokens, args.concurrency)
-        forwarded = _forwarded(proxy)
+        eng_rps, filled = run_engine(
+            proxy.url, questions, args.samples, args.max_tokens, args.concurrency
+        )
+        forwarded = int(proxy.stats()["forwarded"])
+    total = questions * args.samples
     ideal = args.concurrency / args.latency
     ratio = eng_rps / seq_rps
     print(
-        f"engine: {engine_n} requests at concurrency {args.concurrency}, {eng_rps:.2f} requests/s "
+        f"engine: {total} requests at concurrency {args.concurrency}, {eng_rps:.2f} requests/s "
         f"({filled} samples back, {forwarded} reached the server)"
     )
     print(f"ideal: {ideal:.1f} requests/s (concurrency / latency); engine at {eng_rps / ideal:.0%}")
-    print(f"latency {args.latency:g} s, max_tokens {args.max_tokens}; ratio engine/sequential")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"latency {args.latency:g} s, max_tokens {args.max_tokens}")
+    print(f"machine: {os.cpu_count()} cores, load average {load} (1, 5, 15 min)")
     print(f"RESULT teacher_throughput {ratio:.1f}")
-
-
-def _forwarded(proxy: ProxyHandle) -> int:
-    return int(proxy.stats()["forwarded"])
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     Writes teacher/records.jsonl and teacher/summary.json in the run directory. Every response
     is cached in teacher/cache.sqlite: re-running resumes and pays for nothing twice.
     """
-    from mindmirror.teacher.teach import summary_table, teach as run_teach
+    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.teach import teach as run_teach
 
     resolved = load_recipe(recipe, set_)
     run = RunDir(resolved.resolved_run_dir())
@@ -105,6 +106,135 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
         summary = run_teach(live, run, quiet=quiet)
     Console().print(summary_table(summary))
     console.print(f"records: {run.records}")
+
+
+@app.command()
+@user_errors
+def train(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """Train the student with the recipe's method; the best checkpoint is chosen on validation.
+
+    Multi-process: ``accelerate launch --num_processes 2 -m mindmirror train RECIPE``.
+    """
+    from mindmirror.student.train import train as run_train
+
+    resolved = load_recipe(recipe, set_)
+    summary = run_train(resolved, RunDir(resolved.resolved_run_dir()), quiet=quiet)
+    console.print(f"student: {summary.get('final', summary)}")
+
+
+ModesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--mode", help="Inference mode to score (repeat): answer, cot, vote, mirror."),
+]
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    recipe: RecipeArg, set_: SetOpt = None, mode: ModesOpt = None, quiet: QuietOpt = False
+) -> None:
+    """Score the trained student on the test split in each mode (eval/metrics.json)."""
+    from mindmirror.evaluate import evaluate, summary_lines
+
+    resolved = load_recipe(recipe, set_)
+    metrics = evaluate(resolved, RunDir(resolved.resolved_run_dir()), mode, quiet=quiet)
+    for line in summary_lines(metrics):
+        print(line)
+
+
+@app.command()
+@user_errors
+def report(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Write report.md, report.html and plots/*.png from what the run directory holds."""
+    from mindmirror.report import main_table
+    from mindmirror.report import report as write_report
+
+    run = RunDir(load_recipe(recipe, set_).resolved_run_dir())
+    path = write_report(run)
+    print(main_table(run))
+    console.print(f"report: {path}")
+
+
+@app.command()
+@user_errors
+def run(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """The whole pipeline from one recipe: teach -> train -> eval -> report (each resumes)."""
+    from mindmirror.evaluate import evaluate, summary_lines
+    from mindmirror.report import main_table
+    from mindmirror.report import report as write_report
+    from mindmirror.student.train import train as run_train
+    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.teach import teach as run_teach
+
+    resolved = load_recipe(recipe, set_)
+    rundir = RunDir(resolved.resolved_run_dir())
+    with teacher_endpoint(resolved) as live:
+        Console().print(summary_table(run_teach(live, rundir, quiet=quiet)))
+    run_train(resolved, rundir, quiet=quiet)
+    for line in summary_lines(evaluate(resolved, rundir, None, quiet=quiet)):
+        print(line)
+    path = write_report(rundir)
+    print(main_table(rundir))
+    console.print(f"report: {path}")
+
+
+StudentArg = Annotated[Path, typer.Argument(help="A run directory or a trained student's folder.")]
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(help="Task family when PATH is a bare student folder (svamp, gsm8k, cqa, ...)."),
+]
+ModeOpt = Annotated[
+    str | None, typer.Option(help="answer, cot, vote or mirror (default: the student's best).")
+]
+
+
+@app.command()
+@user_errors
+def predict(
+    path: StudentArg,
+    question: Annotated[
+        list[str] | None, typer.Option("--question", "-q", help="A question (repeat).")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL with a `question` per line.")
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where the JSONL answers go.")
+    ] = None,
+    mode: ModeOpt = None,
+    task: TaskOpt = None,
+) -> None:
+    """Answer questions with a trained student: answer, CoT, verdict and confidence."""
+    import json
+
+    from mindmirror.predict import predict as run_predict
+    from mindmirror.predict import predict_file
+
+    if input_file is not None:
+        if output_file is None:
+            raise UserError("--input needs --output (JSONL in, JSONL out)")
+        count = predict_file(path, input_file, output_file, mode, task=task)
+        console.print(f"{count} answers written to {output_file}")
+        return
+    if not question:
+        raise UserError("give --question TEXT (repeatable) or --input FILE.jsonl --output OUT")
+    for prediction in run_predict(path, question, mode, task=task):
+        print(json.dumps(prediction.to_dict(), ensure_ascii=False))
+
+
+@app.command()
+@user_errors
+def serve(
+    path: StudentArg,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    mode: ModeOpt = None,
+    task: TaskOpt = None,
+) -> None:
+    """Serve a trained student as an OpenAI-compatible API (/v1/chat/completions)."""
+    from mindmirror.serve import serve_main
+
+    serve_main(path, host, port, mode=mode, task=task)
 
 
 def demo_recipe_path() -> Path:
@@ -129,7 +259,8 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """Run the pipeline offline on the embedded default (SmolLM2-135M-Instruct via llama.cpp)."""
-    from mindmirror.teacher.teach import summary_table, teach as run_teach
+    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.teach import teach as run_teach
 
     overrides = [f"run_dir={run_dir}", *(set_ or [])]
     if teacher_url:

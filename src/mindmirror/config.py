@@ -224,6 +224,13 @@ class EvalConfig(Strict):
     checkpoint: str | None = Field(
         None, description="Student to score (default: the run's final trained student)."
     )
+    judge: Literal["auto", "final"] = Field(
+        "auto",
+        description="Who judges samples in `mirror` mode. auto: the self-evaluation stage's "
+        "best student when the run trained one separately (`mind_mirror`: stage-2 training can "
+        "erode the verdict skill of the final student), else the final student; final: always "
+        "the final student.",
+    )
 
 
 class ServeConfig(Strict):
@@ -429,7 +436,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})")
+        problem = getattr(error, "problem", error)
+        raise UserError(f"{path}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe is a mapping of sections (task:, teacher:, ...)")
     return recipe_from_dict(data, overrides, source=str(path))

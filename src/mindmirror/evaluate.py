@@ -24,6 +24,7 @@ from mindmirror.errors import UserError
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
+from mindmirror.student.generate import verdict_probs
 from mindmirror.student.infer import MODES, ModeRun, Prediction, Student, infer_modes
 from mindmirror.tasks.base import Example
 from mindmirror.tasks.splits import question_key
@@ -140,7 +141,12 @@ def mode_metrics(
 
 
 def self_evaluation_agreement(
-    student: Student, records: Sequence[Record], *, batch_size: int = 8, max_input_tokens: int = 512
+    student: Student,
+    records: Sequence[Record],
+    *,
+    batch_size: int = 8,
+    max_input_tokens: int = 512,
+    quiet: bool = True,
 ) -> dict[str, Any] | None:
     """How the student's verdicts on held-out teacher CoTs match the teacher and gold.
 
@@ -149,17 +155,17 @@ def self_evaluation_agreement(
     with the CoT's gold correctness; ``auroc`` ranks CoTs by the student's P(correct) against
     gold. The teacher's own agreement with gold is given for reference. None without CoTs.
     """
-    from mindmirror.student.generate import verdict_probs
-
     pairs = [(r, c) for r in records for c in r.cots if c.parsed and c.text.strip()]
     if not pairs:
         return None
+    judge = student.judge_or_self
     probs = verdict_probs(
-        student.model,
-        student.tokenizer,
+        judge.model,
+        judge.tokenizer,
         [evaluation_input(VERDICT, r.question, c.text) for r, c in pairs],
         batch_size=batch_size,
         max_input_tokens=max_input_tokens,
+        progress=None if quiet else "self-evaluating held-out teacher CoTs",
     )
     mine = [max(p, key=p.__getitem__) for p in probs]
     student_t, teacher_t, sources = [], [], set()
@@ -266,7 +272,7 @@ def evaluate(
     Raises:
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
-    from mindmirror.student.model import load_student
+    from mindmirror.predict import load_for_inference
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
@@ -278,8 +284,7 @@ def evaluate(
     if any(e.gold is None for e in test):
         raise UserError("the test split has questions without gold answers; eval needs gold")
     source = cfg.checkpoint or run.root
-    model, tok, kind = load_student(source)
-    student = Student(model, tok, kind)
+    student = load_for_inference(source, cfg.judge)
     if not quiet:
         console.print(f"[bold]eval[/]: {len(test)} test questions, modes {', '.join(chosen)}")
     runs = infer_modes(
@@ -297,6 +302,7 @@ def evaluate(
         "split": "test",
         "questions": len(test),
         "student": str(source),
+        "judge": str(student.judge.model.name_or_path) if student.judge else "student",
         "settings": cfg.model_dump(mode="json"),
         "modes": {},
     }
@@ -314,10 +320,18 @@ def evaluate(
             seed=recipe.seed,
         )
         rows.extend(_prediction_rows(mode_run, test, correct))
-    held_out = _held_out_records(run, test)
-    metrics["self_evaluation"] = self_evaluation_agreement(
-        student, held_out, batch_size=cfg.batch_size, max_input_tokens=cfg.max_input_tokens
-    )
+    method = metrics["method"]
+    if method is None or str(method).startswith("mind_mirror"):
+        metrics["self_evaluation"] = self_evaluation_agreement(
+            student,
+            _held_out_records(run, test),
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
+            quiet=quiet,
+        )
+    else:
+        # A student never trained on `verdict:` rows has no self-evaluation to measure.
+        metrics["self_evaluation"] = None
     run.eval.mkdir(parents=True, exist_ok=True)
     _write_jsonl(run.eval / "predictions.jsonl", rows)
     _write_json(run.eval / "metrics.json", metrics)

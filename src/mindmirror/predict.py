@@ -14,6 +14,10 @@ The task (how answers are parsed) comes from the run's ``recipe.yaml`` (found fr
 directory or from a student folder inside it), or from ``task`` (a built-in task name or an
 answer family) for a student folder on its own. The default mode is ``mirror`` for students
 trained with self-evaluation (``mind_mirror*`` methods) and ``cot`` otherwise.
+
+For a two-stage ``mind_mirror`` run, ``mirror`` mode lets the self-evaluation stage's best
+student judge the final student's CoTs (``eval.judge: auto``): stage 2 trains reasoning rows
+only and can erode the verdict skill of the final student (seen on tiny models in the tests).
 """
 
 from __future__ import annotations
@@ -25,28 +29,82 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mindmirror.config import EvalConfig, Recipe, ServeConfig, TaskConfig, load_recipe
+import yaml
+
+from mindmirror.config import (
+    EvalConfig,
+    Recipe,
+    ServeConfig,
+    TaskConfig,
+    load_recipe,
+    recipe_from_dict,
+)
 from mindmirror.errors import UserError
 from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
 from mindmirror.tasks.base import Task
 
 BUILTIN_TASKS = ("svamp", "gsm8k", "cqa", "anli", "arith")
 FAMILIES = ("equation", "number", "choice")
+#: The training stage that distils self-evaluation alone (``mind_mirror``'s stage 1).
+SELF_EVALUATION_STAGE = "evaluation"
 
 
-def find_recipe(path: Path) -> Path | None:
-    """The run's ``recipe.yaml`` for a run directory or a student folder inside one."""
+def _run_root(path: Path) -> Path | None:
+    """The run directory holding ``path`` (a run directory or a student folder inside one)."""
     for folder in [path, *path.resolve().parents][:5]:
-        if (folder / "recipe.yaml").is_file():
-            return folder / "recipe.yaml"
+        if (folder / "student" / "train.json").is_file() or (folder / "recipe.yaml").is_file():
+            return folder
     return None
+
+
+def run_recipe(path: Path) -> Recipe | None:
+    """The recipe of the run holding ``path``: its ``recipe.yaml``, else the one training
+    recorded in ``student/train.json``; None outside a run directory."""
+    root = _run_root(path)
+    if root is None:
+        return None
+    if (root / "recipe.yaml").is_file():
+        return load_recipe(root / "recipe.yaml")
+    summary = json.loads((root / "student" / "train.json").read_text())
+    if not summary.get("recipe"):
+        return None
+    return recipe_from_dict(yaml.safe_load(summary["recipe"]), source=f"{root}/student/train.json")
+
+
+def judge_folder(path: Path) -> Path | None:
+    """The self-evaluation stage's best student of the run whose final student ``path`` is, when
+    that run trained it as a separate stage (``mind_mirror``); else None."""
+    root = _run_root(path)
+    summary_path = root / "student" / "train.json" if root else None
+    if root is None or summary_path is None or not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    stage = (summary.get("stages") or {}).get(SELF_EVALUATION_STAGE) or {}
+    final = summary.get("final")
+    if not stage.get("best") or not final or stage["best"] == final:
+        return None
+    is_final = path.resolve() in (root.resolve(), (root / final).resolve())
+    return root / stage["best"] if is_final else None
+
+
+def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
+    """Load the student at ``path`` and, with ``judge="auto"``, the separate self-evaluation
+    student of its run (see ``EvalConfig.judge``)."""
+    from mindmirror.student.model import load_student
+
+    model, tok, kind = load_student(path)
+    student = Student(model, tok, kind)
+    folder = judge_folder(Path(path)) if judge == "auto" else None
+    if folder is not None:
+        j_model, j_tok, j_kind = load_student(folder)
+        student.judge = Student(j_model, j_tok, j_kind)
+    return student
 
 
 def resolve_task(path: Path, task: str | None) -> tuple[TaskConfig, Recipe | None]:
     """The task config from ``task`` (a built-in name or an answer family) or the run's recipe,
     and the run's recipe when there is one."""
-    recipe_path = find_recipe(path)
-    recipe = load_recipe(recipe_path) if recipe_path else None
+    recipe = run_recipe(path)
     names = ", ".join(BUILTIN_TASKS + FAMILIES)
     if task is None:
         if recipe is None:
@@ -85,16 +143,14 @@ class Predictor:
         Raises:
             UserError: missing path, unknown task, or no way to tell the task.
         """
-        from mindmirror.student.model import load_student
         from mindmirror.tasks import build_task
 
         path = Path(path)
         if not path.exists():
             raise UserError(f"student not found: {path} (give a run directory or student folder)")
         task_cfg, recipe = resolve_task(path, task)
-        model, tok, kind = load_student(path)
         return cls(
-            student=Student(model, tok, kind),
+            student=load_for_inference(path, recipe.eval.judge if recipe else "auto"),
             task=build_task(task_cfg),
             eval=recipe.eval if recipe else EvalConfig(),
             serve=recipe.serve if recipe else ServeConfig(),

@@ -12,7 +12,8 @@ Modes (request field ``mindmirror: {"mode": ...}``, e.g. the openai client's
   ``temperature`` is 0 or unset, sampled otherwise). With ``cot`` and ``n`` this is what
   ``teach`` needs, so the project's own student can act as a teacher server.
 - ``vote`` / ``mirror``: ``n`` (when > 1, else ``eval.num_samples``) sampled CoTs aggregated
-  into ONE choice: the chosen CoT; the samples are listed in the ``mindmirror`` field.
+  into ONE choice: the chosen CoT; the samples are listed in the ``mindmirror`` field. They
+  always sample (``temperature`` 0 or unset means ``eval.temperature``).
 
 Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413;
 ``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
@@ -23,13 +24,12 @@ The model runs one request at a time (a lock); requests queue.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fastapi import FastAPI, Request
@@ -39,12 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mindmirror.config import EvalConfig, ServeConfig
+from mindmirror.config import EvalConfig, InferMode, ServeConfig
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.generate import generate
-from mindmirror.student.infer import MODES, Prediction, Student, infer_modes
+from mindmirror.student.infer import MODES, Prediction, Student, infer_modes, sample_confidence
 from mindmirror.tasks.base import Task
 
 console = Console(stderr=True)
@@ -104,7 +104,7 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, str, int, int]:
+def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, InferMode, int, int]:
     """Validate limits; return (question, mode, n, max_tokens)."""
     if req.stream:
         raise ApiError(400, "streaming is not supported; send stream=false", "stream")
@@ -125,7 +125,7 @@ def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, str, int, int]:
             f"max_tokens must be between 1 and {cfg.max_tokens_limit} (got {max_tokens})",
             "max_tokens",
         )
-    return question, mode, n, max_tokens or 0
+    return question, cast(InferMode, mode), n, max_tokens or 0
 
 
 def _sample_dict(p: Prediction, i: int) -> dict[str, Any]:
@@ -162,10 +162,10 @@ def _reasoning(
         "mode": mode,
         "answer": parsed[0],
         "verdict": None,
-        "confidence": math.exp(first.logprob),
+        "confidence": sample_confidence(first),
         "abstained": False,
         "samples": [
-            {"text": s.text, "answer": a, "confidence": math.exp(s.logprob)}
+            {"text": s.text, "answer": a, "confidence": sample_confidence(s)}
             for s, a in zip(samples, parsed, strict=True)
         ],
     }
@@ -173,7 +173,7 @@ def _reasoning(
 
 
 def _aggregate(
-    served: Served, question: str, mode: str, n: int, max_tokens: int, req: ChatRequest
+    served: Served, question: str, mode: InferMode, n: int, max_tokens: int, req: ChatRequest
 ) -> tuple[list[str], dict[str, Any]]:
     """``vote``/``mirror``: K sampled CoTs, one chosen answer."""
     update: dict[str, Any] = {"num_samples": n if n > 1 else served.eval.num_samples}
@@ -185,7 +185,7 @@ def _aggregate(
         update["max_new_tokens"] = max_tokens
     cfg = served.eval.model_copy(update=update)
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    runs = infer_modes(served.student, served.task, [question], [mode], cfg, seed=seed)  # type: ignore[list-item]
+    runs = infer_modes(served.student, served.task, [question], [mode], cfg, seed=seed)
     pred = runs[mode].predictions[0]
     extra = {
         "mode": mode,

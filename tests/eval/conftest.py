@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from mindmirror.config import Recipe, dump_recipe
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
@@ -25,9 +27,9 @@ from mindmirror.tasks.families import EquationTask
 from tests.eval.tiny import fit_tiny, tiny_model, tiny_tokenizer
 
 Q_RIGHT = "Tom has 3 apples and buys 4 more. How many apples does he have?"
-Q_WRONG = "A box holds 12 pens. 5 are red. How many are not red?"
+Q_WRONG = "A box holds 12 pens. 4 are red. How many are not red?"
 COT_RIGHT = "3 + 4 = 7. The answer is (3 + 4)."
-COT_WRONG = "12 + 5 = 17. The answer is (12 + 5)."
+COT_WRONG = "12 + 4 = 16. The answer is (12 + 4)."
 
 
 @dataclass
@@ -45,7 +47,7 @@ def memorised_pairs() -> list[tuple[str, str]]:
         (reasoning_input(EXPLAIN, Q_RIGHT), COT_RIGHT),
         (reasoning_input(EXPLAIN, Q_WRONG), COT_WRONG),
         (reasoning_input(PREDICT, Q_RIGHT), "The answer is (3 + 4)."),
-        (reasoning_input(PREDICT, Q_WRONG), "The answer is (12 + 5)."),
+        (reasoning_input(PREDICT, Q_WRONG), "The answer is (12 + 4)."),
         (evaluation_input(VERDICT, Q_RIGHT, COT_RIGHT), verdict_target("correct")),
         (evaluation_input(VERDICT, Q_WRONG, COT_WRONG), verdict_target("wrong")),
     ]
@@ -61,14 +63,24 @@ def fitted(seq2seq: bool) -> Fitted:
     return Fitted(Student(model, tok, kind), EquationTask("svamp"))
 
 
-@pytest.fixture(scope="session", params=["causal", "seq2seq"])
-def fitted_student(request: pytest.FixtureRequest) -> Fitted:
-    """Each kind of tiny student, fitted once per session."""
+@pytest.fixture(scope="package", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a busy shared box torch's spinning worker
+    threads slow them down many times over; restored when the package's tests end."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="package", params=["causal", "seq2seq"])
+def fitted_student(one_thread: None, request: pytest.FixtureRequest) -> Fitted:
+    """Each kind of tiny student, fitted once for this package."""
     return fitted(request.param == "seq2seq")
 
 
-@pytest.fixture(scope="session")
-def fitted_causal() -> Fitted:
+@pytest.fixture(scope="package")
+def fitted_causal(one_thread: None) -> Fitted:
     """The causal tiny student alone."""
     return fitted(False)
 
@@ -81,7 +93,7 @@ def write_run(root: Path, fit: Fitted) -> tuple[Recipe, RunDir]:
     data.mkdir(parents=True)
     rows = [
         {"question": Q_RIGHT, "answer": "( 3.0 + 4.0 )"},
-        {"question": Q_WRONG, "answer": "( 12.0 - 5.0 )"},
+        {"question": Q_WRONG, "answer": "( 12.0 - 4.0 )"},
     ]
     (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (data / "train.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
@@ -124,7 +136,7 @@ def write_run(root: Path, fit: Fitted) -> tuple[Recipe, RunDir]:
         for i, (q, g, c, a, ok, v) in enumerate(
             [
                 (Q_RIGHT, "( 3.0 + 4.0 )", COT_RIGHT, "(3 + 4)", True, "correct"),
-                (Q_WRONG, "( 12.0 - 5.0 )", COT_WRONG, "(12 + 5)", False, "wrong"),
+                (Q_WRONG, "( 12.0 - 4.0 )", COT_WRONG, "(12 + 4)", False, "wrong"),
             ]
         )
     ]

@@ -51,7 +51,7 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
 
 def test_evaluate_one_mode_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> None:
     recipe, run = write_run(tmp_path, fitted_causal)
-    metrics = evaluate(recipe, run, modes=["cot"], quiet=True)
+    metrics = evaluate(recipe, run, modes=["cot"], quiet=False)
     assert list(metrics["modes"]) == ["cot"]
     with pytest.raises(UserError, match="unknown mode"):
         evaluate(recipe, run, modes=["vote", "best"], quiet=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mindmirror.records import VERDICTS
-from mindmirror.student.generate import generate, sequence_logprobs, verdict_probs
+from mindmirror.student.generate import candidate_logprobs, generate, verdict_probs
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Fitted, memorised_pairs
 from tests.eval.tiny import tiny_model, tiny_tokenizer
 
@@ -78,26 +78,30 @@ def test_greedy_with_several_samples_is_refused(fitted_causal: Fitted) -> None:
 
 
 @pytest.mark.parametrize("seq2seq", [False, True], ids=["causal", "seq2seq"])
-def test_sequence_logprobs_match_the_model_loss(seq2seq: bool) -> None:
-    """Sum of target log-probs == -(mean token loss x tokens) computed by the model itself."""
+def test_candidate_logprobs_match_the_model_loss(seq2seq: bool) -> None:
+    """Shared encoding / KV-cache continuation gives each (input, candidate) pair exactly the
+    log-probability the model's own loss gives it alone: -(mean token loss x tokens)."""
     tok = tiny_tokenizer(seq2seq)
     model = tiny_model(seq2seq, len(tok))
-    sources, targets = ["predict: a b", "explain: c"], ["The answer is 7.", "no"]
-    batched = sequence_logprobs(model, tok, sources, targets, batch_size=2)
-    for source, target, got in zip(sources, targets, batched, strict=True):
-        if seq2seq:
-            enc = tok([source], return_tensors="pt")
-            labels = tok(text_target=[target], return_tensors="pt")["input_ids"]
-        else:
-            prompt = tok(source + "\n")["input_ids"]
-            answer = [*tok(target, add_special_tokens=False)["input_ids"], tok.eos_token_id]
-            ids = torch.tensor([prompt + answer])
-            enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-            labels = torch.tensor([[-100] * len(prompt) + answer])
-        with torch.no_grad():
-            loss = model(**enc, labels=labels).loss
-        n_tokens = int((labels != -100).sum())
-        assert got == pytest.approx(-loss.item() * n_tokens, rel=1e-4)
+    sources = ["predict: a b", "explain: a much longer input than the first one, padded"]
+    # Shared first tokens, different lengths, one candidate a prefix of another.
+    candidates = ["The answer is 7.", "The answer is 17.", "The answer", "no"]
+    got = candidate_logprobs(model, tok, sources, candidates, batch_size=2)
+    for i, source in enumerate(sources):
+        for j, target in enumerate(candidates):
+            if seq2seq:
+                enc = tok([source], return_tensors="pt")
+                labels = tok(text_target=[target], return_tensors="pt")["input_ids"]
+            else:
+                prompt = tok(source + "\n")["input_ids"]
+                answer = [*tok(target, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+                ids = torch.tensor([prompt + answer])
+                enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+                labels = torch.tensor([[-100] * len(prompt) + answer])
+            with torch.no_grad():
+                loss = model(**enc, labels=labels).loss
+            n_tokens = int((labels != -100).sum())
+            assert got[i][j] == pytest.approx(-loss.item() * n_tokens, rel=1e-4, abs=1e-4)
 
 
 def test_verdict_probs_read_the_learnt_self_evaluation(fitted_student: Fitted) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor, predict, predict_file
+from mindmirror.predict import Predictor, judge_folder, load_for_inference, predict, predict_file
+from mindmirror.student.model import save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, write_run
 
 
@@ -26,7 +27,7 @@ def test_python_api_from_a_run_directory(tmp_path: Path, fitted_causal: Fitted) 
     assert 0.0 <= wrong.confidence < right.confidence <= 1.0
     assert wrong.abstained
     (answer,) = predict(run.root, [Q_WRONG], mode="answer")
-    assert (answer.mode, answer.canonical) == ("answer", "17")
+    assert (answer.mode, answer.canonical) == ("answer", "16")
 
 
 def test_jsonl_in_jsonl_out(tmp_path: Path, fitted_causal: Fitted) -> None:
@@ -39,7 +40,7 @@ def test_jsonl_in_jsonl_out(tmp_path: Path, fitted_causal: Fitted) -> None:
     assert predict_file(run.root, source, out, mode="cot", quiet=True) == 2
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", 1]
-    assert [r["canonical"] for r in rows] == ["7", "17"]
+    assert [r["canonical"] for r in rows] == ["7", "16"]
     assert {"mode", "answer", "cot", "verdict", "confidence", "abstained"} <= set(rows[0])
 
 
@@ -83,3 +84,23 @@ def test_missing_paths_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> No
         predict_file(run.root, tmp_path / "none.jsonl", tmp_path / "o.jsonl")
     with pytest.raises(UserError, match="unknown mode 'fast'"):
         predict(run.root, [Q_RIGHT], mode="fast")
+
+
+def test_two_stage_runs_judge_with_their_self_evaluation_student(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    _, run = write_run(tmp_path, fitted_causal)
+    assert judge_folder(run.root) is None  # the run trained no separate self-evaluation stage
+    s = fitted_causal.student
+    save_student(s.model, s.tokenizer, run.stage("evaluation") / "best", kind="causal")
+    summary = {
+        "final": "student/stage2/best",
+        "stages": {"evaluation": {"best": "student/evaluation/best"}},
+    }
+    (run.student / "train.json").write_text(json.dumps(summary))
+    expected = run.root / "student/evaluation/best"
+    assert judge_folder(run.root) == expected
+    assert judge_folder(run.stage("stage2") / "best") == expected
+    assert judge_folder(run.stage("evaluation") / "best") is None  # not the final student
+    assert load_for_inference(run.root).judge is not None
+    assert load_for_inference(run.root, judge="final").judge is None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -14,9 +17,6 @@ import pytest
 from mindmirror.embedded import free_port
 from mindmirror.student.model import save_student
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted
-
-# Starting the server process imports torch and transformers: tens of seconds on a busy box.
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> I
         f"serve_main({str(folder)!r}, port={port}, task='svamp', model_name='tiny')"
     )
     log = (folder.parent / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model: threads only contend
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -79,8 +82,8 @@ def test_greedy_answer_mode(client: openai.OpenAI) -> None:
         messages=[{"role": "user", "content": Q_WRONG}],
         extra_body={"mindmirror": {"mode": "answer"}},
     )
-    assert reply.choices[0].message.content == "The answer is (12 + 5)."
-    assert reply.model_extra["mindmirror"]["answer"] == "(12 + 5)"
+    assert reply.choices[0].message.content == "The answer is (12 + 4)."
+    assert reply.model_extra["mindmirror"]["answer"] == "(12 + 4)"
 
 
 def test_mirror_mode_returns_verdict_confidence_and_abstains(client: openai.OpenAI) -> None:
@@ -133,3 +136,48 @@ def test_oversized_body_and_bad_json(server: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "the request body is not valid JSON"
     assert httpx.get(f"{server}/nowhere", timeout=30).status_code == 404
+
+
+def test_teach_can_use_the_served_student_as_its_teacher(server: str, tmp_path: Path) -> None:
+    """`teach` against `serve`: the project is its own OpenAI-compatible teacher server."""
+    from mindmirror.config import recipe_from_dict
+    from mindmirror.records import read_records
+    from mindmirror.rundir import RunDir
+    from mindmirror.teacher.teach import teach
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [
+        {"question": Q_RIGHT, "answer": "( 3.0 + 4.0 )"},
+        {"question": Q_WRONG, "answer": "( 12.0 - 4.0 )"},
+    ]
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "test.jsonl").write_text(json.dumps({"question": "2 + 2?", "answer": "4"}) + "\n")
+    recipe = recipe_from_dict(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "task": {
+                "name": "generic",
+                "family": "equation",
+                "path": str(data),
+                "val_fraction": 0.0,
+            },
+            "teacher": {
+                "backend": "openai",
+                "base_url": server,
+                "model": "tiny",
+                "num_cots": 2,
+                "num_evals": 1,
+                "evaluator": "gold",
+                "few_shot": 0,
+                "max_tokens": 24,
+                "splits": ["train"],
+                "concurrency": 2,
+            },
+        }
+    )
+    run = RunDir(tmp_path / "run")
+    teach(recipe, run, quiet=True)
+    records = read_records(run.records)
+    assert sorted(r.question for r in records) == sorted([Q_RIGHT, Q_WRONG])
+    assert all(len(r.cots) == 2 and all(c.status != "error" for c in r.cots) for r in records)

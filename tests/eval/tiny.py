@@ -20,7 +20,7 @@ CORPUS = [
     "predict: explain: verdict: critique: Question: Answer:",
     "the given answer is correct wrong uncertain",
     "Tom has 3 apples and buys 4 more. How many apples does he have? The answer is (3 + 4).",
-    "A box holds 12 pens. 5 are red. How many are not red? The answer is (12 - 5).",
+    "A box holds 12 pens. 4 are red. How many are not red? The answer is (12 - 4).",
 ]
 
 

@@ -6,9 +6,11 @@ folders, so the code under test loads them exactly as it loads a real student.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     LlamaConfig,
@@ -23,6 +25,16 @@ from mindmirror.tasks.families import EquationTask
 
 TEACHER = TeacherInfo(model="hand-made", backend="import")
 SPECIALS = ["<pad>", "</s>", "<s>"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a shared, busy machine several threads per
+    process spin against each other and make each step tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def evaluation(verdict: str | None, text: str | None = None) -> Evaluation:
@@ -72,8 +84,21 @@ def arithmetic_record(split: str, index: int, a: int, b: int) -> Record:
 
 def toy_records() -> list[Record]:
     """8 train, 3 validation and 2 test questions."""
-    numbers = [(3, 5), (7, 2), (4, 4), (9, 1), (6, 3), (2, 8), (5, 5), (1, 7), (8, 6), (3, 9),
-               (2, 2), (6, 6), (4, 9)]  # fmt: skip
+    numbers = [
+        (3, 5),
+        (7, 2),
+        (4, 4),
+        (9, 1),
+        (6, 3),
+        (2, 8),
+        (5, 5),
+        (1, 7),
+        (8, 6),
+        (3, 9),
+        (2, 2),
+        (6, 6),
+        (4, 9),
+    ]
     splits = ["train"] * 8 + ["validation"] * 3 + ["test"] * 2
     return [
         arithmetic_record(s, i, a, b)
@@ -132,18 +157,33 @@ def save_tiny_student(kind: str, folder: Path, texts: list[str], width: int = 32
     if kind == "seq2seq":
         model = T5ForConditionalGeneration(
             T5Config(
-                vocab_size=vocab, d_model=width, d_ff=2 * width, d_kv=width // 2, num_layers=2,
-                num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                vocab_size=vocab,
+                d_model=width,
+                d_ff=2 * width,
+                d_kv=width // 2,
+                num_layers=2,
+                num_heads=2,
+                pad_token_id=0,
+                eos_token_id=1,
+                decoder_start_token_id=0,
+                dropout_rate=0.0,
             )
-        )  # fmt: skip
+        )
     else:
         model = LlamaForCausalLM(
             LlamaConfig(
-                vocab_size=vocab, hidden_size=width, intermediate_size=2 * width,
-                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                max_position_embeddings=1024, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                vocab_size=vocab,
+                hidden_size=width,
+                intermediate_size=2 * width,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=1024,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=2,
             )
-        )  # fmt: skip
+        )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -24,8 +24,14 @@ def svamp_records(count: int) -> list[Record]:
     rows = [json.loads(line) for line in path.read_text().splitlines()[:count]]
     info = TeacherInfo(model="none", backend="import")
     return [
-        Record(id=f"svamp-{split}-{i}", split=split, question=row["input"], gold=row["label"],
-               cots=[], teacher=info)  # fmt: skip
+        Record(
+            id=f"svamp-{split}-{i}",
+            split=split,
+            question=row["input"],
+            gold=row["label"],
+            cots=[],
+            teacher=info,
+        )
         for split in ("train", "validation")
         for i, row in enumerate(rows)
     ]
@@ -42,11 +48,19 @@ def test_tiny_t5_fits_32_svamp_questions(tmp_path) -> None:
             "run_dir": str(run.root),
             "seed": 0,
             "task": {"name": "svamp"},
-            "train": {"method": "standard", "student": str(student), "max_steps": 300,
-                      "eval_steps": 150, "batch_size": 8, "learning_rate": 3e-3,
-                      "warmup": 0.05, "eval_batch_size": 32, "eval_max_new_tokens": 24},
+            "train": {
+                "method": "standard",
+                "student": str(student),
+                "max_steps": 300,
+                "eval_steps": 150,
+                "batch_size": 8,
+                "learning_rate": 3e-3,
+                "warmup": 0.05,
+                "eval_batch_size": 32,
+                "eval_max_new_tokens": 24,
+            },
         }
-    )  # fmt: skip
+    )
     summary = train(recipe, run, quiet=True)
     accuracy = summary["stages"]["reasoning"]["best_metric"]["eval_accuracy"]
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())

@@ -10,11 +10,16 @@ from mindmirror.student.formats import causal_prompt
 from mindmirror.student.losses import IGNORE, row_mean_losses, student_loss, weighted_batch_loss
 from mindmirror.student.rows import Row
 
-ROW = Row("predict", "predict: Tom has 3 apples and buys 5 more.", "The answer is (3 + 5).", 0.5,
-          "q")  # fmt: skip
-LONG = Row("explain", "explain: Tom has 3 apples and buys 5 more.",
-           "Tom starts with 3 apples and buys 5, so 3 + 5 = 8. The answer is (3 + 5).", 0.5,
-           "q")  # fmt: skip
+ROW = Row(
+    "predict", "predict: Tom has 3 apples and buys 5 more.", "The answer is (3 + 5).", 0.5, "q"
+)
+LONG = Row(
+    "explain",
+    "explain: Tom has 3 apples and buys 5 more.",
+    "Tom starts with 3 apples and buys 5, so 3 + 5 = 8. The answer is (3 + 5).",
+    0.5,
+    "q",
+)
 
 
 def test_masked_positions_do_not_count() -> None:
@@ -86,8 +91,10 @@ def test_seq2seq_encoding_and_collator(tiny_t5) -> None:
 
 
 def test_our_loss_matches_the_models_own_for_one_row(tiny_llama, tiny_t5) -> None:
-    for folder, kind, auto in ((tiny_llama, "causal", AutoModelForCausalLM),
-                               (tiny_t5, "seq2seq", AutoModelForSeq2SeqLM)):  # fmt: skip
+    for folder, kind, auto in (
+        (tiny_llama, "causal", AutoModelForCausalLM),
+        (tiny_t5, "seq2seq", AutoModelForSeq2SeqLM),
+    ):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = auto.from_pretrained(folder)
         feature = encode_row(tokenizer, kind, LONG, max_input_tokens=256, max_target_tokens=64)
@@ -96,3 +103,31 @@ def test_our_loss_matches_the_models_own_for_one_row(tiny_llama, tiny_t5) -> Non
         ours = student_loss(model(**batch).logits, labels, weights * 2, causal=kind == "causal")
         reference = model(**batch, labels=labels).loss
         assert torch.allclose(ours, reference * 2 * 0.5, atol=1e-5), kind
+
+
+def test_left_padded_causal_batch_with_trimmed_logits_gives_each_rows_own_loss(
+    tiny_llama,
+) -> None:
+    from mindmirror.student.trainer import accepts_logits_to_keep
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert accepts_logits_to_keep(model)
+    features = [
+        encode_row(tokenizer, "causal", row, max_input_tokens=256, max_target_tokens=64)
+        for row in (ROW, LONG)
+    ]
+    collate = WeightedCollator(tokenizer.pad_token_id, "causal")
+    alone = []
+    for feature in features:
+        batch = collate([feature])
+        labels, _ = batch.pop("labels"), batch.pop("weight")
+        alone.append(row_mean_losses(model(**batch).logits, labels, causal=True))
+    batch = collate(features)
+    assert batch["input_ids"][0, 0] == tokenizer.pad_token_id  # left padding
+    labels, _ = batch.pop("labels"), batch.pop("weight")
+    keep = int(labels.ne(IGNORE).sum(dim=1).max()) + 1
+    trimmed = model(**batch, logits_to_keep=keep).logits
+    assert trimmed.shape[1] == keep < labels.shape[1]
+    together = row_mean_losses(trimmed, labels[:, -keep:], causal=True)
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)

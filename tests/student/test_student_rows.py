@@ -149,3 +149,11 @@ def test_num_evals_and_num_cots_limit_rows(records, task) -> None:
     _, stats = rows_of(records, task, "mind_mirror", "evaluation", num_cots=1, num_evals=1)
     assert stats.evals_used == 8
     assert stats.by_prefix == {VERDICT: 8, CRITIQUE: 8}
+
+
+def test_teacher_answers_of_equal_value_share_the_first_spelling(records, task) -> None:
+    record = records[0]
+    record.cots[2].answer = "5 + 3 = 8"
+    rows, _ = rows_of([record], task, "multi_cot", "reasoning", num_cots=5)
+    predict = [(r.target, r.weight) for r in rows if r.prefix == PREDICT]
+    assert predict == [("The answer is (3 + 5).", pytest.approx(2 * ALPHA))]

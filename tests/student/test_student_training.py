@@ -26,8 +26,16 @@ def make_run(tmp_path: Path, records: list[Record]) -> RunDir:
 
 
 def recipe(run: RunDir, student: Path, **train: Any) -> Any:
-    settings = {"student": str(student), "epochs": 1, "batch_size": 4, "learning_rate": 1e-3,
-                "eval_batch_size": 8, "eval_max_new_tokens": 8, "logging_steps": 1, **train}  # fmt: skip
+    settings = {
+        "student": str(student),
+        "epochs": 1,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "eval_batch_size": 8,
+        "eval_max_new_tokens": 8,
+        "logging_steps": 1,
+        **train,
+    }
     return recipe_from_dict({"run_dir": str(run.root), "seed": 1, "train": settings})
 
 
@@ -43,12 +51,15 @@ def test_step_by_step_on_tiny_t5_leaves_a_loadable_student(tmp_path, records, ti
     assert saved["final"] == summary["final"]
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
     assert curve and "eval_accuracy" in curve[-1]
-    model, tokenizer, kind = load_student(run.root)
+    model, _, kind = load_student(run.root)
     assert kind == "seq2seq" and model.config.is_encoder_decoder
     assert find_student(run.root) == run.stage("reasoning") / "best"
     # A finished stage is not trained again.
     again = train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
     assert again["stages"]["reasoning"]["train_seconds"] == stage["train_seconds"]
+    # Other settings never silently reuse (or resume) what was trained before.
+    with pytest.raises(UserError, match=r"other settings \(epochs differ\)"):
+        train(recipe(run, tiny_t5, method="step_by_step", epochs=2), run, quiet=True)
 
 
 def test_mind_mirror_trains_two_stages_second_from_first(tmp_path, records, tiny_llama) -> None:
@@ -69,8 +80,10 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
     tmp_path, records, tiny_t5, monkeypatch
 ) -> None:
     # Test questions are never validation items.
-    assert all("toy-test" not in item.input for item in validation_items(records, "reasoning",
-               num_cots=1, limit=None))  # fmt: skip
+    assert all(
+        "toy-test" not in item.input
+        for item in validation_items(records, "reasoning", num_cots=1, limit=None)
+    )
     # Validation scores that go up then down: the checkpoint with the best one must win.
     scores = iter([0.25, 0.75, 0.5])
     seen: list[list[str]] = []
@@ -82,8 +95,9 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
 
     monkeypatch.setattr("mindmirror.student.trainer.score", fake_score)
     run = make_run(tmp_path, records)
-    summary = train(recipe(run, tiny_t5, method="standard", max_steps=6, eval_steps=2), run,
-                    quiet=True)  # fmt: skip
+    summary = train(
+        recipe(run, tiny_t5, method="standard", max_steps=6, eval_steps=2), run, quiet=True
+    )
     stage = summary["stages"]["reasoning"]
     assert stage["best_metric"]["eval_accuracy"] == 0.75
     assert stage["best_checkpoint"].endswith("checkpoint-4")
@@ -128,8 +142,13 @@ def test_lora_with_bf16_autocast_saves_a_merged_plain_student(
     tmp_path, records, tiny_llama
 ) -> None:
     run = make_run(tmp_path, records)
-    settings = {"method": "mind_mirror_joint", "lora": True, "lora_r": 4, "precision": "bf16",
-                "max_steps": 2}  # fmt: skip
+    settings = {
+        "method": "mind_mirror_joint",
+        "lora": True,
+        "lora_r": 4,
+        "precision": "bf16",
+        "max_steps": 2,
+    }
     summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
     best = run.root / summary["final"]
     assert summary["final"] == "student/joint/best"
@@ -137,8 +156,9 @@ def test_lora_with_bf16_autocast_saves_a_merged_plain_student(
     model, _, _ = load_student(best)
     assert not any("lora" in name for name, _ in model.named_parameters())
     base, _, _ = load_student(tiny_llama)
-    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(),
-                                                      strict=True)]  # fmt: skip
+    changed = [
+        not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(), strict=True)
+    ]
     assert any(changed)
 
 

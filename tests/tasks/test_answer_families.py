@@ -41,6 +41,10 @@ def test_answer_span_takes_the_last_answer_sentence() -> None:
         ("The answer is -(3 - 10).", "-(3 - 10)", "7"),
         ("The answer is (which is 84 / 2).", "84 / 2", "42"),
         ("(84 / 2)", "(84 / 2)", "42"),
+        # SmolLM2-135M on the demo task
+        ("There are 2 * 4 = 8 cookies in total. The answer is (4 x 2) + 1 = 9.",
+         "(4 * 2) + 1 = 9", "9"),
+        ("The answer is (8*10)+7.", "(8*10)+7", "87"),
     ],
 )  # fmt: skip
 def test_equation_parse_and_value(text: str, answer: str, value: str) -> None:

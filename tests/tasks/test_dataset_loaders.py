@@ -160,3 +160,57 @@ def test_hub_failure_says_to_set_task_path(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match=r"set task.path"):
         load_hub("mindmirror-tests/no-such-dataset-xyz")
+
+
+def test_hub_rows_map_like_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No network here: hand the Hub code path the real rows, shaped as the Hub datasets are.
+    svamp = json.loads(shared_path("svamp", "SVAMP.json").read_text())
+    cqa_dev = [
+        json.loads(line)
+        for line in shared_path("cqa", "commonsenseqa_v1.11", "dev_rand_split.jsonl")
+        .read_text()
+        .splitlines()[:5]
+    ]
+    anli = [json.loads(line) for line in shared_path("anli1", "dss", "anli1_test.json")
+            .read_text().splitlines()[:9]]  # fmt: skip
+    hub_rows = {
+        "ChilleD/SVAMP": {"train": svamp[:700], "test": svamp[700:]},
+        "someone/svamp-all": {"test": svamp},
+        "tau/commonsense_qa": {
+            "validation": [
+                {"id": r["id"], "question": r["question"]["stem"], "answerKey": r["answerKey"],
+                 "choices": {"label": [c["label"] for c in r["question"]["choices"]],
+                             "text": [c["text"] for c in r["question"]["choices"]]}}
+                for r in cqa_dev
+            ],
+            "test": [],
+        },
+        "facebook/anli": {"train_r1": anli[:3], "dev_r1": anli[3:6], "test_r1": anli[6:]},
+        "openai/gsm8k": {"train": [{"question": "2 + 2?", "answer": "2+2=4\n#### 4"}],
+                         "test": [{"question": "3 + 3?", "answer": "#### 6"}]},
+    }  # fmt: skip
+    asked: list[tuple[str, str | None]] = []
+
+    def hub(hub_id: str, config: str | None = None) -> dict[str, list[dict]]:
+        asked.append((hub_id, config))
+        return hub_rows[hub_id]
+
+    monkeypatch.setattr("mindmirror.tasks.loaders.load_hub", hub)
+    splits = load_task(TaskConfig(name="svamp", val_fraction=0.0), 0)[1]
+    assert (len(splits["train"]), len(splits["test"])) == (700, 300)
+    assert splits["train"][0].question == f"{svamp[0]['Body']}\n{svamp[0]['Question']}"
+    whole = load_task(TaskConfig(name="svamp", hub_id="someone/svamp-all", val_fraction=0.0), 0)
+    assert whole[1] == _load("svamp", shared_path("svamp", "dss"), val_fraction=0.0)
+    cqa = load_task(TaskConfig(name="cqa"), 0)[1]
+    local = {e.id: e for e in _load("cqa", shared_path("cqa", "commonsenseqa_v1.11"))["test"]}
+    assert all(local[e.id] == e for e in cqa["test"]) and len(cqa["test"]) == 5
+    anli_splits = load_task(TaskConfig(name="anli"), 0)[1]
+    assert [len(anli_splits[s]) for s in ("train", "validation", "test")] == [3, 3, 3]
+    assert asked[0] == ("ChilleD/SVAMP", None) and asked[1] == ("someone/svamp-all", None)
+    gsm8k = load_task(TaskConfig(name="gsm8k", val_fraction=0.0), 0)[1]
+    assert [e.gold for e in gsm8k["train"] + gsm8k["test"]] == ["4", "6"]
+    assert asked[2:] == [
+        ("tau/commonsense_qa", None),
+        ("facebook/anli", None),
+        ("openai/gsm8k", "main"),
+    ]

@@ -8,6 +8,13 @@ twice and that a cache hit or a spent budget sends nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +167,51 @@ def test_unreachable_endpoint_is_one_clear_line(tmp_path: Path) -> None:
     engine = make_engine(url, tmp_path / "c.sqlite")
     with pytest.raises(UserError, match=rf"cannot reach {url}: .*teacher.base_url"):
         engine.run_sync(prompts(1), "CoTs")
+
+
+def test_kill_9_mid_run_then_resume_requests_only_what_was_missing(
+    proxy: ProxyHandle, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c.sqlite"
+    proxy.configure(latency_s=0.3)
+    child = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.teacher.test_http_faults import make_engine, prompts
+        make_engine({proxy.url!r}, {str(cache)!r}, concurrency=2).run_sync(prompts(12), "CoTs")
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", child])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _rows(cache) < 4:
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    cached = _rows(cache)
+    assert 4 <= cached < 12
+    # Requests the killed client left in flight still reach the server: let them settle.
+    deadline = time.monotonic() + 60
+    while (stats := proxy.stats())["forwarded"] < stats["received"]:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.1)
+    before = stats["forwarded"]
+    assert cached <= before <= cached + 2  # at most the two in-flight requests were wasted
+    proxy.configure(latency_s=0.0)
+    engine = make_engine(proxy.url, cache)
+    results = engine.run_sync(prompts(12), "CoTs")
+    assert all(texts[0] is not None for texts in results.values())
+    assert engine.last.cache_hits == cached
+    assert proxy.stats()["forwarded"] - before == 12 - cached
+
+
+def _rows(cache: Path) -> int:
+    if not cache.exists():
+        return 0
+    try:
+        with sqlite3.connect(cache) as db:
+            return int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0

@@ -135,3 +135,27 @@ def test_kill_9_mid_run_then_resume_requests_only_what_is_missing(
     assert after["received"] == total - cached
     assert _cached_rows(run.cache) == total
     assert_complete(run, questions=questions, cots=2, evals=1)
+
+
+def test_imported_palm_cots_evaluated_by_a_live_teacher(llama_url: str, tmp_path: Path) -> None:
+    """DSS files hold CoTs but no evaluations: ``evaluate_with: openai`` asks the server."""
+    run = RunDir(tmp_path / "run")
+    data = recipe_data(
+        run.root,
+        llama_url,
+        {"train": 2, "validation": 1},
+        backend="import",
+        num_cots=3,
+        **{
+            "import": {
+                "format": "dss",
+                "path": str(shared_path("svamp", "dss")),
+                "evaluate_with": "openai",
+            }
+        },
+    )
+    summary = teach(recipe_from_dict(data), run, quiet=True)
+    assert_complete(run, questions=3, cots=1, evals=1)  # DSS: one PaLM CoT per question
+    assert summary["requests"] == 3 and summary["evaluations"] == 3
+    record = read_records(run.records)[0]
+    assert record.teacher.backend == "import" and record.teacher.eval_prompt_version == "eval_v1"

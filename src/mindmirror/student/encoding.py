@@ -71,40 +71,45 @@ def feature_length(feature: dict[str, Any]) -> int:
     return max(len(feature["input_ids"]), len(feature["labels"]))
 
 
-def _pad(rows: list[list[int]], value: int, multiple: int | None) -> torch.Tensor:
+def _pad(rows: list[list[int]], value: int, *, left: bool) -> torch.Tensor:
     width = max(len(r) for r in rows)
-    if multiple:
-        width = -(-width // multiple) * multiple
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+    padded = [
+        [value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows
+    ]
+    return torch.tensor(padded, dtype=torch.long)
 
 
 @dataclass
 class WeightedCollator:
-    """Pads a list of features to the batch's own longest row (right padding).
+    """Pads a list of features to the batch's own longest row.
 
-    Returns ``input_ids``, ``attention_mask``, ``labels`` (``-100`` on padding), ``weight``
-    and, for seq2seq students, ``decoder_input_ids`` (labels shifted right behind the decoder
-    start token). Right padding is safe in training: positions count from the left.
+    Returns ``input_ids``, ``attention_mask``, ``labels`` (``-100`` on padding) and ``weight``.
+    Causal batches are padded on the *left*, with explicit ``position_ids`` (so positions
+    count from each row's first real token, as in generation): every row's target then ends
+    at the last position, and the loss needs logits for the last few positions only (see
+    ``StudentTrainer.compute_loss``). Seq2seq batches are padded on the right and get
+    ``decoder_input_ids`` (labels shifted right behind the decoder start token).
     """
 
     pad_token_id: int
     kind: StudentKind
     decoder_start_token_id: int | None = None
-    pad_to_multiple_of: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Collate features into one padded batch."""
+        left = self.kind == "causal"
         inputs = [f["input_ids"] for f in features]
-        input_ids = _pad(inputs, self.pad_token_id, self.pad_to_multiple_of)
-        attention_mask = _pad([[1] * len(r) for r in inputs], 0, self.pad_to_multiple_of)
-        labels = _pad([f["labels"] for f in features], IGNORE, self.pad_to_multiple_of)
+        attention_mask = _pad([[1] * len(r) for r in inputs], 0, left=left)
+        labels = _pad([f["labels"] for f in features], IGNORE, left=left)
         batch = {
-            "input_ids": input_ids,
+            "input_ids": _pad(inputs, self.pad_token_id, left=left),
             "attention_mask": attention_mask,
             "labels": labels,
             "weight": torch.tensor([float(f["weight"]) for f in features]),
         }
-        if self.kind == "seq2seq":
+        if left:
+            batch["position_ids"] = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        else:
             start = self.decoder_start_token_id
             if start is None:
                 start = self.pad_token_id

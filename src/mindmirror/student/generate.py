@@ -2,9 +2,10 @@
 
 ``generate`` runs greedy or sampled decoding over many inputs, K samples per input in one
 ``generate`` call (``num_return_sequences``), and returns only the new text of each sample with
-its mean token log-probability. ``sequence_logprobs`` scores given targets by teacher forcing;
-``verdict_probs`` uses it to read the student's self-evaluation as a distribution over
-``correct`` / ``wrong`` / ``uncertain`` without sampling anything.
+its mean token log-probability. ``candidate_logprobs`` scores a fixed set of targets for every
+input by teacher forcing (each input encoded once); ``verdict_probs`` uses it to read the
+student's self-evaluation as a distribution over ``correct`` / ``wrong`` / ``uncertain``
+without sampling anything.
 
 Causal students see ``causal_prompt(input)`` and continue it (the prompt is left-padded so every
 row of a batch ends at the same position); seq2seq students encode the input and decode the
@@ -13,6 +14,7 @@ target. Both match how the trainer builds its rows.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import BaseModelOutput
 
 from mindmirror.records import VERDICTS
 from mindmirror.student.formats import causal_prompt, verdict_target
@@ -34,11 +37,12 @@ class Sample:
     Attributes:
         text: the new text only (prompt and special tokens removed), stripped.
         logprob: mean log-probability per generated token (including the end-of-sequence
-            token) under the distribution it was drawn from; a length-neutral confidence.
+            token) under the distribution it was drawn from, a length-neutral confidence;
+            None when it was not asked for.
     """
 
     text: str
-    logprob: float
+    logprob: float | None = None
 
 
 def is_seq2seq(model: PreTrainedModel) -> bool:
@@ -104,6 +108,7 @@ def generate(
     max_new_tokens: int = 128,
     batch_size: int = 8,
     max_input_tokens: int = 512,
+    logprobs: bool = True,
     progress: str | None = None,
 ) -> list[list[Sample]]:
     """Generate ``num_samples`` continuations of every input.
@@ -114,6 +119,9 @@ def generate(
         sample: sample (with ``temperature`` / ``top_p``) instead of greedy decoding; greedy
             allows only one sample per input.
         batch_size: sequences per ``generate`` call (inputs per call = batch_size // K, >= 1).
+        logprobs: also return each sample's mean token log-probability (keeps the step scores,
+            batch x vocabulary floats per generated token, so callers that do not need it
+            should say so).
         progress: description of a rich progress bar; None for no bar.
 
     Returns:
@@ -133,7 +141,7 @@ def generate(
         "pad_token_id": tok.pad_token_id,
         "eos_token_id": eos or None,
         "return_dict_in_generate": True,
-        "output_scores": True,
+        "output_scores": logprobs,
     }
     if greedy:
         options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -179,52 +187,15 @@ def _generate_chunk(
     out = model.generate(
         input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **options
     )
-    new_len = len(out.scores)
-    new_ids = out.sequences[:, -new_len:] if new_len else out.sequences[:, :0]
-    token_scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-    means = _mean_logprobs(token_scores, new_ids, _eos_ids(model, tok))
+    prompt_len = 1 if seq2seq else enc["input_ids"].shape[1]  # seq2seq: the start token
+    new_ids = out.sequences[:, prompt_len:]
     decoded = tok.batch_decode(new_ids, skip_special_tokens=True)
+    means: list[float | None] = [None] * len(decoded)
+    if options["output_scores"]:
+        scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        means = list(_mean_logprobs(scores, new_ids, _eos_ids(model, tok)))
     samples = [Sample(text.strip(), lp) for text, lp in zip(decoded, means, strict=True)]
     return [samples[i * num_samples : (i + 1) * num_samples] for i in range(len(chunk))]
-
-
-def _causal_pair_ids(
-    tok: PreTrainedTokenizerBase, source: str, target: str, max_input_tokens: int
-) -> tuple[list[int], int]:
-    """Token ids of prompt + target + EOS, and how many of them belong to the target."""
-    prompt = tok(causal_prompt(source))["input_ids"][-max_input_tokens:]
-    answer = tok(target, add_special_tokens=False)["input_ids"]
-    if tok.eos_token_id is not None:
-        answer = [*answer, tok.eos_token_id]
-    return [*prompt, *answer], len(answer)
-
-
-@torch.inference_mode()
-def sequence_logprobs(
-    model: PreTrainedModel,
-    tok: PreTrainedTokenizerBase,
-    inputs: Sequence[str],
-    targets: Sequence[str],
-    *,
-    batch_size: int = 8,
-    max_input_tokens: int = 512,
-) -> list[float]:
-    """Total log-probability of each target (plus its end-of-sequence token) given its input.
-
-    Teacher forcing, one forward pass per batch of (input, target) pairs; padding is masked.
-    """
-    if len(inputs) != len(targets):
-        raise ValueError("inputs and targets must have the same length")
-    model.eval()
-    totals: list[float] = []
-    for start in range(0, len(inputs), batch_size):
-        sources = list(inputs[start : start + batch_size])
-        answers = list(targets[start : start + batch_size])
-        if is_seq2seq(model):
-            totals.extend(_seq2seq_logprobs(model, tok, sources, answers, max_input_tokens))
-        else:
-            totals.extend(_causal_logprobs(model, tok, sources, answers, max_input_tokens))
-    return totals
 
 
 def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -232,54 +203,153 @@ def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
     Shapes: ``logits`` (rows, positions, vocab), ``labels`` (rows, positions).
     """
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logits = logits.float()
     mask = labels != -100
-    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    # log p(label) = logit(label) - logsumexp(logits): no full log-softmax tensor is kept.
+    picked = logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = picked - torch.logsumexp(logits, dim=-1)
     return (picked * mask).sum(dim=1)
 
 
-def _seq2seq_logprobs(
+@torch.inference_mode()
+def candidate_logprobs(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    inputs: Sequence[str],
+    candidates: Sequence[str],
+    *,
+    batch_size: int = 8,
+    max_input_tokens: int = 512,
+    progress: str | None = None,
+) -> list[list[float]]:
+    """Total log-probability of every candidate target (plus EOS) given every input.
+
+    Teacher forcing, as training scores targets. Each input is encoded once, not once per
+    candidate: seq2seq students reuse the encoder output for all candidates; causal students
+    run the prompt (and the candidates' common first tokens) once and continue its KV cache
+    with each candidate's remaining tokens. ``batch_size`` counts inputs per pass.
+
+    Returns:
+        ``[input][candidate]`` log-probabilities.
+    """
+    if len(set(candidates)) != len(candidates) or not candidates:
+        raise ValueError("candidates must be distinct and not empty")
+    model.eval()
+    scores: list[list[float]] = []
+    with _progress(progress, len(inputs)) as bar:
+        task = bar.add_task(progress or "", total=len(inputs))
+        for start in range(0, len(inputs), batch_size):
+            chunk = list(inputs[start : start + batch_size])
+            if is_seq2seq(model):
+                rows = _seq2seq_candidates(model, tok, chunk, list(candidates), max_input_tokens)
+            else:
+                rows = _causal_candidates(model, tok, chunk, list(candidates), max_input_tokens)
+            scores.extend(rows.tolist())
+            bar.advance(task, len(chunk))
+    return scores
+
+
+def _seq2seq_candidates(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
     sources: list[str],
-    answers: list[str],
+    candidates: list[str],
     max_input_tokens: int,
-) -> list[float]:
+) -> torch.Tensor:
+    """(inputs, candidates) log-probs; the encoder runs once per input."""
+    n, c = len(sources), len(candidates)
     enc = tok(
         sources, return_tensors="pt", padding=True, truncation=True, max_length=max_input_tokens
     ).to(model.device)
-    labels = tok(text_target=answers, return_tensors="pt", padding=True)["input_ids"]
-    labels = labels.masked_fill(labels == tok.pad_token_id, -100).to(model.device)
+    encoded = model.get_encoder()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    hidden = encoded.last_hidden_state.repeat_interleave(c, dim=0)
+    labels = tok(text_target=candidates, return_tensors="pt", padding=True)["input_ids"]
+    labels = labels.masked_fill(labels == tok.pad_token_id, -100).repeat(n, 1).to(model.device)
     logits = model(
-        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+        attention_mask=enc["attention_mask"].repeat_interleave(c, dim=0),
+        labels=labels,
     ).logits
-    return _token_logprobs(logits, labels).tolist()
+    return _token_logprobs(logits, labels).view(n, c)
 
 
-def _causal_logprobs(
+def _split_common_prefix(ids: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """The token prefix all candidates share, and each candidate's remaining tokens."""
+    k = 0
+    while all(len(x) > k + 1 for x in ids) and len({x[k] for x in ids}) == 1:
+        k += 1
+    return ids[0][:k], [x[k:] for x in ids]
+
+
+def _cache_argument(model: PreTrainedModel) -> str:
+    """The forward argument that takes a KV cache: ``cache`` in recent 5.x, else the old name."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _causal_candidates(
     model: PreTrainedModel,
     tok: PreTrainedTokenizerBase,
     sources: list[str],
-    answers: list[str],
+    candidates: list[str],
     max_input_tokens: int,
-) -> list[float]:
-    pairs = [
-        _causal_pair_ids(tok, s, a, max_input_tokens) for s, a in zip(sources, answers, strict=True)
-    ]
-    width = max(len(ids) for ids, _ in pairs)
+) -> torch.Tensor:
+    """(inputs, candidates) log-probs; prompt + common prefix run once, then the KV cache is
+    repeated per candidate for the remaining tokens (at most a few)."""
+    eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
+    prefix, rests = _split_common_prefix(
+        [tok(c, add_special_tokens=False)["input_ids"] + eos for c in candidates]
+    )
+    n, c, k = len(sources), len(candidates), len(prefix)
+    prompts = [tok(causal_prompt(s))["input_ids"][-max_input_tokens:] + prefix for s in sources]
+    width = max(len(p) for p in prompts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    # Right padding here: positions of real tokens do not move, and labels mask the padding.
-    input_ids = torch.full((len(pairs), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(pairs), width), dtype=torch.long)
-    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
-    for row, (ids, n_target) in enumerate(pairs):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        labels[row, len(ids) - n_target : len(ids)] = torch.tensor(ids[-n_target:])
-    input_ids, attention, labels = (t.to(model.device) for t in (input_ids, attention, labels))
-    logits = model(input_ids=input_ids, attention_mask=attention).logits
-    # Position t predicts token t + 1.
-    return _token_logprobs(logits[:, :-1], labels[:, 1:]).tolist()
+    # Left padding, so every row's last token sits at the same place for the continuation;
+    # positions count real tokens only, as when the row is alone.
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    mask = torch.tensor(
+        [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device
+    )
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    first = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=k + 1,
+    )
+    # first.logits[:, j] predicts prefix[j] for j < k; its last position predicts rests[*][0].
+    prefix_labels = torch.tensor([prefix] * n, dtype=torch.long, device=model.device)
+    common = (
+        _token_logprobs(first.logits[:, :k], prefix_labels)
+        if k
+        else torch.zeros(n, device=model.device)
+    )
+    last = first.logits[:, k].float().log_softmax(dim=-1)
+    heads = torch.tensor([r[0] for r in rests], device=model.device)
+    total = common.unsqueeze(1) + last[:, heads]
+    steps = max(len(r) for r in rests) - 1
+    if steps == 0:
+        return total
+    # Feed each candidate's tokens but the last; each output predicts the next one.
+    # transformers 5.x renamed the KV cache `past_key_values` -> `cache` (input and output).
+    cache = getattr(first, "cache", None) or first.past_key_values
+    cache.batch_repeat_interleave(c)
+    feed = torch.tensor(
+        [r[:-1] + [pad] * (steps + 1 - len(r)) for r in rests] * n, device=model.device
+    )
+    labels = torch.tensor(
+        [r[1:] + [-100] * (steps + 1 - len(r)) for r in rests] * n, device=model.device
+    )
+    feed_mask = (labels != -100).long()
+    start = positions[:, -1].repeat_interleave(c).unsqueeze(1) + 1
+    second = model(
+        input_ids=feed,
+        attention_mask=torch.cat([mask.repeat_interleave(c, dim=0), feed_mask], dim=1),
+        position_ids=start + torch.arange(steps, device=model.device),
+        use_cache=True,
+        **{_cache_argument(model): cache},
+    )
+    return total + _token_logprobs(second.logits, labels).view(n, c)
 
 
 def verdict_probs(
@@ -289,24 +359,25 @@ def verdict_probs(
     *,
     batch_size: int = 8,
     max_input_tokens: int = 512,
+    progress: str | None = None,
 ) -> list[dict[str, float]]:
     """The student's verdict distribution for each ``verdict:`` input.
 
     Scores the three candidate targets (``the given answer is correct|wrong|uncertain``) by
     sequence log-likelihood and normalises them to sum to 1 (a softmax over the three).
+    ``progress`` names a rich progress bar (None: no bar).
     """
-    pairs = [(text, verdict_target(v)) for text in inputs for v in VERDICTS]
-    scores = sequence_logprobs(
+    scores = candidate_logprobs(
         model,
         tok,
-        [s for s, _ in pairs],
-        [t for _, t in pairs],
+        inputs,
+        [verdict_target(v) for v in VERDICTS],
         batch_size=batch_size,
         max_input_tokens=max_input_tokens,
+        progress=progress,
     )
     result = []
-    for i in range(len(inputs)):
-        row = torch.tensor(scores[i * len(VERDICTS) : (i + 1) * len(VERDICTS)])
-        probs = torch.softmax(row, dim=0).tolist()
+    for row in scores:
+        probs = torch.softmax(torch.tensor(row), dim=0).tolist()
         result.append(dict(zip(VERDICTS, probs, strict=True)))
     return result

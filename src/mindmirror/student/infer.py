@@ -10,7 +10,8 @@
 Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
 output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
 summed P(correct) over K (so agreement and self-judged correctness both raise it).
-``vote`` and ``mirror`` share their K samples when both are asked for at once.
+``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
+``Student.judge`` when set (a two-stage run's self-evaluation student), else the student itself.
 """
 
 from __future__ import annotations
@@ -36,11 +37,21 @@ Choices = tuple[str, ...] | None
 
 @dataclass
 class Student:
-    """A loaded student: model, tokenizer and kind (``seq2seq`` or ``causal``)."""
+    """A loaded student: model, tokenizer and kind (``seq2seq`` or ``causal``).
+
+    ``judge`` is the student that answers ``verdict:`` inputs when it is not this one (the
+    self-evaluation stage's best student of a two-stage run); None means this one judges.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     kind: str
+    judge: Student | None = None
+
+    @property
+    def judge_or_self(self) -> Student:
+        """The student that judges CoTs."""
+        return self.judge or self
 
 
 @dataclass
@@ -145,7 +156,7 @@ def _greedy(
                 question=question,
                 answer=judged.answer,
                 canonical=judged.canonical,
-                confidence=_probability(sample),
+                confidence=sample_confidence(sample),
                 cot=sample.text if mode == "cot" else None,
                 samples=[judged],
             )
@@ -153,8 +164,11 @@ def _greedy(
     return preds
 
 
-def _probability(sample: Sample) -> float:
-    return math.exp(sample.logprob) if math.isfinite(sample.logprob) else 0.0
+def sample_confidence(sample: Sample) -> float:
+    """exp(mean token log-prob): the geometric-mean token probability (0 when unknown)."""
+    if sample.logprob is None or not math.isfinite(sample.logprob):
+        return 0.0
+    return math.exp(sample.logprob)
 
 
 def _sample_cots(
@@ -176,6 +190,7 @@ def _sample_cots(
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
         max_input_tokens=cfg.max_input_tokens,
+        logprobs=False,
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
     )
     return [
@@ -189,6 +204,7 @@ def _judge(
     questions: Sequence[str],
     sampled: list[list[Judged]],
     cfg: EvalConfig,
+    quiet: bool,
 ) -> list[list[Judged]]:
     """Copies of the samples with the student's verdict probabilities (one batched pass)."""
     inputs = [
@@ -196,13 +212,15 @@ def _judge(
         for q, samples in zip(questions, sampled, strict=True)
         for s in samples
     ]
+    judge = student.judge_or_self
     probs = iter(
         verdict_probs(
-            student.model,
-            student.tokenizer,
+            judge.model,
+            judge.tokenizer,
             inputs,
             batch_size=cfg.batch_size,
             max_input_tokens=cfg.max_input_tokens,
+            progress=None if quiet else "self-evaluating samples",
         )
     )
     return [[replace(s, probs=next(probs)) for s in samples] for samples in sampled]
@@ -287,7 +305,7 @@ def infer_modes(
             runs["vote"] = ModeRun(preds, sampling)
         if "mirror" in modes:
             start = time.perf_counter()
-            judged = _judge(student, questions, sampled, cfg)
+            judged = _judge(student, questions, sampled, cfg, quiet)
             judging = time.perf_counter() - start
             preds = [
                 mirror_prediction(q, s, cfg.abstain_threshold)

@@ -167,7 +167,8 @@ def load_student(
         auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
         model = auto.from_pretrained(resolved, dtype=dtype or torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(resolved)
-    except OSError as error:
+    except (OSError, ValueError) as error:
+        # OSError: not found / offline; ValueError: a folder that is not a model.
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"cannot load student {source!r}: {first} (check the Hub id or path; offline, "

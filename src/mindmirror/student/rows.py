@@ -24,8 +24,10 @@ Choices made here:
 - ``distill``'s label: the majority over the parsed teacher answers (compared by the task's
   canonical form); a tie goes to the earliest CoT among the tied answers.
 - ``labels: teacher`` (the paper's setting): each CoT contributes one ``predict:`` row whose
-  target is *that CoT's* answer. ``labels: gold``: the ``predict:`` target is gold; the CoTs
-  (``explain:`` targets) are unchanged, wrong ones included, as in Distilling Step-by-Step.
+  target is *that CoT's* answer; answers of equal value (task's canonical form, e.g.
+  ``100 - 68 = 32`` and ``67 - 35 = 32``) share one spelling, the first CoT's.
+- ``labels: gold``: the ``predict:`` target is gold; the CoTs (``explain:`` targets) are
+  unchanged, wrong ones included, as in Distilling Step-by-Step.
 - Evaluations: the first ``num_evals`` of each used CoT; those without a parsed verdict are
   skipped and counted. The gold evaluator's empty critique gives no ``critique:`` row.
 
@@ -192,10 +194,13 @@ def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -
         gold = task.answer_text(record.gold)
         rows = [_row(PREDICT, predict_in, gold, w_short, record.id)] * max(1, len(cots))
     else:
-        rows = [
-            _row(PREDICT, predict_in, task.answer_text(c.answer or ""), w_short, record.id)
-            for c in cots
-        ]
+        # Answers with the same value are one label, spelled as the first CoT spelled it.
+        spelling: dict[str, str] = {}
+        rows = []
+        for c in cots:
+            answer = c.answer or ""
+            answer = spelling.setdefault(task.canonical(answer, choices) or answer, answer)
+            rows.append(_row(PREDICT, predict_in, task.answer_text(answer), w_short, record.id))
     explain_in = reasoning_input(EXPLAIN, record.question)
     rows += [_row(EXPLAIN, explain_in, c.text, w_long, record.id) for c in cots]
     return rows
@@ -234,8 +239,9 @@ def dedupe_rows(rows: Iterable[Row]) -> list[Row]:
         if seen is None:
             merged[key] = row
         else:
-            merged[key] = _row(row.prefix, row.input, row.target, seen.weight + row.weight,
-                               seen.question_id)  # fmt: skip
+            merged[key] = _row(
+                row.prefix, row.input, row.target, seen.weight + row.weight, seen.question_id
+            )
     return list(merged.values())
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from transformers import PrinterCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -116,6 +117,34 @@ def training_args(cfg: TrainConfig, stage: Stage, out: Path, seed: int) -> Train
     )
 
 
+def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, Any]:
+    """What decides a stage's result: the train settings, seed, starting weights and records."""
+    return {
+        "stage": stage,
+        "init": str(init),
+        "seed": recipe.seed,
+        "task": recipe.task.name,
+        "train": recipe.train.model_dump(mode="json"),
+    }
+
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Resume or reuse a stage only with the settings it was started with."""
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    if before != settings:
+        changed = sorted(
+            key
+            for key in {*before.get("train", {}), *settings["train"]}
+            if before.get("train", {}).get(key) != settings["train"].get(key)
+        ) or [k for k in settings if before.get(k) != settings[k]]
+        raise UserError(
+            f"{path.parent} was trained with other settings ({', '.join(changed)} differ); "
+            "use another run_dir or delete that folder to train again"
+        )
+
+
 def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {k: v for k, v in entry.items() if k.startswith("eval_") or k in ("step", "epoch")}
@@ -146,6 +175,8 @@ def train_stage(
     cfg = recipe.train
     folder = run.stage(stage)
     result_path = folder / "result.json"
+    settings = stage_settings(recipe, stage, init)
+    check_settings(folder / "settings.json", settings)
     if result_path.is_file() and (folder / "best").is_dir():
         return json.loads(result_path.read_text())
     console = Console(stderr=True, quiet=quiet)
@@ -167,14 +198,23 @@ def train_stage(
     model, tokenizer, kind = load_student(init)
     if cfg.lora:
         model = add_lora(
-            model, kind, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+            model,
+            kind,
+            r=cfg.lora_r,
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
             targets=cfg.lora_targets or "all-linear",
-        )  # fmt: skip
+        )
     features = [
-        encode_row(tokenizer, kind, row, max_input_tokens=cfg.max_input_tokens,
-                   max_target_tokens=cfg.max_target_tokens)
+        encode_row(
+            tokenizer,
+            kind,
+            row,
+            max_input_tokens=cfg.max_input_tokens,
+            max_target_tokens=cfg.max_target_tokens,
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
     collator = WeightedCollator(
         pad_token_id=tokenizer.pad_token_id,
         kind=kind,
@@ -203,6 +243,8 @@ def train_stage(
         f"[bold]{stage}[/]: {stats.rows} rows ({stats.rows_before_dedupe} before merging "
         f"duplicates) from {stats.questions} questions; {len(items)} validation items"
     )
+    if trainer.is_world_process_zero():
+        _write_json(folder / "settings.json", settings)
     last = (
         get_last_checkpoint(str(folder / "checkpoints"))
         if (folder / "checkpoints").is_dir()
@@ -225,13 +267,23 @@ def train_stage(
         "train_loss": output.training_loss,
         "train_seconds": seconds,
         "resumed_from": last,
+        "processes": trainer.args.world_size,
+        "backend": dist.get_backend() if dist.is_initialized() else None,
+        "bf16": trainer.args.bf16,
     }
     if trainer.is_world_process_zero():
         save_student(
-            trainer.model, tokenizer, folder / "best", kind=kind,
-            info={"method": cfg.method, "stage": stage, "task": recipe.task.name,
-                  metric: trainer.state.best_metric},
-        )  # fmt: skip
+            trainer.model,
+            tokenizer,
+            folder / "best",
+            kind=kind,
+            info={
+                "method": cfg.method,
+                "stage": stage,
+                "task": recipe.task.name,
+                metric: trainer.state.best_metric,
+            },
+        )
         _write_json(folder / "curve.json", _curve(trainer.state.log_history))
         _write_json(result_path, result)
     # Every process must see the saved best student before the next stage loads it.

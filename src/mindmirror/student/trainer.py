@@ -6,6 +6,7 @@ tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Train
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -23,11 +24,17 @@ from rich.progress import (
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from mindmirror.student.losses import student_loss
+from mindmirror.student.losses import IGNORE, student_loss
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage
 from mindmirror.student.validate import ValItem, greedy_generate, metric_name, score
 from mindmirror.tasks.base import Task
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether a (possibly LoRA-wrapped) causal LM can return logits for the last k positions."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 class StudentTrainer(Trainer):
@@ -60,6 +67,7 @@ class StudentTrainer(Trainer):
         # must divide it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
+        self.keeps_logits = accepts_logits_to_keep(self.model)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.args.train_sampling_strategy != "group_by_length":
@@ -80,7 +88,15 @@ class StudentTrainer(Trainer):
         """Weighted per-row mean token loss (``num_items_in_batch`` is unused, see losses.py)."""
         weights = inputs.pop("weight")
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        if self.kind == "causal" and self.keeps_logits:
+            # Left-padded rows end in their targets: only the last `keep` positions (the
+            # longest target, plus the position predicting its first token) need logits. This
+            # skips the vocabulary projection and softmax over every prompt token.
+            keep = min(int(labels.ne(IGNORE).sum(dim=1).max()) + 1, labels.shape[1])
+            outputs = model(**inputs, logits_to_keep=keep)
+            labels = labels[:, -keep:]
+        else:
+            outputs = model(**inputs)
         loss = student_loss(outputs.logits, labels, weights, causal=self.kind == "causal")
         return (loss, outputs) if return_outputs else loss
 

@@ -97,10 +97,16 @@ def greedy_generate(
             width = max(len(i) for i in ids)
             # Causal students continue from the last token: pad on the left.
             left = kind == "causal"
-            padded = [([pad] * (width - len(i)) + i) if left else (i + [pad] * (width - len(i)))
-                      for i in ids]  # fmt: skip
-            mask = [([0] * (width - len(i)) + [1] * len(i)) if left
-                    else ([1] * len(i) + [0] * (width - len(i))) for i in ids]  # fmt: skip
+            padded = [
+                ([pad] * (width - len(i)) + i) if left else (i + [pad] * (width - len(i)))
+                for i in ids
+            ]
+            mask = [
+                ([0] * (width - len(i)) + [1] * len(i))
+                if left
+                else ([1] * len(i) + [0] * (width - len(i)))
+                for i in ids
+            ]
             input_ids = torch.tensor(padded, device=device)
             generated = model.generate(
                 input_ids=input_ids,

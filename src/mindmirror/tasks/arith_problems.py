@@ -10,63 +10,109 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import NamedTuple
 
-from mindmirror.tasks.base import Example
+from mindmirror.tasks.base import Example, Task
 from mindmirror.tasks.splits import question_key
 
 NAMES = ("Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Jack", "Emma", "Leo", "Zoe")
 ITEMS = ("apples", "books", "coins", "pencils", "stickers", "marbles", "cookies", "cards")
-Problem = tuple[str, str]  # (question, gold equation)
+
+
+class Problem(NamedTuple):
+    """One generated problem: the question, its SVAMP-style gold equation, a worked solution."""
+
+    question: str
+    equation: str
+    rationale: str
 
 
 def _eq(a: int, op: str, b: int) -> str:
     return f"( {a}.0 {op} {b}.0 )"
 
 
+def _solved(steps: str, expression: str) -> str:
+    """The worked solution: the reasoning, then the answer sentence the CoT prompt asks for."""
+    return f"{steps} {Task.answer_sentence} {expression}."
+
+
 def _add(rng: random.Random, name: str, other: str, item: str) -> Problem:
     a, b = rng.randint(2, 9), rng.randint(2, 9)
-    return (f"{name} has {a} {item}. {other} gives {name} {b} more {item}. "
-            f"How many {item} does {name} have now?", _eq(a, "+", b))  # fmt: skip
+    return Problem(
+        f"{name} has {a} {item}. {other} gives {name} {b} more {item}. "
+        f"How many {item} does {name} have now?",
+        _eq(a, "+", b),
+        _solved(
+            f"{name} has {a} {item} and gets {b} more, so {a} + {b} = {a + b}.", f"({a} + {b})"
+        ),
+    )
 
 
 def _add_total(rng: random.Random, name: str, other: str, item: str) -> Problem:
     a, b = rng.randint(2, 9), rng.randint(2, 9)
-    return (f"{name} has {a} {item} and {other} has {b} {item}. "
-            f"How many {item} do they have in all?", _eq(a, "+", b))  # fmt: skip
+    return Problem(
+        f"{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have in all?",
+        _eq(a, "+", b),
+        _solved(f"Together they have {a} + {b} = {a + b} {item}.", f"({a} + {b})"),
+    )
 
 
 def _sub(rng: random.Random, name: str, other: str, item: str) -> Problem:
     b = rng.randint(2, 8)
     a = b + rng.randint(1, 9)
-    return (f"{name} had {a} {item}. {name} gave {b} {item} to {other}. "
-            f"How many {item} does {name} have left?", _eq(a, "-", b))  # fmt: skip
+    return Problem(
+        f"{name} had {a} {item}. {name} gave {b} {item} to {other}. "
+        f"How many {item} does {name} have left?",
+        _eq(a, "-", b),
+        _solved(
+            f"{name} had {a} {item} and gave away {b}, so {a} - {b} = {a - b}.", f"({a} - {b})"
+        ),
+    )
 
 
 def _sub_more(rng: random.Random, name: str, other: str, item: str) -> Problem:
     b = rng.randint(2, 8)
     a = b + rng.randint(1, 9)
-    return (f"{name} has {a} {item} and {other} has {b} {item}. "
-            f"How many more {item} does {name} have than {other}?", _eq(a, "-", b))  # fmt: skip
+    return Problem(
+        f"{name} has {a} {item} and {other} has {b} {item}. "
+        f"How many more {item} does {name} have than {other}?",
+        _eq(a, "-", b),
+        _solved(f"The difference is {a} - {b} = {a - b} {item}.", f"({a} - {b})"),
+    )
 
 
 def _mul(rng: random.Random, name: str, other: str, item: str) -> Problem:
     a, b = rng.randint(2, 5), rng.randint(2, 5)
-    return (f"{name} has {a} boxes. Each box has {b} {item}. "
-            f"How many {item} does {name} have in all?", _eq(a, "*", b))  # fmt: skip
+    return Problem(
+        f"{name} has {a} boxes. Each box has {b} {item}. How many {item} does {name} have in all?",
+        _eq(a, "*", b),
+        _solved(f"{a} boxes of {b} {item} make {a} * {b} = {a * b} {item}.", f"({a} * {b})"),
+    )
 
 
 def _div(rng: random.Random, name: str, other: str, item: str) -> Problem:
     b, q = rng.randint(2, 5), rng.randint(2, 5)
-    return (f"{name} shares {b * q} {item} equally among {b} friends. "
-            f"How many {item} does each friend get?", _eq(b * q, "/", b))  # fmt: skip
+    return Problem(
+        f"{name} shares {b * q} {item} equally among {b} friends. "
+        f"How many {item} does each friend get?",
+        _eq(b * q, "/", b),
+        _solved(f"Each friend gets {b * q} / {b} = {q} {item}.", f"({b * q} / {b})"),
+    )
 
 
 def _add_sub(rng: random.Random, name: str, other: str, item: str) -> Problem:
     a, b = rng.randint(2, 9), rng.randint(2, 9)
     c = rng.randint(1, a + b - 1)
-    return (f"{name} had {a} {item}. {name} found {b} more {item} and then gave {c} {item} "
-            f"to {other}. How many {item} does {name} have now?",
-            f"( ( {a}.0 + {b}.0 ) - {c}.0 )")  # fmt: skip
+    return Problem(
+        f"{name} had {a} {item}. {name} found {b} more {item} and then gave {c} {item} "
+        f"to {other}. How many {item} does {name} have now?",
+        f"( ( {a}.0 + {b}.0 ) - {c}.0 )",
+        _solved(
+            f"{name} had {a} {item} and found {b}, so {a} + {b} = {a + b}. "
+            f"Then {name} gave away {c}, so {a + b} - {c} = {a + b - c}.",
+            f"(({a} + {b}) - {c})",
+        ),
+    )
 
 
 # (template, weight): mostly one-step + and -, the 135M teacher's reach.
@@ -82,7 +128,7 @@ TEMPLATES: tuple[tuple[Callable[[random.Random, str, str, str], Problem], int], 
 
 
 def generate_problems(count: int, seed: int) -> list[Problem]:
-    """``count`` distinct (question, equation) problems, the same for the same seed."""
+    """``count`` distinct problems (question, equation, worked solution), the same per seed."""
     rng = random.Random(seed)
     templates = [t for t, _ in TEMPLATES]
     weights = [w for _, w in TEMPLATES]
@@ -95,10 +141,10 @@ def generate_problems(count: int, seed: int) -> list[Problem]:
             break
         name, other = rng.sample(NAMES, 2)
         template = rng.choices(templates, weights)[0]
-        question, equation = template(rng, name, other, rng.choice(ITEMS))
-        if question_key(question) not in seen:
-            seen.add(question_key(question))
-            problems.append((question, equation))
+        problem = template(rng, name, other, rng.choice(ITEMS))
+        if question_key(problem.question) not in seen:
+            seen.add(question_key(problem.question))
+            problems.append(problem)
     return problems
 
 
@@ -107,7 +153,15 @@ def arith_splits(count: int, seed: int) -> dict[str, list[Example]]:
     problems = generate_problems(count, seed)
     n_train, n_val = round(len(problems) * 0.6), round(len(problems) * 0.2)
     splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
-    for i, (question, equation) in enumerate(problems):
+    for i, problem in enumerate(problems):
         split = "train" if i < n_train else "validation" if i < n_train + n_val else "test"
-        splits[split].append(Example(f"arith-{i:04d}", split, question, equation))
+        splits[split].append(
+            Example(
+                f"arith-{i:04d}",
+                split,
+                problem.question,
+                problem.equation,
+                rationale=problem.rationale,
+            )
+        )
     return splits

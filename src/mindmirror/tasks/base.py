@@ -23,6 +23,8 @@ class Example:
         gold: gold answer in the task's canonical form (``( 84.0 / 2.0 )``, ``72``, ``B``,
             ``neutral``); None when the dataset has no label.
         choices: answer choices of a multiple-choice task, in letter order.
+        rationale: a worked solution ending in the task's answer sentence ("8 + 6 = 14. The
+            answer is (8 + 6)."), when the dataset has one; few-shot prompts show it.
     """
 
     id: str
@@ -30,6 +32,7 @@ class Example:
     question: str
     gold: str | None
     choices: tuple[str, ...] | None = None
+    rationale: str | None = None
 
 
 class Task(ABC):

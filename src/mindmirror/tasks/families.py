@@ -19,6 +19,7 @@ _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _GSM8K_MARKER = re.compile(r"####\s*")
 # Characters an arithmetic answer is written with; a run of them holding a digit is a candidate.
 _EXPR_RUN = re.compile(r"[\d\s.,+\-*/×÷−–∗()=$]+")
+_TIMES_X = re.compile(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])")
 _TRIM_LEAD = " \t\n,.=+*/"
 _TRIM_TAIL = " \t\n,.=+-*/(−–"
 _BARE_MAX_CHARS = 80
@@ -61,6 +62,8 @@ def _balance(expr: str) -> str:
 
 def _expression_runs(text: str) -> list[str]:
     """Candidate arithmetic answers in ``text``: runs of number/operator characters, cleaned."""
+    # "4 x 2" is how small models often write a product.
+    text = _TIMES_X.sub(" * ", text)
     runs = []
     for match in _EXPR_RUN.finditer(text):
         run = _balance(match.group().replace("$", "").strip(_TRIM_LEAD).rstrip(_TRIM_TAIL))

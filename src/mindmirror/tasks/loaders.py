@@ -143,15 +143,20 @@ def _svamp_mcc_kd(folder: Path) -> Raw:
 def load_svamp(cfg: TaskConfig) -> Raw:
     """SVAMP from the full ``SVAMP.json`` (file or folder holding it), the DSS split folder
     (``svamp_train.json``/``svamp_test.json``), the MCC-KD folder (``train/dev/test.json``),
-    or the Hub (``ChilleD/SVAMP``)."""
+    or the Hub (``ChilleD/SVAMP``: its own 700/300 split; a Hub copy holding all 1000 rows in
+    one split is split as DSS did)."""
     if cfg.path is None:
         hub = _hub(cfg)
+        if "train" not in hub and len(hub) == 1:
+            # A copy of the whole of SVAMP in one split: split it the way DSS did.
+            (name, rows), *_ = hub.items()
+            return _svamp_full(rows, f"{cfg.hub_id}[{name}]")
         raw: Raw = {}
         for split, rows in hub.items():
             name = "validation" if split in ("validation", "dev") else split
             raw[name] = [
                 _example(
-                    f"svamp-hub{split}-{i:04d}",
+                    f"svamp-hub-{split}-{i:04d}",
                     name,
                     f"{field(row, 'Body', split)}\n{field(row, 'Question', split)}",
                     _number_text(field(row, "Equation", split)),

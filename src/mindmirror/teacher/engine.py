@@ -27,8 +27,8 @@ or the budget stopped it. What the engine does for that:
   ends the run at once as a one-line ``UserError``; everything finished before is cached.
 - Money: tokens and USD (per-million prices) are counted apart for paid and cached samples. With
   ``budget_usd`` no call is sent whose worst case (its prompt plus ``max_tokens * n``) could
-  take the run's spending past the cap; the remaining samples are None and
-  ``stats.budget_exhausted`` says so.
+  take the engine's spending (all its runs together) past the cap; the remaining samples are
+  None and ``stats.budget_exhausted`` says so.
 - A rich progress bar (done/total samples, rate, ETA, tokens, cost) on terminals, off with
   ``quiet=True`` or when stderr is not a terminal.
 """
@@ -394,6 +394,7 @@ class RequestEngine:
         )
         stats = self.last
         attempts = self.cfg.max_retries + 1
+        error = RetryableError("not sent")
         for attempt in range(attempts):
             async with self._sem:
                 if self._aborted:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from mindmirror.errors import UserError
 from mindmirror.records import Verdict
 from mindmirror.tasks.base import Example, Task
+from mindmirror.teacher.eval_shots import worked_evaluations
 from mindmirror.teacher.types import Messages
 
 _SECTION = re.compile(r"^=== (\w+) ===\s*$", re.MULTILINE)
@@ -108,7 +110,9 @@ def format_cot_messages(
     """Chat messages asking for step-by-step reasoning that ends in the task's answer sentence.
 
     Each shot (a train example with gold) becomes one user/assistant turn pair whose reply is
-    the gold answer sentence, so the teacher sees exactly the final sentence it must write.
+    the gold answer sentence (``{answer_text}``), so the teacher sees exactly the final
+    sentence it must write, or the shot's worked solution (``{solution}``: its rationale when
+    it has one, else the answer sentence), so the teacher sees the reasoning it must write.
     """
     template = load_template(version)
     common = {
@@ -120,6 +124,7 @@ def format_cot_messages(
         if shot.gold is None:
             continue
         answer_text = task.answer_text(shot.gold)
+        solution = shot.rationale or answer_text
         messages.append(
             {
                 "role": "user",
@@ -130,7 +135,11 @@ def format_cot_messages(
             {
                 "role": "assistant",
                 "content": template.render(
-                    "shot_assistant", question=shot.question, answer_text=answer_text, **common
+                    "shot_assistant",
+                    question=shot.question,
+                    answer_text=answer_text,
+                    solution=solution,
+                    **common,
                 ),
             }
         )
@@ -140,15 +149,34 @@ def format_cot_messages(
 
 
 def format_eval_messages(
-    task: Task, example: Example, cot_text: str, version: str = "eval_v1"
+    task: Task,
+    example: Example,
+    cot_text: str,
+    version: str = "eval_v1",
+    shots: Sequence[Example] = (),
 ) -> Messages:
-    """Chat messages showing the question and ONE CoT, asking for a critique and a verdict."""
+    """Chat messages showing the question and ONE CoT, asking for a critique and a verdict.
+
+    A template with ``shot_user``, ``shot_correct`` and ``shot_wrong`` sections first shows
+    worked evaluations built from the ``shots`` that have rationales (see
+    :func:`mindmirror.teacher.eval_shots.worked_evaluations`); placed before the question so
+    that every prompt of a run shares them as a prefix. Other templates ignore ``shots``.
+    """
     template = load_template(version)
-    values = {"question": example.question, "cot": cot_text, "answer_format": task.answer_format()}
-    return [
-        {"role": "system", "content": template.render("system", **values)},
-        {"role": "user", "content": template.render("user", **values)},
-    ]
+    answer_format = task.answer_format()
+    values = {"question": example.question, "cot": cot_text, "answer_format": answer_format}
+    messages: Messages = [{"role": "system", "content": template.render("system", **values)}]
+    if {"shot_user", "shot_correct", "shot_wrong"} <= template.sections.keys():
+        for worked in worked_evaluations(task, list(shots)):
+            shot = {"question": worked.question, "cot": worked.cot, "answer_format": answer_format}
+            critique = {"needed": worked.needed, "given": worked.given, "answer": worked.answer}
+            section = "shot_correct" if worked.verdict == "correct" else "shot_wrong"
+            messages.append({"role": "user", "content": template.render("shot_user", **shot)})
+            messages.append(
+                {"role": "assistant", "content": template.render(section, **shot, **critique)}
+            )
+    messages.append({"role": "user", "content": template.render("user", **values)})
+    return messages
 
 
 def parse_verdict(text: str) -> Verdict | None:

@@ -32,6 +32,8 @@ from mindmirror.records import VERDICTS, Cot, Evaluation, Record, TeacherInfo, w
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.backends.importers import ImportResult, import_outputs
+from mindmirror.teacher.cache import ResponseCache
+from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.prompts import (
     format_cot_messages,
     format_eval_messages,
@@ -215,7 +217,9 @@ def _eval_prompts(
             prompts.append(
                 Prompt(
                     key=("eval", ex.id, str(index)),
-                    messages=format_eval_messages(plan.task, ex, cot.text, cfg.eval_prompt),
+                    messages=format_eval_messages(
+                        plan.task, ex, cot.text, cfg.eval_prompt, _shots_for(plan, ex, cfg.few_shot)
+                    ),
                     n=wanted,
                     sampling=sampling,
                     prompt_version=version,
@@ -225,6 +229,61 @@ def _eval_prompts(
 
 
 # ---------------------------------------------------------------------------- the stage
+
+
+def _imported_cots(
+    plan: _Plan, cfg: TeacherConfig
+) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
+    """CoTs from the import files, with the files' evaluations (at most M) when they have any."""
+    assert plan.imported is not None
+    cots: dict[str, list[Cot]] = {}
+    evaluations: dict[str, list[list[Evaluation]]] = {}
+    for ex in plan.examples:
+        got = plan.imported.by_id.get(ex.id)
+        texts = got.cots if got else []
+        from_file = got.evaluations if got and cfg.evaluator == "teacher" else None
+        cots[ex.id] = [make_cot(plan.task, ex, text) for text in texts]
+        evaluations[ex.id] = [
+            [teacher_evaluation(t) for t in from_file[i][: cfg.num_evals]] if from_file else []
+            for i in range(len(texts))
+        ]
+    return cots, evaluations
+
+
+def _requested_cots(
+    plan: _Plan, cfg: TeacherConfig, engine: RequestEngine
+) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
+    """N CoTs per question from the live teacher (failed samples become status ``error``)."""
+    texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
+    cots = {
+        ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in plan.examples
+    }
+    return cots, {ex_id: [[] for _ in items] for ex_id, items in cots.items()}
+
+
+def _evaluate(
+    plan: _Plan,
+    cfg: TeacherConfig,
+    engine: RequestEngine | None,
+    cots: dict[str, list[Cot]],
+    evaluations: dict[str, list[list[Evaluation]]],
+) -> None:
+    """Fill ``evaluations`` in place: from gold, or the missing ones from the live teacher."""
+    if cfg.num_evals == 0:
+        return
+    if cfg.evaluator == "gold":
+        for ex in plan.examples:
+            evaluations[ex.id] = [
+                [gold_evaluation(cot)] if cot.status != "error" else [] for cot in cots[ex.id]
+            ]
+        return
+    if engine is None:  # imported CoTs that keep only the files' own evaluations
+        return
+    have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
+    prompts = _eval_prompts(plan, cfg, cots, have)
+    replies = engine.run_sync(prompts, description="evaluations") if prompts else {}
+    for (_, ex_id, index), samples in replies.items():
+        evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
 
 
 def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
@@ -243,44 +302,21 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     run.teacher.mkdir(parents=True, exist_ok=True)
     run.recipe.write_text(dump_recipe(recipe), encoding="utf-8")
 
-    engine = None
+    cache: ResponseCache | None = None
+    engine: RequestEngine | None = None
     if plan.backend is not None:
-        from mindmirror.teacher.cache import ResponseCache
-        from mindmirror.teacher.engine import RequestEngine
-
-        engine = RequestEngine(plan.backend, ResponseCache(run.cache), cfg, quiet=quiet)
-
-    cots: dict[str, list[Cot]] = {}
-    evaluations: dict[str, list[list[Evaluation]]] = {}
-    if plan.imported is not None:
-        for ex in plan.examples:
-            got = plan.imported.by_id.get(ex.id)
-            cots[ex.id] = [make_cot(plan.task, ex, text) for text in (got.cots if got else [])]
-            imported_evals = got.evaluations if got and got.evaluations else None
-            evaluations[ex.id] = [
-                [teacher_evaluation(t) for t in imported_evals[i][: cfg.num_evals]]
-                if imported_evals and cfg.evaluator == "teacher"
-                else []
-                for i in range(len(cots[ex.id]))
-            ]
-    else:
-        assert engine is not None
-        texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
-        for ex in plan.examples:
-            cots[ex.id] = [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]]
-            evaluations[ex.id] = [[] for _ in cots[ex.id]]
-
-    if cfg.num_evals > 0 and cfg.evaluator == "gold":
-        for ex in plan.examples:
-            evaluations[ex.id] = [
-                [gold_evaluation(cot)] if cot.status != "error" else [] for cot in cots[ex.id]
-            ]
-    elif cfg.num_evals > 0 and engine is not None:
-        have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
-        prompts = _eval_prompts(plan, cfg, cots, have)
-        replies = engine.run_sync(prompts, description="evaluations") if prompts else {}
-        for (_, ex_id, index), samples in replies.items():
-            evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
+        cache = ResponseCache(run.cache)
+        engine = RequestEngine(plan.backend, cache, cfg, quiet=quiet)
+    try:
+        if plan.imported is not None:
+            cots, evaluations = _imported_cots(plan, cfg)
+        else:
+            assert engine is not None  # every non-import plan has a live backend
+            cots, evaluations = _requested_cots(plan, cfg, engine)
+        _evaluate(plan, cfg, engine, cots, evaluations)
+    finally:
+        if cache is not None:
+            cache.close()
 
     records = [
         Record(
@@ -316,7 +352,7 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-def _usage(engine: Any) -> dict[str, Any]:
+def _usage(engine: RequestEngine | None) -> dict[str, Any]:
     """Request, cache and money figures of this invocation and of the whole run's samples."""
     if engine is None:
         stats: dict[str, Any] = {}
@@ -449,6 +485,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         if extra:
             value += " (" + " / ".join(_fmt(summary.get(k), kind) for k in extra) + ")"
         table.add_row(label, value)
+    if summary.get("questions_without_cots"):
+        table.add_row("questions without any CoT", _fmt(summary["questions_without_cots"], "n"))
     verdicts = summary.get("verdicts", {})
     table.add_row("verdicts", ", ".join(f"{v} {n}" for v, n in verdicts.items()))
     if summary.get("evaluator") == "gold":

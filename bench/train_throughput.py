@@ -1,0 +1,336 @@
+"""Training throughput: mindmirror's trainer against the published recipe's way, same model.
+
+Workload: the ``multi_cot`` objective over the first Q SVAMP training questions of MCC-KD with
+N gpt-3.5 CoTs each (imported through the project's own ``import`` backend), for one epoch.
+
+- published: what Distilling Step-by-Step / Mind's Mirror do. One dataset item per
+  (question, CoT) pair holding a ``predict:`` and an ``explain:`` example; the collator builds
+  a pandas DataFrame and splits it into the two groups, each padded to its own longest row;
+  every step runs two forward passes (predict, then explain) and adds
+  ``alpha * loss_predict + (1 - alpha) * loss_explain``. Random batches.
+- ours: ``mindmirror.student``: the N identical ``predict:`` rows of a question merged into
+  one row of N-fold weight (same objective, see ``student/rows.py``), one forward pass over a
+  mixed, length-grouped batch, per-row weights in the loss.
+
+Both use the same student, the same rows, the same precision and the same number of
+sequences per optimizer step (published: B pairs = 2B sequences in two passes; ours: 2B rows
+in one), each in its own subprocess (clean peak memory). Reported: epoch time, tokens/s
+counting the published objective's tokens (the work both runs accomplish), tokens actually fed
+through the model (padding included), peak RSS, and the training step's FLOP/s over this
+machine's measured matmul peak. Last line: ``RESULT train_throughput <ratio>``
+(published epoch time / ours).
+
+    python bench/train_throughput.py --quick      # under 10 minutes on 2 busy cores
+    python bench/train_throughput.py              # more questions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PrinterCallback, Trainer, TrainingArguments
+
+from mindmirror.records import read_records
+from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
+from mindmirror.student.model import load_student
+from mindmirror.student.rows import Row, RowSpec, build_rows
+from mindmirror.student.trainer import StudentTrainer
+from mindmirror.tasks import EquationTask
+
+ROOT = Path(__file__).resolve().parents[1]
+MCC_KD = ROOT.parent / "shared" / "data" / "svamp" / "mcc_kd"
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def import_records(folder: Path, num_cots: int) -> Path:
+    """Teacher records from the MCC-KD files via the project's ``import`` backend."""
+    from mindmirror.config import recipe_from_dict
+    from mindmirror.rundir import RunDir
+    from mindmirror.teacher.teach import teach
+
+    recipe = recipe_from_dict(
+        {
+            "run_dir": str(folder),
+            "task": {"name": "svamp", "path": str(MCC_KD)},
+            "teacher": {
+                "backend": "import",
+                "import": {"format": "mcc_kd", "path": str(MCC_KD)},
+                "num_cots": num_cots,
+                "num_evals": 1,
+                "evaluator": "gold",
+                "splits": ["train"],
+            },
+        }
+    )
+    run = RunDir(folder)
+    teach(recipe, run, quiet=True)
+    return run.records
+
+
+# ---------------------------------------------------------------------------- the workers
+
+
+def published_items(
+    rows: list[Row], tokenizer: Any, kind: str, cfg: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One item per (question, CoT) pair: its predict and explain features side by side."""
+    lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
+    predict = [r for r in rows if r.prefix == "predict"]
+    explain = [r for r in rows if r.prefix == "explain"]
+    assert len(predict) == len(explain), "unmerged rows pair up one predict per explain"
+    items = []
+    for p, e in zip(predict, explain, strict=True):
+        pf, ef = (
+            encode_row(tokenizer, kind, p, **lengths),
+            encode_row(tokenizer, kind, e, **lengths),
+        )
+        items.append(
+            {
+                "pred_input_ids": pf["input_ids"],
+                "pred_labels": pf["labels"],
+                "expl_input_ids": ef["input_ids"],
+                "expl_labels": ef["labels"],
+            }
+        )
+    return items
+
+
+class PublishedCollator:
+    """The published TaskPrefixDataCollator: a pandas DataFrame split into two padded groups."""
+
+    def __init__(self, pad: Any) -> None:
+        self.pad = pad
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import pandas as pd
+
+        frame = pd.DataFrame(features)
+        groups = {}
+        for name in ("pred", "expl"):
+            part = frame[[f"{name}_input_ids", f"{name}_labels"]]
+            part = part.rename(
+                columns={f"{name}_input_ids": "input_ids", f"{name}_labels": "labels"}
+            )
+            records = [{**r, "weight": 1.0} for r in part.to_dict("records")]
+            batch = self.pad(records)
+            batch.pop("weight")
+            groups[name] = batch
+        return groups
+
+
+def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train one epoch in this process the published way or ours; return the measurements."""
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(0)
+    task = EquationTask("svamp")
+    records = [r for r in read_records(Path(cfg["records"])) if r.split == "train"]
+    records = records[: cfg["questions"]]
+    ours = cfg["method"] == "ours"
+    spec = RowSpec(method="multi_cot", num_cots=cfg["num_cots"], alpha=0.5, dedupe=ours)
+    rows, stats = build_rows(records, task, spec, "reasoning")
+    model, tokenizer, kind = load_student(cfg["student"])
+    pad = WeightedCollator(
+        tokenizer.pad_token_id, kind, getattr(model.config, "decoder_start_token_id", None)
+    )
+    args = TrainingArguments(
+        output_dir=cfg["out"],
+        num_train_epochs=1,
+        learning_rate=1e-5,
+        report_to="none",
+        per_device_train_batch_size=cfg["batch"] * (2 if ours else 1),
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        bf16=cfg["precision"] == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False,
+        seed=0,
+        train_sampling_strategy="group_by_length" if ours else "random",
+        disable_tqdm=True,
+    )
+    lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
+    if ours:
+        features = [encode_row(tokenizer, kind, r, **lengths) for r in rows]
+        trainer: Trainer = StudentTrainer(
+            model=model,
+            args=args,
+            train_dataset=features,
+            data_collator=pad,
+            processing_class=tokenizer,
+            kind=kind,
+            stage="reasoning",
+            task=task,
+            lengths=[feature_length(f) for f in features],
+        )
+        fed = _fed_tokens(trainer, ours=True)
+    else:
+        features = published_items(rows, tokenizer, kind, cfg)
+        trainer = PublishedTrainer(
+            model=model,
+            args=args,
+            train_dataset=features,
+            data_collator=PublishedCollator(pad),
+            processing_class=tokenizer,
+        )
+        fed = _fed_tokens(trainer, ours=False)
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    return {
+        "method": cfg["method"],
+        "rows": stats.rows,
+        "sequences": len(features) * (1 if ours else 2),
+        "steps": output.global_step,
+        "seconds": seconds,
+        "tokens_fed": fed,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+class PublishedTrainer(Trainer):
+    """The published trainer: every step is two forward passes, predict then explain."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        """``alpha * loss(predict pass) + (1 - alpha) * loss(explain pass)``, alpha = 0.5."""
+        pred = model(**inputs["pred"])
+        expl = model(**inputs["expl"])
+        loss = 0.5 * pred.loss + 0.5 * expl.loss
+        return (loss, {"pred": pred, "expl": expl}) if return_outputs else loss
+
+
+def _fed_tokens(trainer: Any, ours: bool) -> int:
+    """Tokens one epoch feeds through the model, padding included (same sampler and seed)."""
+    total = 0
+    for batch in trainer.get_train_dataloader():
+        groups = [batch] if ours else [batch["pred"], batch["expl"]]
+        for group in groups:
+            total += group["input_ids"].numel()
+            if "decoder_input_ids" in group:
+                total += group["decoder_input_ids"].numel()
+    return total
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    """This machine's measured dense matmul FLOP/s (2048 x 2048, ``threads`` threads)."""
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048, dtype=dtype)
+    b = torch.randn(2048, 2048, dtype=dtype)
+    torch.mm(a, b)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        count += 1
+    return count * 2 * 2048**3 / (time.perf_counter() - started)
+
+
+def objective_tokens(records_path: Path, cfg: dict[str, Any]) -> int:
+    """Non-padding tokens of the published objective's rows (the work both runs accomplish)."""
+    records = [r for r in read_records(records_path) if r.split == "train"][: cfg["questions"]]
+    spec = RowSpec(method="multi_cot", num_cots=cfg["num_cots"], dedupe=False)
+    rows, _ = build_rows(records, EquationTask("svamp"), spec, "reasoning")
+    _, tokenizer, kind = load_student(cfg["student"])
+    lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
+    total = 0
+    for row in rows:
+        feature = encode_row(tokenizer, kind, row, **lengths)
+        total += len(feature["input_ids"]) + (len(feature["labels"]) if kind == "seq2seq" else 0)
+    return total
+
+
+def main() -> None:
+    """Run both workers in subprocesses and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="12 questions (under 10 minutes)")
+    parser.add_argument("--questions", type=int, default=None, help="training questions Q")
+    parser.add_argument("--num-cots", type=int, default=5, help="CoTs per question N")
+    parser.add_argument("--batch", type=int, default=4, help="published batch: B pairs")
+    parser.add_argument("--student", default="embedded", help="student model (default embedded)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-input", type=int, default=256)
+    parser.add_argument("--max-target", type=int, default=256)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(json.loads(args.worker))))
+        return
+    if not MCC_KD.is_dir():
+        sys.exit(f"needs the public SVAMP data at {MCC_KD}")
+    questions = args.questions or (12 if args.quick else 48)
+    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
+        records = import_records(Path(tmp) / "run", args.num_cots)
+        cfg = {
+            "records": str(records),
+            "questions": questions,
+            "num_cots": args.num_cots,
+            "batch": args.batch,
+            "student": args.student,
+            "precision": args.precision,
+            "threads": args.threads,
+            "max_input": args.max_input,
+            "max_target": args.max_target,
+        }
+        results = {}
+        for method in ("published", "ours"):
+            worker = {**cfg, "method": method, "out": str(Path(tmp) / method)}
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(worker)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                sys.exit(f"{method} worker failed:\n{done.stderr[-3000:]}")
+            results[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        tokens = objective_tokens(records, cfg)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    peak = matmul_peak(args.threads, dtype)
+    print(
+        f"student {args.student}, {questions} questions x {args.num_cots} CoTs, "
+        f"batch {args.batch} pairs = {2 * args.batch} sequences/step, {args.precision}, "
+        f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"objective tokens per epoch: {tokens}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+    header = f"{'':10} {'seqs':>5} {'steps':>5} {'time s':>8} {'tok/s':>7} {'fed tok/s':>9} "
+    print(header + f"{'peak RSS MB':>11} {'FLOP/s':>9} {'of peak':>7}")
+    for name, r in results.items():
+        flops = 6 * r["params"] * r["tokens_fed"] / r["seconds"]
+        print(
+            f"{name:10} {r['sequences']:>5} "
+            f"{r['steps']:>5} {r['seconds']:>8.1f} {tokens / r['seconds']:>7.1f} "
+            f"{r['tokens_fed'] / r['seconds']:>9.1f} {r['peak_rss_mb']:>11.0f} "
+            f"{flops / 1e9:>8.1f}G {flops / peak:>7.1%}"
+        )
+    ratio = results["published"]["seconds"] / results["ours"]["seconds"]
+    print(f"RESULT train_throughput {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
