@@ -179,8 +179,12 @@ def main() -> None:
     parser.add_argument("--cells", default="palm_1cot,gpt_1cot,gpt_ncot")
     parser.add_argument("--workdir", type=Path, default=None, help="keep run dirs here")
     parser.add_argument("--out", type=Path, default=Path("bench/real_svamp.json"))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        # On a shared, busy machine one thread per process beats threads spinning on each other.
+        torch.set_num_threads(args.threads)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mm-real-svamp-"))
     mcc = imported(root / "import-mcc_kd", "mcc_kd", 10)
     dss = imported(root / "import-dss", "dss", 1)

@@ -174,7 +174,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             task=task,
             lengths=[feature_length(f) for f in features],
         )
-        fed = _fed_tokens(trainer, ours=True)
+        fed, logits = _fed_tokens(trainer, ours=True)
     else:
         features = published_items(rows, tokenizer, kind, cfg)
         trainer = PublishedTrainer(
@@ -184,7 +184,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             data_collator=PublishedCollator(pad),
             processing_class=tokenizer,
         )
-        fed = _fed_tokens(trainer, ours=False)
+        fed, logits = _fed_tokens(trainer, ours=False)
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     output = trainer.train()
@@ -197,7 +197,9 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "tokens_fed": fed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "params": sum(p.numel() for p in model.parameters()),
+        "logit_positions": logits,
+        "body_params": body_params(model),
+        "head_params": model.get_output_embeddings().weight.numel(),
     }
 
 
@@ -222,16 +224,35 @@ class PublishedTrainer(Trainer):
         return (loss, {"pred": pred, "expl": expl}) if return_outputs else loss
 
 
-def _fed_tokens(trainer: Any, ours: bool) -> int:
-    """Tokens one epoch feeds through the model, padding included (same sampler and seed)."""
-    total = 0
+def _fed_tokens(trainer: Any, ours: bool) -> tuple[int, int]:
+    """Tokens one epoch feeds through the model (padding included, same sampler and seed), and
+    the positions whose logits are computed (ours trims causal logits to the targets)."""
+    tokens = logits = 0
     for batch in trainer.get_train_dataloader():
-        groups = [batch] if ours else [batch["pred"], batch["expl"]]
-        for group in groups:
-            total += group["input_ids"].numel()
+        for group in [batch] if ours else [batch["pred"], batch["expl"]]:
+            tokens += group["input_ids"].numel()
             if "decoder_input_ids" in group:
-                total += group["decoder_input_ids"].numel()
-    return total
+                tokens += group["decoder_input_ids"].numel()
+                logits += group["decoder_input_ids"].numel()
+            elif ours and getattr(trainer, "keeps_logits", False):
+                keep = int(group["labels"].ne(-100).sum(dim=1).max()) + 1
+                logits += group["labels"].shape[0] * min(keep, group["labels"].shape[1])
+            else:
+                logits += group["input_ids"].numel()
+    return tokens, logits
+
+
+def step_flops(result: dict[str, Any]) -> float:
+    """Approximate FLOPs of the epoch: 6 x (matmul parameters) per token, with the vocabulary
+    projection counted only at the positions whose logits were computed."""
+    body, head = result["body_params"], result["head_params"]
+    return 6 * body * result["tokens_fed"] + 6 * head * result["logit_positions"]
+
+
+def body_params(model: torch.nn.Module) -> int:
+    """Parameters used in matmuls at every position: all but the embedding tables and head."""
+    skip = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -267,7 +288,7 @@ def objective_tokens(records_path: Path, cfg: dict[str, Any]) -> int:
 def main() -> None:
     """Run both workers in subprocesses and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="12 questions (under 10 minutes)")
+    parser.add_argument("--quick", action="store_true", help="8 questions (under 10 minutes)")
     parser.add_argument("--questions", type=int, default=None, help="training questions Q")
     parser.add_argument("--num-cots", type=int, default=5, help="CoTs per question N")
     parser.add_argument("--batch", type=int, default=4, help="published batch: B pairs")
@@ -283,7 +304,7 @@ def main() -> None:
         return
     if not MCC_KD.is_dir():
         sys.exit(f"needs the public SVAMP data at {MCC_KD}")
-    questions = args.questions or (12 if args.quick else 48)
+    questions = args.questions or (8 if args.quick else 32)
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         records = import_records(Path(tmp) / "run", args.num_cots)
         cfg = {
@@ -321,7 +342,7 @@ def main() -> None:
     header = f"{'':10} {'seqs':>5} {'steps':>5} {'time s':>8} {'tok/s':>7} {'fed tok/s':>9} "
     print(header + f"{'peak RSS MB':>11} {'FLOP/s':>9} {'of peak':>7}")
     for name, r in results.items():
-        flops = 6 * r["params"] * r["tokens_fed"] / r["seconds"]
+        flops = step_flops(r) / r["seconds"]
         print(
             f"{name:10} {r['sequences']:>5} "
             f"{r['steps']:>5} {r['seconds']:>8.1f} {tokens / r['seconds']:>7.1f} "

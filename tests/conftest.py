@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 
 from mindmirror.embedded import embedded_gguf, llama_server
 from mindmirror.errors import UserError
+
+# Tests never reach the Hugging Face Hub (there is no network here, and a test must not wait
+# for one): the Hub code paths fail fast and say so.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -7,6 +7,7 @@ Every command has the shape ``mindmirror COMMAND RECIPE.yaml [--set key=value ..
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,8 +206,6 @@ def predict(
     task: TaskOpt = None,
 ) -> None:
     """Answer questions with a trained student: answer, CoT, verdict and confidence."""
-    import json
-
     from mindmirror.predict import predict as run_predict
     from mindmirror.predict import predict_file
 
@@ -244,6 +243,21 @@ def demo_recipe_path() -> Path:
 
 @app.command()
 @user_errors
+def experiment(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+    """The paper's comparison grid (methods x num_cots x seeds) from one recipe; resumable."""
+    from mindmirror.experiment import experiment as run_experiment
+    from mindmirror.report import main_table
+
+    resolved = load_recipe(recipe, set_)
+    rundir = RunDir(resolved.resolved_run_dir())
+    with teacher_endpoint(resolved) as live:
+        run_experiment(live, rundir, quiet=quiet)
+    print(main_table(rundir))
+    console.print(f"report: {rundir.root / 'report.html'}")
+
+
+@app.command()
+@user_errors
 def demo(
     run_dir: Annotated[Path, typer.Option(help="Where the demo's run directory goes.")] = Path(
         "runs/demo"
@@ -258,16 +272,22 @@ def demo(
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the pipeline offline on the embedded default (SmolLM2-135M-Instruct via llama.cpp)."""
+    """The whole pipeline offline: teach -> train (step_by_step, mind_mirror) -> eval -> report.
+
+    The teacher is the embedded SmolLM2-135M-Instruct served by llama.cpp on loopback (or
+    --teacher-url), the student the same small model; the task is generated arithmetic word
+    problems. Re-running resumes from what the run directory already holds.
+    """
+    from mindmirror.experiment import experiment as run_experiment
+    from mindmirror.report import main_table
     from mindmirror.teacher.teach import summary_table
-    from mindmirror.teacher.teach import teach as run_teach
 
     overrides = [f"run_dir={run_dir}", *(set_ or [])]
     if teacher_url:
         overrides += ["teacher.backend=openai", f"teacher.base_url={teacher_url}"]
         overrides += [f"teacher.model={teacher_model}"]
     recipe = load_recipe(demo_recipe_path(), overrides)
-    run = RunDir(recipe.resolved_run_dir())
+    rundir = RunDir(recipe.resolved_run_dir())
     if recipe.teacher.backend == "embedded":
         console.print(
             "[bold]mindmirror demo[/]: the embedded teacher is SmolLM2-135M-Instruct, a very "
@@ -275,9 +295,11 @@ def demo(
             "real teacher."
         )
     with teacher_endpoint(recipe) as live:
-        summary = run_teach(live, run, quiet=quiet)
+        run_experiment(live, rundir, quiet=quiet)
+    summary = json.loads(rundir.summary.read_text())
     Console().print(summary_table(summary))
-    console.print(f"run directory: {run.root}")
+    print(main_table(rundir))
+    console.print(f"report: {rundir.root / 'report.html'} (and report.md beside it)")
 
 
 def main() -> None:

@@ -79,6 +79,12 @@ class TaskConfig(Strict):
     num_examples: int = Field(
         300, ge=10, description="`arith` only: how many problems to generate in all."
     )
+    split_seed: int | None = Field(
+        None,
+        description="Seed of the data itself (`arith` generation, the carved validation split); "
+        "default: the recipe's `seed`. `experiment` pins it so every training seed is tested on "
+        "the same questions.",
+    )
 
     @model_validator(mode="after")
     def _generic_needs_family(self) -> TaskConfig:
@@ -270,8 +276,10 @@ class TrainConfig(Strict):
     num_cots: int = Field(5, ge=1, le=64, description="N: parsed CoTs used per question.")
     num_evals: int = Field(5, ge=1, le=64, description="M: evaluations used per CoT (stage 1).")
     alpha: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of short targets (answer, verdict); long "
-        "targets (CoT, critique) get 1 - alpha."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of short targets (answer, verdict); long targets get 1 - alpha.",
     )
     dedupe: bool = Field(
         True, description="Merge identical rows into one with summed weight (same objective)."
@@ -281,8 +289,9 @@ class TrainConfig(Strict):
         None, gt=0, description="Epochs of the self-evaluation stage (default: `epochs`)."
     )
     max_steps: int | None = Field(
-        None, ge=1, description="Stop each stage after this many optimizer steps (overrides "
-        "epochs)."
+        None,
+        ge=1,
+        description="Stop each stage after this many optimizer steps (overrides epochs).",
     )
     batch_size: int = Field(8, ge=1, description="Rows per device per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
@@ -327,6 +336,51 @@ class TrainConfig(Strict):
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
 
 
+ExperimentMethod = Literal[
+    "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
+]
+
+
+class ExperimentConfig(Strict):
+    """`mindmirror experiment`: the paper's comparison grid, methods x num_cots x seeds.
+
+    Each cell trains and evaluates in ``cells/<method>-n<N>-s<seed>/`` on the run's one set of
+    teacher records. N applies where the method uses it: ``standard`` ignores CoTs and
+    ``step_by_step`` is the 1-CoT method, so both run once per seed; ``distill`` takes the
+    teacher's majority answer over the largest N; ``multi_cot`` runs every N above 1 (its N = 1
+    is ``step_by_step``); ``mind_mirror`` and ``mind_mirror_joint`` run every N.
+    """
+
+    methods: list[ExperimentMethod] = Field(
+        default_factory=lambda: ["standard", "distill", "step_by_step", "multi_cot", "mind_mirror"],
+        min_length=1,
+        description="Methods compared (the paper's rows: standard fine-tuning, standard "
+        "distillation, 1 CoT, N CoTs, 1 and N CoTs with self-evaluation).",
+    )
+    num_cots: list[int] = Field(
+        default_factory=lambda: [1, 5],
+        min_length=1,
+        description="CoTs per training question (N) to compare; each at most teacher.num_cots.",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Training seeds of every cell; the table gives mean +- std over them.",
+    )
+    seeds_by_method: dict[ExperimentMethod, list[int]] = Field(
+        default_factory=dict,
+        description="Seeds for particular methods instead of `seeds`, e.g. {mind_mirror: [0]} "
+        "to run the costly two-stage method once while the others run three times.",
+    )
+    modes: list[InferMode] = Field(
+        default_factory=lambda: ["answer", "cot", "vote", "mirror"],
+        min_length=1,
+        description="Inference modes scored on test, each where it applies: answer (the "
+        "paper's) for all; cot and vote for methods trained on CoTs; mirror only for methods "
+        "trained on self-evaluation.",
+    )
+
+
 class Recipe(Strict):
     """A whole run: task, teacher, student and evaluation settings."""
 
@@ -338,6 +392,9 @@ class Recipe(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training the student.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation and inference.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="The HTTP API.")
+    experiment: ExperimentConfig = Field(
+        default_factory=ExperimentConfig, description="The comparison grid (`experiment`)."
+    )
 
     def resolved_run_dir(self) -> Path:
         """The run directory this recipe writes to."""

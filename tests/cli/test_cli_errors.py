@@ -133,7 +133,7 @@ def test_wrong_key_is_a_clear_401_and_the_key_is_never_printed(
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
-    commands = ["teach", "train", "eval", "report", "run", "predict", "serve", "demo"]
+    commands = ["teach", "train", "eval", "report", "run", "experiment", "predict", "serve", "demo"]
     for command in commands:
         result = mindmirror(command, "--help", cwd=tmp_path)
         assert result.returncode == 0, (command, result.stderr)

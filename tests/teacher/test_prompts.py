@@ -38,8 +38,64 @@ FAYE = Example(
 FORMAT = "an arithmetic expression over the numbers in the question, such as (84 / 2)"
 
 
+JACK = Example(
+    id="arith-0000",
+    split="train",
+    question="Jack has 8 cards. Zoe gives Jack 6 more cards. How many cards does Jack have now?",
+    gold="( 8.0 + 6.0 )",
+    rationale="Jack has 8 cards and gets 6 more, so 8 + 6 = 14. The answer is (8 + 6).",
+)
+
+
 def test_packaged_templates_are_listed() -> None:
-    assert {"cot_v1", "eval_v1"} <= set(available_templates())
+    assert {"cot_v1", "eval_v1", "cot_v2", "eval_v2"} <= set(available_templates())
+
+
+def test_cot_v2_shots_show_the_worked_solution_or_fall_back_to_the_answer() -> None:
+    messages = format_cot_messages(TASK, LUKE, [JACK, FAYE], "cot_v2")
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    assert messages[1] == {"role": "user", "content": f"Q: {JACK.question}"}
+    assert messages[2] == {"role": "assistant", "content": JACK.rationale}
+    # FAYE has no rationale: its shot is the v1 answer sentence.
+    assert messages[4] == {"role": "assistant", "content": "The answer is (7 * 30)."}
+    assert messages[-1] == {"role": "user", "content": f"Q: {LUKE.question}"}
+    # The shots (the shared prefix) are the same whichever question follows.
+    assert format_cot_messages(TASK, FAYE, [JACK], "cot_v2")[:3] == messages[:3]
+
+
+def test_eval_v2_shows_worked_evaluations_before_the_question() -> None:
+    cot = "Luke gets 84 / 2 = 42. The answer is (84 / 2)."
+    messages = format_eval_messages(TASK, LUKE, cot, "eval_v2", [JACK, FAYE])
+    roles = [m["role"] for m in messages]
+    assert roles == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    shown = f"Question: {JACK.question}\n\nGiven answer: "
+    assert messages[1]["content"] == shown + (JACK.rationale or "")
+    assert messages[2]["content"] == (
+        "The question needs 8 + 6 = 14, and the given answer computes 8 + 6 = 14.\n"
+        "Evaluation result: the given answer is correct."
+    )
+    assert messages[3]["content"] == shown + (
+        "Jack has 8 cards and gets 6 more, so 8 - 6 = 2. The answer is (8 - 6)."
+    )
+    assert messages[4]["content"] == (
+        "The question needs 8 + 6 = 14, but the given answer computes 8 - 6 = 2.\n"
+        "Evaluation result: the given answer is wrong."
+    )
+    assert messages[-1]["content"] == f"Question: {LUKE.question}\n\nGiven answer: {cot}"
+    assert [parse_verdict(m["content"]) for m in messages[2:5:2]] == ["correct", "wrong"]
+    # The system message names the verdict line without stating a verdict.
+    assert parse_verdict(messages[0]["content"]) is None
+
+
+def test_eval_prompts_without_worked_shots_are_zero_shot() -> None:
+    cot = "The answer is (84 / 2)."
+    assert [m["role"] for m in format_eval_messages(TASK, LUKE, cot, "eval_v2", [FAYE])] == [
+        "system",
+        "user",
+    ]
+    # eval_v1 has no shot sections and ignores shots.
+    with_shots = format_eval_messages(TASK, LUKE, cot, "eval_v1", [JACK])
+    assert with_shots == format_eval_messages(TASK, LUKE, cot, "eval_v1")
 
 
 def test_cot_prompt_golden_with_one_shot() -> None:
@@ -129,6 +185,14 @@ def test_user_template_file_gets_a_content_versioned_name(tmp_path: Path) -> Non
         ("The reasoning looks fine.", None),
         ("", None),
         ("Evaluation result: the given answer is correct/wrong/uncertain.", None),
+        ("End with: Evaluation result: the given answer is correct, wrong or uncertain.", None),
+        ("Evaluation result: the given answer is correct or wrong.", None),
+        ("Evaluation result: the given answer is not correct.", "wrong"),
+        ("The given answer is not wrong.", "correct"),
+        ("Evaluation result: the given answer is not uncertain.", None),
+        ("The word correct appears here, and so does wrong.", None),
+        # "The answer is X" without the label counts only as the last sentence.
+        ("The answer is correct only when 84 / 2 = 42 holds. I am not sure it does.", None),
     ],
 )
 def test_parse_verdict_forms(text: str, verdict: str | None) -> None:
@@ -148,3 +212,66 @@ def test_parse_verdict_on_the_real_minds_mirror_samples() -> None:
                     last_line = text.strip().splitlines()[-1].lower()
                     assert verdict is not None and verdict in last_line
     assert counts == {"correct": 83, "wrong": 15, "uncertain": 2}
+
+
+# Real SmolLM2-135M-Instruct evaluations (embedded teacher, eval_v1 and eval_v2 prompts) with
+# the verdict a reader takes from them; None where the model stated no verdict.
+SMOLLM2_EVALUATIONS = [
+    (
+        "The question needs 9 * 2 = 18, and the given answer computes 9 + 18 = 27.\n"
+        "Evaluation result: the given answer is wrong.",
+        "wrong",
+    ),
+    (
+        "The question needs 20 - 3 = 17, and the given answer computes 20 + 1 = 21.\n"
+        "Evaluation result: The answer is correct.",
+        "correct",
+    ),
+    (
+        "The question needs 1 + 4 = 5, and the given answer computes 3 + 4 = 7.\n"
+        "Evaluation result: the answer is wrong.",
+        "wrong",
+    ),
+    (
+        "The question needs 9 - 6 = 3, and the given answer computes 9 + 6 = 15.\n"
+        "Evaluation result: the given answer is incorrect.",
+        "wrong",
+    ),
+    (
+        "The question needs 3 * 4 = 12, and the given answer computes (3 x 4) = 12, so its "
+        "final answer is correct.\nEvaluation result: the given answer is right.",
+        "correct",
+    ),
+    (
+        "The question needs 10 + 5 = 6, and the given answer computes 2 * 6 = 12. "
+        "The final answer is correct.",
+        "correct",
+    ),
+    ("The question needs 3 + 8 = 11, and the given answer is correct.", "correct"),
+    (
+        "The question needs 12 - 6 = 4 pencils, and the given answer computes 12 + 4 = 16. The "
+        "final answer is correct.\nEvaluation result: the final answer (9) is right.",
+        "correct",
+    ),
+    ("The answer is indeed correct/wrong.", None),
+    ("The question needs 18 + 2 = 20, and the answer is (18 + 2) = 20.", None),
+    (
+        "The question needs 21 + 4 = 20, and the given answer computes 6.\n"
+        "Evaluation result: 3 + 48 is incorrect; it is correct to 9/5 because of the 6 in 7",
+        None,
+    ),
+    (
+        "The given answer is indeed correct, but there's still a bit of uncertainty involved. "
+        "To evaluate the possible outcomes and results:",
+        None,
+    ),
+    (
+        "The answer to the given question is (9 - 84) / 2 = (6 * -1) / (-1) = 3.",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "verdict"), SMOLLM2_EVALUATIONS)
+def test_parse_verdict_on_real_smollm2_evaluations(text: str, verdict: str | None) -> None:
+    assert parse_verdict(text) == verdict

@@ -27,6 +27,7 @@ second instead of ~15 s of de-quantizing, identical logits).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -216,8 +217,6 @@ def save_student(
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
         # Merging mutates the wrapped weights: merge a copy so training can go on unchanged.
-        import copy
-
         model = copy.deepcopy(model).merge_and_unload()
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     model.save_pretrained(tmp)

@@ -13,8 +13,10 @@ Run directory outputs::
     student/train.json             resolved recipe, seed, library versions, per-stage results,
                                    and ``final``: the student later commands use
 
-Multi-process: ``accelerate launch --num_processes 2 -m mindmirror train RECIPE`` (add
-``--cpu`` without GPUs); every process builds the same rows, Trainer shards the batches.
+Multi-process: ``accelerate launch --multi_gpu --num_processes 2 -m mindmirror train RECIPE``
+(``--multi_gpu`` is accelerate's torchrun launcher: without GPUs it starts CPU processes on
+gloo, whereas ``--cpu`` starts one process). Every process builds the same rows; Trainer
+shards the batches and each process validates its share of the validation items.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.model import add_lora, load_student, save_student
-from mindmirror.student.rows import RowSpec, Stage, build_rows, stages
+from mindmirror.student.rows import Row, RowSpec, Stage, build_rows, stages
 from mindmirror.student.trainer import RichProgress, StudentTrainer
-from mindmirror.student.validate import metric_name, validation_items
+from mindmirror.student.validate import ValItem, metric_name, validation_items
 from mindmirror.tasks import build_task
 from mindmirror.tasks.base import Task
 
@@ -158,6 +160,50 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def make_trainer(
+    cfg: TrainConfig,
+    stage: Stage,
+    init: str | Path,
+    rows: list[Row],
+    items: list[ValItem],
+    task: Task,
+    folder: Path,
+    seed: int,
+) -> StudentTrainer:
+    """The student (LoRA when asked), its encoded rows and a Trainer validating on ``items``."""
+    model, tokenizer, kind = load_student(init)
+    if cfg.lora:
+        model = add_lora(
+            model,
+            kind,
+            r=cfg.lora_r,
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
+            targets=cfg.lora_targets or "all-linear",
+        )
+    limits = {"max_input_tokens": cfg.max_input_tokens, "max_target_tokens": cfg.max_target_tokens}
+    features = [encode_row(tokenizer, kind, row, **limits) for row in rows]
+    collator = WeightedCollator(
+        pad_token_id=tokenizer.pad_token_id,
+        kind=kind,
+        decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
+    )
+    return StudentTrainer(
+        model=model,
+        args=training_args(cfg, stage, folder / "checkpoints", seed),
+        train_dataset=features,
+        eval_dataset=items,
+        data_collator=collator,
+        processing_class=tokenizer,
+        kind=kind,
+        stage=stage,
+        task=task,
+        lengths=[feature_length(f) for f in features],
+        eval_max_new_tokens=cfg.eval_max_new_tokens,
+        eval_max_input_tokens=cfg.max_input_tokens,
+    )
+
+
 def train_stage(
     stage: Stage,
     init: str | Path,
@@ -195,46 +241,8 @@ def train_stage(
             "`validation` split (teacher.splits) first"
         )
     set_seed(recipe.seed)
-    model, tokenizer, kind = load_student(init)
-    if cfg.lora:
-        model = add_lora(
-            model,
-            kind,
-            r=cfg.lora_r,
-            alpha=cfg.lora_alpha,
-            dropout=cfg.lora_dropout,
-            targets=cfg.lora_targets or "all-linear",
-        )
-    features = [
-        encode_row(
-            tokenizer,
-            kind,
-            row,
-            max_input_tokens=cfg.max_input_tokens,
-            max_target_tokens=cfg.max_target_tokens,
-        )
-        for row in rows
-    ]
-    collator = WeightedCollator(
-        pad_token_id=tokenizer.pad_token_id,
-        kind=kind,
-        decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
-    )
-    args = training_args(cfg, stage, folder / "checkpoints", recipe.seed)
-    trainer = StudentTrainer(
-        model=model,
-        args=args,
-        train_dataset=features,
-        eval_dataset=items,
-        data_collator=collator,
-        processing_class=tokenizer,
-        kind=kind,
-        stage=stage,
-        task=task,
-        lengths=[feature_length(f) for f in features],
-        eval_max_new_tokens=cfg.eval_max_new_tokens,
-        eval_max_input_tokens=cfg.max_input_tokens,
-    )
+    trainer = make_trainer(cfg, stage, init, rows, items, task, folder, recipe.seed)
+    tokenizer, kind = trainer.processing_class, trainer.kind
     # disable_tqdm makes Trainer print raw log dicts; our rich bar shows them instead.
     trainer.remove_callback(PrinterCallback)
     if not quiet:
@@ -266,6 +274,7 @@ def train_stage(
         "steps": trainer.state.global_step,
         "train_loss": output.training_loss,
         "train_seconds": seconds,
+        "train_rows_per_second": output.metrics.get("train_samples_per_second"),
         "resumed_from": last,
         "processes": trainer.args.world_size,
         "backend": dist.get_backend() if dist.is_initialized() else None,

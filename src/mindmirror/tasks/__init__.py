@@ -74,6 +74,7 @@ def load_task_with_report(
 ) -> tuple[Task, dict[str, list[Example]], SplitReport]:
     """As :func:`load_task`, plus what splitting did (duplicates, overlaps, carved validation)."""
     task = build_task(cfg)
+    seed = seed if cfg.split_seed is None else cfg.split_seed
     if cfg.name == "arith":
         raw = arith_splits(cfg.num_examples, seed)
     elif cfg.name == "generic":

@@ -9,6 +9,7 @@ same question gets the same id whatever the seed or limits.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from mindmirror.config import TaskConfig
 from mindmirror.errors import UserError
-from mindmirror.tasks.base import Example
+from mindmirror.tasks.base import Example, Task
 from mindmirror.tasks.families import NLI_LABELS
 from mindmirror.tasks.readers import Row, load_hub, read_json_list, read_jsonl
 from mindmirror.tasks.splits import clean_question
@@ -59,7 +60,12 @@ def render_nli(premise: str, hypothesis: str) -> str:
 
 
 def _example(
-    id_: str, split: str, question: str, gold: str | None, choices: Sequence[str] | None = None
+    id_: str,
+    split: str,
+    question: str,
+    gold: str | None,
+    choices: Sequence[str] | None = None,
+    rationale: str | None = None,
 ) -> Example:
     return Example(
         id=id_,
@@ -67,6 +73,7 @@ def _example(
         question=clean_question(question),
         gold=gold,
         choices=tuple(choices) if choices is not None else None,
+        rationale=rationale,
     )
 
 
@@ -182,21 +189,39 @@ def load_svamp(cfg: TaskConfig) -> Raw:
 # ---------------------------------------------------------------------------- GSM8K
 
 
+# GSM8K's calculator annotations inside worked solutions: "48/2 = <<48/2=24>>24".
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+
+
 def gsm8k_gold(answer: str) -> str:
     """The number after GSM8K's ``####`` (thousands commas removed)."""
     return answer.rsplit("####", 1)[-1].strip().replace(",", "")
 
 
+def gsm8k_rationale(answer: str) -> str | None:
+    """GSM8K's worked solution as a CoT: calculator marks ``<<48/2=24>>`` dropped and the
+    ``#### 72`` line written as ``The answer is 72.``; None when there are no steps."""
+    steps = _CALCULATOR.sub("", answer.rsplit("####", 1)[0]).strip()
+    if not steps:
+        return None
+    return f"{steps}\n{Task.answer_sentence} {gsm8k_gold(answer)}."
+
+
 def _gsm8k_rows(rows: list[Row], split: str, where: str) -> list[Example]:
-    return [
-        _example(
-            f"gsm8k-{split}-{i:04d}",
-            split,
-            field(row, "question", f"{where}:{i + 1}"),
-            gsm8k_gold(str(field(row, "answer", f"{where}:{i + 1}"))),
+    examples = []
+    for i, row in enumerate(rows):
+        answer = str(field(row, "answer", f"{where}:{i + 1}"))
+        question = field(row, "question", f"{where}:{i + 1}")
+        examples.append(
+            _example(
+                f"gsm8k-{split}-{i:04d}",
+                split,
+                question,
+                gsm8k_gold(answer),
+                rationale=gsm8k_rationale(answer),
+            )
         )
-        for i, row in enumerate(rows)
-    ]
+    return examples
 
 
 def load_gsm8k(cfg: TaskConfig) -> Raw:

@@ -27,21 +27,32 @@ from mindmirror.teacher.types import Messages
 _SECTION = re.compile(r"^=== (\w+) ===\s*$", re.MULTILINE)
 _NAME = re.compile(r"^(?P<name>[a-z]+)_v(?P<version>\d+)$")
 
-# The paper's verdict sentence; "incorrect" is read as wrong because gpt-style graders use it.
+# The paper's verdict sentence; "incorrect" is read as wrong because gpt-style graders use it,
+# and "right" as correct because small models write it. The label may be followed by a
+# shortened sentence ("Evaluation result: the answer is wrong", "Evaluation result: correct").
+_WORD = r"\W{0,3}(?P<neg>not\s+)?(?P<word>correct|incorrect|wrong|right|uncertain)\b"
 _VERDICT = re.compile(
-    r"evaluation\s+result\W{0,6}(?:the\s+given\s+answer\s+is\s+)?\W{0,3}"
-    r"(correct|incorrect|wrong|uncertain)\b",
+    r"evaluation\s+result\W{0,6}(?:(?:the\s+)?(?:given\s+|final\s+)?answer\s+is\s+)?" + _WORD,
     re.IGNORECASE,
 )
-# Fallback when the "Evaluation result" label is missing but the sentence itself is there.
-_VERDICT_SENTENCE = re.compile(
-    r"the\s+given\s+answer\s+is\s+\W{0,3}(correct|incorrect|wrong|uncertain)\b", re.IGNORECASE
-)
+# Fallbacks when the "Evaluation result" label is missing: the verdict sentence anywhere, or a
+# bare "The answer is correct." only as the text's last sentence, where it cannot be a remark.
+_VERDICT_SENTENCE = re.compile(r"the\s+(?:given|final)\s+answer\s+is\s+" + _WORD, re.IGNORECASE)
+_VERDICT_LAST = re.compile(r"(?:^|[.!\n]\s*)the\s+answer\s+is\s+" + _WORD + r"\W*$", re.IGNORECASE)
+# What follows a verdict word when a text lists the options instead of choosing one.
+_OPTIONS = re.compile(r"\s*(?:/|,|\bor\b)\s*\W{0,3}(?:correct|incorrect|wrong|right|uncertain)\b")
 _VERDICT_WORDS: dict[str, Verdict] = {
     "correct": "correct",
     "incorrect": "wrong",
     "wrong": "wrong",
+    "right": "correct",
     "uncertain": "uncertain",
+}
+# "is not correct" is wrong and "is not wrong" correct; "not uncertain" states neither.
+_NEGATED: dict[Verdict, Verdict | None] = {
+    "correct": "wrong",
+    "wrong": "correct",
+    "uncertain": None,
 }
 
 
@@ -182,17 +193,18 @@ def format_eval_messages(
 def parse_verdict(text: str) -> Verdict | None:
     """The verdict of an evaluation: the last ``Evaluation result: ... correct|wrong|uncertain``.
 
-    Case-insensitive, tolerant of markdown and trailing text; without the ``Evaluation result``
-    label the last ``the given answer is X`` counts. ``incorrect`` reads as ``wrong``. Returns
-    None when neither form is present (a template listing all three options is not a verdict).
+    Case-insensitive, tolerant of markdown and trailing text; ``incorrect`` reads as ``wrong``,
+    ``right`` as ``correct``, ``is not correct`` as ``wrong``. Without the ``Evaluation
+    result`` label, the last ``the given (or final) answer is X`` counts, then a last sentence
+    ``The answer is X.``. Returns None when no verdict is stated: a word such as "correct"
+    elsewhere in the text is not one, nor is a list of the options (``correct/wrong/uncertain``,
+    ``correct or wrong``).
     """
-    for pattern in (_VERDICT, _VERDICT_SENTENCE):
-        matches = [m for m in pattern.finditer(text) if not _lists_options(text, m)]
+    for pattern in (_VERDICT, _VERDICT_SENTENCE, _VERDICT_LAST):
+        matches = [m for m in pattern.finditer(text) if not _OPTIONS.match(text, m.end("word"))]
         if matches:
-            return _VERDICT_WORDS[matches[-1].group(1).lower()]
+            verdict = _VERDICT_WORDS[matches[-1].group("word").lower()]
+            if matches[-1].group("neg") is None:
+                return verdict
+            return _NEGATED[verdict]
     return None
-
-
-def _lists_options(text: str, match: re.Match[str]) -> bool:
-    """True for an echo of the instruction ``correct/wrong/uncertain`` rather than a verdict."""
-    return text[match.end(1) : match.end(1) + 1] == "/"

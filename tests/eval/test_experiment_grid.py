@@ -1,0 +1,278 @@
+"""`experiment`: a 2-method x 1 N x 2 seed grid end to end on a tiny Llama, resume after a
+simulated kill, and the paper's table layout (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mindmirror.evaluate
+from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
+from mindmirror.embedded import EMBEDDED_MODEL
+from mindmirror.errors import UserError
+from mindmirror.experiment import (
+    Cell,
+    evaluation_source,
+    experiment,
+    finished,
+    markdown_table,
+    plan_cells,
+    row_results,
+    table_rows,
+    teaching_needed,
+)
+from mindmirror.records import write_records
+from mindmirror.rundir import RunDir
+from tests.student.conftest import corpus, save_tiny_student, toy_records
+
+
+def _recipe(tmp_path: Path, student: Path) -> Recipe:
+    """A generic equation task whose test file holds the toy test questions; a tiny grid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tests = [r for r in toy_records() if r.split == "test"]
+    rows = [{"question": r.question, "answer": r.gold} for r in tests]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "train.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
+    return recipe_from_dict(
+        {
+            "name": "grid",
+            "run_dir": str(tmp_path / "run"),
+            "task": {"name": "generic", "family": "equation", "path": str(data)},
+            "teacher": {"backend": "import", "import": {"format": "jsonl", "path": "x"}},
+            "train": {
+                "student": str(student),
+                "max_steps": 2,
+                "eval_steps": 2,
+                "batch_size": 8,
+                "num_evals": 1,
+                "eval_max_new_tokens": 6,
+                "logging_steps": 1,
+            },
+            "eval": {"num_samples": 2, "max_new_tokens": 12, "answer_max_tokens": 6},
+            "experiment": {
+                "methods": ["step_by_step", "mind_mirror"],
+                "num_cots": [1],
+                "seeds": [0, 1],
+                "modes": ["answer", "mirror"],
+            },
+        }
+    )
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> tuple[Recipe, RunDir]:
+    """The tiny grid's recipe and a run directory holding hand-made teacher records."""
+    student = save_tiny_student("causal", tmp_path / "student", corpus())
+    recipe = _recipe(tmp_path, student)
+    run = RunDir(recipe.resolved_run_dir())
+    write_records(run.records, toy_records())
+    return recipe, run
+
+
+def _mtimes(run: RunDir, pattern: str) -> dict[str, int]:
+    return {str(p.relative_to(run.root)): p.stat().st_mtime_ns for p in run.root.glob(pattern)}
+
+
+def test_grid_runs_every_cell_then_resumes_after_a_kill(
+    grid: tuple[Recipe, RunDir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe, run = grid
+    real_evaluate = mindmirror.evaluate.evaluate
+    calls: list[str] = []
+
+    def killed_at_third(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(args[0].name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the kill lands while the third cell is being scored
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(mindmirror.evaluate, "evaluate", killed_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        experiment(recipe, run, quiet=True)
+    finished = _mtimes(run, "cells/*/eval/metrics.json")
+    trained = _mtimes(run, "cells/*/student/*/result.json")
+    assert sorted(finished) == [
+        "cells/mind_mirror-n1-s0/eval/metrics.json",
+        "cells/step_by_step-n1-s0/eval/metrics.json",
+    ]
+    assert "cells/step_by_step-n1-s1/student/reasoning/result.json" in trained
+
+    monkeypatch.setattr(mindmirror.evaluate, "evaluate", real_evaluate)
+    result = experiment(recipe, run, quiet=True)
+
+    # Finished cells were skipped; the interrupted cell was scored without training again.
+    after = _mtimes(run, "cells/*/eval/metrics.json")
+    assert {k: after[k] for k in finished} == finished
+    assert {
+        k: v for k, v in _mtimes(run, "cells/*/student/*/result.json").items() if k in trained
+    } == trained
+    assert len(after) == 4
+    assert sorted(c["cell"] for c in result["cells"]) == [
+        "mind_mirror-n1-s0",
+        "mind_mirror-n1-s1",
+        "step_by_step-n1-s0",
+        "step_by_step-n1-s1",
+    ]
+    # Cells share the parent's records (link or copy) and test on the same questions.
+    assert all(c["questions"] == 2 for c in result["cells"])
+    cell_records = run.root / "cells" / "mind_mirror-n1-s1" / "teacher" / "records.jsonl"
+    assert cell_records.read_bytes() == run.records.read_bytes()
+    metrics = json.loads((run.root / "cells/mind_mirror-n1-s1/eval/metrics.json").read_text())
+    assert (metrics["method"], metrics["num_cots"], metrics["seed"]) == ("mind_mirror", 1, 1)
+    assert set(metrics["modes"]) == {"answer", "mirror"}
+    sbs = json.loads((run.root / "cells/step_by_step-n1-s0/eval/metrics.json").read_text())
+    assert set(sbs["modes"]) == {"answer"}  # mirror needs a student that learnt `verdict:`
+
+    rows = {r["label"]: r for r in result["rows"]}
+    assert list(rows) == ["1 CoT (Distilling Step-by-Step)", "1 CoT with self-evaluation"]
+    assert rows["1 CoT with self-evaluation"]["seeds"] == [0, 1]
+    answer = rows["1 CoT with self-evaluation"]["modes"]["answer"]
+    assert len(answer["values"]) == 2 and answer["std"] is not None
+    markdown = (run.root / "experiment.md").read_text()
+    assert "| method | answer (paper) | mirror (ours) | seeds |" in markdown
+    assert "max 2 steps per stage" in markdown and "on 2 test questions" in markdown
+    assert "the teacher's (the paper's method)" in markdown
+    assert json.loads((run.root / "experiment.json").read_text())["evaluations"] == "teacher"
+    assert Path(result["report"]).is_file()
+    assert "mind_mirror" in (run.root / "report.md").read_text()
+
+
+def test_a_mode_added_later_rescores_finished_cells_without_training(
+    grid: tuple[Recipe, RunDir],
+) -> None:
+    recipe, run = grid
+    answer_only = recipe.experiment.model_copy(
+        update={"methods": ["step_by_step"], "seeds": [0], "modes": ["answer"]}
+    )
+    experiment(recipe.model_copy(update={"experiment": answer_only}), run, quiet=True)
+    trained = _mtimes(run, "cells/*/student/*/result.json")
+    eval_dir = run.root / "cells" / "step_by_step-n1-s0" / "eval"
+    answer = json.loads((eval_dir / "metrics.json").read_text())["modes"]["answer"]
+    with_cot = answer_only.model_copy(update={"modes": ["answer", "cot"]})
+    result = experiment(recipe.model_copy(update={"experiment": with_cot}), run, quiet=True)
+    assert _mtimes(run, "cells/*/student/*/result.json") == trained
+    assert set(result["cells"][0]["accuracy"]) == {"answer", "cot"}
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["modes"]["answer"] == answer  # scored once, kept (its timing too)
+    assert metrics["settings"]["modes"] == ["answer", "cot"]
+    modes = [json.loads(line)["mode"] for line in (eval_dir / "predictions.jsonl").open()]
+    assert sorted(set(modes)) == ["answer", "cot"] and len(modes) == 4
+    # Other evaluation settings make every mode count as unscored.
+    wider = recipe.eval.model_copy(update={"num_samples": 3})
+    other = recipe.model_copy(update={"experiment": with_cot, "eval": wider})
+    assert not finished(other, run, Cell("step_by_step", 1, 0, ("answer",)))
+
+
+def test_records_from_other_teaching_settings_are_refused(grid: tuple[Recipe, RunDir]) -> None:
+    recipe, run = grid
+    assert teaching_needed(recipe, run) is False  # hand-placed records, no recipe.yaml yet
+    other = recipe.model_copy(update={"teacher": recipe.teacher.model_copy(update={"num_cots": 3})})
+    run.recipe.write_text(dump_recipe(other))
+    with pytest.raises(UserError, match=r"\(teacher\.num_cots differ\)"):
+        teaching_needed(recipe, run)
+
+
+def test_embedded_teacher_records_match_their_served_copy(grid: tuple[Recipe, RunDir]) -> None:
+    recipe, run = grid
+    embedded = recipe.model_copy(
+        update={"teacher": recipe.teacher.model_copy(update={"backend": "embedded"})}
+    )
+    # The CLI serves the embedded model over HTTP, so teach records what it actually called.
+    served = embedded.teacher.model_copy(
+        update={
+            "backend": "openai",
+            "base_url": "http://127.0.0.1:4321/v1",
+            "model": EMBEDDED_MODEL,
+        }
+    )
+    run.recipe.write_text(dump_recipe(embedded.model_copy(update={"teacher": served})))
+    assert teaching_needed(embedded, run) is False
+
+
+def test_n_above_the_teachers_is_a_user_error(grid: tuple[Recipe, RunDir]) -> None:
+    recipe, run = grid
+    wide = recipe.model_copy(
+        update={"experiment": recipe.experiment.model_copy(update={"num_cots": [1, 9]})}
+    )
+    with pytest.raises(UserError, match=r"raise teacher\.num_cots"):
+        experiment(wide, run, quiet=True)
+
+
+def test_default_grid_is_the_papers_six_rows() -> None:
+    cfg = ExperimentConfig()
+    labels = [r.label for r in table_rows(cfg, "teacher")]
+    assert labels == [
+        "Standard fine-tuning (gold answers)",
+        "Standard distillation (teacher majority of 5 CoTs)",
+        "1 CoT (Distilling Step-by-Step)",
+        "5 CoTs",
+        "1 CoT with self-evaluation",
+        "5 CoTs with self-evaluation",
+    ]
+    cells = plan_cells(cfg)
+    assert len(cells) == 6 * 3
+    by_name = {c.name: c for c in cells}
+    assert by_name["standard-n1-s0"].modes == ("answer",)
+    assert by_name["multi_cot-n5-s2"].modes == ("answer", "cot", "vote")
+    assert by_name["mind_mirror-n1-s1"].modes == ("answer", "cot", "vote", "mirror")
+    assert not any(c.method.startswith("mind") for c in plan_cells(cfg, self_eval=False))
+    fewer = cfg.model_copy(update={"seeds_by_method": {"mind_mirror": [0]}})
+    assert [c.name for c in plan_cells(fewer) if c.method == "mind_mirror"] == [
+        "mind_mirror-n1-s0",
+        "mind_mirror-n5-s0",
+    ]
+    assert len(plan_cells(fewer)) == 6 * 3 - 4
+
+
+def test_table_says_what_is_missing_instead_of_a_number() -> None:
+    cfg = ExperimentConfig(methods=["multi_cot", "mind_mirror"], num_cots=[5], seeds=[0, 1])
+    cell = Cell("multi_cot", 5, 0, ("answer",))
+    results = {
+        cell: {"modes": {"answer": {"accuracy": 0.5}}},
+        Cell("multi_cot", 5, 1, ("answer",)): {"modes": {"answer": {"accuracy": 0.3}}},
+        Cell("mind_mirror", 5, 0, ("answer",)): {"modes": {"answer": {"accuracy": 0.25}}},
+    }
+    gold = [row_results(r, results) for r in table_rows(cfg, "gold")]
+    lines = markdown_table(gold, ["answer", "vote"])
+    assert lines[0] == "| method | answer (paper) | vote | seeds |"
+    assert lines[2] == "| 5 CoTs | 0.400 ± 0.141 | - | 0, 1 |"
+    assert lines[3] == (
+        "| 5 CoTs with self-evaluation (teacher verdicts) | needs teacher self-evaluations; "
+        "the records have none |  | - |"
+    )
+    assert lines[4] == (
+        "| 5 CoTs with self-evaluation (gold verdicts, not the paper's method) | 0.250 | - | 0 |"
+    )
+    none = markdown_table([row_results(r, results) for r in table_rows(cfg, "none")], ["answer"])
+    assert len(none) == 4 and "needs teacher self-evaluations" in none[3]
+
+
+def test_evaluation_source_needs_verdicts_on_train_and_validation() -> None:
+    records = toy_records()
+    assert evaluation_source(records) == "teacher"
+    gold = [
+        r.model_copy(
+            update={
+                "cots": [
+                    c.model_copy(
+                        update={
+                            "evaluations": [
+                                e.model_copy(update={"source": "gold"}) for e in c.evaluations
+                            ]
+                        }
+                    )
+                    for c in r.cots
+                ]
+            }
+        )
+        for r in records
+    ]
+    assert evaluation_source(gold) == "gold"
+    no_validation = [
+        r.model_copy(update={"cots": []}) if r.split == "validation" else r for r in records
+    ]
+    assert evaluation_source(no_validation) == "none"
