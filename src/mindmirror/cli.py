@@ -90,6 +90,17 @@ def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
         yield recipe.model_copy(update={"teacher": teacher})
 
 
+def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool) -> None:
+    """Teach (starting the embedded server only if needed) unless matching records exist."""
+    from mindmirror.experiment import teaching_needed
+    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.teach import teach as run_teach
+
+    if teaching_needed(recipe, run):
+        with teacher_endpoint(recipe) as live:
+            Console().print(summary_table(run_teach(live, run, quiet=quiet)))
+
+
 @app.command()
 @user_errors
 def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
@@ -164,13 +175,10 @@ def run(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None
     from mindmirror.report import main_table
     from mindmirror.report import report as write_report
     from mindmirror.student.train import train as run_train
-    from mindmirror.teacher.teach import summary_table
-    from mindmirror.teacher.teach import teach as run_teach
 
     resolved = load_recipe(recipe, set_)
     rundir = RunDir(resolved.resolved_run_dir())
-    with teacher_endpoint(resolved) as live:
-        Console().print(summary_table(run_teach(live, rundir, quiet=quiet)))
+    teach_if_needed(resolved, rundir, quiet)
     run_train(resolved, rundir, quiet=quiet)
     for line in summary_lines(evaluate(resolved, rundir, None, quiet=quiet)):
         print(line)
@@ -246,14 +254,13 @@ def demo_recipe_path() -> Path:
 def experiment(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """The paper's comparison grid (methods x num_cots x seeds) from one recipe; resumable."""
     from mindmirror.experiment import experiment as run_experiment
-    from mindmirror.report import main_table
 
     resolved = load_recipe(recipe, set_)
     rundir = RunDir(resolved.resolved_run_dir())
-    with teacher_endpoint(resolved) as live:
-        run_experiment(live, rundir, quiet=quiet)
-    print(main_table(rundir))
-    console.print(f"report: {rundir.root / 'report.html'}")
+    teach_if_needed(resolved, rundir, quiet)
+    result = run_experiment(resolved, rundir, quiet=quiet)
+    print(result["markdown"])
+    console.print(f"report: {result['report']}")
 
 
 @app.command()
@@ -279,7 +286,6 @@ def demo(
     problems. Re-running resumes from what the run directory already holds.
     """
     from mindmirror.experiment import experiment as run_experiment
-    from mindmirror.report import main_table
     from mindmirror.teacher.teach import summary_table
 
     overrides = [f"run_dir={run_dir}", *(set_ or [])]
@@ -294,12 +300,11 @@ def demo(
             "weak model; the numbers below are what it really gets. Use --teacher-url for a "
             "real teacher."
         )
-    with teacher_endpoint(recipe) as live:
-        run_experiment(live, rundir, quiet=quiet)
-    summary = json.loads(rundir.summary.read_text())
-    Console().print(summary_table(summary))
-    print(main_table(rundir))
-    console.print(f"report: {rundir.root / 'report.html'} (and report.md beside it)")
+    teach_if_needed(recipe, rundir, quiet)
+    result = run_experiment(recipe, rundir, quiet=quiet)
+    Console().print(summary_table(json.loads(rundir.summary.read_text())))
+    print(result["markdown"])
+    console.print(f"report: {result['report']} (report.md and plots/ beside it)")
 
 
 def main() -> None:
