@@ -125,7 +125,8 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
 def train(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Train the student with the recipe's method; the best checkpoint is chosen on validation.
 
-    Multi-process: ``accelerate launch --num_processes 2 -m mindmirror train RECIPE``.
+    Multi-process: ``accelerate launch --multi_gpu --num_processes 2 -m mindmirror train RECIPE``
+    (on a machine without GPUs this starts 2 CPU processes over gloo).
     """
     from mindmirror.student.train import train as run_train
 

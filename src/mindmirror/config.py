@@ -153,10 +153,22 @@ class TeacherConfig(Strict):
     eval_temperature: float = Field(0.7, ge=0.0, le=2.0, description="Evaluation temperature.")
     eval_max_tokens: int = Field(160, ge=1, description="Max generated tokens per evaluation.")
     few_shot: int = Field(
-        4, ge=0, le=16, description="Few-shot examples (from train, with gold) in the CoT prompt."
+        4,
+        ge=0,
+        le=16,
+        description="Few-shot examples (from train, with gold) in the CoT prompt; with eval_v2, "
+        "those with worked solutions also give the worked evaluations of the evaluation prompt.",
     )
-    cot_prompt: str = Field("cot_v1", description="CoT prompt template (teacher/prompts/*.txt).")
-    eval_prompt: str = Field("eval_v1", description="Self-evaluation prompt template.")
+    cot_prompt: str = Field(
+        "cot_v2",
+        description="CoT prompt template (teacher/prompts/*.txt); cot_v2's shots show worked "
+        "solutions where the dataset has them, cot_v1's only the answer sentence.",
+    )
+    eval_prompt: str = Field(
+        "eval_v2",
+        description="Self-evaluation prompt template; eval_v2 shows worked evaluations built "
+        "from the shots' worked solutions, eval_v1 is zero-shot.",
+    )
     splits: list[SplitName] = Field(
         default_factory=lambda: ["train", "validation"],
         description="Splits to teach. Add `test` only to measure later how well the student's "
@@ -177,8 +189,9 @@ class TeacherConfig(Strict):
     price_input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
     price_output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
     budget_usd: float | None = Field(
-        None, ge=0, description="Stop requesting once the run's cost reaches this (cache hits "
-        "are free)."
+        None,
+        ge=0,
+        description="Stop requesting once the run's cost reaches this (cache hits are free).",
     )
     batch_size: int = Field(8, ge=1, description="`local` backend: prompts per generate call.")
     import_: ImportConfig | None = Field(

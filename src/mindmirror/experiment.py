@@ -40,16 +40,9 @@ from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
+from mindmirror.student.rows import METHODS
 
 SCHEMA = "mindmirror.experiment/1"
-METHOD_ORDER = (
-    "standard",
-    "distill",
-    "step_by_step",
-    "multi_cot",
-    "mind_mirror",
-    "mind_mirror_joint",
-)
 SELF_EVAL_METHODS = ("mind_mirror", "mind_mirror_joint")
 COT_METHODS = ("step_by_step", "multi_cot", *SELF_EVAL_METHODS)
 MODE_HEADERS = {
@@ -346,7 +339,7 @@ def table_rows(cfg: ExperimentConfig, source: EvalSource) -> list[Row]:
     for method in cfg.methods:
         for n in method_num_cots(method, cfg.num_cots):
             rows += _method_rows(method, n, source)
-    return sorted(rows, key=lambda r: (METHOD_ORDER.index(r.method), r.num_cots, r.note is None))
+    return sorted(rows, key=lambda r: (METHODS.index(r.method), r.num_cots, r.note is None))
 
 
 def _cots(n: int) -> str:

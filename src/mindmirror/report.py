@@ -32,16 +32,9 @@ from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
 from mindmirror.rundir import RunDir
+from mindmirror.student.rows import METHODS
 
 MODE_ORDER = ("answer", "cot", "vote", "mirror")
-METHOD_ORDER = (
-    "standard",
-    "distill",
-    "step_by_step",
-    "multi_cot",
-    "mind_mirror",
-    "mind_mirror_joint",
-)
 
 
 @dataclass
@@ -175,7 +168,7 @@ def _cells(metrics: list[dict[str, Any]]) -> dict[tuple[str, int | None, str], C
 
 
 def _order(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return METHODS.index(method) if method in METHODS else len(METHODS)
 
 
 def accuracy_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:

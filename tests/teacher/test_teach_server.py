@@ -158,4 +158,4 @@ def test_imported_palm_cots_evaluated_by_a_live_teacher(llama_url: str, tmp_path
     assert_complete(run, questions=3, cots=1, evals=1)  # DSS: one PaLM CoT per question
     assert summary["requests"] == 3 and summary["evaluations"] == 3
     record = read_records(run.records)[0]
-    assert record.teacher.backend == "import" and record.teacher.eval_prompt_version == "eval_v1"
+    assert record.teacher.backend == "import" and record.teacher.eval_prompt_version == "eval_v2"

@@ -2,7 +2,8 @@
 
 Templates live in ``teacher/prompts/<name>_v<N>.txt`` (package data): a ``#`` header that
 documents the placeholders, then ``=== section ===`` blocks (``system``, ``user`` and, for
-few-shot prompts, ``shot_user`` / ``shot_assistant``). A recipe names a template by its stem
+few-shot prompts, ``shot_user`` with ``shot_assistant``, or with ``shot_correct`` /
+``shot_wrong`` for worked evaluations). A recipe names a template by its stem
 (``cot_v1``) or by the path of a user's own ``.txt`` file; that name (plus a content hash for
 user files) is the ``prompt_version`` in the cache key, so an edited template never reuses
 answers cached for the old one.
