@@ -243,28 +243,38 @@ def num_cots_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | No
     return section
 
 
-def risk_coverage_section(run: RunDir, own: dict[str, Any] | None) -> Section | None:
-    """Risk-coverage curves of this run's modes: accuracy answering the most confident x%."""
-    modes = (own or {}).get("modes", {})
-    curves = {m: v["risk_coverage"] for m, v in modes.items() if v.get("risk_coverage")}
+def _mode_results(metrics: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, mode values) for every mode of every run compared; labels name the run (method,
+    N, seed) only when there are several, as in an experiment grid."""
+    several = len(metrics) > 1
+    out = []
+    for m in metrics:
+        seed = f", seed {m['seed']}" if several and m.get("seed") is not None else ""
+        for mode, values in m.get("modes", {}).items():
+            out.append((f"{_label(m)}{seed} / {mode}" if several else mode, values))
+    return out
+
+
+def risk_coverage_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
+    """Risk-coverage curves of every scored mode: accuracy answering the most confident x%."""
+    curves = [(label, v) for label, v in _mode_results(metrics) if v.get("risk_coverage")]
     if not curves:
         return None
     section = Section("Selective prediction (risk-coverage)")
     fig, ax = plt.subplots(figsize=(6, 3.8))
     rows = []
-    for mode, curve in curves.items():
-        ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], label=mode)
-        v = modes[mode]
-        rows.append(
-            [mode, v.get("accuracy"), v.get("aurc"), v.get("coverage"), v.get("selective_accuracy")]
-        )
+    for label, v in curves:
+        curve = v["risk_coverage"]
+        ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], label=label)
+        coverage, selective = v.get("coverage"), v.get("selective_accuracy")
+        rows.append([label, v.get("accuracy"), v.get("aurc"), coverage, selective])
     ax.set_xlabel("coverage (share of questions answered, most confident first)")
     ax.set_ylabel("accuracy on answered")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
     section.lines = _table(
         [
-            "mode",
+            "student / mode",
             "accuracy (full coverage)",
             "AURC (lower is better)",
             "mirror coverage",
@@ -276,9 +286,9 @@ def risk_coverage_section(run: RunDir, own: dict[str, Any] | None) -> Section | 
     return section
 
 
-def teacher_vs_student_section(run: RunDir, own: dict[str, Any] | None) -> Section | None:
-    """Teacher accuracy and cost beside the student's accuracy and speed on test."""
-    if own is None or not run.summary.is_file():
+def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
+    """Teacher accuracy and cost beside the students' accuracy and speed on test."""
+    if not metrics or not run.summary.is_file():
         return None
     summary = _read_json(run.summary)
     test = (summary.get("by_split") or {}).get("test") or {}
@@ -292,11 +302,11 @@ def teacher_vs_student_section(run: RunDir, own: dict[str, Any] | None) -> Secti
             summary.get("cost_usd"),
         ],
     ]
-    for mode, v in own.get("modes", {}).items():
-        rows.append([f"student / {mode}", v.get("accuracy"), v.get("answers_per_s"), 0.0])
+    for label, v in _mode_results(metrics):
+        rows.append([f"student / {label}", v.get("accuracy"), v.get("answers_per_s"), 0.0])
     section = Section("Teacher vs student")
     section.lines = _table(["who", "accuracy", "answers/s", "cost (USD)"], rows)
-    agree = own.get("self_evaluation")
+    agree = metrics[0].get("self_evaluation") if len(metrics) == 1 else None
     if agree:
         section.lines += [
             "",
@@ -335,12 +345,12 @@ def _all_metrics(run: RunDir) -> tuple[dict[str, Any] | None, list[dict[str, Any
 
 def build_sections(run: RunDir) -> list[Section]:
     """Every section whose inputs exist, in reading order."""
-    own, compared = _all_metrics(run)
+    _, compared = _all_metrics(run)
     parts = [
         accuracy_section(run, compared),
         num_cots_section(run, compared),
-        risk_coverage_section(run, own),
-        teacher_vs_student_section(run, own),
+        risk_coverage_section(run, compared),
+        teacher_vs_student_section(run, compared),
         teacher_section(run),
         training_section(run),
     ]
