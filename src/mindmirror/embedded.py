@@ -8,9 +8,11 @@ the demo exercises the same HTTP path as a user's vLLM or OpenAI teacher.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from mindmirror.errors import UserError
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def embedded_gguf() -> Path:
@@ -54,6 +57,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the server when its parent dies, so a killed run
+    (``kill -9``, a CI timeout) never leaves a llama.cpp server behind. A no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
@@ -103,7 +114,9 @@ def llama_server(
         "--verbose", "false",
     ]  # fmt: skip
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(url, proc, log_path, timeout_s)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mindmirror.config import TaskConfig
+from mindmirror.config import TaskConfig, TeacherConfig
+from mindmirror.records import Cot, TeacherInfo
 from mindmirror.tasks import load_task
 from mindmirror.tasks.base import Example
 from mindmirror.tasks.families import EquationTask, NumberTask
 from mindmirror.teacher.eval_shots import corrupt_rationale, worked_evaluations
 from mindmirror.teacher.prompts import parse_verdict
+from mindmirror.teacher.teach import _eval_prompts, _Plan, cot_prompts
 
 ARITH = EquationTask("arith")
 GSM8K = NumberTask("gsm8k")
@@ -118,3 +120,26 @@ def test_worked_evaluation_texts_are_never_verdicts_by_themselves() -> None:
     _, splits = load_task(TaskConfig(name="arith", num_examples=100), seed=0)
     for w in worked_evaluations(ARITH, splits["train"]):
         assert parse_verdict(w.cot) is None
+
+
+def test_teach_puts_the_same_worked_shots_first_in_every_prompt() -> None:
+    """CoT and evaluation prompts of a run share one few-shot prefix (the KV-cache reuse that
+    keeps the embedded teacher fast), and no prompt shows its own question as a shot."""
+    _, splits = load_task(TaskConfig(name="arith", num_examples=50), seed=0)
+    cfg = TeacherConfig(few_shot=2, num_evals=1, cot_prompt="cot_v2", eval_prompt="eval_v2")
+    examples = splits["train"][:6]
+    shots = examples[:3]  # two shots and the spare; the first two questions are shots
+    plan = _Plan(ARITH, examples, shots, None, None, TeacherInfo(model="m", backend="openai"))
+    cot = Cot(
+        text="So 1 + 2 = 3. The answer is (1 + 2).", answer="(1 + 2)", parsed=True, correct=None
+    )
+    cots = {ex.id: [cot] for ex in examples}
+    for prompts, shot_turns in ((cot_prompts(plan, cfg), 4), (
+        _eval_prompts(plan, cfg, cots, {ex.id: [0] for ex in examples}), 8
+    )):  # fmt: skip
+        prefixes = [tuple(map(str, p.messages[: 1 + shot_turns])) for p in prompts]
+        assert len(set(prefixes[2:])) == 1  # every question that is not a shot
+        for prompt, example in zip(prompts, examples, strict=True):
+            shown = "".join(m["content"] for m in prompt.messages[1:-1])
+            assert example.question not in shown
+            assert len(prompt.messages) == 2 + shot_turns

@@ -3,7 +3,8 @@
 Benchmark data cannot ship with the project, so the offline demo writes its own problems. They
 are deliberately easy (small whole numbers, mostly one step of + or -, some * and exact /, a
 few two-step problems) so that the embedded 135M teacher is right often enough for distilling
-its reasoning and its self-evaluation to show an effect.
+its reasoning and its self-evaluation to show an effect. Each problem comes with a worked
+solution (its ``rationale``), which few-shot prompts show the teacher as the way to reason.
 """
 
 from __future__ import annotations
