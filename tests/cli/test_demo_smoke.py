@@ -18,7 +18,7 @@ SMALL = [
     "task.limit.validation=2",
     "task.limit.test=2",
     "teacher.max_tokens=32",
-    "teacher.eval_max_tokens=24",
+    "teacher.eval_max_tokens=48",
     "train.max_steps=2",
     "train.eval_max_new_tokens=16",
     "eval.max_new_tokens=16",
@@ -42,7 +42,12 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path: Path, gguf_path: Path) -> No
     assert "1 CoT" in first.stdout and "self-evaluation" in first.stdout
     assert "report:" in first.stderr
     cells = sorted(p.parent.parent.name for p in run.glob("cells/*/eval/metrics.json"))
-    assert len(cells) == 2, cells
+    # The 135M teacher may leave every one of these few critiques without a verdict; the
+    # table then says the self-evaluation row cannot be filled instead of training it.
+    no_verdicts = "needs teacher self-evaluations" in first.stdout
+    assert cells == (
+        ["step_by_step-n1-s0"] if no_verdicts else ["mind_mirror-n2-s0", "step_by_step-n1-s0"]
+    )
     # A second run finds everything done: no teaching, no training, same table.
     again = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
