@@ -60,11 +60,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM the server when its parent dies, so a killed run
+    """In the child: ask Linux to SIGKILL the server when its parent dies, so a killed run
     (``kill -9``, a CI timeout) never leaves a llama.cpp server behind. A no-op elsewhere."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
