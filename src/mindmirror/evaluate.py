@@ -332,9 +332,9 @@ def evaluate(
     else:
         # A student never trained on `verdict:` rows has no self-evaluation to measure.
         metrics["self_evaluation"] = None
-    run.eval.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(run.eval / "predictions.jsonl", rows)
-    _write_json(run.eval / "metrics.json", metrics)
+    run.evaluation.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(run.evaluation / "predictions.jsonl", rows)
+    _write_json(run.evaluation / "metrics.json", metrics)
     return metrics
 
 

@@ -261,7 +261,7 @@ def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | No
     None when the cell was never scored or was scored with other settings (then every mode is
     scored again); metrics missing some of ``cell.modes`` are returned as they are.
     """
-    path = cell_run(run, cell).eval / "metrics.json"
+    path = cell_run(run, cell).evaluation / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
@@ -280,10 +280,10 @@ def _merge_scores(sub: RunDir, before: dict[str, Any], after: dict[str, Any], ol
     """Put back the modes scored earlier beside the ones just scored (metrics, predictions)."""
     after["modes"] = {**before["modes"], **after["modes"]}
     after["settings"]["modes"] = list(after["modes"])
-    predictions = sub.eval / "predictions.jsonl"
+    predictions = sub.evaluation / "predictions.jsonl"
     for path, text in (
         (predictions, old + predictions.read_text(encoding="utf-8")),
-        (sub.eval / "metrics.json", json.dumps(after, indent=2, ensure_ascii=False) + "\n"),
+        (sub.evaluation / "metrics.json", json.dumps(after, indent=2, ensure_ascii=False) + "\n"),
     ):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -310,7 +310,7 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
     train(resolved, sub, quiet=quiet)
     old = ""
     if before is not None:
-        old = (sub.eval / "predictions.jsonl").read_text(encoding="utf-8")
+        old = (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8")
         old = "".join(
             line + "\n" for line in old.splitlines() if json.loads(line)["mode"] in before["modes"]
         )

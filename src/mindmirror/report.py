@@ -333,7 +333,7 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
 
 def _all_metrics(run: RunDir) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """This run's own metrics, and the list to compare (grid cells, or this run alone)."""
-    own_path = run.eval / "metrics.json"
+    own_path = run.evaluation / "metrics.json"
     own = _read_json(own_path) if own_path.is_file() else None
     cells = [
         _read_json(p)

@@ -37,7 +37,7 @@ class RunDir:
         return self.root / "student"
 
     @property
-    def eval(self) -> Path:
+    def evaluation(self) -> Path:
         return self.root / "eval"
 
     @property

@@ -16,7 +16,7 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     recipe, run = write_run(tmp_path, fitted_student)
     metrics = evaluate(recipe, run, quiet=True)
 
-    saved = json.loads((run.eval / "metrics.json").read_text())
+    saved = json.loads((run.evaluation / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert (saved["name"], saved["split"], saved["questions"]) == ("tiny", "test", 2)
     modes = saved["modes"]
@@ -37,7 +37,7 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     assert (agree["cots"], agree["teacher"], agree["gold"], agree["auroc"]) == (2, 1.0, 1.0, 1.0)
     assert agree["teacher_source"] == ["teacher"]
 
-    lines = (run.eval / "predictions.jsonl").read_text().splitlines()
+    lines = (run.evaluation / "predictions.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 8
     mirror_rows = [r for r in rows if r["mode"] == "mirror"]

@@ -71,7 +71,7 @@ def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
             {"step": 10, "eval_accuracy": 0.4, "eval_loss": 1.5},
         ],
     )
-    write(run.eval / "metrics.json", metrics("mind_mirror", 5, 0, 0.6))
+    write(run.evaluation / "metrics.json", metrics("mind_mirror", 5, 0, 0.6))
     for method in ("step_by_step", "multi_cot"):
         for n in (1, 5):
             for seed in (0, 1):
@@ -109,7 +109,7 @@ def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
 
 def test_sections_without_inputs_are_skipped(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    write(run.eval / "metrics.json", metrics("step_by_step", 1, 0, 0.5))
+    write(run.evaluation / "metrics.json", metrics("step_by_step", 1, 0, 0.5))
     report(run)
     md = (run.root / "report.md").read_text()
     assert "Test accuracy" in md and "Selective prediction" in md

@@ -1,6 +1,7 @@
 """A safe arithmetic evaluator for model output: numbers, + - * /, unary minus, parentheses.
 
-Model output is hostile input: the published Mind's Mirror code ran Python ``eval()`` on it.
+Model output is hostile input: the published Mind's Mirror code handed it to Python's
+built-in ``eval``.
 This is a tiny recursive-descent parser instead. It accepts nothing but numbers (``12``,
 ``3.5``, ``.5``, ``1,234.5`` with thousands commas), the four operators, unary minus and
 parentheses, and it bounds the input's length, nesting depth and token count so no input can

@@ -2,7 +2,8 @@
 
 Each family finds the answer a text states (the span after the last "The answer is"), brings it
 to a canonical form for voting, and scores it against gold. Equations and numbers are compared
-by value with the safe evaluator in :mod:`mindmirror.tasks.arith`, never with ``eval()``.
+by value with the safe evaluator in :mod:`mindmirror.tasks.arith`, never with Python's
+built-in evaluator.
 """
 
 from __future__ import annotations
