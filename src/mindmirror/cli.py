@@ -90,15 +90,19 @@ def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
         yield recipe.model_copy(update={"teacher": teacher})
 
 
-def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool) -> None:
-    """Teach (starting the embedded server only if needed) unless matching records exist."""
+def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool = True) -> None:
+    """Teach (starting the embedded server only if needed) unless matching records exist.
+
+    ``show_summary=False`` leaves the teacher table to the caller (the demo prints it last)."""
     from mindmirror.experiment import teaching_needed
     from mindmirror.teacher.teach import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 
     if teaching_needed(recipe, run):
         with teacher_endpoint(recipe) as live:
-            Console().print(summary_table(run_teach(live, run, quiet=quiet)))
+            summary = run_teach(live, run, quiet=quiet)
+        if show_summary:
+            Console().print(summary_table(summary))
 
 
 @app.command()
@@ -301,7 +305,7 @@ def demo(
             "weak model; the numbers below are what it really gets. Use --teacher-url for a "
             "real teacher."
         )
-    teach_if_needed(recipe, rundir, quiet)
+    teach_if_needed(recipe, rundir, quiet, show_summary=False)
     result = run_experiment(recipe, rundir, quiet=quiet)
     Console().print(summary_table(json.loads(rundir.summary.read_text())))
     print(result["markdown"])

@@ -186,6 +186,12 @@ class TeacherConfig(Strict):
         description="Ask for all samples of a prompt in one request with `n`; missing choices "
         "are requested separately (llama.cpp's server ignores `n`).",
     )
+    send_seed: bool = Field(
+        True,
+        description="Send each request a seed derived from its cache key, so servers that honour "
+        "`seed` (vLLM, llama.cpp, OpenAI best-effort) give the same samples on a fresh run; "
+        "false for a server that rejects the parameter.",
+    )
     price_input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
     price_output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
     budget_usd: float | None = Field(

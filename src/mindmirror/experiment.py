@@ -61,6 +61,7 @@ OPERATIONAL_KEYS = (
     "timeout_s",
     "max_retries",
     "use_n",
+    "send_seed",
     "price_input_per_mtok",
     "price_output_per_mtok",
     "budget_usd",
@@ -411,7 +412,34 @@ def row_results(row: Row, results: dict[Cell, dict[str, Any]]) -> dict[str, Any]
         "note": None,
         "seeds": [c.seed for c, _ in mine],
         "modes": modes,
+        "self_evaluation": _self_evaluation([m.get("self_evaluation") for _, m in mine]),
     }
+
+
+def _self_evaluation(per_seed: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Mean over seeds of the student's verdict agreement on held-out teacher CoTs (with the
+    teacher, with gold, AUROC of P(correct)); None when no seed measured it."""
+    measured = [s for s in per_seed if s]
+    if not measured:
+        return None
+    out: dict[str, Any] = {"cots": measured[0]["cots"], "seeds": len(measured)}
+    for key in ("teacher", "gold", "auroc", "teacher_vs_gold"):
+        values = [s[key] for s in measured if s.get(key) is not None]
+        out[key] = statistics.fmean(values) if values else None
+    return out
+
+
+def _self_evaluation_line(row: dict[str, Any]) -> str:
+    agree = row["self_evaluation"]
+
+    def fmt(key: str) -> str:
+        return "-" if agree[key] is None else f"{agree[key]:.3f}"
+
+    return (
+        f"- {row['label']}: on {agree['cots']} CoTs, agrees with the teacher's verdicts "
+        f"{fmt('teacher')}, with gold {fmt('gold')}, AUROC of P(correct) {fmt('auroc')} "
+        f"(the teacher's own agreement with gold {fmt('teacher_vs_gold')})"
+    )
 
 
 def _cell_text(entry: dict[str, Any] | None) -> str:
@@ -509,6 +537,14 @@ def _markdown(
     if mirror:
         lines += ["", "Mirror mode coverage (share of test questions answered, not abstained):"]
         lines += [f"- {r['label']}: {r['modes']['mirror']['coverage']:.3f}" for r in mirror]
+    judged = [r for r in rows if r.get("self_evaluation")]
+    if judged:
+        lines += [
+            "",
+            "Student self-evaluation (`verdict:`) on teacher CoTs for the test questions, which "
+            "it never trained on; mean over seeds:",
+        ]
+        lines += [_self_evaluation_line(r) for r in judged]
     return "\n".join(lines)
 
 

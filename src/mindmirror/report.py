@@ -306,15 +306,23 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
         rows.append([f"student / {label}", v.get("accuracy"), v.get("answers_per_s"), 0.0])
     section = Section("Teacher vs student")
     section.lines = _table(["who", "accuracy", "answers/s", "cost (USD)"], rows)
-    agree = metrics[0].get("self_evaluation") if len(metrics) == 1 else None
-    if agree:
+    judged = [m for m in metrics if m.get("self_evaluation")]
+    if judged:
+        seed = len(metrics) > 1
+        header = ["student", "CoTs", "agrees with teacher", "agrees with gold"]
+        header += ["AUROC P(correct)", "teacher vs gold", "teacher verdicts from"]
+        table = []
+        for m in judged:
+            a = m["self_evaluation"]
+            label = _label(m) + (f", seed {m['seed']}" if seed and "seed" in m else "")
+            keys = ("teacher", "gold", "auroc", "teacher_vs_gold")
+            source = ", ".join(a.get("teacher_source") or []) or "-"
+            table.append([label, a["cots"], *(a.get(k) for k in keys), source])
         section.lines += [
             "",
-            f"Student self-evaluation on {agree['cots']} held-out teacher CoTs: agreement with "
-            f"the teacher's verdicts {_fmt(agree.get('teacher'))} "
-            f"(source: {', '.join(agree.get('teacher_source') or []) or '-'}), with gold "
-            f"correctness {_fmt(agree.get('gold'))}, AUROC of P(correct) {_fmt(agree.get('auroc'))}"
-            f"; the teacher's own agreement with gold {_fmt(agree.get('teacher_vs_gold'))}.",
+            "Student self-evaluation (`verdict:`) on held-out teacher CoTs (test questions):",
+            "",
+            *_table(header, table),
         ]
     labels = [r[0].split(" (")[0] for r in rows]
     values = [r[1] if isinstance(r[1], float | int) else 0.0 for r in rows]

@@ -132,7 +132,12 @@ def test_grid_runs_every_cell_then_resumes_after_a_kill(
     assert rows["1 CoT with self-evaluation"]["seeds"] == [0, 1]
     answer = rows["1 CoT with self-evaluation"]["modes"]["answer"]
     assert len(answer["values"]) == 2 and answer["std"] is not None
+    # Self-evaluation is measured on the test questions' teacher CoTs, for self-eval students only.
+    assert rows["1 CoT (Distilling Step-by-Step)"]["self_evaluation"] is None
+    judged = rows["1 CoT with self-evaluation"]["self_evaluation"]
+    assert judged["seeds"] == 2 and judged["cots"] > 0 and 0.0 <= judged["gold"] <= 1.0
     markdown = (run.root / "experiment.md").read_text()
+    assert "- 1 CoT with self-evaluation: on " in markdown
     assert "| method | answer (paper) | mirror (ours) | seeds |" in markdown
     assert "max 2 steps per stage" in markdown and "on 2 test questions" in markdown
     assert "the teacher's (the paper's method)" in markdown
@@ -249,6 +254,28 @@ def test_table_says_what_is_missing_instead_of_a_number() -> None:
     )
     none = markdown_table([row_results(r, results) for r in table_rows(cfg, "none")], ["answer"])
     assert len(none) == 4 and "needs teacher self-evaluations" in none[3]
+
+
+def test_self_evaluation_is_averaged_over_the_seeds_that_measured_it() -> None:
+    cfg = ExperimentConfig(methods=["mind_mirror"], num_cots=[5], seeds=[0, 1, 2])
+    agree = {"cots": 40, "teacher": 0.6, "gold": 0.5, "auroc": None, "teacher_vs_gold": 0.7}
+    results = {
+        Cell("mind_mirror", 5, 0, ("answer",)): {"modes": {}, "self_evaluation": agree},
+        Cell("mind_mirror", 5, 1, ("answer",)): {
+            "modes": {},
+            "self_evaluation": {**agree, "teacher": 0.8, "auroc": 0.9},
+        },
+        Cell("mind_mirror", 5, 2, ("answer",)): {"modes": {}, "self_evaluation": None},
+    }
+    (row,) = [row_results(r, results) for r in table_rows(cfg, "teacher")]
+    assert row["self_evaluation"] == {
+        "cots": 40,
+        "seeds": 2,
+        "teacher": pytest.approx(0.7),
+        "gold": 0.5,
+        "auroc": 0.9,
+        "teacher_vs_gold": 0.7,
+    }
 
 
 def test_evaluation_source_needs_verdicts_on_train_and_validation() -> None:

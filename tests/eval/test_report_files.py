@@ -92,6 +92,8 @@ def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
         assert title in md
     assert "| step_by_step | 1 | 0.350 [" in md  # mean of two seeds with its interval
     assert "0.780" in md  # teacher accuracy on test
+    # every run's self-evaluation on held-out teacher CoTs, named by method, N and seed
+    assert "| multi_cot (N=5), seed 1 | 40 | 0.700 | 0.800 | 0.750 | 0.850 | teacher |" in md
     plots = sorted(p.name for p in run.plots.glob("*.png"))
     assert plots == [
         "accuracy_by_method.png",

@@ -52,10 +52,14 @@ class ScriptedBackend:
     usage: Usage = field(default_factory=lambda: Usage(5, 10))
     fault: Callable[[str, int], None] | None = None
     calls: list[tuple[str, int]] = field(default_factory=list)
+    seeds: list[int | None] = field(default_factory=list)
 
-    async def complete(self, messages: Messages, n: int, sampling: Sampling) -> Reply:
+    async def complete(
+        self, messages: Messages, n: int, sampling: Sampling, seed: int | None = None
+    ) -> Reply:
         content = messages[0]["content"]
         self.calls.append((content, n))
+        self.seeds.append(seed)
         if self.fault is not None:
             self.fault(content, len(self.calls))
         k = min(n, self.max_choices)
@@ -154,6 +158,23 @@ def test_server_ignoring_n_switches_to_single_requests(tmp_path: Path) -> None:
     results = eng.run_sync([prompt("b", 3)], "evaluations")  # a second run on the same engine
     assert [n for _, n in backend.calls] == [1, 1, 1]
     assert all(results[("cot", "b")])
+
+
+def test_each_call_gets_the_seed_of_its_first_sample_the_same_on_a_fresh_run(
+    tmp_path: Path,
+) -> None:
+    seeds = []
+    for run in ("first", "fresh"):
+        backend = ScriptedBackend(max_choices=1)
+        eng, _ = engine(backend, tmp_path / run, concurrency=1)
+        eng.run_sync([prompt("a", 3), prompt("b", 1)], "CoTs")
+        seeds.append(backend.seeds)
+    assert seeds[0] == seeds[1]  # same prompt, sample index and settings: same seed
+    assert len(set(seeds[0])) == len(seeds[0])  # one seed per call: (prompt, first sample index)
+    assert all(0 <= s < 2**31 for s in seeds[0])
+    quiet = ScriptedBackend()
+    engine(quiet, tmp_path / "off", send_seed=False)[0].run_sync([prompt("a", 1)], "CoTs")
+    assert quiet.seeds == [None]
 
 
 def test_cache_hits_send_nothing_and_count_as_cached(tmp_path: Path) -> None:

@@ -122,6 +122,28 @@ def test_rerun_is_served_from_cache_with_zero_requests(proxy: ProxyHandle, tmp_p
     assert again.last.cached_completion_tokens > 0
 
 
+def test_a_fresh_run_gets_the_same_samples_through_the_seed(
+    proxy: ProxyHandle, tmp_path: Path
+) -> None:
+    # Sampled at temperature 0.7 from open-ended prompts (without a seed two runs' stories
+    # differ); the per-request seed makes the second run (a new cache, the server's KV cache
+    # warm with other prompts) repeat the first.
+    story = [
+        Prompt(
+            ("cot", f"s{i}"),
+            [{"role": "user", "content": f"Tell a story ({i})."}],
+            2,
+            SAMPLING,
+            "test_v1",
+        )
+        for i in range(2)
+    ]
+    first = make_engine(proxy.url, tmp_path / "a.sqlite").run_sync(story, "CoTs")
+    make_engine(proxy.url, tmp_path / "other.sqlite").run_sync(prompts(1, tag="x"), "CoTs")
+    again = make_engine(proxy.url, tmp_path / "b.sqlite").run_sync(story, "CoTs")
+    assert again == first
+
+
 def test_budget_cap_stops_requesting(proxy: ProxyHandle, tmp_path: Path) -> None:
     # $0.1 per completion token: a call's worst case (8 tokens) is $0.80.
     engine = make_engine(

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
+from mindmirror.progress import RateColumn
 from mindmirror.records import VERDICTS
 from mindmirror.student.formats import causal_prompt, verdict_target
 
@@ -50,15 +51,24 @@ def is_seq2seq(model: PreTrainedModel) -> bool:
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
-def _progress(description: str | None, total: int) -> Progress:
-    return Progress(
+def _batches(inputs: Sequence[str], size: int, progress: str | None) -> Iterator[list[str]]:
+    """Consecutive chunks of ``size`` inputs; a transient rich bar (count, rate, ETA) advances
+    as each chunk is consumed. ``progress`` is its description (None: no bar)."""
+    bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
         TimeRemainingColumn(),
         transient=True,
-        disable=description is None or total <= 1,
+        disable=progress is None or len(inputs) <= 1,
     )
+    with bar:
+        task = bar.add_task(progress or "", total=len(inputs))
+        for start in range(0, len(inputs), size):
+            chunk = list(inputs[start : start + size])
+            yield chunk
+            bar.advance(task, len(chunk))
 
 
 @contextmanager
@@ -149,14 +159,10 @@ def generate(
         options.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=None)
     model.eval()
     results: list[list[Sample]] = []
-    with _progress(progress, len(inputs)) as bar:
-        task = bar.add_task(progress or "", total=len(inputs))
-        for start in range(0, len(inputs), step):
-            chunk = list(inputs[start : start + step])
-            results.extend(
-                _generate_chunk(model, tok, chunk, seq2seq, num_samples, max_input_tokens, options)
-            )
-            bar.advance(task, len(chunk))
+    for chunk in _batches(inputs, step, progress):
+        results.extend(
+            _generate_chunk(model, tok, chunk, seq2seq, num_samples, max_input_tokens, options)
+        )
     return results
 
 
@@ -236,16 +242,12 @@ def candidate_logprobs(
         raise ValueError("candidates must be distinct and not empty")
     model.eval()
     scores: list[list[float]] = []
-    with _progress(progress, len(inputs)) as bar:
-        task = bar.add_task(progress or "", total=len(inputs))
-        for start in range(0, len(inputs), batch_size):
-            chunk = list(inputs[start : start + batch_size])
-            if is_seq2seq(model):
-                rows = _seq2seq_candidates(model, tok, chunk, list(candidates), max_input_tokens)
-            else:
-                rows = _causal_candidates(model, tok, chunk, list(candidates), max_input_tokens)
-            scores.extend(rows.tolist())
-            bar.advance(task, len(chunk))
+    for chunk in _batches(inputs, batch_size, progress):
+        if is_seq2seq(model):
+            rows = _seq2seq_candidates(model, tok, chunk, list(candidates), max_input_tokens)
+        else:
+            rows = _causal_candidates(model, tok, chunk, list(candidates), max_input_tokens)
+        scores.extend(rows.tolist())
     return scores
 
 

@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,7 +196,11 @@ def add_lora(
     config = LoraConfig(
         task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets
     )
-    return get_peft_model(model, config)
+    # peft reads transformers' deprecated `is_gradient_checkpointing` property; the FutureWarning
+    # is about peft's code, not the user's, and only clutters the progress output.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        return get_peft_model(model, config)
 
 
 def save_student(

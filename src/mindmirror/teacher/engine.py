@@ -18,6 +18,9 @@ or the budget stopped it. What the engine does for that:
   server returns fewer choices, the rest is asked for again, and once a server has answered
   ``n>1`` with a single choice (llama.cpp ignores ``n``) later prompts go straight to
   concurrent ``n=1`` calls.
+- Seeds: with ``send_seed`` each call carries a seed taken from the cache key of its first
+  sample, so a server that honours ``seed`` returns the same samples to a fresh run (with an
+  empty cache) of the same recipe.
 - Limits: at most ``concurrency`` calls in flight, requests-per-minute and tokens-per-minute
   token buckets (tokens estimated as prompt characters / 4 + ``max_tokens * n`` before a call,
   corrected with the reported usage after it).
@@ -58,6 +61,7 @@ from rich.progress import (
 from rich.text import Text
 
 from mindmirror.errors import UserError
+from mindmirror.progress import RateColumn
 from mindmirror.teacher.cache import ResponseCache, cache_key
 from mindmirror.teacher.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
 
@@ -76,6 +80,7 @@ class EngineSettings(Protocol):
     tpm: int | None
     max_retries: int
     use_n: bool
+    send_seed: bool
     price_input_per_mtok: float
     price_output_per_mtok: float
     budget_usd: float | None
@@ -173,6 +178,11 @@ def backoff_delay(
     return step / 2.0 + rng.uniform(0.0, step / 2.0)
 
 
+def request_seed(key: str) -> int:
+    """A sampling seed from a sample's cache key (31 bits: every server accepts it)."""
+    return int(key[:8], 16) & 0x7FFFFFFF
+
+
 def estimate_tokens(prompt: Prompt, n: int) -> int:
     """Tokens a call may use before the server says: prompt characters / 4 plus the maximum."""
     chars = sum(len(message.get("content", "")) for message in prompt.messages)
@@ -194,12 +204,6 @@ def _first_fatal(group: BaseExceptionGroup[Any]) -> FatalError | None:
             if found is not None:
                 return found
     return None
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f}/s" if speed else "-/s", style="progress.data.speed")
 
 
 class _UsageColumn(ProgressColumn):
@@ -314,7 +318,7 @@ class RequestEngine:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            _RateColumn(),
+            RateColumn(),
             TimeRemainingColumn(),
             _UsageColumn(),
             console=console,
@@ -388,6 +392,17 @@ class RequestEngine:
         Returns how many of them it filled (0 when it failed for good or the budget stopped it).
         """
         n = len(indices)
+        seed = None
+        if self.cfg.send_seed:
+            seed = request_seed(
+                cache_key(
+                    self.backend.model,
+                    prompt.messages,
+                    prompt.sampling,
+                    indices[0],
+                    prompt.prompt_version,
+                )
+            )
         estimate = estimate_tokens(prompt, n)
         worst_usd = self.cost(
             Usage(estimate - prompt.sampling.max_tokens * n, prompt.sampling.max_tokens * n)
@@ -408,7 +423,7 @@ class RequestEngine:
                 stats.requests += 1
                 stats.retries += 1 if attempt else 0
                 try:
-                    reply = await self.backend.complete(prompt.messages, n, prompt.sampling)
+                    reply = await self.backend.complete(prompt.messages, n, prompt.sampling, seed)
                 except RetryableError as retryable:
                     error = retryable
                 except FatalError:

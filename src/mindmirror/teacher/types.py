@@ -53,9 +53,12 @@ class Backend(Protocol):
 
     model: str
 
-    async def complete(self, messages: Messages, n: int, sampling: Sampling) -> Reply:
-        """Return up to ``n`` sampled completions. Raise ``RetryableError`` for transient
-        failures (429, 5xx, timeouts, dropped connections) and ``FatalError`` otherwise."""
+    async def complete(
+        self, messages: Messages, n: int, sampling: Sampling, seed: int | None = None
+    ) -> Reply:
+        """Return up to ``n`` sampled completions, drawn with ``seed`` where the backend can.
+        Raise ``RetryableError`` for transient failures (429, 5xx, timeouts, dropped
+        connections) and ``FatalError`` otherwise."""
         ...
 
 

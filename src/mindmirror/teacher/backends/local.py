@@ -82,8 +82,13 @@ class LocalBackend:
         """Build from a ``TeacherConfig`` (model, batch_size)."""
         return cls(cfg.model, cfg.batch_size, seed)
 
-    async def complete(self, messages: Messages, n: int, sampling: Sampling) -> Reply:
-        """``n`` sampled completions; concurrent calls share one ``generate`` per batch."""
+    async def complete(
+        self, messages: Messages, n: int, sampling: Sampling, seed: int | None = None
+    ) -> Reply:
+        """``n`` sampled completions; concurrent calls share one ``generate`` per batch.
+
+        ``seed`` is not used: requests share batched ``generate`` calls, so sampling follows
+        the backend's own seed (the recipe's)."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(messages, n, sampling, future))
         if self._worker is None or self._worker.done():

@@ -157,8 +157,11 @@ class OpenAIBackend:
             )
         return FatalError(f"{self.base_url}: request rejected ({status}): {message}")
 
-    async def complete(self, messages: Messages, n: int, sampling: Sampling) -> Reply:
+    async def complete(
+        self, messages: Messages, n: int, sampling: Sampling, seed: int | None = None
+    ) -> Reply:
         """Up to ``n`` completions of ``messages``; see ``Backend.complete``."""
+        seeded = {} if seed is None else {"seed": seed}
         try:
             response = await self._api().chat.completions.create(
                 model=self.model,
@@ -167,6 +170,7 @@ class OpenAIBackend:
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_tokens,
+                **seeded,
             )
         except openai.OpenAIError as error:
             raise self._map_error(error) from None
