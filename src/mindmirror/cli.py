@@ -90,6 +90,12 @@ def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
         yield recipe.model_copy(update={"teacher": teacher})
 
 
+def open_run(recipe: Path, overrides: list[str] | None) -> tuple[Recipe, RunDir]:
+    """The resolved recipe (with ``--set`` overrides) and its run directory."""
+    resolved = load_recipe(recipe, overrides)
+    return resolved, RunDir(resolved.resolved_run_dir())
+
+
 def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool = True) -> None:
     """Teach (starting the embedded server only if needed) unless matching records exist.
 
@@ -116,8 +122,7 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     from mindmirror.teacher.teach import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 
-    resolved = load_recipe(recipe, set_)
-    run = RunDir(resolved.resolved_run_dir())
+    resolved, run = open_run(recipe, set_)
     with teacher_endpoint(resolved) as live:
         summary = run_teach(live, run, quiet=quiet)
     Console().print(summary_table(summary))
@@ -134,8 +139,7 @@ def train(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     """
     from mindmirror.student.train import train as run_train
 
-    resolved = load_recipe(recipe, set_)
-    summary = run_train(resolved, RunDir(resolved.resolved_run_dir()), quiet=quiet)
+    summary = run_train(*open_run(recipe, set_), quiet=quiet)
     console.print(f"student: {summary.get('final', summary)}")
 
 
@@ -153,8 +157,7 @@ def eval_(
     """Score the trained student on the test split in each mode (eval/metrics.json)."""
     from mindmirror.evaluate import evaluate, summary_lines
 
-    resolved = load_recipe(recipe, set_)
-    metrics = evaluate(resolved, RunDir(resolved.resolved_run_dir()), mode, quiet=quiet)
+    metrics = evaluate(*open_run(recipe, set_), mode, quiet=quiet)
     for line in summary_lines(metrics):
         print(line)
 
@@ -166,7 +169,7 @@ def report(recipe: RecipeArg, set_: SetOpt = None) -> None:
     from mindmirror.report import main_table
     from mindmirror.report import report as write_report
 
-    run = RunDir(load_recipe(recipe, set_).resolved_run_dir())
+    _, run = open_run(recipe, set_)
     path = write_report(run)
     print(main_table(run))
     console.print(f"report: {path}")
@@ -181,8 +184,7 @@ def run(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None
     from mindmirror.report import report as write_report
     from mindmirror.student.train import train as run_train
 
-    resolved = load_recipe(recipe, set_)
-    rundir = RunDir(resolved.resolved_run_dir())
+    resolved, rundir = open_run(recipe, set_)
     teach_if_needed(resolved, rundir, quiet)
     run_train(resolved, rundir, quiet=quiet)
     for line in summary_lines(evaluate(resolved, rundir, None, quiet=quiet)):
@@ -260,8 +262,7 @@ def experiment(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) 
     """The paper's comparison grid (methods x num_cots x seeds) from one recipe; resumable."""
     from mindmirror.experiment import experiment as run_experiment
 
-    resolved = load_recipe(recipe, set_)
-    rundir = RunDir(resolved.resolved_run_dir())
+    resolved, rundir = open_run(recipe, set_)
     teach_if_needed(resolved, rundir, quiet)
     result = run_experiment(resolved, rundir, quiet=quiet)
     print(result["markdown"])
@@ -297,8 +298,7 @@ def demo(
     if teacher_url:
         overrides += ["teacher.backend=openai", f"teacher.base_url={teacher_url}"]
         overrides += [f"teacher.model={teacher_model}"]
-    recipe = load_recipe(demo_recipe_path(), overrides)
-    rundir = RunDir(recipe.resolved_run_dir())
+    recipe, rundir = open_run(demo_recipe_path(), overrides)
     if recipe.teacher.backend == "embedded":
         console.print(
             "[bold]mindmirror demo[/]: the embedded teacher is SmolLM2-135M-Instruct, a very "

@@ -68,6 +68,8 @@ OPERATIONAL_KEYS = (
     "batch_size",
 )
 EvalSource = Literal["teacher", "gold", "none"]
+# The figures of ``evaluate.self_evaluation_agreement`` that tables average over seeds and show.
+AGREEMENT_FIGURES = ("teacher", "gold", "auroc", "teacher_vs_gold")
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,7 @@ def _self_evaluation(per_seed: list[dict[str, Any] | None]) -> dict[str, Any] | 
     if not measured:
         return None
     out: dict[str, Any] = {"cots": measured[0]["cots"], "seeds": len(measured)}
-    for key in ("teacher", "gold", "auroc", "teacher_vs_gold"):
+    for key in AGREEMENT_FIGURES:
         values = [s[key] for s in measured if s.get(key) is not None]
         out[key] = statistics.fmean(values) if values else None
     return out

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
+from mindmirror.experiment import AGREEMENT_FIGURES
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 
@@ -308,16 +309,15 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
     section.lines = _table(["who", "accuracy", "answers/s", "cost (USD)"], rows)
     judged = [m for m in metrics if m.get("self_evaluation")]
     if judged:
-        seed = len(metrics) > 1
+        several = len(metrics) > 1
         header = ["student", "CoTs", "agrees with teacher", "agrees with gold"]
         header += ["AUROC P(correct)", "teacher vs gold", "teacher verdicts from"]
         table = []
         for m in judged:
             a = m["self_evaluation"]
-            label = _label(m) + (f", seed {m['seed']}" if seed and "seed" in m else "")
-            keys = ("teacher", "gold", "auroc", "teacher_vs_gold")
+            label = _label(m) + (f", seed {m['seed']}" if several and "seed" in m else "")
             source = ", ".join(a.get("teacher_source") or []) or "-"
-            table.append([label, a["cots"], *(a.get(k) for k in keys), source])
+            table.append([label, a["cots"], *(a.get(k) for k in AGREEMENT_FIGURES), source])
         section.lines += [
             "",
             "Student self-evaluation (`verdict:`) on held-out teacher CoTs (test questions):",

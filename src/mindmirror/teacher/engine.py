@@ -351,6 +351,12 @@ class RequestEngine:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def _key(self, prompt: Prompt, index: int) -> str:
+        """The cache key of sample ``index`` of ``prompt`` (also the source of its seed)."""
+        return cache_key(
+            self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
+        )
+
     def _store(self, prompt: Prompt, indices: list[int], reply: Reply, estimate: int) -> int:
         """Cache and record the texts of one reply; return how many samples it filled."""
         texts = reply.texts[: len(indices)]
@@ -371,9 +377,7 @@ class RequestEngine:
         for index, text, (prompt_share, completion_share) in zip(
             indices, texts, shares, strict=False
         ):
-            key = cache_key(
-                self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
-            )
+            key = self._key(prompt, index)
             self.cache.put(
                 key,
                 text,
@@ -392,17 +396,7 @@ class RequestEngine:
         Returns how many of them it filled (0 when it failed for good or the budget stopped it).
         """
         n = len(indices)
-        seed = None
-        if self.cfg.send_seed:
-            seed = request_seed(
-                cache_key(
-                    self.backend.model,
-                    prompt.messages,
-                    prompt.sampling,
-                    indices[0],
-                    prompt.prompt_version,
-                )
-            )
+        seed = request_seed(self._key(prompt, indices[0])) if self.cfg.send_seed else None
         estimate = estimate_tokens(prompt, n)
         worst_usd = self.cost(
             Usage(estimate - prompt.sampling.max_tokens * n, prompt.sampling.max_tokens * n)
@@ -504,16 +498,7 @@ class RequestEngine:
                 raise ValueError(f"duplicate prompt key {prompt.key}")
             slots: list[str | None] = [None] * prompt.n
             self._results[prompt.key] = slots
-            keys = [
-                cache_key(
-                    self.backend.model,
-                    prompt.messages,
-                    prompt.sampling,
-                    index,
-                    prompt.prompt_version,
-                )
-                for index in range(prompt.n)
-            ]
+            keys = [self._key(prompt, index) for index in range(prompt.n)]
             found = self.cache.get_many(keys)
             missing = []
             for index, key in enumerate(keys):
