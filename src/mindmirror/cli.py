@@ -20,6 +20,7 @@ from rich.console import Console
 
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
+from mindmirror.progress import quiet_libraries
 from mindmirror.rundir import RunDir
 
 app = typer.Typer(
@@ -36,7 +37,7 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe value, e.g. --set teacher.temperature=0.9."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
 def _version(value: bool) -> None:
@@ -52,8 +53,18 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Also show the progress bars and warnings of transformers, huggingface_hub "
+            "and datasets (hidden by default).",
+        ),
+    ] = False,
 ) -> None:
     """Distil a teacher LLM's reasoning and its self-evaluation into a small student."""
+    if not verbose:
+        quiet_libraries()
 
 
 def user_errors(func: F) -> F:
@@ -113,11 +124,28 @@ def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool
 
 @app.command()
 @user_errors
+def data(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Load the recipe's task and show split sizes, sample ids, questions and golds (and, for
+    an import, how many entries match), without any teacher; writes nothing."""
+    from mindmirror.data_view import describe
+
+    resolved, _ = open_run(recipe, set_)
+    for line in describe(resolved):
+        print(line)
+
+
+@app.command()
+@user_errors
 def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Sample N CoTs per question from the teacher, then M self-evaluations per CoT.
 
     Writes teacher/records.jsonl and teacher/summary.json in the run directory. Every response
     is cached in teacher/cache.sqlite: re-running resumes and pays for nothing twice.
+
+    \b
+    Paying for an API teacher (OpenAI)? --set teacher.batch=true sends the requests through
+    its Batch API: half the price, results within 24 hours instead of minutes. Choose it for
+    large runs that can wait; a killed teach resumes the same batch (teacher/batches.json).
     """
     from mindmirror.teacher.teach import summary_table
     from mindmirror.teacher.teach import teach as run_teach
@@ -200,7 +228,11 @@ TaskOpt = Annotated[
     typer.Option(help="Task family when PATH is a bare student folder (svamp, gsm8k, cqa, ...)."),
 ]
 ModeOpt = Annotated[
-    str | None, typer.Option(help="answer, cot, vote or mirror (default: the student's best).")
+    str | None,
+    typer.Option(
+        help="answer, cot, vote or mirror (default: answer for students trained without CoTs "
+        "(standard, distill), else the run's serve.mode, cot unless set)."
+    ),
 ]
 
 
@@ -209,7 +241,7 @@ ModeOpt = Annotated[
 def predict(
     path: StudentArg,
     question: Annotated[
-        list[str] | None, typer.Option("--question", "-q", help="A question (repeat).")
+        list[str] | None, typer.Option("--question", help="A question (repeat).")
     ] = None,
     input_file: Annotated[
         Path | None, typer.Option("--input", "-i", help="JSONL with a `question` per line.")
@@ -219,6 +251,7 @@ def predict(
     ] = None,
     mode: ModeOpt = None,
     task: TaskOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Answer questions with a trained student: answer, CoT, verdict and confidence."""
     from mindmirror.predict import predict as run_predict
@@ -227,12 +260,12 @@ def predict(
     if input_file is not None:
         if output_file is None:
             raise UserError("--input needs --output (JSONL in, JSONL out)")
-        count = predict_file(path, input_file, output_file, mode, task=task)
+        count = predict_file(path, input_file, output_file, mode, task=task, quiet=quiet)
         console.print(f"{count} answers written to {output_file}")
         return
     if not question:
         raise UserError("give --question TEXT (repeatable) or --input FILE.jsonl --output OUT")
-    for prediction in run_predict(path, question, mode, task=task):
+    for prediction in run_predict(path, question, mode, task=task, quiet=quiet):
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
 
 
@@ -240,15 +273,71 @@ def predict(
 @user_errors
 def serve(
     path: StudentArg,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Bind address (default: the run's serve.host, 127.0.0.1 unless set)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="TCP port (default: the run's serve.port, 8000 unless set; 0 = any)."),
+    ] = None,
     mode: ModeOpt = None,
     task: TaskOpt = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of an environment variable holding a key: every request must then send "
+            "Authorization: Bearer <key> (401 otherwise). The key is never logged."
+        ),
+    ] = None,
 ) -> None:
     """Serve a trained student as an OpenAI-compatible API (/v1/chat/completions)."""
     from mindmirror.serve import serve_main
 
-    serve_main(path, host, port, mode=mode, task=task)
+    serve_main(path, host, port, mode=mode, task=task, api_key_env=api_key_env)
+
+
+@app.command()
+@user_errors
+def export(
+    path: StudentArg,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="hf: a merged Hugging Face folder (predict and serve take it); gguf: one file "
+            "for llama.cpp (causal Llama students); ollama: that file and a Modelfile.",
+        ),
+    ] = "hf",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder (or .gguf file) to write; default RUN/export/FORMAT for a run "
+            "directory, else exports/NAME-FORMAT.",
+        ),
+    ] = None,
+    quant: Annotated[
+        str,
+        typer.Option(
+            help="GGUF type: f16 (default), f32, q8_0, or llama.cpp's q4_k_m, q5_k_m, ..."
+        ),
+    ] = "f16",
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(help="Upload the result to this Hugging Face repository (NAMESPACE/NAME)."),
+    ] = None,
+) -> None:
+    """Export a trained student for deployment: Hugging Face folder, GGUF, or Ollama."""
+    from mindmirror.export import export as run_export
+
+    result = run_export(path, format_, output, quant=quant, push_to_hub=push_to_hub)
+    for file in result.files:
+        console.print(f"wrote {file}")
+    if result.hub_url:
+        console.print(f"uploaded to {result.hub_url}")
 
 
 def demo_recipe_path() -> Path:

@@ -64,6 +64,12 @@ class TaskConfig(Strict):
         default_factory=dict,
         description="Generic task: split name -> file path (JSONL or CSV) or Hub split name.",
     )
+    svamp_split: Literal["dss", "source"] = Field(
+        "dss",
+        description="SVAMP from the Hub: dss = the 800/200 split of Distilling Step-by-Step and "
+        "Mind's Mirror (RandomState(0) over SVAMP.json's order); source = the Hub copy's own "
+        "700/300 split.",
+    )
     val_fraction: float = Field(
         0.1,
         ge=0.0,
@@ -92,9 +98,14 @@ class TaskConfig(Strict):
             raise ValueError("a generic task needs `family` (equation, number, choice or label)")
         if self.family == "label" and self.name == "generic" and not self.labels:
             raise ValueError("a generic `label` task needs `labels`, e.g. [yes, no]")
-        for split in self.limit:
+        for split, count in self.limit.items():
             if split not in ("train", "validation", "test"):
                 raise ValueError(f"limit: unknown split {split!r} (train, validation, test)")
+            if count < 1:
+                raise ValueError(
+                    f"limit.{split}: {count} questions; give an integer >= 1, or drop the key "
+                    "to use the whole split"
+                )
         return self
 
 
@@ -103,8 +114,10 @@ class ImportConfig(Strict):
 
     format: Literal["jsonl", "dss", "mcc_kd", "tot"] = Field(
         "jsonl",
-        description="jsonl: {id|question, cots: [str]} per line; dss: Distilling Step-by-Step "
-        "PaLM files; mcc_kd: MCC-KD multi-CoT files; tot: Mind's Mirror Tree-of-Thoughts files.",
+        description="jsonl: {id and/or question (or premise + hypothesis, optional choices), "
+        "cots: [str], evaluations: [[str]]} per line; dss: Distilling Step-by-Step PaLM "
+        "files; mcc_kd: MCC-KD multi-CoT files; tot: Mind's Mirror Tree-of-Thoughts files "
+        "(docs/records.md).",
     )
     path: str = Field(..., description="File or folder holding the teacher outputs.")
     files: dict[str, str] = Field(
@@ -116,6 +129,15 @@ class ImportConfig(Strict):
         description="With `evaluator: teacher`, self-evaluate imported CoTs that the files "
         "give no evaluations for through this live backend (teacher.model, base_url, "
         "api_key_env apply to it); None = use only the files' evaluations.",
+    )
+    min_match: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="`teach` fails (one line showing an expected id and question) unless at "
+        "least this share of the file's entries match a task question, or of the task's "
+        "questions (in teacher.splits) get imported CoTs, whichever share is larger; 0 "
+        "accepts any file.",
     )
 
 
@@ -199,6 +221,27 @@ class TeacherConfig(Strict):
         ge=0,
         description="Stop requesting once the run's cost reaches this (cache hits are free).",
     )
+    max_failed_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="`teach` fails (exit code 2, no records written; finished samples stay "
+        "cached) when more than this share of its samples failed after every retry, and "
+        "always when all of them did; below it, it warns in one line.",
+    )
+    batch: bool = Field(
+        False,
+        description="`openai` backend: send the cache misses through the OpenAI Batch API "
+        "(half price, results within 24 hours) instead of one request each; what a batch "
+        "does not fill falls back to online requests. For large paid runs that can wait; "
+        "not for servers without /v1/batches (vLLM, llama.cpp, Ollama).",
+    )
+    price_batch_factor: float = Field(
+        0.5, ge=0, le=1, description="Batch price as a share of the online prices."
+    )
+    batch_poll_s: float = Field(
+        60.0, gt=0, description="Longest wait between two status checks of a running batch."
+    )
     batch_size: int = Field(8, ge=1, description="`local` backend: prompts per generate call.")
     import_: ImportConfig | None = Field(
         None, alias="import", description="`import` backend: where the outputs are."
@@ -210,6 +253,12 @@ class TeacherConfig(Strict):
     def _import_needs_source(self) -> TeacherConfig:
         if self.backend == "import" and self.import_ is None:
             raise ValueError("backend `import` needs an `import:` section with `format` and `path`")
+        live = self.import_.evaluate_with if self.import_ is not None else None
+        if self.batch and "openai" not in (self.backend, live):
+            raise ValueError(
+                "batch: true needs backend `openai` (or import.evaluate_with: openai); "
+                "set teacher.batch=false"
+            )
         return self
 
 
@@ -264,12 +313,37 @@ class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
     mode: InferMode = Field(
-        "cot", description="Default inference mode (a request may ask for another)."
+        "cot",
+        description="Default inference mode of `serve` and `predict` for students trained "
+        "with CoTs; students trained without (standard, distill) default to answer. A "
+        "request may ask for another.",
     )
     model_name: str = Field("mindmirror-student", description="Model id listed at /v1/models.")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted.")
     max_tokens_limit: int = Field(1024, ge=1, description="Largest `max_tokens` a request may ask.")
     max_n: int = Field(16, ge=1, le=64, description="Largest `n` (samples, K) a request may ask.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding a key: every request must then "
+        "send `Authorization: Bearer <key>` (401 otherwise). The key is never logged.",
+    )
+
+
+#: Trackers Trainer reports to (``report_to`` of transformers' ``TrainingArguments``).
+Tracker = Literal[
+    "none",
+    "all",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "trackio",
+    "comet_ml",
+    "clearml",
+    "dvclive",
+    "swanlab",
+    "azure_ml",
+    "codecarbon",
+]
 
 
 class TrainConfig(Strict):
@@ -301,7 +375,32 @@ class TrainConfig(Strict):
         description="Weight of short targets (answer, verdict); long targets get 1 - alpha.",
     )
     dedupe: bool = Field(
-        True, description="Merge identical rows into one with summed weight (same objective)."
+        False,
+        description="Merge identical rows into one counted as many times (same total loss per "
+        "epoch, fewer steps; not the same optimisation). Off in the published code.",
+    )
+    loss_norm: Literal["task_token_mean", "row_mean"] = Field(
+        "task_token_mean",
+        description="task_token_mean (published): each task's loss is a token mean over its "
+        "rows in the batch, then alpha * L_short + (1 - alpha) * L_long; row_mean: each row's "
+        "token mean x its weight, averaged over rows (every row weighs the same).",
+    )
+    explain_target: Literal["rationale", "cot"] = Field(
+        "rationale",
+        description="`explain:` target. rationale (published): the CoT before its answer "
+        "sentence; cot: the whole CoT with its answer, which the cot/vote/mirror inference "
+        "modes need (they read the answer from the student's own CoT).",
+    )
+    distill_label: Literal["first", "majority"] = Field(
+        "first",
+        description="`distill` label: the first parsed CoT's answer (published) or the majority "
+        "answer over the CoTs (labelled distill-majority in tables).",
+    )
+    batch_unit: Literal["examples", "rows"] = Field(
+        "examples",
+        description="What batch_size counts. examples (published): (question, CoT) examples, "
+        "each of which is a short and a long row in two-task methods, so a micro-batch holds "
+        "2 x batch_size rows there; rows: training rows.",
     )
     epochs: float = Field(3.0, gt=0, description="Epochs of each stage.")
     stage1_epochs: float | None = Field(
@@ -324,10 +423,12 @@ class TrainConfig(Strict):
     )
     max_input_tokens: int = Field(512, ge=8, description="Inputs truncated to this many tokens.")
     max_target_tokens: int = Field(256, ge=4, description="Targets truncated to this many.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "bf16_force"] = Field(
         "auto",
-        description="auto: bf16 on a GPU that has it, else fp32; bf16 on CPU = bf16 autocast "
-        "(fp32 master weights). fp16 is never used (T5 overflows in it).",
+        description="auto: bf16 autocast (fp32 master weights) where the hardware runs bf16 "
+        "natively (a GPU from Ampere on, a CPU with AVX512-BF16 or AMX), else fp32; bf16: the "
+        "same but warns when it falls back to fp32 (emulated bf16 is many times slower); "
+        "bf16_force: bf16 even where it is emulated; fp32. fp16 is never used (T5 overflows).",
     )
     lora: bool = Field(False, description="Train LoRA adapters instead of all weights (peft).")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
@@ -353,6 +454,13 @@ class TrainConfig(Strict):
         2, ge=1, description="Checkpoints kept per stage (the best one is always kept)."
     )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
+    report_to: Tracker | list[Tracker] = Field(
+        "none",
+        description="Experiment trackers the Trainer logs to, as `report_to` of transformers: "
+        "none, all (every one installed), tensorboard (events under "
+        "student/<stage>/checkpoints/runs/), wandb, mlflow, trackio, ... or a list of them. "
+        "Each needs its package installed (e.g. pip install tensorboard).",
+    )
 
 
 ExperimentMethod = Literal[

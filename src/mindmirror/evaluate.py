@@ -11,8 +11,11 @@ Checkpoints are chosen on validation by training; this module only reads test, o
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +24,20 @@ from rich.console import Console
 
 from mindmirror.config import InferMode, Recipe
 from mindmirror.errors import UserError
+from mindmirror.figures import applicable_modes
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
 from mindmirror.student.generate import verdict_probs
-from mindmirror.student.infer import MODES, ModeRun, Prediction, Student, infer_modes
-from mindmirror.tasks.base import Example
+from mindmirror.student.infer import (
+    MODES,
+    OWN_JUDGE_MODE,
+    ModeRun,
+    Prediction,
+    Student,
+    infer_modes,
+)
+from mindmirror.tasks.base import Example, Task
 from mindmirror.tasks.splits import question_key
 
 console = Console(stderr=True)
@@ -57,19 +68,60 @@ def accuracy_interval(
     return {"accuracy": acc, "low": float(low), "high": float(high), "n": n}
 
 
+def paired_difference(
+    first: Sequence[float],
+    second: Sequence[float],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Mean of ``second - first`` over the same questions, with a paired percentile-bootstrap
+    interval (questions resampled together, so question difficulty cancels out).
+
+    ``first`` and ``second`` hold one score per question in the same order (e.g. correctness,
+    or its mean over seeds). Returns ``{"diff", "low", "high", "n"}``.
+    """
+    if len(first) != len(second):
+        raise ValueError("paired scores need the same questions")
+    n = len(first)
+    if n == 0:
+        return {"diff": 0.0, "low": 0.0, "high": 0.0, "n": 0}
+    delta = np.asarray(second, dtype=float) - np.asarray(first, dtype=float)
+    diff = float(delta.mean())
+    if resamples <= 0:
+        return {"diff": diff, "low": diff, "high": diff, "n": n}
+    rng = np.random.default_rng(seed)
+    means = delta[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"diff": diff, "low": float(low), "high": float(high), "n": n}
+
+
 def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> list[dict[str, float]]:
     """Accuracy when answering only the most confident questions, at every coverage k/n.
 
-    Questions are ranked by confidence, highest first (ties keep their order). Point k holds
-    ``coverage = k/n`` and the accuracy over the top k.
+    Questions are ranked by confidence, highest first. Questions of equal confidence have no
+    order, so inside a tie the curve holds the *expected* accuracy over random orders (the
+    tie's hits spread evenly over its positions): the curve, AURC and selective accuracy do
+    not depend on the order the questions came in. Point k holds ``coverage = k/n`` and the
+    accuracy over the top k.
     """
     if len(confidence) != len(correct):
         raise ValueError("confidence and correct must have the same length")
-    order = sorted(range(len(confidence)), key=lambda i: -confidence[i])
-    points, hits = [], 0
-    for k, index in enumerate(order, 1):
-        hits += bool(correct[index])
-        points.append({"coverage": k / len(order), "accuracy": hits / k})
+    ties: dict[float, list[bool]] = defaultdict(list)
+    for conf, ok in zip(confidence, correct, strict=True):
+        ties[conf].append(bool(ok))
+    n = len(confidence)
+    points: list[dict[str, float]] = []
+    hits = 0.0
+    for conf in sorted(ties, reverse=True):
+        group = ties[conf]
+        share = sum(group) / len(group)
+        for _ in group:
+            hits += share
+            k = len(points) + 1
+            points.append({"coverage": k / n, "accuracy": hits / k})
     return points
 
 
@@ -81,6 +133,44 @@ def aurc(curve: Sequence[dict[str, float]]) -> float:
     if not curve:
         return 0.0
     return float(np.mean([1.0 - p["accuracy"] for p in curve]))
+
+
+#: Coverages at which selective accuracy is reported (answer only the most confident share).
+COVERAGES = (0.5, 0.8)
+
+
+def selective_accuracy(curve: Sequence[dict[str, float]], coverage: float) -> float | None:
+    """Accuracy over the most confident ``coverage`` share of questions (the first curve point
+    at or above that coverage); None for an empty curve."""
+    if not curve:
+        return None
+    k = max(1, math.ceil(coverage * len(curve) - 1e-9))
+    return curve[k - 1]["accuracy"]
+
+
+def aurc_interval(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of AURC over questions (seeded); ``(aurc, aurc)`` when
+    ``resamples`` is 0."""
+    point = aurc(risk_coverage(confidence, correct))
+    n = len(correct)
+    if resamples <= 0 or n == 0:
+        return point, point
+    conf, hits = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
+    rng = np.random.default_rng(seed)
+    values = [
+        aurc(risk_coverage(conf[idx].tolist(), hits[idx].tolist()))
+        for idx in rng.integers(0, n, size=(resamples, n))
+    ]
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -120,24 +210,49 @@ def mode_metrics(
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All metrics of one mode: accuracy (full coverage) with its interval, parse rate,
-    answers/s, the risk-coverage curve and AURC; ``mirror`` adds coverage and the accuracy
-    over the questions it did not abstain on."""
+    """All metrics of one mode: accuracy at full coverage with its interval, parse rate,
+    answers/s, the risk-coverage curve, AURC with its interval, and the selective accuracy at
+    each of ``COVERAGES``; ``mirror`` modes add the coverage and accuracy of the questions it
+    did not abstain on."""
     result: dict[str, Any] = accuracy_interval(correct, resamples=resamples, seed=seed)
     result["parse_rate"] = parse_rate(predictions)
     result["seconds"] = seconds
     result["answers_per_s"] = len(predictions) / seconds if seconds > 0 else None
-    curve = risk_coverage([p.confidence for p in predictions], correct)
+    confidence = [p.confidence for p in predictions]
+    curve = risk_coverage(confidence, correct)
     result["aurc"] = aurc(curve)
+    result["aurc_low"], result["aurc_high"] = aurc_interval(
+        confidence, correct, resamples=resamples, seed=seed
+    )
+    result["at_coverage"] = {f"{c:g}": selective_accuracy(curve, c) for c in COVERAGES}
     result["risk_coverage"] = curve
     answered = [c for p, c in zip(predictions, correct, strict=True) if not p.abstained]
-    if any(p.mode == "mirror" for p in predictions):
+    if any(p.mode.startswith("mirror") for p in predictions):
         result["coverage"] = len(answered) / len(predictions) if predictions else 0.0
         result["selective_accuracy"] = sum(answered) / len(answered) if answered else None
     return result
 
 
 # ----------------------------------------------------------------- self-evaluation check
+
+
+def own_cot_judgement(
+    task: Task, mode_run: ModeRun, test: Sequence[Example]
+) -> dict[str, Any] | None:
+    """How well the judge's P(correct) ranks the student's *own* sampled CoTs by gold
+    correctness (every sample of every question): AUROC, and the share of correct samples."""
+    scores, labels = [], []
+    for prediction, example in zip(mode_run.predictions, test, strict=True):
+        for sample in prediction.samples:
+            scores.append(sample.p_correct)
+            labels.append(bool(task.is_correct(sample.answer, example.gold, example.choices)))
+    if not scores:
+        return None
+    return {
+        "samples": len(scores),
+        "correct_share": sum(labels) / len(labels),
+        "auroc": auroc(scores, labels),
+    }
 
 
 def self_evaluation_agreement(
@@ -233,11 +348,24 @@ def _held_out_records(run: RunDir, test: Sequence[Example]) -> list[Record]:
         return []
     ids = {e.id for e in test}
     keys = {question_key(e.question) for e in test}
+    try:
+        records = read_records(run.records)
+    except UserError as error:
+        raise UserError(f"{error}: re-run `mindmirror teach` to rewrite the records") from None
     return [
         r
-        for r in read_records(run.records)
+        for r in records
         if r.split == "test" and (r.id in ids or question_key(r.question) in keys)
     ]
+
+
+def check_trained(run: RunDir, checkpoint: str | None) -> None:
+    """UserError, before any model loads, when the run has no trained student to score."""
+    if checkpoint is None and not (run.student / "train.json").is_file():
+        raise UserError(
+            f"no trained student in {run.root}: train first (`mindmirror train RECIPE`), or "
+            "set eval.checkpoint to a student folder"
+        )
 
 
 def run_labels(recipe: Recipe) -> dict[str, Any]:
@@ -276,15 +404,35 @@ def evaluate(
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
-    chosen = check_modes(modes or cfg.modes)
+    asked = check_modes(modes or cfg.modes)
+    chosen = list(applicable_modes(recipe.train.method, asked, recipe.train.explain_target))
+    if not chosen:
+        raise UserError(
+            f"none of the modes {', '.join(asked)} applies to a {recipe.train.method} student "
+            f"trained with explain_target {recipe.train.explain_target}; use --modes answer"
+        )
+    if len(chosen) < len(asked) and not quiet:
+        console.print(
+            f"skipping modes {', '.join(m for m in asked if m not in chosen)}: they read the "
+            f"answer from the student's own CoT, which a {recipe.train.method} student with "
+            f"explain_target {recipe.train.explain_target} does not write"
+        )
     task, splits = load_task(recipe.task, recipe.seed)
     test = list(splits.get("test", []))[: cfg.limit]
     if not test:
         raise UserError(f"task {recipe.task.name!r} has no test questions to evaluate")
     if any(e.gold is None for e in test):
         raise UserError("the test split has questions without gold answers; eval needs gold")
+    method = recipe.train.method
+    # Read before inference, so that bad records fail in seconds rather than after it.
+    held_out = _held_out_records(run, test) if method.startswith("mind_mirror") else []
+    check_trained(run, cfg.checkpoint)
     source = cfg.checkpoint or run.root
     student = load_for_inference(source, cfg.judge)
+    judge_names = {
+        "mirror": "stage-1 student" if student.judge else "the student itself",
+        OWN_JUDGE_MODE: "the student itself",
+    }
     if not quiet:
         console.print(f"[bold]eval[/]: {len(test)} test questions, modes {', '.join(chosen)}")
     runs = infer_modes(
@@ -302,7 +450,7 @@ def evaluate(
         "split": "test",
         "questions": len(test),
         "student": str(source),
-        "judge": str(student.judge.model.name_or_path) if student.judge else "student",
+        "judge": judge_names["mirror"],
         "settings": cfg.model_dump(mode="json"),
         "modes": {},
     }
@@ -319,19 +467,24 @@ def evaluate(
             resamples=cfg.bootstrap,
             seed=recipe.seed,
         )
+        if mode.startswith("mirror"):
+            metrics["modes"][mode]["judge"] = judge_names[mode]
+            metrics["modes"][mode]["own_cots"] = own_cot_judgement(task, mode_run, test)
         rows.extend(_prediction_rows(mode_run, test, correct))
-    method = metrics["method"]
-    if method is None or str(method).startswith("mind_mirror"):
-        metrics["self_evaluation"] = self_evaluation_agreement(
-            student,
-            _held_out_records(run, test),
-            batch_size=cfg.batch_size,
-            max_input_tokens=cfg.max_input_tokens,
-            quiet=quiet,
-        )
-    else:
+    metrics["self_evaluation"] = None
+    if method.startswith("mind_mirror"):
         # A student never trained on `verdict:` rows has no self-evaluation to measure.
-        metrics["self_evaluation"] = None
+        judges = [("self_evaluation", student)]
+        if student.judge is not None:
+            judges.append(("self_evaluation_final", replace(student, judge=None)))
+        for key, judge in judges:
+            metrics[key] = self_evaluation_agreement(
+                judge,
+                held_out,
+                batch_size=cfg.batch_size,
+                max_input_tokens=cfg.max_input_tokens,
+                quiet=quiet,
+            )
     run.evaluation.mkdir(parents=True, exist_ok=True)
     _write_jsonl(run.evaluation / "predictions.jsonl", rows)
     _write_json(run.evaluation / "metrics.json", metrics)
@@ -352,12 +505,18 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     lines = []
     for mode, m in metrics.get("modes", {}).items():
         rate = f"{m['answers_per_s']:.2f}/s" if m.get("answers_per_s") else "-"
+        selective = ", ".join(
+            f"{float(c):.0%} {_pct(v)}" for c, v in (m.get("at_coverage") or {}).items()
+        )
         line = (
-            f"{mode:>6}: accuracy {m['accuracy']:.3f} [{m['low']:.3f}, {m['high']:.3f}] "
-            f"parse {m['parse_rate']:.2f} {rate}"
+            f"{mode:>12}: accuracy {m['accuracy']:.3f} [{m['low']:.3f}, {m['high']:.3f}] "
+            f"at full coverage; most confident {selective}; parse {m['parse_rate']:.2f} {rate}"
         )
         if "coverage" in m:
-            line += f" coverage {m['coverage']:.2f}"
+            line += f"; answers {m['coverage']:.0%} (abstains on the rest)"
+        if m.get("judge"):
+            own = m.get("own_cots") or {}
+            line += f"; judge: {m['judge']}, AUROC on own CoTs {_num(own.get('auroc'))}"
         lines.append(line)
     agree = metrics.get("self_evaluation")
     if agree:
@@ -370,3 +529,7 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

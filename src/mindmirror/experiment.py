@@ -11,10 +11,11 @@ Order of work, so that a killed experiment resumes where it stopped:
    mode asked for, scored with the recipe's evaluation settings; finished cells are skipped,
    half-trained ones resume from their last checkpoint, and a re-run asking for one more mode
    scores only that mode.
-3. ``experiment.json`` and ``experiment.md`` get the table in the paper's layout (standard
-   fine-tuning, standard distillation, 1 CoT, N CoTs, 1 and N CoTs with self-evaluation, our
-   ``mirror`` mode beside the paper's ``answer`` mode), mean +- std over seeds; then
-   ``report`` draws the same cells.
+3. ``experiment.json`` and ``experiment.md`` get the tables of ``tables.py``: the paper's
+   layout (standard fine-tuning, standard distillation, 1 CoT, N CoTs, 1 and N CoTs with
+   self-evaluation, our ``mirror`` mode beside the paper's ``answer`` mode, mean +- std over
+   seeds), paired differences with bootstrap intervals, selective prediction; then ``report``
+   draws the same cells.
 
 Rows needing teacher self-evaluations say so instead of showing a number when the records
 hold none, and gold verdicts (``evaluator: gold``) are labelled as not the paper's method.
@@ -26,11 +27,10 @@ import filecmp
 import json
 import os
 import shutil
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -38,19 +38,21 @@ from rich.console import Console
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
+from mindmirror.figures import SELF_EVAL_METHODS, EvalSource, applicable_modes
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
-from mindmirror.student.rows import METHODS
+from mindmirror.tables import (
+    Correctness,
+    markdown,
+    method_num_cots,
+    paired_differences,
+    read_correctness,
+    row_results,
+    table_rows,
+    teacher_lines,
+)
 
 SCHEMA = "mindmirror.experiment/1"
-SELF_EVAL_METHODS = ("mind_mirror", "mind_mirror_joint")
-COT_METHODS = ("step_by_step", "multi_cot", *SELF_EVAL_METHODS)
-MODE_HEADERS = {
-    "answer": "answer (paper)",
-    "cot": "cot",
-    "vote": "vote",
-    "mirror": "mirror (ours)",
-}
 #: Teacher settings that change how requests are made, never what the records hold.
 OPERATIONAL_KEYS = (
     "base_url",
@@ -67,9 +69,6 @@ OPERATIONAL_KEYS = (
     "budget_usd",
     "batch_size",
 )
-EvalSource = Literal["teacher", "gold", "none"]
-# The figures of ``evaluate.self_evaluation_agreement`` that tables average over seeds and show.
-AGREEMENT_FIGURES = ("teacher", "gold", "auroc", "teacher_vs_gold")
 
 
 @dataclass(frozen=True)
@@ -90,36 +89,11 @@ class Cell:
 # ------------------------------------------------------------------------------- the grid
 
 
-def applicable_modes(method: str, modes: Sequence[str]) -> tuple[str, ...]:
-    """The requested modes that mean something for a method's student.
-
-    Students of ``standard``/``distill`` never learnt ``explain:``, so only ``answer``;
-    ``mirror`` needs a student that learnt ``verdict:`` (the self-evaluation methods).
-    """
-    allowed = {"answer"}
-    if method in COT_METHODS:
-        allowed |= {"cot", "vote"}
-    if method in SELF_EVAL_METHODS:
-        allowed.add("mirror")
-    return tuple(m for m in modes if m in allowed)
-
-
-def method_num_cots(method: str, num_cots: Sequence[int]) -> list[int]:
-    """The Ns a method runs at (see ``ExperimentConfig``): one where N does not apply."""
-    ns = sorted(set(num_cots))
-    if method in ("standard", "step_by_step"):
-        return [1]
-    if method == "distill":
-        return [ns[-1]]
-    if method == "multi_cot":
-        return [n for n in ns if n > 1]
-    return ns
-
-
-def plan_cells(cfg: ExperimentConfig, self_eval: bool = True) -> list[Cell]:
+def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = True) -> list[Cell]:
     """Every cell of the grid, seed-major so that a partial run already covers every method.
 
-    ``self_eval=False`` leaves out the methods that need self-evaluations in the records.
+    ``self_eval=False`` leaves out the methods that need self-evaluations in the records;
+    ``explain_target`` (the recipe's ``train.explain_target``) decides which modes apply.
     """
     cells = []
     seeds = {m: cfg.seeds_by_method.get(m, cfg.seeds) for m in cfg.methods}
@@ -127,7 +101,7 @@ def plan_cells(cfg: ExperimentConfig, self_eval: bool = True) -> list[Cell]:
         for method in cfg.methods:
             if seed not in seeds[method] or (method in SELF_EVAL_METHODS and not self_eval):
                 continue
-            modes = applicable_modes(method, cfg.modes)
+            modes = applicable_modes(method, cfg.modes, explain_target)
             for n in method_num_cots(method, cfg.num_cots):
                 cells.append(Cell(method, n, seed, modes))
     return cells
@@ -323,182 +297,6 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
     return after
 
 
-# ---------------------------------------------------------------------------- the table
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the paper's table: a method at one N, or a note where it cannot run."""
-
-    label: str
-    method: str
-    num_cots: int
-    note: str | None = None
-
-
-def table_rows(cfg: ExperimentConfig, source: EvalSource) -> list[Row]:
-    """The table's lines in the paper's order, for the methods and Ns of the grid."""
-    rows: list[Row] = []
-    for method in cfg.methods:
-        for n in method_num_cots(method, cfg.num_cots):
-            rows += _method_rows(method, n, source)
-    return sorted(rows, key=lambda r: (METHODS.index(r.method), r.num_cots, r.note is None))
-
-
-def _cots(n: int) -> str:
-    return f"{n} CoT" if n == 1 else f"{n} CoTs"
-
-
-def _method_rows(method: str, n: int, source: EvalSource) -> list[Row]:
-    if method == "standard":
-        return [Row("Standard fine-tuning (gold answers)", method, n)]
-    if method == "distill":
-        return [Row(f"Standard distillation (teacher majority of {_cots(n)})", method, n)]
-    if method == "step_by_step":
-        return [Row("1 CoT (Distilling Step-by-Step)", method, n)]
-    if method == "multi_cot":
-        return [Row(_cots(n), method, n)]
-    label = f"{_cots(n)} with self-evaluation" + (", joint" if method != "mind_mirror" else "")
-    if source == "teacher":
-        return [Row(label, method, n)]
-    missing = Row(
-        f"{label} (teacher verdicts)",
-        method,
-        n,
-        note="needs teacher self-evaluations; the records have none",
-    )
-    if source == "none":
-        return [missing]
-    return [missing, Row(f"{label} (gold verdicts, not the paper's method)", method, n)]
-
-
-def _aggregate(values: list[float]) -> dict[str, Any]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-        "values": values,
-    }
-
-
-def row_results(row: Row, results: dict[Cell, dict[str, Any]]) -> dict[str, Any]:
-    """Per mode: mean, std and per-seed accuracies over the row's finished cells."""
-    if row.note is not None:
-        return {
-            "label": row.label,
-            "method": row.method,
-            "num_cots": row.num_cots,
-            "note": row.note,
-            "seeds": [],
-            "modes": {},
-        }
-    mine = sorted(
-        (
-            (c, m)
-            for c, m in results.items()
-            if (c.method, c.num_cots) == (row.method, row.num_cots)
-        ),
-        key=lambda cm: cm[0].seed,
-    )
-    modes: dict[str, Any] = {}
-    for mode in MODE_HEADERS:
-        accs = [m["modes"][mode]["accuracy"] for _, m in mine if mode in m.get("modes", {})]
-        if accs:
-            modes[mode] = _aggregate(accs)
-        cover = [m["modes"][mode].get("coverage") for _, m in mine if mode in m.get("modes", {})]
-        if accs and mode == "mirror" and None not in cover:
-            modes[mode]["coverage"] = statistics.fmean(cover)
-    return {
-        "label": row.label,
-        "method": row.method,
-        "num_cots": row.num_cots,
-        "note": None,
-        "seeds": [c.seed for c, _ in mine],
-        "modes": modes,
-        "self_evaluation": _self_evaluation([m.get("self_evaluation") for _, m in mine]),
-    }
-
-
-def _self_evaluation(per_seed: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Mean over seeds of the student's verdict agreement on held-out teacher CoTs (with the
-    teacher, with gold, AUROC of P(correct)); None when no seed measured it."""
-    measured = [s for s in per_seed if s]
-    if not measured:
-        return None
-    out: dict[str, Any] = {"cots": measured[0]["cots"], "seeds": len(measured)}
-    for key in AGREEMENT_FIGURES:
-        values = [s[key] for s in measured if s.get(key) is not None]
-        out[key] = statistics.fmean(values) if values else None
-    return out
-
-
-def _self_evaluation_line(row: dict[str, Any]) -> str:
-    agree = row["self_evaluation"]
-
-    def fmt(key: str) -> str:
-        return "-" if agree[key] is None else f"{agree[key]:.3f}"
-
-    return (
-        f"- {row['label']}: on {agree['cots']} CoTs, agrees with the teacher's verdicts "
-        f"{fmt('teacher')}, with gold {fmt('gold')}, AUROC of P(correct) {fmt('auroc')} "
-        f"(the teacher's own agreement with gold {fmt('teacher_vs_gold')})"
-    )
-
-
-def _cell_text(entry: dict[str, Any] | None) -> str:
-    if entry is None:
-        return "-"
-    text = f"{entry['mean']:.3f}"
-    return text + (f" ± {entry['std']:.3f}" if entry["std"] is not None else "")
-
-
-def markdown_table(rows: list[dict[str, Any]], modes: Sequence[str]) -> list[str]:
-    """The comparison table as Markdown lines (accuracy on test, mean ± std over seeds)."""
-    shown = [m for m in MODE_HEADERS if m in modes]
-    lines = [
-        "| method | " + " | ".join(MODE_HEADERS[m] for m in shown) + " | seeds |",
-        "|---|" + "---|" * (len(shown) + 1),
-    ]
-    for row in rows:
-        if row["note"]:
-            cells = [row["note"]] + [""] * (len(shown) - 1)
-            lines.append(f"| {row['label']} | " + " | ".join(cells) + " | - |")
-            continue
-        cells = [_cell_text(row["modes"].get(m)) for m in shown]
-        seeds = ", ".join(str(s) for s in row["seeds"]) or "not run"
-        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {seeds} |")
-    return lines
-
-
-def _teacher_lines(run: RunDir, records: Sequence[Record], source: EvalSource) -> list[str]:
-    train = [r for r in records if r.split == "train"]
-    parsed = sum(sum(c.parsed for c in r.cots) for r in train)
-    counts = {s: sum(r.split == s for r in records) for s in ("train", "validation", "test")}
-    lines = [
-        f"Teacher records: {counts['train']} train, {counts['validation']} validation, "
-        f"{counts['test']} test questions; {parsed / max(1, len(train)):.1f} parsed CoTs per "
-        "train question."
-    ]
-    if run.summary.is_file():
-        summary = json.loads(run.summary.read_text(encoding="utf-8"))
-        accuracy = summary.get("teacher_accuracy")
-        lines.append(
-            f"Teacher: {summary.get('model')} ({summary.get('backend')}), accuracy per CoT "
-            + (f"{accuracy:.3f}" if isinstance(accuracy, float) else "-")
-            + "."
-        )
-    lines.append(
-        {
-            "teacher": "Self-evaluations: the teacher's (the paper's method).",
-            "gold": "Self-evaluations: gold verdicts (`evaluator: gold`: a CoT is judged correct "
-            "when its answer matches gold; no critique). This is NOT the paper's method, which "
-            "needs a live teacher to self-evaluate.",
-            "none": "Self-evaluations: none in the records, so the self-evaluation rows are not "
-            "run (teach with a live teacher and `teacher.num_evals` > 0).",
-        }[source]
-    )
-    return lines
-
-
 def write_outputs(run: RunDir, result: dict[str, Any]) -> None:
     """``experiment.json`` and ``experiment.md`` in the run directory (atomic writes)."""
     for name, text in (
@@ -508,46 +306,6 @@ def write_outputs(run: RunDir, result: dict[str, Any]) -> None:
         tmp = run.root / f"{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, run.root / name)
-
-
-def _markdown(
-    recipe: Recipe,
-    header: list[str],
-    table: list[str],
-    rows: list[dict[str, Any]],
-    questions: set[int],
-) -> str:
-    train = recipe.train
-    epochs = f"{train.epochs:g} epoch" + ("" if train.epochs == 1 else "s")
-    length = f"max {train.max_steps} steps" if train.max_steps else epochs
-    mirror = [r for r in rows if "coverage" in r["modes"].get("mirror", {})]
-    tested = ", ".join(str(q) for q in sorted(questions)) or "no"
-    lines = [
-        f"# Experiment: {recipe.name}",
-        "",
-        *header,
-        "",
-        f"Student: {train.student}, {'LoRA' if train.lora else 'full fine-tuning'}, "
-        f"{length} per stage, alpha {train.alpha}, labels {train.labels}. Test accuracy "
-        f"(task's scorer) on {tested} test questions, mean ± sample std over the seeds listed; "
-        "answer = "
-        "the paper's mode (`predict:`, greedy); mirror = ours (K sampled CoTs weighted by the "
-        "student's own verdicts); '-' = mode not applicable to the method or not scored.",
-        "",
-        *table,
-    ]
-    if mirror:
-        lines += ["", "Mirror mode coverage (share of test questions answered, not abstained):"]
-        lines += [f"- {r['label']}: {r['modes']['mirror']['coverage']:.3f}" for r in mirror]
-    judged = [r for r in rows if r.get("self_evaluation")]
-    if judged:
-        lines += [
-            "",
-            "Student self-evaluation (`verdict:`) on teacher CoTs for the test questions, which "
-            "it never trained on; mean over seeds:",
-        ]
-        lines += [_self_evaluation_line(r) for r in judged]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ the whole
@@ -581,8 +339,9 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
         run.recipe.write_text(dump_recipe(recipe), encoding="utf-8")
     records = read_records(run.records)
     source = evaluation_source(records)
-    cells = plan_cells(cfg, self_eval=source != "none")
+    cells = plan_cells(cfg, self_eval=source != "none", explain_target=recipe.train.explain_target)
     results: dict[Cell, dict[str, Any]] = {}
+    correctness: dict[tuple[str, int], list[Correctness]] = {}
     for index, cell in enumerate(cells, 1):
         done = finished(recipe, run, cell)
         console.print(
@@ -590,9 +349,14 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
             + ("finished, skipped" if done else f"train + eval ({', '.join(cell.modes)})")
         )
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
-    rows = [row_results(r, results) for r in table_rows(cfg, source)]
-    table = markdown_table(rows, cfg.modes)
-    header = _teacher_lines(run, records, source)
+        predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
+        correctness.setdefault((cell.method, cell.num_cots), []).append(
+            read_correctness(predictions)
+        )
+    rows = [row_results(r, results) for r in table_rows(cfg, source, recipe.train.distill_label)]
+    pairs = paired_differences(
+        rows, correctness, resamples=recipe.eval.bootstrap, seed=data_seed(recipe)
+    )
     result = {
         "schema": SCHEMA,
         "name": recipe.name,
@@ -610,8 +374,13 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
             for c, m in results.items()
         ],
         "rows": rows,
-        "markdown": _markdown(
-            recipe, header, table, rows, {m.get("questions", 0) for m in results.values()}
+        "paired": pairs,
+        "markdown": markdown(
+            recipe,
+            teacher_lines(run, records, source),
+            rows,
+            pairs,
+            {m.get("questions", 0) for m in results.values()},
         ),
     }
     write_outputs(run, result)

@@ -12,8 +12,9 @@ Files: ``predict_file`` reads JSONL (one object per line with ``question``, opti
 
 The task (how answers are parsed) comes from the run's ``recipe.yaml`` (found from the run
 directory or from a student folder inside it), or from ``task`` (a built-in task name or an
-answer family) for a student folder on its own. The default mode is ``mirror`` for students
-trained with self-evaluation (``mind_mirror*`` methods) and ``cot`` otherwise.
+answer family) for a student folder on its own. The default mode, shared with ``serve``
+(``default_mode``), is ``answer`` for students trained without CoTs (``standard``,
+``distill``: they never learnt ``explain:``), else the run's ``serve.mode`` (``cot`` unless set).
 
 For a two-stage ``mind_mirror`` run, ``mirror`` mode lets the self-evaluation stage's best
 student judge the final student's CoTs (``eval.judge: auto``): stage 2 trains reasoning rows
@@ -47,6 +48,10 @@ BUILTIN_TASKS = ("svamp", "gsm8k", "cqa", "anli", "arith")
 FAMILIES = ("equation", "number", "choice")
 #: The training stage that distils self-evaluation alone (``mind_mirror``'s stage 1).
 SELF_EVALUATION_STAGE = "evaluation"
+#: Where ``mindmirror export --format hf`` puts that stage's student inside the export.
+EXPORTED_JUDGE = "judge"
+#: Methods whose students never learnt ``explain:`` (no CoTs): they default to ``answer``.
+NO_COT_METHODS = ("standard", "distill")
 
 
 def _run_root(path: Path) -> Path | None:
@@ -73,7 +78,10 @@ def run_recipe(path: Path) -> Recipe | None:
 
 def judge_folder(path: Path) -> Path | None:
     """The self-evaluation stage's best student of the run whose final student ``path`` is, when
-    that run trained it as a separate stage (``mind_mirror``); else None."""
+    that run trained it as a separate stage (``mind_mirror``), or the one ``mindmirror export``
+    put beside an exported student (``judge/``); else None."""
+    if (path / EXPORTED_JUDGE / "config.json").is_file():
+        return path / EXPORTED_JUDGE
     root = _run_root(path)
     summary_path = root / "student" / "train.json" if root else None
     if root is None or summary_path is None or not summary_path.is_file():
@@ -119,10 +127,28 @@ def resolve_task(path: Path, task: str | None) -> tuple[TaskConfig, Recipe | Non
     raise UserError(f"unknown task {task!r}: choose from {names}")
 
 
-def default_mode(recipe: Recipe | None) -> str:
-    """``mirror`` when the student learnt self-evaluation, else ``cot``."""
-    method = getattr(getattr(recipe, "train", None), "method", None)
-    return "mirror" if method in ("mind_mirror", "mind_mirror_joint") else "cot"
+def default_mode(method: str | None, serve: ServeConfig) -> str:
+    """The mode ``predict`` and ``serve`` use when none is asked for: ``answer`` for students
+    trained without CoTs (``standard``, ``distill``: they never learnt ``explain:``), else
+    ``serve.mode`` (``cot`` unless the recipe sets it)."""
+    return "answer" if method in NO_COT_METHODS else serve.mode
+
+
+def check_mode(mode: str | None) -> None:
+    """UserError for a mode that is not one of ``MODES`` (None = the default, fine); called
+    before any model loads."""
+    if mode is not None and mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+
+
+def trained_method(path: Path, recipe: Recipe | None) -> str | None:
+    """The training method of the student at ``path``: its run's recipe, else the method its
+    ``student.json`` records (None when neither says)."""
+    from mindmirror.student.model import student_info
+
+    if recipe is not None:
+        return recipe.train.method
+    return student_info(path).get("method")
 
 
 @dataclass
@@ -149,12 +175,13 @@ class Predictor:
         if not path.exists():
             raise UserError(f"student not found: {path} (give a run directory or student folder)")
         task_cfg, recipe = resolve_task(path, task)
+        serve = recipe.serve if recipe else ServeConfig()
         return cls(
             student=load_for_inference(path, recipe.eval.judge if recipe else "auto"),
             task=build_task(task_cfg),
             eval=recipe.eval if recipe else EvalConfig(),
-            serve=recipe.serve if recipe else ServeConfig(),
-            mode=default_mode(recipe),
+            serve=serve,
+            mode=default_mode(trained_method(path, recipe), serve),
             seed=recipe.seed if recipe else 0,
         )
 
@@ -168,8 +195,7 @@ class Predictor:
     ) -> list[Prediction]:
         """Answer ``questions`` in ``mode`` (default: the predictor's)."""
         chosen = mode or self.mode
-        if chosen not in MODES:
-            raise UserError(f"unknown mode {chosen!r}: choose from {', '.join(MODES)}")
+        check_mode(chosen)
         return infer(
             self.student,
             self.task,
@@ -191,6 +217,7 @@ def predict(
     quiet: bool = True,
 ) -> list[Prediction]:
     """Load the student at ``path`` and answer ``questions`` (see ``Predictor``)."""
+    check_mode(mode)
     return Predictor.load(path, task=task).predict(questions, mode, quiet=quiet)
 
 
@@ -235,6 +262,7 @@ def predict_file(
 
     The output is written to a temporary file and renamed, so it is never half-written.
     """
+    check_mode(mode)
     rows = read_questions(Path(input_path))
     predictor = Predictor.load(path, task=task)
     choices = [tuple(r["choices"]) if r.get("choices") else None for r in rows]

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
-from mindmirror.experiment import AGREEMENT_FIGURES
+from mindmirror.figures import AGREEMENT_FIGURES
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 

@@ -6,7 +6,8 @@ key); the response carries an extra ``mindmirror`` field with the mode, answer, 
 confidence, abstention and samples.
 
 Modes (request field ``mindmirror: {"mode": ...}``, e.g. the openai client's
-``extra_body={"mindmirror": {"mode": "mirror"}}``; default ``serve.mode``):
+``extra_body={"mindmirror": {"mode": "mirror"}}``; the default is ``predict``'s: ``answer`` for
+students trained without CoTs (standard, distill), else ``serve.mode``, ``cot`` unless set):
 
 - ``answer`` / ``cot``: ``n`` choices, each one output (greedy when ``n`` is 1 and
   ``temperature`` is 0 or unset, sampled otherwise). With ``cot`` and ``n`` this is what
@@ -15,7 +16,11 @@ Modes (request field ``mindmirror: {"mode": ...}``, e.g. the openai client's
   into ONE choice: the chosen CoT; the samples are listed in the ``mindmirror`` field. They
   always sample (``temperature`` 0 or unset means ``eval.temperature``).
 
-Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413;
+Authentication: with ``serve.api_key_env`` (``--api-key-env NAME``) every request needs
+``Authorization: Bearer $NAME`` (401 otherwise; ``mindmirror.serve_auth``).
+
+Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413 (reading
+stops at the limit, chunked bodies included);
 ``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
 message, or an unknown mode get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
 The model runs one request at a time (a lock); requests queue.
@@ -23,7 +28,9 @@ The model runs one request at a time (a lock); requests queue.
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 import time
 import uuid
@@ -41,7 +48,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindmirror.config import EvalConfig, InferMode, ServeConfig
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor
+from mindmirror.predict import Predictor, check_mode, run_recipe
+from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.generate import generate
 from mindmirror.student.infer import MODES, Prediction, Student, infer_modes, sample_confidence
@@ -96,6 +104,7 @@ class Served:
     serve: ServeConfig
     eval: EvalConfig
     lock: threading.Lock
+    api_key: str | None = None
 
 
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -235,9 +244,25 @@ def complete(served: Served, req: ChatRequest) -> dict[str, Any]:
     }
 
 
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to pass ``limit`` bytes: from its
+    ``Content-Length``, or while reading a chunked body (the rest is never read or held)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def create_app(served: Served) -> FastAPI:
     """The FastAPI application over a loaded student."""
     app = FastAPI(title="mindmirror student", docs_url=None, redoc_url=None)
+    if served.api_key is not None:
+        require_key(app, served.api_key)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -263,11 +288,8 @@ def create_app(served: Served) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > served.serve.max_body_bytes:
-            return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
-        body = await request.body()
-        if len(body) > served.serve.max_body_bytes:
+        body = await read_body(request, served.serve.max_body_bytes)
+        if body is None:
             return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
         try:
             req = ChatRequest.model_validate(json.loads(body))
@@ -299,10 +321,44 @@ def load_served(path: str | Path, *, task: str | None = None) -> Served:
     return Served(
         student=predictor.student,
         task=predictor.task,
-        serve=predictor.serve,
+        serve=predictor.serve.model_copy(update={"mode": predictor.mode}),
         eval=predictor.eval,
         lock=threading.Lock(),
     )
+
+
+def serve_settings(path: str | Path, overrides: dict[str, Any]) -> ServeConfig:
+    """The run's ``serve:`` settings (defaults outside a run) with ``overrides``, validated
+    without loading any model; UserError naming the bad option."""
+    recipe = run_recipe(Path(path))
+    base = recipe.serve if recipe else ServeConfig()
+    try:
+        return ServeConfig.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "option"
+        value = overrides.get(name, first.get("input"))
+        raise UserError(f"--{name.replace('_', '-')} {value}: {first['msg']}") from None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, opened before the model loads so that a taken port
+    or a bad address fails at once, in one line (and nothing else can take the port)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address[:2], family=family)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"port {port} on {host} is already in use: stop what listens there, or pick "
+                "another with --port"
+            ) from None
+        raise UserError(
+            f"cannot listen on {host}:{port} ({reason}): check --host and --port"
+        ) from None
 
 
 def serve_main(
@@ -313,31 +369,39 @@ def serve_main(
     mode: str | None = None,
     task: str | None = None,
     model_name: str | None = None,
+    api_key_env: str | None = None,
 ) -> None:
     """Serve the student at ``path`` until interrupted (``mindmirror serve PATH``).
 
     ``host``/``port``/``mode``/``model_name`` override the run's ``serve:`` settings; ``task``
-    names the task when ``path`` is a student folder outside a run directory.
+    names the task when ``path`` is a student folder outside a run directory. Every override
+    is checked and the port is taken before the model loads.
     """
     import uvicorn
 
-    if mode is not None and mode not in MODES:
-        raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
-    served = load_served(path, task=task)
-    update = {
-        k: v
-        for k, v in {"host": host, "port": port, "mode": mode, "model_name": model_name}.items()
-        if v is not None
-    }
-    served.serve = served.serve.model_copy(update=update)
-    cfg = served.serve
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+    check_mode(mode)
+    update = {"host": host, "port": port, "mode": mode, "model_name": model_name}
+    update["api_key_env"] = api_key_env
+    cfg = serve_settings(path, {k: v for k, v in update.items() if v is not None})
+    key = read_api_key(cfg.api_key_env) if cfg.api_key_env else None
+    sock = listen(cfg.host, cfg.port)
+    try:
+        served = load_served(path, task=task)
+        served.serve = cfg.model_copy(update={"mode": mode or served.serve.mode})
+        served.api_key = key
+        if cfg.host not in ("127.0.0.1", "localhost", "::1") and key is None:
+            console.print(
+                f"[yellow]warning[/]: listening on {cfg.host}, not loopback: anyone who "
+                "can reach this port can use the model (set --api-key-env to require a key)"
+            )
+        where = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         console.print(
-            f"[yellow]warning[/]: listening on {cfg.host}, not loopback: anyone who "
-            "can reach this port can use the model (there is no authentication)"
+            f"serving {cfg.model_name} ({served.student.kind}, mode {served.serve.mode}) at "
+            f"http://{where}:{sock.getsockname()[1]}/v1",
+            highlight=False,
+            markup=False,
         )
-    console.print(
-        f"serving {cfg.model_name} ({served.student.kind}, mode {cfg.mode}) at "
-        f"http://{cfg.host}:{cfg.port}/v1"
-    )
-    uvicorn.run(create_app(served), host=cfg.host, port=cfg.port, log_level="warning")
+        server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning"))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

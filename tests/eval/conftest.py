@@ -102,6 +102,8 @@ def write_run(root: Path, fit: Fitted) -> tuple[Recipe, RunDir]:
             "name": "tiny",
             "run_dir": str(root / "run"),
             "task": {"name": "generic", "family": "equation", "path": str(data)},
+            # The memorised CoTs carry their answers, as `explain_target: cot` trains them.
+            "train": {"explain_target": "cot"},
             "eval": {"num_samples": 3, "temperature": 0.5, "max_new_tokens": 24, "bootstrap": 200},
         }
     )

@@ -32,6 +32,12 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     # Its own verdicts rank the right answer first: full accuracy at half coverage.
     assert mirror["risk_coverage"][0] == {"coverage": 0.5, "accuracy": 1.0}
     assert mirror["aurc"] == 0.25
+    assert mirror["at_coverage"] == {"0.5": 1.0, "0.8": 0.5}
+    assert mirror["aurc_low"] <= mirror["aurc"] <= mirror["aurc_high"]
+    # No separate stage-1 student here: the student judges itself, and says so.
+    assert mirror["judge"] == "the student itself" and "mirror_final" not in modes
+    # Its P(correct) on its own sampled CoTs ranks right samples above wrong ones.
+    assert mirror["own_cots"]["samples"] == 6 and mirror["own_cots"]["auroc"] > 0.5
 
     agree = saved["self_evaluation"]
     assert (agree["cots"], agree["teacher"], agree["gold"], agree["auroc"]) == (2, 1.0, 1.0, 1.0)
@@ -46,7 +52,10 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     assert {"id", "gold", "question", "answer", "confidence", "verdict", "cot", "samples"} <= set(
         mirror_rows[0]
     )
-    assert any("mirror" in line and "coverage 0.50" in line for line in summary_lines(metrics))
+    line = next(line for line in summary_lines(metrics) if "mirror:" in line)
+    assert (
+        "at full coverage" in line and "answers 50%" in line and "most confident 50% 100.0%" in line
+    )
 
 
 def test_evaluate_one_mode_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> None:
@@ -72,3 +81,17 @@ def test_evaluate_without_a_trained_student_is_a_user_error(tmp_path: Path) -> N
     (run.student).mkdir(parents=True)
     with pytest.raises(UserError, match="no trained student"):
         evaluate(recipe, run, quiet=True)
+
+
+def test_modes_that_read_the_cots_answer_are_skipped_for_rationale_students(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    """The paper's explain targets stop before the answer, so only `answer` mode applies."""
+    recipe, run = write_run(tmp_path, fitted_causal)
+    paper = recipe.model_copy(
+        update={"train": recipe.train.model_copy(update={"explain_target": "rationale"})}
+    )
+    with pytest.raises(UserError, match="none of the modes cot applies"):
+        evaluate(paper, run, modes=["cot"], quiet=True)
+    metrics = evaluate(paper, run, modes=["answer", "vote"], quiet=True)
+    assert set(metrics["modes"]) == {"answer"}

@@ -18,14 +18,12 @@ from mindmirror.experiment import (
     evaluation_source,
     experiment,
     finished,
-    markdown_table,
     plan_cells,
-    row_results,
-    table_rows,
     teaching_needed,
 )
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
+from mindmirror.tables import markdown_table, row_results, table_rows
 from tests.student.conftest import corpus, save_tiny_student, toy_records
 
 
@@ -45,6 +43,7 @@ def _recipe(tmp_path: Path, student: Path) -> Recipe:
             "teacher": {"backend": "import", "import": {"format": "jsonl", "path": "x"}},
             "train": {
                 "student": str(student),
+                "explain_target": "cot",
                 "max_steps": 2,
                 "eval_steps": 2,
                 "batch_size": 8,
@@ -123,7 +122,13 @@ def test_grid_runs_every_cell_then_resumes_after_a_kill(
     assert cell_records.read_bytes() == run.records.read_bytes()
     metrics = json.loads((run.root / "cells/mind_mirror-n1-s1/eval/metrics.json").read_text())
     assert (metrics["method"], metrics["num_cots"], metrics["seed"]) == ("mind_mirror", 1, 1)
-    assert set(metrics["modes"]) == {"answer", "mirror"}
+    # Both judges: the stage-1 student (mirror) and the final student itself (mirror_final).
+    assert set(metrics["modes"]) == {"answer", "mirror", "mirror_final"}
+    assert metrics["modes"]["mirror"]["judge"] == "stage-1 student"
+    assert metrics["modes"]["mirror_final"]["judge"] == "the student itself"
+    assert set(metrics["modes"]["mirror"]["at_coverage"]) == {"0.5", "0.8"}
+    assert metrics["modes"]["mirror"]["own_cots"]["samples"] == 2 * 2
+    assert metrics["self_evaluation_final"]["cots"] == metrics["self_evaluation"]["cots"]
     sbs = json.loads((run.root / "cells/step_by_step-n1-s0/eval/metrics.json").read_text())
     assert set(sbs["modes"]) == {"answer"}  # mirror needs a student that learnt `verdict:`
 
@@ -137,8 +142,23 @@ def test_grid_runs_every_cell_then_resumes_after_a_kill(
     judged = rows["1 CoT with self-evaluation"]["self_evaluation"]
     assert judged["seeds"] == 2 and judged["cots"] > 0 and 0.0 <= judged["gold"] <= 1.0
     markdown = (run.root / "experiment.md").read_text()
-    assert "- 1 CoT with self-evaluation: on " in markdown
-    assert "| method | answer (paper) | mirror (ours) | seeds |" in markdown
+    assert "- 1 CoT with self-evaluation (stage-1 judge): on " in markdown
+    assert "- 1 CoT with self-evaluation (final student, own verdicts): on " in markdown
+    assert (
+        "| method | answer (paper) | mirror (ours), full coverage | mirror, own verdicts | seeds |"
+        in markdown
+    )
+    # A paired interval for the one difference the table has, on the 2 shared questions.
+    (pair,) = result["paired"]
+    assert (pair["second"], pair["first"], pair["mode"], pair["n"]) == (
+        "1 CoT with self-evaluation",
+        "1 CoT (Distilling Step-by-Step)",
+        "answer",
+        2,
+    )
+    assert pair["low"] <= pair["diff"] <= pair["high"]
+    assert "| 1 CoT with self-evaluation − 1 CoT (Distilling Step-by-Step) | answer |" in markdown
+    assert "most confident 50%" in markdown
     assert "max 2 steps per stage" in markdown and "on 2 test questions" in markdown
     assert "the teacher's (the paper's method)" in markdown
     assert json.loads((run.root / "experiment.json").read_text())["evaluations"] == "teacher"
@@ -209,28 +229,32 @@ def test_n_above_the_teachers_is_a_user_error(grid: tuple[Recipe, RunDir]) -> No
 
 def test_default_grid_is_the_papers_six_rows() -> None:
     cfg = ExperimentConfig()
-    labels = [r.label for r in table_rows(cfg, "teacher")]
+    labels = [r.label for r in table_rows(cfg, "teacher", "first")]
     assert labels == [
         "Standard fine-tuning (gold answers)",
-        "Standard distillation (teacher majority of 5 CoTs)",
+        "Standard distillation (first teacher answer)",
         "1 CoT (Distilling Step-by-Step)",
         "5 CoTs",
         "1 CoT with self-evaluation",
         "5 CoTs with self-evaluation",
     ]
-    cells = plan_cells(cfg)
+    cells = plan_cells(cfg, explain_target="cot")
     assert len(cells) == 6 * 3
     by_name = {c.name: c for c in cells}
     assert by_name["standard-n1-s0"].modes == ("answer",)
     assert by_name["multi_cot-n5-s2"].modes == ("answer", "cot", "vote")
     assert by_name["mind_mirror-n1-s1"].modes == ("answer", "cot", "vote", "mirror")
-    assert not any(c.method.startswith("mind") for c in plan_cells(cfg, self_eval=False))
+    assert not any(
+        c.method.startswith("mind") for c in plan_cells(cfg, explain_target="cot", self_eval=False)
+    )
     fewer = cfg.model_copy(update={"seeds_by_method": {"mind_mirror": [0]}})
-    assert [c.name for c in plan_cells(fewer) if c.method == "mind_mirror"] == [
-        "mind_mirror-n1-s0",
-        "mind_mirror-n5-s0",
-    ]
-    assert len(plan_cells(fewer)) == 6 * 3 - 4
+    assert [
+        c.name for c in plan_cells(fewer, explain_target="cot") if c.method == "mind_mirror"
+    ] == ["mind_mirror-n1-s0", "mind_mirror-n5-s0"]
+    assert len(plan_cells(fewer, explain_target="cot")) == 6 * 3 - 4
+    # The paper's rationale-only explain targets leave the answer mode only.
+    paper = plan_cells(cfg, explain_target="rationale")
+    assert {c.modes for c in paper} == {("answer",)}
 
 
 def test_table_says_what_is_missing_instead_of_a_number() -> None:
@@ -241,7 +265,7 @@ def test_table_says_what_is_missing_instead_of_a_number() -> None:
         Cell("multi_cot", 5, 1, ("answer",)): {"modes": {"answer": {"accuracy": 0.3}}},
         Cell("mind_mirror", 5, 0, ("answer",)): {"modes": {"answer": {"accuracy": 0.25}}},
     }
-    gold = [row_results(r, results) for r in table_rows(cfg, "gold")]
+    gold = [row_results(r, results) for r in table_rows(cfg, "gold", "first")]
     lines = markdown_table(gold, ["answer", "vote"])
     assert lines[0] == "| method | answer (paper) | vote | seeds |"
     assert lines[2] == "| 5 CoTs | 0.400 ± 0.141 | - | 0, 1 |"
@@ -250,9 +274,12 @@ def test_table_says_what_is_missing_instead_of_a_number() -> None:
         "the records have none |  | - |"
     )
     assert lines[4] == (
-        "| 5 CoTs with self-evaluation (gold verdicts, not the paper's method) | 0.250 | - | 0 |"
+        "| 5 CoTs with self-evaluation (gold verdicts, not the paper's teacher self-evaluation) "
+        "| 0.250 | - | 0 |"
     )
-    none = markdown_table([row_results(r, results) for r in table_rows(cfg, "none")], ["answer"])
+    none = markdown_table(
+        [row_results(r, results) for r in table_rows(cfg, "none", "first")], ["answer"]
+    )
     assert len(none) == 4 and "needs teacher self-evaluations" in none[3]
 
 
@@ -267,7 +294,7 @@ def test_self_evaluation_is_averaged_over_the_seeds_that_measured_it() -> None:
         },
         Cell("mind_mirror", 5, 2, ("answer",)): {"modes": {}, "self_evaluation": None},
     }
-    (row,) = [row_results(r, results) for r in table_rows(cfg, "teacher")]
+    (row,) = [row_results(r, results) for r in table_rows(cfg, "teacher", "first")]
     assert row["self_evaluation"] == {
         "cots": 40,
         "seeds": 2,

@@ -64,3 +64,34 @@ def test_mode_metrics_for_mirror_report_coverage() -> None:
 def test_unknown_mode_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unknown mode 'mirrror'"):
         check_modes(["answer", "mirrror"])
+
+
+def test_risk_coverage_averages_over_tied_confidences() -> None:
+    from mindmirror.evaluate import aurc, risk_coverage, selective_accuracy
+
+    confidence = [0.9, 0.5, 0.5, 0.5, 0.1]
+    correct = [True, True, False, False, True]
+    curve = risk_coverage(confidence, correct)
+    # The three tied questions (1 of 3 right) share their hits evenly, in any input order.
+    assert [round(p["accuracy"], 4) for p in curve] == [1.0, 0.6667, 0.5556, 0.5, 0.6]
+    for order in ([2, 3, 1, 0, 4], [4, 3, 2, 1, 0]):
+        shuffled = risk_coverage([confidence[i] for i in order], [correct[i] for i in order])
+        assert shuffled == curve
+    assert aurc(curve) == sum(1 - p["accuracy"] for p in curve) / 5
+    assert selective_accuracy(curve, 0.5) == curve[2]["accuracy"]  # ceil(2.5) = 3 answered
+    assert selective_accuracy(curve, 0.8) == curve[3]["accuracy"]
+    assert selective_accuracy([], 0.5) is None
+
+
+def test_paired_difference_cancels_question_difficulty() -> None:
+    from mindmirror.evaluate import paired_difference
+
+    first = [0.0, 1.0, 0.0, 1.0] * 25
+    second = [1.0, 1.0, 0.0, 1.0] * 25  # right on every question `first` is, and 25 more
+    diff = paired_difference(first, second, resamples=500, seed=0)
+    assert diff["diff"] == 0.25 and diff["n"] == 100
+    assert 0.15 < diff["low"] <= 0.25 <= diff["high"] < 0.35
+    same = paired_difference(first, first, resamples=500)
+    assert (same["diff"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same questions"):
+        paired_difference([1.0], [1.0, 0.0])

@@ -66,6 +66,7 @@ def test_trained_student_is_evaluated_predicted_and_reported(tmp_path: Path) -> 
             "train": {
                 "method": "mind_mirror",
                 "student": str(student),
+                "explain_target": "cot",
                 "max_steps": 250,
                 "scheduler": "constant",
                 "eval_steps": 250,
@@ -83,7 +84,7 @@ def test_trained_student_is_evaluated_predicted_and_reported(tmp_path: Path) -> 
     metrics = evaluate(recipe, run, quiet=True)
     assert metrics["method"] == "mind_mirror"
     # Stage 2 trains reasoning only; the stage-1 student judges the samples (eval.judge: auto).
-    assert metrics["judge"].endswith("student/evaluation/best")
+    assert metrics["judge"] == "stage-1 student"
     assert metrics["modes"]["cot"]["accuracy"] == 0.5
     assert metrics["modes"]["answer"]["parse_rate"] == 1.0
     mirror = metrics["modes"]["mirror"]

@@ -16,8 +16,8 @@ from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, write_run
 def test_python_api_from_a_run_directory(tmp_path: Path, fitted_causal: Fitted) -> None:
     _, run = write_run(tmp_path, fitted_causal)
     predictor = Predictor.load(run.root)
-    assert predictor.mode == "mirror"  # the recipe's method (mind_mirror) learnt self-evaluation
-    right, wrong = predictor.predict([Q_RIGHT, Q_WRONG])
+    assert predictor.mode == "cot"  # a student trained with CoTs: serve.mode, as `serve` uses
+    right, wrong = predictor.predict([Q_RIGHT, Q_WRONG], mode="mirror")
     assert (right.answer, right.verdict, right.abstained, right.cot) == (
         "(3 + 4)",
         "correct",

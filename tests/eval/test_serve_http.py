@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 import time
@@ -136,6 +138,53 @@ def test_oversized_body_and_bad_json(server: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "the request body is not valid JSON"
     assert httpx.get(f"{server}/nowhere", timeout=30).status_code == 404
+
+
+def test_a_chunked_body_is_read_only_up_to_the_limit(server: str) -> None:
+    """Without Content-Length the server stops reading at serve.max_body_bytes and answers 413
+    at once, instead of holding the whole upload in memory first (the body never ends here)."""
+    port = int(server.removesuffix("/v1").rsplit(":", 1)[1])
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head)
+        sock.settimeout(2)  # a server that stopped reading blocks the sender: stop sending then
+        while sent < 96 * 2**20 and not select.select([sock], [], [], 0)[0]:
+            try:
+                sock.sendall(chunk)
+            except (TimeoutError, OSError):
+                break
+            sent += 65536
+        sock.settimeout(30)
+        reply = b""
+        while b"}}" not in reply:  # the JSON error body ends the response
+            part = sock.recv(65536)
+            assert part, reply
+            reply += part
+    reply_text = reply.decode("latin-1")
+    assert reply_text.startswith("HTTP/1.1 413"), reply_text[:200]
+    assert "request body over 65536 bytes" in reply_text
+    assert sent < 64 * 2**20, sent  # it answered long before the upload could be read whole
+
+
+def test_bad_overrides_and_a_taken_port_fail_before_the_model_loads(tmp_path: Path) -> None:
+    """No student exists at the path: an error about the port proves nothing was loaded."""
+    from tests.cli.test_cli_errors import assert_one_line_error, mindmirror
+
+    missing = str(tmp_path / "no-student")
+    result = mindmirror("serve", missing, "--port", "70000", cwd=tmp_path)
+    assert_one_line_error(result, "--port 70000", "65535")
+    result = mindmirror("serve", missing, "--mode", "evil", cwd=tmp_path)
+    assert_one_line_error(result, "unknown mode 'evil'")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = mindmirror("serve", missing, "--task", "svamp", "--port", port, cwd=tmp_path)
+    assert_one_line_error(result, f"port {port} on 127.0.0.1 is already in use")
+    assert "serving" not in result.stdout + result.stderr
 
 
 def test_teach_can_use_the_served_student_as_its_teacher(server: str, tmp_path: Path) -> None:

@@ -131,3 +131,79 @@ def test_left_padded_causal_batch_with_trimmed_logits_gives_each_rows_own_loss(
     assert trimmed.shape[1] == keep < labels.shape[1]
     together = row_mean_losses(trimmed, labels[:, -keep:], causal=True)
     assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+
+
+def test_task_token_mean_is_the_published_loss() -> None:
+    """alpha * (token mean over the short task's rows) + (1 - alpha) * (same for the long
+    task), as TaskPrefixTrainer computes it from two forward passes."""
+    from mindmirror.student.losses import token_losses
+
+    torch.manual_seed(0)
+    alpha = 0.3
+    logits = torch.randn(4, 6, 13)
+    labels = torch.tensor(
+        [
+            [1, 2, IGNORE, IGNORE, IGNORE, IGNORE],
+            [3, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE],
+            [4, 5, 6, 7, 8, IGNORE],
+            [9, 10, 11, 12, 1, 2],
+        ]
+    )
+    short = torch.tensor([True, True, False, False])
+    weights = torch.tensor([alpha, alpha, 1 - alpha, 1 - alpha])
+    loss = student_loss(
+        logits, labels, weights, causal=False, norm="task_token_mean",
+        counts=torch.ones(4), short=short,
+    )  # fmt: skip
+    losses, mask = token_losses(logits, labels)
+    short_mean = losses[:2].sum() / mask[:2].sum()
+    long_mean = losses[2:].sum() / mask[2:].sum()
+    assert torch.allclose(loss, alpha * short_mean + (1 - alpha) * long_mean)
+    # Different from the per-row mean: the long rows' lengths differ.
+    assert not torch.allclose(loss, student_loss(logits, labels, weights, causal=False))
+
+
+def test_task_token_mean_counts_a_merged_row_as_its_copies() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4, 9)
+    labels = torch.tensor([[1, 2, IGNORE, IGNORE], [1, 2, IGNORE, IGNORE], [3, 4, 5, 6]])
+    logits[1] = logits[0]
+    short = torch.tensor([True, True, False])
+    copies = student_loss(
+        logits, labels, torch.tensor([0.5, 0.5, 0.5]), causal=False, norm="task_token_mean",
+        counts=torch.ones(3), short=short,
+    )  # fmt: skip
+    merged = student_loss(
+        logits[[0, 2]], labels[[0, 2]], torch.tensor([1.0, 0.5]), causal=False,
+        norm="task_token_mean", counts=torch.tensor([2.0, 1.0]), short=short[[0, 2]],
+    )  # fmt: skip
+    assert torch.allclose(copies, merged)
+
+
+def test_long_inputs_keep_their_prefix_and_their_end() -> None:
+    from mindmirror.student.encoding import HEAD_TOKENS, fit_ids
+
+    ids = list(range(100))
+    cut = fit_ids(ids, 40)
+    assert len(cut) == 40
+    assert (
+        cut[:HEAD_TOKENS] == ids[:HEAD_TOKENS] and cut[HEAD_TOKENS:] == ids[-(40 - HEAD_TOKENS) :]
+    )
+    assert fit_ids(ids[:30], 40) == ids[:30]
+
+
+def test_training_and_generation_cut_long_inputs_the_same_way(tiny_llama) -> None:
+    from mindmirror.student.encoding import prompt_batch
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    long_input = (
+        "verdict: Question: " + "apples and pears " * 80 + "\nAnswer: The answer is (3 + 5)."
+    )
+    trained = encode_row(
+        tokenizer, "causal", Row("verdict", long_input, "the given answer is correct", 0.5, "q"),
+        max_input_tokens=32, max_target_tokens=16,
+    )  # fmt: skip
+    ids, mask = prompt_batch(tokenizer, "causal", [long_input, "predict: short"], 32)
+    assert ids[0].tolist() == trained["input_ids"][:32]
+    assert mask[1].sum() < 32 and mask[1, -1] == 1  # left padding for the short prompt
+    assert tokenizer.decode(ids[0][-12:]).strip().endswith("(3 + 5).")

@@ -69,7 +69,10 @@ def test_mind_mirror_trains_two_stages_second_from_first(tmp_path, records, tiny
     assert "eval_verdict_agreement" in first["best_metric"]
     assert "eval_accuracy" in second["best_metric"]
     assert second["init"] == str(run.root / first["best"])
-    assert first["rows"]["by_prefix"] == {"verdict": 24, "critique": 24}
+    # Stage 1 judges every CoT (3 per question, 5 evaluations) whatever num_cots says.
+    assert first["rows"]["by_prefix"] == {"verdict": 40, "critique": 40}
+    # Batches count (question, CoT) examples: 2 rows (verdict + critique) each.
+    assert first["batch_rows"] == 2 * 4 and second["batch_rows"] == 2 * 4
     info = json.loads((run.stage("evaluation") / "best" / "student.json").read_text())
     assert info["kind"] == "causal" and info["stage"] == "evaluation"
     _, tokenizer, kind = load_student(run.root)
@@ -81,8 +84,7 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
 ) -> None:
     # Test questions are never validation items.
     assert all(
-        "toy-test" not in item.input
-        for item in validation_items(records, "reasoning", num_cots=1, limit=None)
+        "toy-test" not in item.input for item in validation_items(records, "reasoning", limit=None)
     )
     # Validation scores that go up then down: the checkpoint with the best one must win.
     scores = iter([0.25, 0.75, 0.5])
@@ -146,7 +148,7 @@ def test_lora_with_bf16_autocast_saves_a_merged_plain_student(
         "method": "mind_mirror_joint",
         "lora": True,
         "lora_r": 4,
-        "precision": "bf16",
+        "precision": "bf16_force",  # bf16 even on a CPU that only emulates it
         "max_steps": 2,
     }
     summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mindmirror.tasks import ChoiceTask, EquationTask, LabelTask, NumberTask
@@ -30,9 +32,18 @@ def test_answer_span_takes_the_last_answer_sentence() -> None:
          "84 / 2 = 42. The answer is (84 / 2).", "(84 / 2)", "42"),
         ("So she played with 17 + 15 + 2 = 34 kids altogether. The answer is (17 + 15 + 2).",
          "(17 + 15 + 2)", "34"),
-        # gpt-3.5, MCC-KD: no answer sentence, the result ends the text
+        # gpt-3.5, MCC-KD: no answer sentence, the result ends the text; the answer is the
+        # expression left of "=", without the parentheses the prose put around it
         ("He has 102 - 35 = 67 wrappers in his collection.\nTherefore, he has 67 - 33 = 34 "
-         "more wrappers than bottle caps.", "67 - 33 = 34", "34"),
+         "more wrappers than bottle caps.", "67 - 33", "34"),
+        ("The second chapter has 43 more pages than the first chapter (80 - 37 = 43).",
+         "80 - 37", "43"),
+        ("Baker has 167 (original number of cakes) - 108 (sold cakes) = 59 remaining cakes.",
+         "59", "59"),
+        ("471 visitors (day 1) + \n808 visitors (day 2) + \n512 visitors (day 3) = \n1791 "
+         "visitors", "1791", "1791"),
+        ("They made $152 from selling jerseys (2 x $76 = $152).", "2 * 76", "152"),
+        ("Robin cut off **4** inches of her hair.", "4", "4"),
         ("87 (wrappers) – 35 (bottle caps) = 52\n\nDanny has 52 more wrappers than bottle caps.",
          "52", "52"),
         ("The answer is $ 72.", "72", "72"),
@@ -43,7 +54,7 @@ def test_answer_span_takes_the_last_answer_sentence() -> None:
         ("(84 / 2)", "(84 / 2)", "42"),
         # SmolLM2-135M on the demo task
         ("There are 2 * 4 = 8 cookies in total. The answer is (4 x 2) + 1 = 9.",
-         "(4 * 2) + 1 = 9", "9"),
+         "(4 * 2) + 1", "9"),
         ("The answer is (8*10)+7.", "(8*10)+7", "87"),
     ],
 )  # fmt: skip
@@ -52,14 +63,41 @@ def test_equation_parse_and_value(text: str, answer: str, value: str) -> None:
     assert SVAMP.canonical(answer) == value
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Real PaLM failures: two answers, an unknown in the expression, a cut-off reply.
+        "The answer is (175, 5).",
+        "So some - 7 + 2 = 10. The answer is ((some - 7) + 2).",
+        "So 2 * x = 12. The answer is (2 * x).",
+        "106 - 59 = 47. The answer is ((415 - 309) - (41",
+        # Real gpt-3.5 (MCC-KD) endings whose last run is a fragment of prose arithmetic.
+        "Emily can make 144 necklaces (432 beads ÷ 3 beads per necklace).",
+        "Jack received a total of 8 emails in the day (3 in the morning + 5 in the afternoon).",
+        "Each bag would have 2 cookies. (14 divided by 7)",
+        "Faye has a total of 154 pencil {(14 rows) x (11 pencils in each row)}.",
+        "in 89C3(114415152 possible ways considering not same people visiting every day).",
+        "Rachel had a total of (9+11) 20 pages of math and reading homework.",
+        "The answer is forty-two.",
+    ],
+)
+def test_equation_answer_that_is_no_clean_expression_is_unparsed(text: str) -> None:
+    assert SVAMP.parse_answer(text) is None
+
+
 def test_equation_unparseable_answers() -> None:
-    # Real PaLM failures: two answers, an unknown in the expression.
-    assert SVAMP.canonical(SVAMP.parse_answer("The answer is (175, 5).") or "") is None
-    unknown = SVAMP.parse_answer("So some - 7 + 2 = 10. The answer is ((some - 7) + 2).")
-    assert SVAMP.canonical(unknown or "") is None
-    assert SVAMP.parse_answer("The answer is forty-two.") is None
     assert SVAMP.parse_answer("I do not know.") is None
     assert SVAMP.is_correct(None, "( 84.0 / 2.0 )") is False
+
+
+def test_equation_is_scored_by_its_expression_number_by_its_result() -> None:
+    # The published code evaluates label.split('=')[0]: a wrong result does not count.
+    assert SVAMP.parse_answer("So 84 / 2 = 41. The answer is 84 / 2 = 41.") == "84 / 2"
+    assert SVAMP.canonical("84 / 2 = 41") == "42"
+    assert SVAMP.is_correct("84 / 2 = 41", "( 84.0 / 2.0 )")
+    assert not SVAMP.is_correct("84 / 2 = 41", "41")
+    assert GSM8K.parse_answer("So the answer is 84 / 2 = 41.") == "41"
+    assert GSM8K.canonical("84 / 2 = 41") == "41"
 
 
 def test_equation_scored_by_value() -> None:
@@ -90,12 +128,37 @@ def test_equation_answer_text_tidies_gold() -> None:
         ("She earns 0.2 * 50 = $10.\nThe answer is $10.", "10"),
         ("#### 1,000", "1000"),
         ("The final answer is 18", "18"),
+        # A GSM8K-style answer sentence with units: the value after "=" is the answer.
+        (
+            "Each gallon is 8 pints.\nSo the final answer is 15 gallons * 8 pints / gallon = "
+            "120 pints.",
+            "120",
+        ),
+        ("The answer is 3 * 4 = $12 in total.", "12"),
+        ("He has 5 apples. The answer is **7**.", "7"),
     ],
 )
 def test_number_parse(text: str, value: str) -> None:
     answer = GSM8K.parse_answer(text)
     assert answer is not None
     assert GSM8K.canonical(answer) == value
+
+
+def test_answer_marker_never_reaches_across_a_blank_line() -> None:
+    text = "Here is my answer is\n\n7 boxes hold 6 each, 7 x 6 = 42. So 42 cookies."
+    assert answer_span("The answer is\n\n42") is None
+    assert answer_span("Answer:\n42") == "42"
+    assert GSM8K.parse_answer(text) == "42"
+    assert SVAMP.parse_answer(text) == "42"
+
+
+def test_hostile_replies_are_read_in_linear_time() -> None:
+    started = time.perf_counter()
+    assert SVAMP.parse_answer("(" * 100_000 + "1" + ")" * 100_000) is None
+    assert GSM8K.parse_answer("(1 + " * 50_000) is None
+    assert ANLI.parse_answer("The answer is " + "yes no " * 50_000) is None
+    assert CQA.parse_answer("(a) (b) " * 50_000, CHOICES) is None
+    assert time.perf_counter() - started < 2.0
 
 
 def test_number_scoring() -> None:

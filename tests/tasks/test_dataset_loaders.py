@@ -174,7 +174,8 @@ def test_hub_rows_map_like_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
     anli = [json.loads(line) for line in shared_path("anli1", "dss", "anli1_test.json")
             .read_text().splitlines()[:9]]  # fmt: skip
     hub_rows = {
-        "ChilleD/SVAMP": {"train": svamp[:700], "test": svamp[700:]},
+        # Its own 700/300 split, in another order than SVAMP.json.
+        "ChilleD/SVAMP": {"train": svamp[300:], "test": svamp[:300]},
         "someone/svamp-all": {"test": svamp},
         "tau/commonsense_qa": {
             "validation": [
@@ -196,9 +197,13 @@ def test_hub_rows_map_like_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
         return hub_rows[hub_id]
 
     monkeypatch.setattr("mindmirror.tasks.loaders.load_hub", hub)
-    splits = load_task(TaskConfig(name="svamp", val_fraction=0.0), 0)[1]
+    dss = _load("svamp", shared_path("svamp", "dss"), val_fraction=0.0)
+    # Default: back in SVAMP.json's order (by id), split 800/200 exactly as the DSS files.
+    assert load_task(TaskConfig(name="svamp", val_fraction=0.0), 0)[1] == dss
+    own = TaskConfig(name="svamp", svamp_split="source", val_fraction=0.0)
+    splits = load_task(own, 0)[1]
     assert (len(splits["train"]), len(splits["test"])) == (700, 300)
-    assert splits["train"][0].question == f"{svamp[0]['Body']}\n{svamp[0]['Question']}"
+    assert splits["train"][0].question == f"{svamp[300]['Body']}\n{svamp[300]['Question']}"
     whole = load_task(TaskConfig(name="svamp", hub_id="someone/svamp-all", val_fraction=0.0), 0)
     assert whole[1] == _load("svamp", shared_path("svamp", "dss"), val_fraction=0.0)
     cqa = load_task(TaskConfig(name="cqa"), 0)[1]
@@ -206,10 +211,10 @@ def test_hub_rows_map_like_local_files(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(local[e.id] == e for e in cqa["test"]) and len(cqa["test"]) == 5
     anli_splits = load_task(TaskConfig(name="anli"), 0)[1]
     assert [len(anli_splits[s]) for s in ("train", "validation", "test")] == [3, 3, 3]
-    assert asked[0] == ("ChilleD/SVAMP", None) and asked[1] == ("someone/svamp-all", None)
+    assert asked[:3] == [("ChilleD/SVAMP", None)] * 2 + [("someone/svamp-all", None)]
     gsm8k = load_task(TaskConfig(name="gsm8k", val_fraction=0.0), 0)[1]
     assert [e.gold for e in gsm8k["train"] + gsm8k["test"]] == ["4", "6"]
-    assert asked[2:] == [
+    assert asked[3:] == [
         ("tau/commonsense_qa", None),
         ("facebook/anli", None),
         ("openai/gsm8k", "main"),

@@ -10,6 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from mindmirror.errors import UserError
 from mindmirror.teacher.cache import ResponseCache, cache_key
 from mindmirror.teacher.types import Sampling, Usage
 
@@ -89,3 +92,56 @@ def test_rows_written_before_sigkill_survive(tmp_path: Path) -> None:
         found = cache.get_many(f"key-{i}" for i in acknowledged)
         assert len(found) == len(acknowledged)
         assert found["key-39"].text == "text-39"
+
+
+def _filled_cache(path: Path, rows: int = 200) -> list[str]:
+    """A closed cache of ``rows`` samples spread over many database pages; their keys."""
+    keys = [cache_key("m", MESSAGES, SAMPLING, i, "v") for i in range(rows)]
+    with ResponseCache(path) as cache:
+        for key in keys:
+            cache.put(key, "a long chain of thought " * 20, Usage(10, 40))
+    return keys
+
+
+def test_a_page_of_garbage_is_one_line_before_anything_is_requested(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    _filled_cache(path)
+    page = 4096  # SQLite's default page size; the file holds many of them
+    assert path.stat().st_size > 5 * page
+    with path.open("r+b") as handle:
+        handle.seek(3 * page)
+        handle.write(bytes(range(256)) * (page // 256))
+    with pytest.raises(UserError) as caught:
+        ResponseCache(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message and "damaged" in message and "move it aside" in message
+
+
+def test_a_file_of_another_layout_is_one_line_when_used(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE samples (key TEXT PRIMARY KEY, text TEXT)")
+    other.execute("INSERT INTO samples VALUES ('k', 'text')")
+    other.commit()
+    other.close()
+    with ResponseCache(path) as cache, pytest.raises(UserError) as caught:
+        cache.get_many(["k"])
+    message = str(caught.value)
+    assert "\n" not in message and "cannot read" in message and "prompt_tokens" in message
+
+
+def test_an_emptied_cache_warns_before_paying_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    path.touch()
+    with ResponseCache(path) as cache:
+        warning = capsys.readouterr().err
+        assert "0-byte" in warning and "paid for, again" in warning and str(path) in warning
+        assert len(warning.strip().splitlines()) == 1
+        cache.put("k", "text", Usage(1, 1))
+    with ResponseCache(path):
+        assert capsys.readouterr().err == ""  # a cache that holds samples is not warned about
+    with ResponseCache(tmp_path / "new.sqlite"):
+        assert capsys.readouterr().err == ""  # nor is a brand-new one

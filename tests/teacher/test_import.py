@@ -11,6 +11,7 @@ import pytest
 from mindmirror.config import ImportConfig
 from mindmirror.errors import UserError
 from mindmirror.tasks.base import Example
+from mindmirror.tasks.loaders import render_choices, render_nli
 from mindmirror.teacher.backends.importers import cut_completion, import_outputs, normalize
 from tests.conftest import shared_path
 
@@ -165,6 +166,8 @@ def test_generic_jsonl_by_question_or_id(tmp_path: Path) -> None:
     ("line", "message"),
     [
         ('{"cots": ["a"]}', r"bad.jsonl:2: each line needs `question`"),
+        ('{"premise": "p", "cots": ["a"]}', r"bad.jsonl:2: each line needs `question`"),
+        ('{"question": "q", "choices": "a|b", "cots": ["a"]}', r"`choices` must be a list"),
         ('{"question": "q", "cots": "a"}', r"bad.jsonl:2: `cots` must be a list of strings"),
         ('{"question": "q", "cots": ["a"], "evaluations": []}', r"one list per CoT"),
         ("{not json", r"bad.jsonl:2: not valid JSON"),
@@ -182,3 +185,85 @@ def test_missing_import_path_is_a_user_error(tmp_path: Path) -> None:
         import_outputs(ImportConfig(format="tot", path=str(tmp_path / "nope")), [], num_cots=1)
     with pytest.raises(UserError, match="llm/"):
         import_outputs(ImportConfig(format="dss", path=str(tmp_path)), [], num_cots=1)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_jsonl_premise_hypothesis_and_choices_match_rendered_questions(tmp_path: Path) -> None:
+    nli = Example("anli-u1", "train", render_nli("Tom moved to Paris.", "Tom is in France."), "x")
+    # Same stem, different choices: only the rendered question tells them apart.
+    first = ("park", "bed", "car")
+    second = ("sea", "bank", "road")
+    stem = "Where do children play tag?"
+    examples = [
+        nli,
+        Example("cqa-1", "train", render_choices(stem, first), "A", first),
+        Example("cqa-2", "train", render_choices(stem, second), "B", second),
+    ]
+    path = _write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"premise": "Tom moved to Paris.", "hypothesis": "Tom is in France.", "cots": ["n"]},
+            {"question": stem, "choices": list(second), "cots": ["c2"]},
+            {"question": stem, "choices": list(first), "cots": ["c1"]},
+        ],
+    )
+    result = import_outputs(ImportConfig(format="jsonl", path=str(path)), examples, num_cots=2)
+    assert result.by_id["anli-u1"].cots == ["n"]
+    assert result.by_id["cqa-1"].cots == ["c1"] and result.by_id["cqa-2"].cots == ["c2"]
+    assert (result.matched_entries, result.matched_examples, result.examples) == (3, 3, 3)
+
+
+def test_jsonl_id_wins_over_question_text(tmp_path: Path) -> None:
+    examples = [Example("q-1", "train", "What is 1 + 1?", "2"),
+                Example("q-2", "train", "What is 2 + 2?", "4")]  # fmt: skip
+    path = _write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "q-2", "question": "What is 1 + 1?", "cots": ["by id"]},
+            {"id": "unknown", "question": "What is 1 + 1?", "cots": ["by text"]},
+        ],
+    )
+    result = import_outputs(ImportConfig(format="jsonl", path=str(path)), examples, num_cots=2)
+    assert result.by_id["q-2"].cots == ["by id"]
+    assert result.by_id["q-1"].cots == ["by text"]
+
+
+def test_an_import_matching_too_little_fails_in_one_line(tmp_path: Path) -> None:
+    examples = [Example(f"svamp-train-{i:04d}", "train", f"Tom has {i} apples.\nHow many?", "1")
+                for i in range(10)]  # fmt: skip
+    rows = [{"question": f"Another task's question {i}", "cots": ["x"]} for i in range(9)]
+    rows.append({"question": "tom has 3 apples how many", "cots": ["y"]})
+    path = _write_jsonl(tmp_path / "other.jsonl", rows)
+    cfg = ImportConfig(format="jsonl", path=str(path))
+    with pytest.raises(UserError) as error:
+        import_outputs(cfg, examples, num_cots=1)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "matched 1 of 10 entries and 1 of 10 task questions" in message
+    assert "min_match=0.5" in message
+    # It shows what an entry must match: an expected id and its question, on one line.
+    assert "id 'svamp-train-0000' question 'Tom has 0 apples. How many?'" in message
+    # Lowering the threshold accepts the same file, and the counts say what happened.
+    lenient = ImportConfig(format="jsonl", path=str(path), min_match=0.1)
+    result = import_outputs(lenient, examples, num_cots=1)
+    assert result.summary()["examples_matched"] == 1 and result.summary()["examples"] == 10
+    assert result.match_share() == pytest.approx(0.1)
+
+
+def test_a_sample_of_the_questions_or_a_superset_of_them_passes(tmp_path: Path) -> None:
+    examples = [Example(f"q-{i}", "train", f"Question number {i}?", "1") for i in range(10)]
+    # Two of ten questions, but every entry matches: a sample (Mind's Mirror publishes 4).
+    sample = _write_jsonl(tmp_path / "s.jsonl", [
+        {"question": f"Question number {i}?", "cots": ["c"]} for i in range(2)
+    ])  # fmt: skip
+    assert import_outputs(ImportConfig(path=str(sample)), examples, 1).matched_examples == 2
+    # All ten questions inside a file of a hundred entries: a superset (other splits).
+    superset = _write_jsonl(tmp_path / "b.jsonl", [
+        {"question": f"Question number {i}?", "cots": ["c"]} for i in range(100)
+    ])  # fmt: skip
+    result = import_outputs(ImportConfig(path=str(superset)), examples, 1)
+    assert (result.matched_entries, result.matched_examples) == (10, 10)

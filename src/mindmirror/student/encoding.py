@@ -15,19 +15,49 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mindmirror.student.formats import causal_prompt
+from mindmirror.student.formats import SHORT_TASKS, causal_prompt
 from mindmirror.student.losses import IGNORE
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Row
+
+#: Tokens kept from the start of an input that is too long: its task prefix.
+HEAD_TOKENS = 8
+
+
+def fit_ids(ids: list[int], max_tokens: int) -> list[int]:
+    """``ids`` cut to ``max_tokens`` by dropping the middle: the first ``HEAD_TOKENS`` (the task
+    prefix) and the end are kept.
+
+    Why not the right or the left: a ``verdict:`` input is the question then the CoT, and what
+    decides the verdict (the CoT's final answer) is at the end; the prefix at the start says
+    which task to do. Training and every inference path cut the same way.
+    """
+    if len(ids) <= max_tokens:
+        return ids
+    head = min(HEAD_TOKENS, max_tokens // 4)
+    return ids[:head] + ids[len(ids) - (max_tokens - head) :]
 
 
 def prompt_ids(
     tokenizer: PreTrainedTokenizerBase, kind: StudentKind, text: str, max_tokens: int
 ) -> list[int]:
-    """Token ids the student reads for ``text`` (truncated to ``max_tokens``)."""
+    """Token ids the student reads for ``text``, cut to ``max_tokens`` by ``fit_ids``."""
     source = text if kind == "seq2seq" else causal_prompt(text)
-    ids: list[int] = tokenizer(source, truncation=True, max_length=max_tokens)["input_ids"]
-    return ids
+    return fit_ids(tokenizer(source)["input_ids"], max_tokens)
+
+
+def prompt_batch(
+    tokenizer: PreTrainedTokenizerBase, kind: StudentKind, texts: list[str], max_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of a batch of prompts (``prompt_ids`` each).
+
+    Causal prompts are padded on the left, so every row ends where generation continues;
+    seq2seq prompts on the right.
+    """
+    ids = [prompt_ids(tokenizer, kind, text, max_tokens) for text in texts]
+    left = kind == "causal"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return _pad(ids, pad, left=left), _pad([[1] * len(i) for i in ids], 0, left=left)
 
 
 def target_ids(
@@ -57,13 +87,10 @@ def encode_row(
     """One training feature: ``input_ids``, ``labels`` (``-100`` on the prompt) and ``weight``."""
     source = prompt_ids(tokenizer, kind, row.input, max_input_tokens)
     target = target_ids(tokenizer, kind, row.target, max_target_tokens)
+    extra = {"weight": row.weight, "count": row.count, "short": row.prefix in SHORT_TASKS}
     if kind == "seq2seq":
-        return {"input_ids": source, "labels": target, "weight": row.weight}
-    return {
-        "input_ids": source + target,
-        "labels": [IGNORE] * len(source) + target,
-        "weight": row.weight,
-    }
+        return {"input_ids": source, "labels": target, **extra}
+    return {"input_ids": source + target, "labels": [IGNORE] * len(source) + target, **extra}
 
 
 def feature_length(feature: dict[str, Any]) -> int:
@@ -83,7 +110,8 @@ def _pad(rows: list[list[int]], value: int, *, left: bool) -> torch.Tensor:
 class WeightedCollator:
     """Pads a list of features to the batch's own longest row.
 
-    Returns ``input_ids``, ``attention_mask``, ``labels`` (``-100`` on padding) and ``weight``.
+    Returns ``input_ids``, ``attention_mask``, ``labels`` (``-100`` on padding), and the loss's
+    per-row ``weight``, ``count`` and ``short`` (task group).
     Causal batches are padded on the *left*, with explicit ``position_ids`` (so positions
     count from each row's first real token, as in generation): every row's target then ends
     at the last position, and the loss needs logits for the last few positions only (see
@@ -106,6 +134,8 @@ class WeightedCollator:
             "attention_mask": attention_mask,
             "labels": labels,
             "weight": torch.tensor([float(f["weight"]) for f in features]),
+            "count": torch.tensor([float(f["count"]) for f in features]),
+            "short": torch.tensor([bool(f["short"]) for f in features]),
         }
         if left:
             batch["position_ids"] = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)

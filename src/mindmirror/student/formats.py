@@ -7,6 +7,8 @@ self-evaluation input holds the question *and* the CoT (the published code gave 
 
 from __future__ import annotations
 
+import re
+
 PREDICT = "predict"
 EXPLAIN = "explain"
 VERDICT = "verdict"
@@ -30,6 +32,45 @@ def evaluation_input(prefix: str, question: str, cot: str) -> str:
 def verdict_target(verdict: str) -> str:
     """Target of a ``verdict:`` row: the paper's final sentence of an evaluation."""
     return f"the given answer is {verdict}"
+
+
+# The published rationale split (data_utils.py): the text before the last "answer is", cut at
+# its last period. Case-insensitive here, so "So the Answer is" splits too.
+_ANSWER_IS = re.compile(r"answer\s+is\b", re.IGNORECASE)
+# The paper's closing line of an evaluation ("Evaluation result: the given answer is wrong."),
+# or a bare final verdict sentence when a teacher shortens it.
+_VERDICT_LINE = re.compile(
+    r"(?:evaluation\s+result\s*:.*|the\s+given\s+answer\s+is\s+(?:correct|wrong|incorrect|"
+    r"uncertain)\b[^\n]*)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def rationale(cot: str) -> str:
+    """The CoT without its answer sentence: the published ``explain:`` target.
+
+    ``"... 84 / 2 = 42 points. The answer is (84 / 2)."`` -> ``"... 84 / 2 = 42 points."``.
+    A CoT with no "answer is" (gpt-3.5 often just ends on the result) is kept whole. Unlike the
+    published code, a CoT whose split leaves nothing is kept whole too, never ``' '``.
+    """
+    marks = list(_ANSWER_IS.finditer(cot))
+    if not marks:
+        return cot.strip()
+    head = cot[: marks[-1].start()]
+    cut = head.rfind(".")
+    kept = head[: cut + 1].strip() if cut >= 0 else ""
+    return kept or cot.strip()
+
+
+def critique_target(evaluation: str) -> str:
+    """An evaluation without its final verdict line: the ``critique:`` target.
+
+    The verdict is the ``verdict:`` task's target; leaving it in the critique would teach it
+    twice and make the long target end on the short one. Empty when nothing else is left.
+    """
+    match = _VERDICT_LINE.search(evaluation)
+    body = evaluation[: match.start()] if match else evaluation
+    return body.strip()
 
 
 #: Causal students see ``<input>`` + this separator, then learn the target after it; the

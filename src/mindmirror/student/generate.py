@@ -17,18 +17,17 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
-from mindmirror.progress import RateColumn
+from mindmirror.progress import ProgressReport
 from mindmirror.records import VERDICTS
-from mindmirror.student.formats import causal_prompt, verdict_target
+from mindmirror.student.encoding import prompt_batch, prompt_ids
+from mindmirror.student.formats import verdict_target
 
 
 @dataclass(frozen=True)
@@ -52,34 +51,19 @@ def is_seq2seq(model: PreTrainedModel) -> bool:
 
 
 def _batches(inputs: Sequence[str], size: int, progress: str | None) -> Iterator[list[str]]:
-    """Consecutive chunks of ``size`` inputs; a transient rich bar (count, rate, ETA) advances
-    as each chunk is consumed. ``progress`` is its description (None: no bar)."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
+    """Consecutive chunks of ``size`` inputs; progress on stderr (count, rate, ETA) advances
+    as each chunk is consumed. ``progress`` is its description (None: no progress)."""
+    report = ProgressReport(
+        progress or "",
+        len(inputs),
+        enabled=progress is not None and len(inputs) > 1,
         transient=True,
-        disable=progress is None or len(inputs) <= 1,
     )
-    with bar:
-        task = bar.add_task(progress or "", total=len(inputs))
+    with report:
         for start in range(0, len(inputs), size):
             chunk = list(inputs[start : start + size])
             yield chunk
-            bar.advance(task, len(chunk))
-
-
-@contextmanager
-def _left_padding(tok: PreTrainedTokenizerBase) -> Iterator[None]:
-    """Pad and truncate on the left for the block (causal prompts must end at the same place)."""
-    saved = tok.padding_side, tok.truncation_side
-    tok.padding_side, tok.truncation_side = "left", "left"
-    try:
-        yield
-    finally:
-        tok.padding_side, tok.truncation_side = saved
+            report.update(advance=len(chunk))
 
 
 def _eos_ids(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> list[int]:
@@ -175,25 +159,12 @@ def _generate_chunk(
     max_input_tokens: int,
     options: dict[str, Any],
 ) -> list[list[Sample]]:
-    texts = chunk if seq2seq else [causal_prompt(t) for t in chunk]
-    if seq2seq:
-        enc = tok(
-            texts, return_tensors="pt", padding=True, truncation=True, max_length=max_input_tokens
-        )
-    else:
-        with _left_padding(tok):
-            enc = tok(
-                texts,
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_input_tokens,
-            )
-    enc = enc.to(model.device)
+    kind = "seq2seq" if seq2seq else "causal"
+    input_ids, mask = prompt_batch(tok, kind, chunk, max_input_tokens)
     out = model.generate(
-        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **options
+        input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), **options
     )
-    prompt_len = 1 if seq2seq else enc["input_ids"].shape[1]  # seq2seq: the start token
+    prompt_len = 1 if seq2seq else input_ids.shape[1]  # seq2seq: the start token
     new_ids = out.sequences[:, prompt_len:]
     decoded = tok.batch_decode(new_ids, skip_special_tokens=True)
     means: list[float | None] = [None] * len(decoded)
@@ -260,16 +231,15 @@ def _seq2seq_candidates(
 ) -> torch.Tensor:
     """(inputs, candidates) log-probs; the encoder runs once per input."""
     n, c = len(sources), len(candidates)
-    enc = tok(
-        sources, return_tensors="pt", padding=True, truncation=True, max_length=max_input_tokens
-    ).to(model.device)
-    encoded = model.get_encoder()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    input_ids, mask = prompt_batch(tok, "seq2seq", sources, max_input_tokens)
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
     hidden = encoded.last_hidden_state.repeat_interleave(c, dim=0)
     labels = tok(text_target=candidates, return_tensors="pt", padding=True)["input_ids"]
     labels = labels.masked_fill(labels == tok.pad_token_id, -100).repeat(n, 1).to(model.device)
     logits = model(
         encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-        attention_mask=enc["attention_mask"].repeat_interleave(c, dim=0),
+        attention_mask=mask.repeat_interleave(c, dim=0),
         labels=labels,
     ).logits
     return _token_logprobs(logits, labels).view(n, c)
@@ -302,7 +272,7 @@ def _causal_candidates(
         [tok(c, add_special_tokens=False)["input_ids"] + eos for c in candidates]
     )
     n, c, k = len(sources), len(candidates), len(prefix)
-    prompts = [tok(causal_prompt(s))["input_ids"][-max_input_tokens:] + prefix for s in sources]
+    prompts = [prompt_ids(tok, "causal", s, max_input_tokens) + prefix for s in sources]
     width = max(len(p) for p in prompts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     # Left padding, so every row's last token sits at the same place for the continuation;

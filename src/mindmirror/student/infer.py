@@ -11,7 +11,9 @@ Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability 
 output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
 summed P(correct) over K (so agreement and self-judged correctness both raise it).
 ``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
-``Student.judge`` when set (a two-stage run's self-evaluation student), else the student itself.
+``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
+itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
+itself, so both judges are reported.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from mindmirror.student.generate import Sample, generate, verdict_probs
 from mindmirror.tasks.base import Task
 
 MODES: tuple[InferMode, ...] = ("answer", "cot", "vote", "mirror")
+#: ``mirror`` judged by the final student itself, scored beside ``mirror`` when that one is
+#: judged by a separate self-evaluation student (a two-stage run's stage-1 best).
+OWN_JUDGE_MODE = "mirror_final"
 Choices = tuple[str, ...] | None
 
 
@@ -200,19 +205,18 @@ def _sample_cots(
 
 
 def _judge(
-    student: Student,
+    judge: Student,
     questions: Sequence[str],
     sampled: list[list[Judged]],
     cfg: EvalConfig,
     quiet: bool,
 ) -> list[list[Judged]]:
-    """Copies of the samples with the student's verdict probabilities (one batched pass)."""
+    """Copies of the samples with ``judge``'s verdict probabilities (one batched pass)."""
     inputs = [
         evaluation_input(VERDICT, q, s.text)
         for q, samples in zip(questions, sampled, strict=True)
         for s in samples
     ]
-    judge = student.judge_or_self
     probs = iter(
         verdict_probs(
             judge.model,
@@ -241,9 +245,11 @@ def vote_prediction(question: str, samples: list[Judged]) -> Prediction:
     )
 
 
-def mirror_prediction(question: str, samples: list[Judged], abstain_threshold: float) -> Prediction:
-    """Votes weighted by the student's own P(correct); the CoT shown is the winning answer's
-    most trusted one. Abstains when every sample is judged wrong or confidence is too low."""
+def mirror_prediction(
+    question: str, samples: list[Judged], abstain_threshold: float, mode: str = "mirror"
+) -> Prediction:
+    """Votes weighted by the judge's P(correct); the CoT shown is the winning answer's most
+    trusted one. Abstains when every sample is judged wrong or confidence is too low."""
     winner, confidence = weighted_vote(
         [s.canonical for s in samples], [s.p_correct for s in samples]
     )
@@ -251,7 +257,7 @@ def mirror_prediction(question: str, samples: list[Judged], abstain_threshold: f
     best = max(backers, key=lambda s: s.p_correct) if backers else None
     all_wrong = bool(samples) and all(s.verdict == "wrong" for s in samples)
     return Prediction(
-        mode="mirror",
+        mode=mode,
         question=question,
         answer=best.answer if best else None,
         canonical=winner,
@@ -286,7 +292,9 @@ def infer_modes(
 
     ``vote`` and ``mirror`` share one set of K sampled CoTs; their ``seconds`` both include the
     sampling time and ``mirror``'s adds the judging pass, so answers/s stays honest per mode.
-    Sampling is seeded with ``seed``.
+    When the student has a separate judge, ``mirror`` is judged by it and ``mirror_final``
+    (the same samples judged by the student itself) is returned too. Sampling is seeded with
+    ``seed``.
     """
     opts: Sequence[Choices] = choices if choices is not None else [None] * len(questions)
     runs: dict[str, ModeRun] = {}
@@ -304,15 +312,19 @@ def infer_modes(
             preds = [vote_prediction(q, s) for q, s in zip(questions, sampled, strict=True)]
             runs["vote"] = ModeRun(preds, sampling)
         if "mirror" in modes:
-            start = time.perf_counter()
-            judged = _judge(student, questions, sampled, cfg, quiet)
-            judging = time.perf_counter() - start
-            preds = [
-                mirror_prediction(q, s, cfg.abstain_threshold)
-                for q, s in zip(questions, judged, strict=True)
-            ]
-            runs["mirror"] = ModeRun(preds, sampling + judging)
-    return {mode: runs[mode] for mode in modes}
+            judges = [("mirror", student.judge_or_self)]
+            if student.judge is not None:
+                judges.append((OWN_JUDGE_MODE, student))
+            for name, judge in judges:
+                start = time.perf_counter()
+                judged = _judge(judge, questions, sampled, cfg, quiet)
+                judging = time.perf_counter() - start
+                preds = [
+                    mirror_prediction(q, s, cfg.abstain_threshold, name)
+                    for q, s in zip(questions, judged, strict=True)
+                ]
+                runs[name] = ModeRun(preds, sampling + judging)
+    return {mode: runs[mode] for mode in (*modes, OWN_JUDGE_MODE) if mode in runs}
 
 
 def infer(

@@ -1,19 +1,23 @@
-"""Per-row weighted token cross-entropy for seq2seq and causal students (pure functions).
+"""Weighted token cross-entropy for seq2seq and causal students (pure functions).
 
-Normalisation: each row's loss is the *mean* over its target tokens, multiplied by the row's
-weight; the batch loss is the sum of those over the batch divided by the number of rows.
+Two normalisations of one micro-batch that mixes short targets (``predict:``, ``verdict:``: a
+few tokens) with long ones (``explain:``, ``critique:``: a CoT), ``train.loss_norm``:
 
-Why per row and not per token: one batch mixes short targets (``The answer is 42.``, a few
-tokens) with long ones (a CoT, a hundred tokens). A token-level mean would let long rows
-dominate and silently turn ``alpha`` into ``alpha * short_len / long_len``; a per-row mean
-keeps ``alpha * L(short) + (1 - alpha) * L(long)`` what it says, as in the paper where each of
-the two losses is a mean over its own target tokens. Dividing by the row count (not by the sum
-of weights) keeps merged duplicate rows exactly equivalent to their copies (see ``rows.py``).
+- ``task_token_mean`` (the published code, ``TaskPrefixTrainer.compute_loss``): each task's
+  loss is the mean over *all* target tokens of that task's rows in the batch, then
+  ``alpha * L_short + (1 - alpha) * L_long``. Within a task, a long target weighs more than a
+  short one (it has more tokens).
+- ``row_mean`` (ours): each row's loss is the mean over its own target tokens, times the row's
+  weight; the batch loss divides the sum by the number of rows. Every row weighs the same
+  whatever its length.
 
-``num_items_in_batch`` (Trainer's count of label *tokens* across gradient-accumulation steps)
-is the wrong unit for a per-row mean, so the trainer does not use it: it returns this
-per-micro-batch mean and lets Trainer divide by the accumulation steps, which is exact when
-micro-batches hold the same number of rows.
+Both keep ``alpha`` from turning into ``alpha * short_len / long_len`` (a single token mean
+over the mixed batch would). A row merged from ``count`` identical rows (``dedupe``) counts
+``count`` times in either.
+
+``num_items_in_batch`` (Trainer's token count across gradient-accumulation steps) is not used:
+the trainer returns this per-micro-batch loss and lets Trainer divide by the accumulation
+steps.
 """
 
 from __future__ import annotations
@@ -67,8 +71,57 @@ def weighted_batch_loss(row_losses: torch.Tensor, weights: torch.Tensor) -> torc
     return (row_losses * weights.to(row_losses.dtype)).sum() / row_losses.shape[0]
 
 
-def student_loss(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, *, causal: bool
+def task_token_mean_loss(
+    token_sums: torch.Tensor,
+    token_counts: torch.Tensor,
+    weights: torch.Tensor,
+    counts: torch.Tensor,
+    short: torch.Tensor,
 ) -> torch.Tensor:
-    """The training loss of one micro-batch: per-row mean token loss x weight, mean over rows."""
-    return weighted_batch_loss(row_mean_losses(logits, labels, causal=causal), weights)
+    """The published loss: ``sum over tasks of factor * (task's token mean)``.
+
+    Args:
+        token_sums: ``[B]`` summed target-token losses of each row.
+        token_counts: ``[B]`` target tokens of each row.
+        weights: ``[B]`` ``count * factor``, factor = ``alpha`` (short) or ``1 - alpha`` (long).
+        counts: ``[B]`` rows each row stands for (1 unless merged by ``dedupe``).
+        short: ``[B]`` bool, the row's task is a short one (``predict:``, ``verdict:``).
+
+    Returns:
+        A scalar: ``sum_g sum_{r in g} w_r * S_r / sum_{r in g} c_r * n_r`` over the two task
+        groups g, which is ``factor_g * token-mean_g`` summed; a group absent from the batch
+        adds 0.
+    """
+    weights = weights.to(token_sums.dtype)
+    counts = counts.to(token_sums.dtype)
+    total = token_sums.new_zeros(())
+    for group in (short, ~short):
+        if group.any():
+            tokens = (counts[group] * token_counts[group]).sum().clamp(min=1)
+            total = total + (weights[group] * token_sums[group]).sum() / tokens
+    return total
+
+
+def student_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    causal: bool,
+    norm: str = "row_mean",
+    counts: torch.Tensor | None = None,
+    short: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training loss of one micro-batch under normalisation ``norm``.
+
+    ``row_mean``: per-row mean token loss x weight, mean over rows. ``task_token_mean``: see
+    ``task_token_mean_loss`` (needs ``counts`` and ``short``, both ``[B]``).
+    """
+    if norm == "row_mean":
+        return weighted_batch_loss(row_mean_losses(logits, labels, causal=causal), weights)
+    if counts is None or short is None:
+        raise ValueError("task_token_mean needs the rows' counts and task groups")
+    if causal:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    losses, mask = token_losses(logits, labels)
+    return task_token_mean_loss(losses.sum(dim=1), mask.sum(dim=1), weights, counts, short)

@@ -17,28 +17,35 @@ method                        stage ``evaluation`` (self-eval)        stage ``re
 ``mind_mirror_joint``         -  (one stage ``joint``: both row sets mixed)
 ============================  =====================================  ============================
 
-Choices made here:
+Choices made here (the paper's behaviour unless a ``train:`` option says otherwise):
 
-- CoTs: the first ``num_cots`` CoTs *whose answer parsed*; unparsed CoTs are skipped and
-  counted (``RowStats.cots_unparsed``). ``step_by_step`` is the same with ``num_cots = 1``.
-- ``distill``'s label: the majority over the parsed teacher answers (compared by the task's
-  canonical form); a tie goes to the earliest CoT among the tied answers.
+- CoTs of the reasoning stage: the first ``num_cots`` CoTs *whose answer parsed*; unparsed CoTs
+  are skipped and counted (``RowStats.cots_unparsed``): the published code kept them with the
+  answer ``' '``, teaching the student to answer nothing. ``step_by_step`` uses one CoT.
+- ``explain:`` targets: ``explain_target: rationale`` (published) is the CoT before its answer
+  sentence, so with gold labels the explain target never carries a wrong teacher answer;
+  ``cot`` keeps the answer sentence (needed by the ``cot``/``vote``/``mirror`` inference modes,
+  which read the answer from the student's own CoT).
+- ``distill``'s label: ``distill_label: first`` (published) is the first parsed CoT's answer;
+  ``majority`` the most frequent answer (task's canonical form), ties to the earliest CoT.
 - ``labels: teacher`` (the paper's setting): each CoT contributes one ``predict:`` row whose
-  target is *that CoT's* answer; answers of equal value (task's canonical form, e.g.
-  ``100 - 68 = 32`` and ``67 - 35 = 32``) share one spelling, the first CoT's.
+  target is *that CoT's* answer, as that CoT wrote it.
 - ``labels: gold``: the ``predict:`` target is gold; the CoTs (``explain:`` targets) are
   unchanged, wrong ones included, as in Distilling Step-by-Step.
-- Evaluations: the first ``num_evals`` of each used CoT; those without a parsed verdict are
-  skipped and counted. The gold evaluator's empty critique gives no ``critique:`` row.
+- Self-evaluation stage: *every* CoT of the record (parsed or not: a CoT without an answer is
+  still something to judge) and the first ``num_evals`` evaluations of each, independent of
+  the reasoning stage's ``num_cots`` (the published "1 CoT with self-evaluation" trains stage 1
+  on all 5 x 5). Evaluations without a parsed verdict are skipped and counted. ``critique:``
+  targets are the evaluation without its final verdict line (the verdict is ``verdict:``'s
+  target); the gold evaluator's empty critique gives no ``critique:`` row.
 
-Deduplication (where the speed comes from): the paper's rows repeat themselves: every
-(question, CoT) pair carries a ``predict:`` row, so a question with N CoTs that agree has N
-identical ``predict:`` rows, and M evaluations agreeing on a verdict give M identical
-``verdict:`` rows. ``dedupe`` merges identical (prefix, input, target) rows into one row whose
-weight is the sum. The training objective is a weighted sum of per-row losses
-(``losses.py``), so ``sum_i w * L(row) == (sum_i w) * L(row)``: an epoch applies the same total
-gradient (to first order) with fewer rows, fewer forward passes and fewer steps. Differing
-teacher answers stay separate rows, i.e. a soft label weighted by the teacher's vote counts.
+Deduplication (``dedupe``, off by default as in the published code): every (question, CoT)
+pair carries a ``predict:`` row, so N agreeing CoTs give N identical ``predict:`` rows, and M
+agreeing evaluations M identical ``verdict:`` rows. ``dedupe`` merges identical (prefix,
+input, target) rows into one row whose ``count`` and ``weight`` are the sums. The loss
+(``losses.py``) counts a merged row ``count`` times, so one epoch has the same total loss with
+fewer rows; it is *not* the same optimisation (fewer, differently composed steps under AdamW,
+clipping and length-grouped batches), which is why it is an option.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ from mindmirror.student.formats import (
     PREDICT,
     SHORT_TASKS,
     VERDICT,
+    critique_target,
     evaluation_input,
+    rationale,
     reasoning_input,
     verdict_target,
 )
@@ -74,17 +83,25 @@ METHODS: tuple[Method, ...] = (
 )
 Stage = Literal["evaluation", "reasoning", "joint"]
 Labels = Literal["teacher", "gold"]
+ExplainTarget = Literal["rationale", "cot"]
+DistillLabel = Literal["first", "majority"]
 
 
 @dataclass(frozen=True)
 class Row:
-    """One training example: ``input`` -> ``target`` under ``prefix``, weighted by ``weight``."""
+    """One training example: ``input`` -> ``target`` under ``prefix``.
+
+    ``count`` is how many of the paper's rows this row stands for (more than 1 only after
+    ``dedupe``); ``weight`` is ``count`` times the task's loss weight (``alpha`` or
+    ``1 - alpha``; 1 for single-task methods).
+    """
 
     prefix: str
     input: str
     target: str
     weight: float
     question_id: str
+    count: float = 1.0
 
 
 @dataclass
@@ -111,7 +128,9 @@ class RowSpec:
     num_cots: int = 5
     num_evals: int = 5
     alpha: float = 0.5
-    dedupe: bool = True
+    dedupe: bool = False
+    explain_target: ExplainTarget = "rationale"
+    distill_label: DistillLabel = "first"
 
 
 def stages(method: Method) -> list[Stage]:
@@ -140,6 +159,16 @@ def used_cots(record: Record, limit: int) -> tuple[list[Cot], int]:
         else:
             unparsed += 1
     return used, unparsed
+
+
+def judged_cots(record: Record) -> list[Cot]:
+    """The CoTs the self-evaluation stage judges: all but failed requests, parsed or not."""
+    return [c for c in record.cots if c.status != "error" and c.text.strip()]
+
+
+def first_answer(cots: list[Cot]) -> str | None:
+    """The first parsed CoT's answer: the published standard-distillation label."""
+    return next((c.answer for c in cots if c.parsed and c.answer is not None), None)
 
 
 def majority_answer(cots: list[Cot], task: Task, choices: tuple[str, ...] | None) -> str | None:
@@ -178,7 +207,10 @@ def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -
     cots, unparsed = used_cots(record, limit)
     stats.cots_unparsed += unparsed
     if spec.method == "distill":
-        label = majority_answer(cots, task, choices)
+        if spec.distill_label == "first":
+            label = first_answer(cots)
+        else:
+            label = majority_answer(cots, task, choices)
         if label is None:
             stats.questions_skipped += 1
             return []
@@ -194,22 +226,20 @@ def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -
         gold = task.answer_text(record.gold)
         rows = [_row(PREDICT, predict_in, gold, w_short, record.id)] * max(1, len(cots))
     else:
-        # Answers with the same value are one label, spelled as the first CoT spelled it.
-        spelling: dict[str, str] = {}
-        rows = []
-        for c in cots:
-            answer = c.answer or ""
-            answer = spelling.setdefault(task.canonical(answer, choices) or answer, answer)
-            rows.append(_row(PREDICT, predict_in, task.answer_text(answer), w_short, record.id))
+        rows = [
+            _row(PREDICT, predict_in, task.answer_text(c.answer or ""), w_short, record.id)
+            for c in cots
+        ]
     explain_in = reasoning_input(EXPLAIN, record.question)
-    rows += [_row(EXPLAIN, explain_in, c.text, w_long, record.id) for c in cots]
+    for c in cots:
+        target = rationale(c.text) if spec.explain_target == "rationale" else c.text
+        rows.append(_row(EXPLAIN, explain_in, target, w_long, record.id))
     return rows
 
 
 def evaluation_rows(record: Record, spec: RowSpec, stats: RowStats) -> list[Row]:
-    """``verdict:``/``critique:`` rows of one question: N CoTs x M evaluations."""
-    cots, unparsed = used_cots(record, spec.num_cots)
-    stats.cots_unparsed += unparsed
+    """``verdict:``/``critique:`` rows of one question: every CoT x its first M evaluations."""
+    cots = judged_cots(record)
     rows: list[Row] = []
     w_short = short_or_long_weight(VERDICT, spec.alpha)
     w_long = short_or_long_weight(CRITIQUE, spec.alpha)
@@ -222,16 +252,18 @@ def evaluation_rows(record: Record, spec: RowSpec, stats: RowStats) -> list[Row]
             verdict_in = evaluation_input(VERDICT, record.question, cot.text)
             target = verdict_target(evaluation.verdict)
             rows.append(_row(VERDICT, verdict_in, target, w_short, record.id))
-            if evaluation.text.strip():
+            critique = critique_target(evaluation.text)
+            if critique:
                 critique_in = evaluation_input(CRITIQUE, record.question, cot.text)
-                rows.append(_row(CRITIQUE, critique_in, evaluation.text, w_long, record.id))
+                rows.append(_row(CRITIQUE, critique_in, critique, w_long, record.id))
     if not rows:
         stats.questions_skipped += 1
     return rows
 
 
 def dedupe_rows(rows: Iterable[Row]) -> list[Row]:
-    """Merge identical (prefix, input, target) rows, summing weights; first-seen order kept."""
+    """Merge identical (prefix, input, target) rows, summing weights and counts; first-seen
+    order kept."""
     merged: dict[tuple[str, str, str], Row] = {}
     for row in rows:
         key = (row.prefix, row.input, row.target)
@@ -239,8 +271,13 @@ def dedupe_rows(rows: Iterable[Row]) -> list[Row]:
         if seen is None:
             merged[key] = row
         else:
-            merged[key] = _row(
-                row.prefix, row.input, row.target, seen.weight + row.weight, seen.question_id
+            merged[key] = Row(
+                prefix=row.prefix,
+                input=row.input,
+                target=row.target,
+                weight=seen.weight + row.weight,
+                question_id=seen.question_id,
+                count=seen.count + row.count,
             )
     return list(merged.values())
 
@@ -260,12 +297,10 @@ def build_rows(
         elif stage == "reasoning":
             rows += reasoning_rows(record, task, spec, stats)
         else:
-            # Joint: both skills in one stage; a question or CoT is counted once.
+            # Joint: both skills in one stage; a question is counted once.
             skipped = stats.questions_skipped
             reasoning = reasoning_rows(record, task, spec, stats)
-            unparsed = stats.cots_unparsed
             evaluation = evaluation_rows(record, spec, stats)
-            stats.cots_unparsed = unparsed
             stats.questions_skipped = skipped + int(not reasoning and not evaluation)
             rows += reasoning + evaluation
     stats.rows_before_dedupe = len(rows)

@@ -41,7 +41,9 @@ from mindmirror.errors import UserError
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
+from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.model import add_lora, load_student, save_student
+from mindmirror.student.precision import resolve_precision
 from mindmirror.student.rows import Row, RowSpec, Stage, build_rows, stages
 from mindmirror.student.trainer import RichProgress, StudentTrainer
 from mindmirror.student.validate import ValItem, metric_name, validation_items
@@ -63,12 +65,9 @@ def library_versions() -> dict[str, str]:
 
 
 def use_bf16(cfg: TrainConfig) -> bool:
-    """bf16 autocast when asked, or on ``auto`` when a GPU supports it; fp16 never (T5)."""
-    if cfg.precision == "bf16":
-        return True
-    if cfg.precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return False
+    """bf16 autocast where the hardware runs it natively (``student/precision.py``); fp16
+    never (T5 overflows in it)."""
+    return resolve_precision(cfg.precision) == "bf16"
 
 
 def row_spec(cfg: TrainConfig) -> RowSpec:
@@ -80,10 +79,41 @@ def row_spec(cfg: TrainConfig) -> RowSpec:
         num_evals=cfg.num_evals,
         alpha=cfg.alpha,
         dedupe=cfg.dedupe,
+        explain_target=cfg.explain_target,
+        distill_label=cfg.distill_label,
     )
 
 
-def training_args(cfg: TrainConfig, stage: Stage, out: Path, seed: int) -> TrainingArguments:
+def rows_per_batch(cfg: TrainConfig, rows: list[Row]) -> int:
+    """Rows per micro-batch: ``batch_size``, doubled when it counts (question, CoT) examples
+    and each example is two rows (a short and a long target), as the published trainer runs
+    both tasks of every example in one step."""
+    two_tasks = len({row.prefix in SHORT_TASKS for row in rows}) == 2
+    return cfg.batch_size * (2 if cfg.batch_unit == "examples" and two_tasks else 1)
+
+
+def trackers(cfg: TrainConfig) -> list[str]:
+    """``train.report_to`` as a list for Trainer; UserError naming the package when one of
+    them is not installed (Trainer would fail with a traceback at its first step)."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    wanted = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
+    wanted = [name for name in wanted if name != "none"]
+    if "all" in wanted:
+        return ["all"]
+    available = get_available_reporting_integrations()
+    for name in wanted:
+        if name not in available:
+            raise UserError(
+                f"train.report_to: {name} is not installed: pip install {name.replace('_', '-')} "
+                "(or remove it from train.report_to)"
+            )
+    return wanted
+
+
+def training_args(
+    cfg: TrainConfig, stage: Stage, out: Path, seed: int, batch_rows: int
+) -> TrainingArguments:
     """Trainer arguments: evaluation and checkpoints on the same schedule, best on validation."""
     strategy = "steps" if cfg.eval_steps else "epoch"
     epochs = cfg.stage1_epochs if stage == "evaluation" and cfg.stage1_epochs else cfg.epochs
@@ -91,7 +121,7 @@ def training_args(cfg: TrainConfig, stage: Stage, out: Path, seed: int) -> Train
         output_dir=str(out),
         num_train_epochs=epochs,
         max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batch_rows,
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
@@ -110,7 +140,7 @@ def training_args(cfg: TrainConfig, stage: Stage, out: Path, seed: int) -> Train
         logging_steps=cfg.logging_steps,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         remove_unused_columns=False,
-        report_to="none",
+        report_to=trackers(cfg),
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
@@ -190,7 +220,7 @@ def make_trainer(
     )
     return StudentTrainer(
         model=model,
-        args=training_args(cfg, stage, folder / "checkpoints", seed),
+        args=training_args(cfg, stage, folder / "checkpoints", seed, rows_per_batch(cfg, rows)),
         train_dataset=features,
         eval_dataset=items,
         data_collator=collator,
@@ -201,6 +231,7 @@ def make_trainer(
         lengths=[feature_length(f) for f in features],
         eval_max_new_tokens=cfg.eval_max_new_tokens,
         eval_max_input_tokens=cfg.max_input_tokens,
+        loss_norm=cfg.loss_norm,
     )
 
 
@@ -233,7 +264,7 @@ def train_stage(
             f"({stats.questions} train questions, {stats.questions_skipped} skipped, "
             f"{stats.cots_unparsed} unparsed CoTs, {stats.evals_unparsed} unparsed evaluations)"
         )
-    items = validation_items(records, stage, num_cots=cfg.num_cots, limit=cfg.val_limit)
+    items = validation_items(records, stage, limit=cfg.val_limit)
     if not items:
         need = "CoTs with parsed evaluations" if stage == "evaluation" else "questions with gold"
         raise UserError(
@@ -268,6 +299,7 @@ def train_stage(
         "kind": kind,
         "rows": asdict(stats),
         "validation_items": len(items),
+        "batch_rows": trainer.args.per_device_train_batch_size,
         "best_metric": {metric: trainer.state.best_metric},
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best": str((folder / "best").relative_to(run.root)),
@@ -279,6 +311,7 @@ def train_stage(
         "processes": trainer.args.world_size,
         "backend": dist.get_backend() if dist.is_initialized() else None,
         "bf16": trainer.args.bf16,
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
     }
     if trainer.is_world_process_zero():
         save_student(
@@ -324,6 +357,8 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         "seed": recipe.seed,
         "stages": results,
         "final": str(Path(init).relative_to(run.root)),
+        # The precision the final student trained in (a bf16 recipe may have fallen back).
+        "precision": results[stage].get("precision"),
         "versions": library_versions(),
         "recipe": dump_recipe(recipe),
     }

@@ -1,4 +1,4 @@
-"""The Trainer subclass: weighted per-row loss, length-grouped batches, validation by generation.
+"""The Trainer subclass: the multi-task loss, length-grouped batches, validation by generation.
 
 Everything else (gradient accumulation, bf16 autocast, checkpoints and resuming, best-model
 tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Trainer``.
@@ -13,17 +13,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from mindmirror.progress import ProgressReport
 from mindmirror.student.losses import IGNORE, student_loss
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage
@@ -38,11 +31,12 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
 
 
 class StudentTrainer(Trainer):
-    """``Trainer`` with the per-row weighted loss and generation-based validation.
+    """``Trainer`` with the weighted multi-task loss and generation-based validation.
 
     Args (besides Trainer's): ``kind`` (seq2seq/causal), ``stage``, ``task`` (the scorer),
     ``lengths`` (one per training feature, for length grouping), ``eval_max_new_tokens``,
-    ``eval_max_input_tokens``. ``eval_dataset`` is the list of ``ValItem`` to validate on.
+    ``eval_max_input_tokens``, ``loss_norm`` (see losses.py). ``eval_dataset`` is the list of
+    ``ValItem`` to validate on.
     """
 
     def __init__(
@@ -54,6 +48,7 @@ class StudentTrainer(Trainer):
         lengths: list[int],
         eval_max_new_tokens: int = 32,
         eval_max_input_tokens: int = 512,
+        loss_norm: str = "task_token_mean",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -63,8 +58,9 @@ class StudentTrainer(Trainer):
         self.lengths = lengths
         self.eval_max_new_tokens = eval_max_new_tokens
         self.eval_max_input_tokens = eval_max_input_tokens
-        # Our loss is a per-row mean (losses.py): Trainer must not pass it a token count, and
-        # must divide it by the accumulation steps itself.
+        self.loss_norm = loss_norm
+        # Our loss is normalised per micro-batch (losses.py): Trainer must not pass it a token
+        # count, and must divide it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False
         self.keeps_logits = accepts_logits_to_keep(self.model)
@@ -85,8 +81,8 @@ class StudentTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        """Weighted per-row mean token loss (``num_items_in_batch`` is unused, see losses.py)."""
-        weights = inputs.pop("weight")
+        """The weighted loss of ``loss_norm`` (``num_items_in_batch`` is unused, see losses.py)."""
+        weights, counts, short = inputs.pop("weight"), inputs.pop("count"), inputs.pop("short")
         labels = inputs.pop("labels")
         if self.kind == "causal" and self.keeps_logits:
             # Left-padded rows end in their targets: only the last `keep` positions (the
@@ -97,7 +93,15 @@ class StudentTrainer(Trainer):
             labels = labels[:, -keep:]
         else:
             outputs = model(**inputs)
-        loss = student_loss(outputs.logits, labels, weights, causal=self.kind == "causal")
+        loss = student_loss(
+            outputs.logits,
+            labels,
+            weights,
+            causal=self.kind == "causal",
+            norm=self.loss_norm,
+            counts=counts,
+            short=short,
+        )
         return (loss, outputs) if return_outputs else loss
 
     def evaluate(
@@ -138,49 +142,35 @@ class StudentTrainer(Trainer):
 
 
 class RichProgress(TrainerCallback):
-    """A rich progress bar on the main process: steps, rate, ETA, last loss and metric."""
+    """Training progress on the main process (``progress.ProgressReport``: a rich bar on a
+    terminal, plain lines elsewhere): steps, rate, ETA, last loss and validation metric."""
 
     def __init__(self, description: str, console: Console | None = None) -> None:
         self.description = description
         self.console = console or Console(stderr=True)
-        self.progress: Progress | None = None
-        self.task_id: Any = None
+        self.report: ProgressReport | None = None
         self.status = ""
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Start the bar (resumed runs start at the checkpoint's step)."""
+        """Start reporting (resumed runs start at the checkpoint's step)."""
         if not state.is_world_process_zero:
             return
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
+        self.report = ProgressReport(
+            self.description,
+            state.max_steps,
+            completed=state.global_step,
+            unit="step",
             console=self.console,
-        )
-        self.progress.start()
-        self.task_id = self.progress.add_task(
-            self.description, total=state.max_steps, completed=state.global_step, rate="", status=""
-        )
-        self.started = (time.perf_counter(), state.global_step)
+        ).start()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Advance the bar."""
-        if self.progress is None:
-            return
-        elapsed = time.perf_counter() - self.started[0]
-        steps = state.global_step - self.started[1]
-        rate = f"{steps / elapsed:.2f} step/s" if elapsed > 0 else ""
-        self.progress.update(
-            self.task_id, completed=state.global_step, rate=rate, status=self.status
-        )
+        """Advance to the current step."""
+        if self.report is not None:
+            self.report.update(completed=state.global_step, status=self.status)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        """Show the latest loss and validation metric next to the bar."""
-        if self.progress is None or not logs:
+        """Show the latest loss and validation metric next to the count."""
+        if self.report is None or not logs:
             return
         parts = [self.status] if self.status else []
         if "loss" in logs:
@@ -189,10 +179,10 @@ class RichProgress(TrainerCallback):
             if key in logs:
                 parts.append(f"val {key.removeprefix('eval_')} {logs[key]:.3f}")
         self.status = "  ".join(parts)
-        self.progress.update(self.task_id, status=self.status)
+        self.report.update(status=self.status)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Stop the bar."""
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        """Stop reporting (the final line in plain mode)."""
+        if self.report is not None:
+            self.report.stop()
+            self.report = None

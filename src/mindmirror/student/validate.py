@@ -17,10 +17,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from mindmirror.records import VERDICTS, Record
-from mindmirror.student.encoding import prompt_ids
+from mindmirror.student.encoding import prompt_batch
 from mindmirror.student.formats import PREDICT, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.model import StudentKind
-from mindmirror.student.rows import Stage, used_cots
+from mindmirror.student.rows import Stage, judged_cots
 from mindmirror.tasks.base import Task
 
 _VERDICT = re.compile(r"\b(correct|wrong|uncertain)\b", re.IGNORECASE)
@@ -51,9 +51,10 @@ def majority_verdict(verdicts: Iterable[str | None]) -> str | None:
 
 
 def validation_items(
-    records: Iterable[Record], stage: Stage, *, num_cots: int, limit: int | None
+    records: Iterable[Record], stage: Stage, *, limit: int | None
 ) -> list[ValItem]:
-    """Validation prompts of a stage: questions with gold, or (question, CoT) with a verdict."""
+    """Validation prompts of a stage: questions with gold, or (question, CoT) with a verdict
+    (every judged CoT, as the self-evaluation stage trains on every CoT)."""
     questions = [r for r in records if r.split == "validation"]
     questions = questions[:limit] if limit else questions
     if stage != "evaluation":
@@ -64,7 +65,7 @@ def validation_items(
         ]
     items = []
     for record in questions:
-        for cot in used_cots(record, num_cots)[0]:
+        for cot in judged_cots(record):
             verdict = majority_verdict(e.verdict for e in cot.evaluations if e.parsed)
             if verdict is not None:
                 items.append(ValItem(evaluation_input(VERDICT, record.question, cot.text), verdict))
@@ -86,37 +87,20 @@ def greedy_generate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
     outputs: list[str] = []
     try:
         for start in range(0, len(inputs), batch_size):
-            ids = [
-                prompt_ids(tokenizer, kind, text, max_input_tokens)
-                for text in inputs[start : start + batch_size]
-            ]
-            width = max(len(i) for i in ids)
-            # Causal students continue from the last token: pad on the left.
-            left = kind == "causal"
-            padded = [
-                ([pad] * (width - len(i)) + i) if left else (i + [pad] * (width - len(i)))
-                for i in ids
-            ]
-            mask = [
-                ([0] * (width - len(i)) + [1] * len(i))
-                if left
-                else ([1] * len(i) + [0] * (width - len(i)))
-                for i in ids
-            ]
-            input_ids = torch.tensor(padded, device=device)
+            chunk = inputs[start : start + batch_size]
+            input_ids, mask = prompt_batch(tokenizer, kind, chunk, max_input_tokens)
             generated = model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.tensor(mask, device=device),
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                pad_token_id=pad,
+                pad_token_id=tokenizer.pad_token_id,
             )
             if kind == "causal":
-                generated = generated[:, width:]
+                generated = generated[:, input_ids.shape[1] :]
             outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
     finally:
         model.train(was_training)

@@ -53,8 +53,10 @@ class Task(ABC):
     def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
         """The answer stated in ``text`` (a CoT or a bare answer), or None when there is none.
 
-        Looks for the last ``answer_sentence`` ("The answer is ...") and falls back to the
-        whole text when it is a bare answer. Returns the answer as written (stripped).
+        Looks for the last ``answer_sentence`` ("The answer is ...") and falls back to where
+        the family's teachers state answers without one. Returns the answer in a clean form
+        that can be a training target (``100 - 68``, ``(c) park``, ``neutral``); None when no
+        clean answer can be read, so junk is counted as unparsed and never trained on.
         """
 
     @abstractmethod

@@ -1,9 +1,11 @@
 """The four answer families: equation, number, multiple choice and label set.
 
-Each family finds the answer a text states (the span after the last "The answer is"), brings it
-to a canonical form for voting, and scores it against gold. Equations and numbers are compared
-by value with the safe evaluator in :mod:`mindmirror.tasks.arith`, never with Python's
-built-in evaluator.
+Each family finds the answer a text states (the span after the last "The answer is", or where
+the family's teachers put it when there is no such sentence), returns it in a clean form that
+can be a training target, brings it to a canonical form for voting, and scores it against
+gold. A text whose answer cannot be read cleanly has no answer (None): it is counted as
+unparsed and never trained on. Equations and numbers are compared by value with the safe
+evaluator in :mod:`mindmirror.tasks.arith`, never with Python's built-in evaluator.
 """
 
 from __future__ import annotations
@@ -13,76 +15,39 @@ import string
 
 from mindmirror.tasks.arith import close_enough, format_number, safe_eval
 from mindmirror.tasks.base import Task
+from mindmirror.tasks.expressions import expression_runs, is_expression, sides, tidy_expression
+from mindmirror.tasks.spans import (
+    MAX_SENTENCE_CHARS,
+    answer_span,
+    bare,
+    clip,
+    first_sentence,
+    last_sentence,
+    without_quotes,
+)
 
-# "The answer is", "So the answer is", "The final answer is", "Answer:", "**Answer:**".
-_MARKER = re.compile(r"answer\**\s*(?:is\b\s*:?|:)\s*\**\s*", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"\.(?=\s|$)")
+__all__ = [
+    "NLI_LABELS",
+    "NLI_SYNONYMS",
+    "ChoiceTask",
+    "EquationTask",
+    "LabelTask",
+    "NumberTask",
+    "NumericTask",
+    "answer_span",
+    "tidy_expression",
+]
+
 _GSM8K_MARKER = re.compile(r"####\s*")
-# Characters an arithmetic answer is written with; a run of them holding a digit is a candidate.
-_EXPR_RUN = re.compile(r"[\d\s.,+\-*/×÷−–∗()=$]+")
-_TIMES_X = re.compile(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])")
-_TRIM_LEAD = " \t\n,.=+*/"
-_TRIM_TAIL = " \t\n,.=+-*/(−–"
-_BARE_MAX_CHARS = 80
-
-
-def answer_span(text: str) -> str | None:
-    """The text after the last "The answer is" (or "Answer:") up to the end of that sentence.
-
-    None when the text has no such marker.
-    """
-    marks = list(_MARKER.finditer(text))
-    if not marks:
-        return None
-    rest = text[marks[-1].end() :].split("\n", 1)[0]
-    end = _SENTENCE_END.search(rest)
-    if end:
-        rest = rest[: end.start()]
-    return rest.strip().strip("*\"'`").strip()
-
-
-def _bare(text: str) -> str | None:
-    """The whole text when it is short enough to be a bare answer (one line), else None."""
-    stripped = text.strip()
-    if not stripped or "\n" in stripped or len(stripped) > _BARE_MAX_CHARS:
-        return None
-    return stripped.rstrip(".").strip()
-
-
-def _balance(expr: str) -> str:
-    """Drop the unmatched parentheses a run picks up from surrounding prose."""
-    while True:
-        before = expr
-        if expr.count(")") > expr.count("(") and expr.endswith(")"):
-            expr = expr[:-1].rstrip(_TRIM_TAIL)
-        if expr.count("(") > expr.count(")") and expr.startswith("("):
-            expr = expr[1:].lstrip(_TRIM_LEAD)
-        if expr == before:
-            return expr
-
-
-def _expression_runs(text: str) -> list[str]:
-    """Candidate arithmetic answers in ``text``: runs of number/operator characters, cleaned."""
-    # "4 x 2" is how small models often write a product.
-    text = _TIMES_X.sub(" * ", text)
-    runs = []
-    for match in _EXPR_RUN.finditer(text):
-        run = _balance(match.group().replace("$", "").strip(_TRIM_LEAD).rstrip(_TRIM_TAIL))
-        if any(ch.isdigit() for ch in run):
-            runs.append(run)
-    return runs
-
-
-def tidy_expression(expr: str) -> str:
-    """``( 84.0 / 2.0 )`` -> ``(84 / 2)``: SVAMP gold written the way teachers write it."""
-    if safe_eval(expr) is None:
-        return expr
-    expr = re.sub(r"(\d)\.0+\b", r"\1", expr)
-    return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", expr)).strip()
 
 
 class NumericTask(Task):
-    """Answers that are numbers or arithmetic expressions, compared by value."""
+    """Answers that are numbers or arithmetic expressions, compared by value.
+
+    The reading shared by both numeric families is the number family's: a stated equation
+    ``15 * 8 = 120`` answers with the value after its last ``=``. :class:`EquationTask`
+    overrides it to keep the expression instead.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -95,17 +60,32 @@ class NumericTask(Task):
         """The number or expression after the last "The answer is" (or GSM8K's ``####``).
 
         A text with neither marker (e.g. gpt-3.5 CoTs that just end on the result) falls back
-        to its last number or expression, the usual convention for math word problems.
+        to its last number or expression, the usual convention for math word problems. The
+        answer is a clean expression (numbers, ``+ - * /``, balanced parentheses) or None.
         """
+        text = clip(text)
         span = answer_span(text)
         if span is None:
             gsm = list(_GSM8K_MARKER.finditer(text))
             span = text[gsm[-1].end() :].split("\n", 1)[0] if gsm else None
         if span is not None:
-            runs = _expression_runs(span)
-            return runs[0] if runs else None
-        runs = _expression_runs(text)
-        return runs[-1] if runs else None
+            run = self._span_run(span)
+        else:
+            runs = expression_runs(text)
+            run = runs[-1] if runs else None
+        found = sides(run) if run is not None else []
+        answer = self._side(found) if found else None
+        return answer if answer is not None and is_expression(answer) else None
+
+    def _span_run(self, span: str) -> str | None:
+        """The run an answer sentence states: the first one after its last ``=``."""
+        # "15 gallons * 8 pints / gallon = 120 pints": the answer is what the equation gives.
+        runs = expression_runs(span.rsplit("=", 1)[-1]) or expression_runs(span)
+        return runs[0] if runs else None
+
+    def _side(self, found: list[str]) -> str:
+        """Of a run's sides of ``=``, the one that is the answer: the result, the last one."""
+        return found[-1]
 
     def value(self, answer: str) -> float | None:
         """The value of an answer; for ``84 / 2 = 42`` the right-most side that evaluates."""
@@ -133,13 +113,31 @@ class NumericTask(Task):
 
 
 class EquationTask(NumericTask):
-    """SVAMP-style answers: an equation over the question's numbers, e.g. ``(84 / 2)``."""
+    """SVAMP-style answers: an equation over the question's numbers, e.g. ``(84 / 2)``.
+
+    The answer is the expression, left of any ``=`` (``100 - 68 = 32`` answers ``100 - 68``),
+    and it is scored by that expression's value, as the published code does
+    (``label.split('=')[0]``): ``84 / 2 = 41`` is worth 42.
+    """
 
     family = "equation"
 
     def answer_format(self) -> str:
         """Prompt phrase for the answer's shape."""
         return "an arithmetic expression over the numbers in the question, such as (84 / 2)"
+
+    def _span_run(self, span: str) -> str | None:
+        """The first run of the answer sentence: the expression it states."""
+        runs = expression_runs(span)
+        return runs[0] if runs else None
+
+    def _side(self, found: list[str]) -> str:
+        """The expression: the left-most side of ``=`` that holds a number."""
+        return found[0]
+
+    def value(self, answer: str) -> float | None:
+        """The value of the expression left of the first ``=``."""
+        return safe_eval(answer.split("=", 1)[0])
 
     def answer_text(self, answer: str) -> str:
         """``The answer is (84 / 2).`` with gold's ``( 84.0 / 2.0 )`` tidied to match teachers."""
@@ -161,6 +159,19 @@ def _find_phrase(phrase: str, text: str) -> re.Match[str] | None:
     return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text)
 
 
+# How a reply points at a choice by letter: "(c)", "c) play tag", "option E", "Choice B".
+_LETTER_REFS = re.compile(
+    r"\(([A-Za-z])\)|(?<![\w(])([A-Za-z])\)|\b(?:[Oo]ption|[Cc]hoice)[^\S\n]+([A-Z])\b"
+)
+_BARE_LETTER = re.compile(r"\s*\(?([A-Za-z])(?:[).:]\s*.*|\s*)", re.DOTALL)
+
+
+def _letters_referenced(text: str, letters: str) -> set[str]:
+    """The choice letters ``text`` points at explicitly, limited to ``letters``."""
+    found = {"".join(match.groups(default="")).upper() for match in _LETTER_REFS.finditer(text)}
+    return found & set(letters)
+
+
 class ChoiceTask(Task):
     """Multiple choice (CommonsenseQA): answers as ``(b)``, ``B`` or the choice's text."""
 
@@ -174,17 +185,33 @@ class ChoiceTask(Task):
         return "the letter of one answer choice followed by its text, such as (b) library"
 
     def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
-        """The text after the last "The answer is", or the whole text when it is a bare answer."""
+        """The one choice the text answers, as ``(c) choice text`` (``(c)`` without choices).
+
+        Read from the last "The answer is" sentence, else from the whole text when it is a
+        bare answer, else from the letter the first (or else the last) sentence points at
+        (``c) play tag, as ...``, ``I would pick option e) ...``). None unless exactly one
+        choice is named.
+        """
+        text = clip(text)
         span = answer_span(text)
-        return span if span is not None else _bare(text)
+        short = bare(text) if span is None else span
+        if short is not None:
+            letter = self._letter(short, choices)
+        else:
+            letter = self._stated_letter(text, choices)
+        if letter is None:
+            return None
+        if not choices:
+            return f"({letter.lower()})"
+        return f"({letter.lower()}) {choices[string.ascii_uppercase.index(letter)]}"
 
     def canonical(self, answer: str, choices: tuple[str, ...] | None = None) -> str | None:
         """The upper-case letter of the chosen answer; None when it names no single choice.
 
-        A letter in parentheses wins (``(c) train station``); two different letters
-        (``either (a) ... or (e) ...``) are no answer; a bare letter (``B``, ``b)``) counts;
-        otherwise the answer must name exactly one choice's text. Repeated choices count as
-        one answer (the first letter holding that text).
+        A letter pointed at (``(c) train station``, ``c) train station``, ``option C``) wins;
+        two different letters (``either (a) ... or (e) ...``) are no answer; a bare letter
+        (``B``, ``B. library``) counts; otherwise the answer must name exactly one choice's
+        text. Repeated choices count as one answer (the first letter holding that text).
         """
         letter = self._letter(answer, choices)
         if letter is None or not choices:
@@ -194,16 +221,28 @@ class ChoiceTask(Task):
         norm = [_normalize_words(choice) for choice in choices]
         return string.ascii_uppercase[norm.index(norm[string.ascii_uppercase.index(letter)])]
 
+    @staticmethod
+    def _letters(choices: tuple[str, ...] | None) -> str:
+        return string.ascii_uppercase[: len(choices)] if choices else string.ascii_uppercase
+
     def _letter(self, answer: str, choices: tuple[str, ...] | None) -> str | None:
-        letters = string.ascii_uppercase[: len(choices)] if choices else string.ascii_uppercase
-        marked = {m.upper() for m in re.findall(r"\(([A-Za-z])\)", answer)}
-        marked &= set(letters)
+        letters = self._letters(choices)
+        marked = _letters_referenced(answer, letters)
         if marked:
             return marked.pop() if len(marked) == 1 else None
-        bare = re.fullmatch(r"\s*\(?([A-Za-z])(?:[).:]\s*.*|\s*)", answer, flags=re.DOTALL)
-        if bare and bare.group(1).upper() in letters:
-            return bare.group(1).upper()
+        bare_letter = _BARE_LETTER.fullmatch(answer)
+        if bare_letter and bare_letter.group(1).upper() in letters:
+            return bare_letter.group(1).upper()
         return self._by_text(answer, choices) if choices else None
+
+    def _stated_letter(self, text: str, choices: tuple[str, ...] | None) -> str | None:
+        """The one letter the first, or else the last, sentence of a long reply points at."""
+        letters = self._letters(choices)
+        for sentence in (first_sentence(text), last_sentence(text)):
+            marked = _letters_referenced(sentence or "", letters)
+            if len(marked) == 1:
+                return marked.pop()
+        return None
 
     @staticmethod
     def _by_text(answer: str, choices: tuple[str, ...]) -> str | None:
@@ -222,7 +261,8 @@ class ChoiceTask(Task):
 
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
-# How PaLM, GPT and instruction-tuned models phrase NLI verdicts besides the label itself.
+# How PaLM, GPT and instruction-tuned models phrase NLI verdicts besides the label itself,
+# including the claim-checking style ("The claim ... is true / false / inconclusive").
 NLI_SYNONYMS = {
     "yes": "entailment",
     "true": "entailment",
@@ -235,12 +275,28 @@ NLI_SYNONYMS = {
     "can not be determined": "neutral",
     "unknown": "neutral",
     "undetermined": "neutral",
+    "inconclusive": "neutral",
+    "neither": "neutral",
+    "neither true nor false": "neutral",
+    "neither entailment nor contradiction": "neutral",
+    "neither entails nor contradicts": "neutral",
+    "neither entailed nor contradicted": "neutral",
+    "not necessarily true": "neutral",
     "no": "contradiction",
     "false": "contradiction",
+    "not true": "contradiction",
+    "cannot be true": "contradiction",
+    "can't be true": "contradiction",
     "contradicts": "contradiction",
     "contradicted": "contradiction",
     "contradictory": "contradiction",
 }
+# Synonyms that are also everyday words: in a reply ("there is no evidence") they name a label
+# only as the first word of what is read ("No, the claim ..."); a task's own labels always do.
+_LOOSE_WORDS = frozenset({"yes", "no"})
+# A label word right after one of these is negated ("not entailed", "isn't true"): it names no
+# label unless a longer phrase ("not true") says which one.
+_NEGATIONS = frozenset({"not", "t", "never"})
 
 
 class LabelTask(Task):
@@ -258,28 +314,44 @@ class LabelTask(Task):
         if unknown:
             raise ValueError(f"synonyms map to labels outside the label set: {sorted(unknown)}")
         phrases = {label: label for label in self.labels} | self.synonyms
-        # Longest phrases first, so "it is not possible to tell" is consumed before "no"/"not".
-        self._phrases = sorted(
-            ((_normalize_words(p), label) for p, label in phrases.items()), key=lambda x: -len(x[0])
-        )
+        self._loose = {word for word in _LOOSE_WORDS if word in self.synonyms}
+        self._label_of = {_normalize_words(p): label for p, label in phrases.items()}
+        # Longest phrases first, so "it is not possible to tell" wins over "no"/"not" where
+        # both start; one left-to-right scan keeps reading linear in the answer's length.
+        ordered = sorted(self._label_of, key=len, reverse=True)
+        self._phrases = re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, ordered))})(?!\w)")
 
     def answer_format(self) -> str:
         """Prompt phrase for the answer's shape."""
         return "one of: " + ", ".join(self.labels)
 
     def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
-        """The text after the last "The answer is", or the whole text when it is a bare answer."""
-        span = answer_span(text)
-        return span if span is not None else _bare(text)
+        """The one label the text states, spelled as in the label set; None otherwise.
+
+        Read from the last "The answer is" sentence, else from the whole text when it is a
+        bare answer, else from the first sentence (``The claim "..." is true.``). Quoted text
+        is the question's words, not the verdict, and is ignored.
+        """
+        unquoted = without_quotes(clip(text))
+        span = answer_span(unquoted)
+        stated = bare(unquoted) if span is None else span
+        if stated is None:
+            stated = first_sentence(without_quotes(text[: MAX_SENTENCE_CHARS * 2]))
+        return self._label(stated, prose=True) if stated else None
 
     def canonical(self, answer: str, choices: tuple[str, ...] | None = None) -> str | None:
         """The one label the answer names (directly or by a known phrasing), else None."""
-        words = _normalize_words(answer)
+        return self._label(answer, prose=False)
+
+    def _label(self, text: str, prose: bool) -> str | None:
+        words = _normalize_words(text)
         named = set()
-        for phrase, label in self._phrases:
-            match = _find_phrase(phrase, words)
-            while match:
-                named.add(label)
-                words = words[: match.start()] + " | " + words[match.end() :]
-                match = _find_phrase(phrase, words)
+        for match in self._phrases.finditer(words):
+            start = match.start()
+            previous = words[words.rfind(" ", 0, start - 1) + 1 : start - 1] if start else ""
+            if previous in _NEGATIONS:
+                continue
+            if prose and start and match.group() in self._loose:
+                continue
+            named.add(self._label_of[match.group()])
         return named.pop() if len(named) == 1 else None

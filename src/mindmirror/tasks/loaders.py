@@ -147,17 +147,38 @@ def _svamp_mcc_kd(folder: Path) -> Raw:
     return raw
 
 
+def _svamp_ids(rows: list[Row]) -> list[Row] | None:
+    """``rows`` in SVAMP.json order when they are exactly its problems ``chal-1`` ...
+    ``chal-N`` (each once), else None."""
+    numbers = []
+    for row in rows:
+        ident = str(row.get("ID", ""))
+        if not ident.startswith("chal-") or not ident[5:].isdigit():
+            return None
+        numbers.append(int(ident[5:]))
+    if sorted(numbers) != list(range(1, len(rows) + 1)):
+        return None
+    return [row for _, row in sorted(zip(numbers, rows, strict=True), key=lambda nr: nr[0])]
+
+
 def load_svamp(cfg: TaskConfig) -> Raw:
     """SVAMP from the full ``SVAMP.json`` (file or folder holding it), the DSS split folder
     (``svamp_train.json``/``svamp_test.json``), the MCC-KD folder (``train/dev/test.json``),
-    or the Hub (``ChilleD/SVAMP``: its own 700/300 split; a Hub copy holding all 1000 rows in
-    one split is split as DSS did)."""
+    or the Hub (``ChilleD/SVAMP``). With ``svamp_split: dss`` (the default) Hub rows carrying
+    SVAMP.json's ids are put back in that order and split 800/200 as DSS and Mind's Mirror did;
+    ``source`` keeps the Hub's own 700/300 split."""
     if cfg.path is None:
         hub = _hub(cfg)
         if "train" not in hub and len(hub) == 1:
             # A copy of the whole of SVAMP in one split: split it the way DSS did.
             (name, rows), *_ = hub.items()
             return _svamp_full(rows, f"{cfg.hub_id}[{name}]")
+        # The Hub's 700/300 copy holds all 1000 problems with their SVAMP.json ids
+        # (chal-1 ... chal-1000): in that order, they split exactly as DSS split the file.
+        every = [row for rows in hub.values() for row in rows]
+        ordered = _svamp_ids(every) if cfg.svamp_split == "dss" else None
+        if ordered is not None:
+            return _svamp_full(ordered, cfg.hub_id or "ChilleD/SVAMP")
         raw: Raw = {}
         for split, rows in hub.items():
             name = "validation" if split in ("validation", "dev") else split

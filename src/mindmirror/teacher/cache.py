@@ -15,6 +15,10 @@ Usage::
 
 One writer process at a time; any number of asyncio tasks of that process may share it (each
 call is short and synchronous, and a lock guards the connection against stray threads).
+
+A damaged file is a one-line ``UserError`` (checked when the cache opens, and on every use), and
+an existing 0-byte file gets a warning before anything is requested: either way the samples it
+should hold would be requested, and paid for, again.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
+
+from rich.console import Console
 
 from mindmirror.errors import UserError
 from mindmirror.teacher.types import Messages, Sampling, Usage
@@ -90,24 +97,50 @@ class ResponseCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        emptied = self.path.is_file() and self.path.stat().st_size == 0
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+        self._writes = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._sqlite_errors("open"):
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL survives a killed process (only a power cut can lose the
             # last commits) and avoids an fsync per sample.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
+            # A damaged page otherwise surfaces mid-run, deep in a lookup, as a traceback.
+            (verdict,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                found = " ".join(str(verdict).replace("***", "").split())
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
             self._db.execute(_SCHEMA)
-        except sqlite3.Error as error:
+        if emptied and self.stats.rows == 0:
+            Console(stderr=True).print(
+                f"[yellow]warning[/]: the teacher cache {self.path} is an empty (0-byte) file: "
+                "every sample will be requested, and paid for, again; interrupt now (Ctrl-C) "
+                "and restore the file if it held samples",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    @contextmanager
+    def _sqlite_errors(self, doing: str) -> Iterator[None]:
+        """Turn SQLite errors into one-line UserErrors that say what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
             raise UserError(
-                f"cannot open the teacher cache {self.path}: {error} (delete it or pick "
-                "another run directory)"
+                f"cannot {doing} the teacher cache {self.path}: {error} (check the folder's "
+                "permissions and free space; a file from another program or version: move it "
+                "aside)"
             ) from None
-        self._lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
-        self._writes = 0
+        except sqlite3.DatabaseError as error:
+            raise UserError(
+                f"the teacher cache {self.path} is damaged ({error}): move it aside and re-run "
+                "to request (and pay for) its samples again, or restore it from a backup"
+            ) from None
 
     def get(self, key: str) -> CachedSample | None:
         """The cached sample for ``key``, or None."""
@@ -117,7 +150,7 @@ class ResponseCache:
         """The cached samples among ``keys`` (missing keys are absent from the result)."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, CachedSample] = {}
-        with self._lock:
+        with self._lock, self._sqlite_errors("read"):
             for start in range(0, len(wanted), _CHUNK):
                 chunk = wanted[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -143,7 +176,7 @@ class ResponseCache:
         index: int = 0,
     ) -> None:
         """Store one sample and commit at once (a later ``put`` of the same key replaces it)."""
-        with self._lock:
+        with self._lock, self._sqlite_errors("write"):
             self._db.execute(
                 "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -162,7 +195,7 @@ class ResponseCache:
     @property
     def stats(self) -> CacheStats:
         """Hits, misses and writes since opening, and the number of rows in the file."""
-        with self._lock:
+        with self._lock, self._sqlite_errors("read"):
             (rows,) = self._db.execute("SELECT COUNT(*) FROM samples").fetchone()
         return CacheStats(self._hits, self._misses, self._writes, int(rows))
 

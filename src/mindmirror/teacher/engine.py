@@ -32,8 +32,12 @@ or the budget stopped it. What the engine does for that:
   ``budget_usd`` no call is sent whose worst case (its prompt plus ``max_tokens * n``) could
   take the engine's spending (all its runs together) past the cap; the remaining samples are
   None and ``stats.budget_exhausted`` says so.
-- A rich progress bar (done/total samples, rate, ETA, tokens, cost) on terminals, off with
-  ``quiet=True`` or when stderr is not a terminal.
+- Batch: with a ``batch`` hook (``teacher.batch``, ``mindmirror.teacher.batch``) the cache
+  misses go to the Batch API first (committed through ``commit`` at the batch price); only
+  what it leaves unfilled is requested online.
+- Progress (done/total samples, rate, ETA, tokens, cost): a rich bar on terminals, plain
+  lines elsewhere (``mindmirror.progress``), nothing with ``quiet=True``. Samples given up on
+  are counted (``samples_failed``, ``last_error``), not printed one by one: teach sums them up.
 """
 
 from __future__ import annotations
@@ -47,21 +51,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from mindmirror.errors import UserError
-from mindmirror.progress import RateColumn
+from mindmirror.progress import ProgressReport
 from mindmirror.teacher.cache import ResponseCache, cache_key
 from mindmirror.teacher.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
 
@@ -108,6 +99,8 @@ class EngineStats:
     wall_s: float = 0.0
     budget_exhausted: bool = False
     n_ignored: bool = False
+    batch_requests: int = 0
+    samples_batch: int = 0
 
     def __add__(self, other: EngineStats) -> EngineStats:
         total = EngineStats()
@@ -119,6 +112,20 @@ class EngineStats:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (for ``summary.json``)."""
         return asdict(self)
+
+
+class BatchHook(Protocol):
+    """Fills cache misses before the online requests (``mindmirror.teacher.batch``)."""
+
+    def price_factor(self, key: str) -> float:
+        """Price multiplier of the cached sample ``key`` (1.0 for online samples)."""
+        ...
+
+    async def fill(
+        self, engine: RequestEngine, pending: list[tuple[Prompt, list[int]]]
+    ) -> list[tuple[Prompt, list[int]]]:
+        """Fill what it can of ``pending`` through ``engine.commit``; return the rest."""
+        ...
 
 
 class TokenBucket:
@@ -206,13 +213,6 @@ def _first_fatal(group: BaseExceptionGroup[Any]) -> FatalError | None:
     return None
 
 
-class _UsageColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        tokens = task.fields.get("tokens", 0)
-        cost = task.fields.get("cost", 0.0)
-        return Text(f"{tokens:,} tok ${cost:.4f}", style="progress.download")
-
-
 class RequestEngine:
     """Runs prompts through a backend with a cache, limits, retries and accounting."""
 
@@ -247,9 +247,12 @@ class RequestEngine:
         self._reserved_usd = 0.0
         self._pause_until = 0.0
         self._aborted = False
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
+        self._report: ProgressReport | None = None
+        #: The error of the latest sample given up on (teach reports it once, not per sample).
+        self.last_error: str | None = None
         self._results: dict[tuple[str, ...], list[str | None]] = {}
+        #: Set by ``teach`` for ``teacher.batch``: fills cache misses before the online path.
+        self.batch: BatchHook | None = None
 
     # ------------------------------------------------------------------ accounting
 
@@ -303,38 +306,21 @@ class RequestEngine:
             self._budget_lock.notify_all()
 
     def _advance(self, samples: int) -> None:
-        if self._bar is not None and self._task is not None:
-            self._bar.update(
-                self._task,
-                advance=samples,
-                tokens=self.last.prompt_tokens + self.last.completion_tokens,
-                cost=self.last.cost_usd,
-            )
+        if self._report is not None:
+            tokens = self.last.prompt_tokens + self.last.completion_tokens
+            self._report.update(advance=samples, status=f"{tokens:,} tok ${self.last.cost_usd:.4f}")
 
     @contextmanager
     def _progress(self, description: str, total: int, done: int) -> Iterator[None]:
-        console = Console(stderr=True)
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeRemainingColumn(),
-            _UsageColumn(),
-            console=console,
-            disable=self.quiet or not console.is_terminal,
-            transient=False,
+        report = ProgressReport(
+            f"{self.label}: {description}", total, completed=done, enabled=not self.quiet
         )
-        with bar:
-            self._bar = bar
-            self._task = bar.add_task(
-                f"{self.label}: {description}", total=total, completed=done, tokens=0, cost=0.0
-            )
+        with report:
+            self._report = report
             try:
                 yield
             finally:
-                self._bar = None
-                self._task = None
+                self._report = None
 
     # ------------------------------------------------------------------ requests
 
@@ -357,17 +343,31 @@ class RequestEngine:
             self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
         )
 
-    def _store(self, prompt: Prompt, indices: list[int], reply: Reply, estimate: int) -> int:
+    def commit(
+        self, prompt: Prompt, indices: list[int], reply: Reply, *, price_factor: float = 1.0
+    ) -> int:
+        """Cache and count a reply obtained outside the online path (a batch), at
+        ``price_factor`` times the prices; return how many samples it filled."""
+        return self._store(prompt, indices, reply, None, price_factor)
+
+    def _store(
+        self,
+        prompt: Prompt,
+        indices: list[int],
+        reply: Reply,
+        estimate: int | None,
+        price_factor: float = 1.0,
+    ) -> int:
         """Cache and record the texts of one reply; return how many samples it filled."""
         texts = reply.texts[: len(indices)]
         usage = reply.usage
         stats = self.last
         stats.prompt_tokens += usage.prompt_tokens
         stats.completion_tokens += usage.completion_tokens
-        stats.cost_usd += self.cost(usage)
+        stats.cost_usd += self.cost(usage) * price_factor
         stats.samples_new += len(texts)
         real = usage.prompt_tokens + usage.completion_tokens
-        if self._tpm is not None and real > 0:
+        if self._tpm is not None and estimate is not None and real > 0:
             self._tpm.adjust(estimate - real)
         shares = zip(
             _split(usage.prompt_tokens, len(texts)),
@@ -438,9 +438,10 @@ class RequestEngine:
                 self._pause_until = max(self._pause_until, time.monotonic() + delay)
             stats.waited_s += delay
             await asyncio.sleep(delay)
-        log.warning(
+        log.debug(
             "giving up on %d sample(s) of %s after %d attempts: %s", n, prompt.key, attempts, error
         )
+        self.last_error = str(error)
         stats.samples_failed += n
         self._advance(n)
         return 0
@@ -510,12 +511,15 @@ class RequestEngine:
                 stats.cache_hits += 1
                 stats.cached_prompt_tokens += hit.usage.prompt_tokens
                 stats.cached_completion_tokens += hit.usage.completion_tokens
-                stats.cached_cost_usd += self.cost(hit.usage)
+                factor = self.batch.price_factor(key) if self.batch is not None else 1.0
+                stats.cached_cost_usd += self.cost(hit.usage) * factor
             stats.samples += prompt.n
             if missing:
                 pending.append((prompt, missing))
         try:
             with self._progress(description, stats.samples, stats.cache_hits):
+                if pending and self.batch is not None:
+                    pending = await self.batch.fill(self, pending)
                 if pending:
                     await self._run_pending(pending)
         finally:

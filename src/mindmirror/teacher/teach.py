@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mindmirror.config import Recipe, TeacherConfig, dump_recipe
@@ -32,6 +34,7 @@ from mindmirror.records import VERDICTS, Cot, Evaluation, Record, TeacherInfo, w
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.backends.importers import ImportResult, import_outputs
+from mindmirror.teacher.batch import batch_runner
 from mindmirror.teacher.cache import ResponseCache
 from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.prompts import (
@@ -307,6 +310,7 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     if plan.backend is not None:
         cache = ResponseCache(run.cache)
         engine = RequestEngine(plan.backend, cache, cfg, quiet=quiet)
+        engine.batch = batch_runner(cfg, run.teacher / "batches.json", quiet=quiet)
     try:
         if plan.imported is not None:
             cots, evaluations = _imported_cots(plan, cfg)
@@ -317,6 +321,8 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     finally:
         if cache is not None:
             cache.close()
+    if engine is not None:
+        check_failures(engine, cfg.max_failed_share)
 
     records = [
         Record(
@@ -349,7 +355,47 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         imported=plan.imported.summary() if plan.imported is not None else None,
     )
     _write_json(run.summary, summary)
+    _warn_cut_critiques(summary, cfg.eval_max_tokens, quiet)
     return summary
+
+
+def _warn_cut_critiques(summary: dict[str, Any], max_tokens: int, quiet: bool) -> None:
+    """One warning when more than 1% of the critiques came back without a verdict line: most
+    often they were cut by ``eval_max_tokens`` before it, and stage 1 cannot use them."""
+    cut, total = summary["evaluations_without_verdict"], summary["evaluations"]
+    if quiet or not total or cut / total <= 0.01:
+        return
+    Console(stderr=True).print(
+        f"[yellow]warning[/]: {cut} of {total} critiques ended without a verdict (cut at "
+        f"teacher.eval_max_tokens={max_tokens}, or none stated); raise teacher.eval_max_tokens "
+        "so that >= 99% finish",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def check_failures(engine: RequestEngine, max_share: float) -> None:
+    """One line about the samples the engine gave up on: a UserError (before any record is
+    written, so ``teach && train`` stops) when all of them or more than ``max_share`` failed,
+    else a warning when any did."""
+    stats = engine.stats
+    failed, total = stats.samples_failed, stats.samples
+    if not failed:
+        return
+    what = f"{failed} of {total} teacher samples failed after every retry"
+    last = f"last error: {engine.last_error or 'not recorded'}"
+    if failed == total or failed / total > max_share:
+        raise UserError(
+            f"{what} ({last}); no records written: fix the endpoint (teacher.base_url, "
+            "teacher.model, its log) and re-run `mindmirror teach`, which requests only the "
+            f"missing samples (teacher.max_failed_share={max_share} sets the tolerance)"
+        )
+    Console(stderr=True).print(
+        f"[yellow]warning[/]: {what} ({escape(last)}); re-run `mindmirror teach` to request only "
+        "those again",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _usage(engine: RequestEngine | None) -> dict[str, Any]:
@@ -372,6 +418,7 @@ def _usage(engine: RequestEngine | None) -> dict[str, Any]:
         "cost_usd": round(get("cost_usd", 0.0) + get("cached_cost_usd", 0.0), 6),
         "cost_usd_this_run": round(get("cost_usd", 0.0), 6),
         "budget_exhausted": bool(get("budget_exhausted", False)),
+        "samples_batch": get("samples_batch", 0),
     }
 
 
@@ -408,7 +455,7 @@ def _figures(records: list[Record]) -> dict[str, Any]:
     status: Counter[str] = Counter()
     verdicts: Counter[str] = Counter()
     graded = correct = gold_questions = solved = without_cots = 0
-    evaluations = failed_evals = agree = agree_total = 0
+    evaluations = failed_evals = no_verdict = agree = agree_total = 0
     for record in records:
         if not record.cots:
             without_cots += 1
@@ -425,6 +472,7 @@ def _figures(records: list[Record]) -> dict[str, Any]:
                 if ev.verdict is None:
                     verdicts["unparsed"] += 1
                     failed_evals += ev.text == "" and ev.source == "teacher"
+                    no_verdict += ev.text != ""
                     continue
                 verdicts[ev.verdict] += 1
                 if cot.correct is not None:
@@ -443,6 +491,9 @@ def _figures(records: list[Record]) -> dict[str, Any]:
         "questions_with_correct": _share(solved, gold_questions),
         "evaluations": evaluations,
         "evaluations_failed": failed_evals,
+        # Critiques that came back without a verdict: cut by eval_max_tokens before their
+        # final line, or never stating one. Neither trains stage 1.
+        "evaluations_without_verdict": no_verdict,
         "verdicts": {v: verdicts[v] for v in (*VERDICTS, "unparsed")},
         "verdict_agreement": _share(agree, agree_total),
     }
@@ -473,7 +524,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("parse rate", "%", "parse_rate", ()),
         ("teacher accuracy (per CoT)", "%", "teacher_accuracy", ()),
         ("questions with a correct CoT", "%", "questions_with_correct", ()),
-        ("evaluations", "n", "evaluations", ()),
+        ("evaluations (without a verdict)", "n", "evaluations", ("evaluations_without_verdict",)),
         ("verdict agreement with gold", "%", "verdict_agreement", ()),
         ("requests (new samples / cache hits)", "n", "requests", ("samples_new", "cache_hits")),
         ("tokens in / out", "n", "tokens_in", ("tokens_out",)),
@@ -500,4 +551,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
             f"{imported['entries_read']:,} ({imported['entries_matched']:,} / "
             f"{imported['entries_unmatched']:,})",
         )
+        if "examples" in imported:  # summaries written before the count was added lack it
+            table.add_row(
+                "questions with imported CoTs",
+                f"{imported['examples_matched']:,} of {imported['examples']:,}",
+            )
     return table

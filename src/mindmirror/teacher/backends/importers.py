@@ -2,7 +2,8 @@
 
 Four formats (``ImportConfig.format``):
 
-- ``jsonl``: one object per line with ``question`` (or ``id``), ``cots: [str]`` and optionally
+- ``jsonl``: one object per line with ``id`` and/or ``question`` (or ``premise`` and
+  ``hypothesis``; with ``choices`` for multiple choice), ``cots: [str]`` and optionally
   ``evaluations: [[str]]`` (the evaluations of each CoT, aligned with ``cots``).
 - ``dss``: Distilling Step-by-Step PaLM files: ``llm/{split}_CoT_{k}.json`` are JSON lists of
   raw completions, entry j of file k being row ``chunk*k + j`` of the split file
@@ -13,10 +14,12 @@ Four formats (``ImportConfig.format``):
 - ``tot``: Mind's Mirror Tree-of-Thoughts files: ``steps[0].x`` holds the question,
   ``steps[0].new_ys`` the CoTs and ``steps[0].value_outputs_list[i]`` the evaluations of CoT i.
 
-Entries are matched to the task's examples by normalized question text (case, whitespace and
-punctuation ignored), falling back to "the task's question starts with / contains the imported
-text" for tasks that render choices or premise and hypothesis into the question. Entries that
-match no example are counted, never silently dropped.
+Entries are matched to the task's examples by id, else by normalized question text (case,
+whitespace and punctuation ignored): first the question as the built-in tasks render it
+(choices, premise and hypothesis), then "the task's question starts with / contains the
+imported texts" for other renderings. Entries that match no example are counted, never
+silently dropped, and an import that matches too little (``ImportConfig.min_match``) is a
+UserError showing what the task's ids and questions look like.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 from mindmirror.config import ImportConfig
 from mindmirror.errors import UserError
 from mindmirror.tasks.base import Example
+from mindmirror.tasks.loaders import render_choices, render_nli
 
 _CUT_MARKERS = ("\n\nQ:", "\n\nPremise:")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -42,14 +46,16 @@ class RawEntry:
     """One question's outputs as a file holds them, before matching.
 
     ``parts`` are the texts that identify the question (the question itself; for NLI the
-    premise and the hypothesis; for multiple choice the stem and the choices); ``id`` is used
-    instead when the file gives an example id.
+    premise and the hypothesis; for multiple choice the stem and the choices); ``rendered`` is
+    the question as the built-in task renders those parts; ``id`` is tried first when the file
+    gives an example id.
     """
 
     parts: tuple[str, ...]
     cots: list[str]
     evaluations: list[list[str]] | None = None
     id: str | None = None
+    rendered: str | None = None
 
 
 @dataclass
@@ -70,6 +76,12 @@ class ImportResult:
     unmatched_entries: int
     has_evaluations: bool
     unmatched_examples: list[str] = field(default_factory=list)
+    examples: int = 0
+
+    @property
+    def matched_examples(self) -> int:
+        """Task questions that got at least one imported CoT."""
+        return self.examples - len(self.unmatched_examples)
 
     def summary(self) -> dict[str, Any]:
         """Counts for ``teacher/summary.json``."""
@@ -77,9 +89,21 @@ class ImportResult:
             "entries_read": self.entries,
             "entries_matched": self.matched_entries,
             "entries_unmatched": self.unmatched_entries,
+            "examples": self.examples,
+            "examples_matched": self.matched_examples,
             "examples_without_import": len(self.unmatched_examples),
             "has_evaluations": self.has_evaluations,
         }
+
+    def match_share(self) -> float:
+        """The larger of: the share of entries matched, the share of questions matched.
+
+        A file may hold more questions than the task uses (a limit, other splits) or fewer (a
+        sample); only a file that matches little on *both* sides is the wrong file.
+        """
+        entries = self.matched_entries / self.entries if self.entries else 0.0
+        examples = self.matched_examples / self.examples if self.examples else 0.0
+        return max(entries, examples)
 
 
 def normalize(text: str) -> str:
@@ -141,13 +165,34 @@ def _selected_files(cfg: ImportConfig, root: Path, pattern: str) -> list[Path]:
     return found
 
 
+def _jsonl_question(row: dict[str, Any], where: str) -> tuple[tuple[str, ...], str | None]:
+    """The parts identifying a JSONL entry's question, and its rendering by the built-ins."""
+    if row.get("premise") is not None and row.get("hypothesis") is not None:
+        premise, hypothesis = str(row["premise"]), str(row["hypothesis"])
+        return (premise, hypothesis), render_nli(premise, hypothesis)
+    if row.get("question") is None:
+        return (), None
+    question = str(row["question"])
+    if row.get("choices") is None:
+        return (question,), None
+    choices = _str_list(row["choices"], where, "choices")
+    return (question, *choices), render_choices(question, choices)
+
+
 def read_jsonl(cfg: ImportConfig) -> Iterator[RawEntry]:
-    """Generic JSONL: ``{"question"|"id": ..., "cots": [...], "evaluations": [[...]]}``."""
+    """Generic JSONL: ``{"id"?, "question" | "premise" + "hypothesis", "choices"?, "cots":
+    [...], "evaluations"?: [[...]]}`` (an ``id`` alone is enough)."""
     for path in _selected_files(cfg, Path(cfg.path), "*.jsonl"):
         for lineno, row in _load_jsonl(path):
             where = f"{path}:{lineno}"
-            if not isinstance(row, dict) or ("question" not in row and "id" not in row):
+            if not isinstance(row, dict):
                 raise UserError(f"{where}: each line needs `question` (or `id`) and `cots`")
+            parts, rendered = _jsonl_question(row, where)
+            if not parts and row.get("id") is None:
+                raise UserError(
+                    f"{where}: each line needs `question` (or `premise` and `hypothesis`, or "
+                    "`id`) and `cots`"
+                )
             cots = _str_list(row.get("cots"), where, "cots")
             evaluations = None
             if row.get("evaluations") is not None:
@@ -155,22 +200,24 @@ def read_jsonl(cfg: ImportConfig) -> Iterator[RawEntry]:
                 if not isinstance(raw, list) or len(raw) != len(cots):
                     raise UserError(f"{where}: `evaluations` needs one list per CoT")
                 evaluations = [_str_list(e, where, "evaluations[i]") for e in raw]
-            question = row.get("question")
             yield RawEntry(
-                parts=(str(question),) if question is not None else (),
+                parts=parts,
                 cots=cots,
                 evaluations=evaluations,
-                id=str(row["id"]) if row.get("id") is not None and question is None else None,
+                id=str(row["id"]) if row.get("id") is not None else None,
+                rendered=rendered,
             )
 
 
-def _dss_parts(row: dict[str, Any], where: str) -> tuple[str, ...]:
+def _dss_parts(row: dict[str, Any], where: str) -> tuple[tuple[str, ...], str | None]:
+    """The parts identifying a DSS row's question, and its rendering by the built-ins."""
     if "input" in row:
-        return (row["input"],)
+        return (row["input"],), None
     if "premise" in row and "hypothesis" in row:
-        return (row["premise"], row["hypothesis"])
+        return (row["premise"], row["hypothesis"]), render_nli(row["premise"], row["hypothesis"])
     if "question" in row:
-        return (row["question"], *row.get("choices", []))
+        choices = [str(c) for c in row.get("choices", [])]
+        return (row["question"], *choices), render_choices(row["question"], choices)
     raise UserError(f"{where}: a DSS row needs `input`, `question` or `premise`+`hypothesis`")
 
 
@@ -205,8 +252,8 @@ def read_dss(cfg: ImportConfig) -> Iterator[RawEntry]:
                 f"only {len(rows)} rows; the files do not belong together"
             )
         for index, (row, text) in enumerate(zip(rows, completions, strict=False)):
-            parts = _dss_parts(row, f"{rows_path}:{index + 1}")
-            yield RawEntry(parts=parts, cots=[cut_completion(text)])
+            parts, rendered = _dss_parts(row, f"{rows_path}:{index + 1}")
+            yield RawEntry(parts=parts, cots=[cut_completion(text)], rendered=rendered)
 
 
 def read_mcc_kd(cfg: ImportConfig) -> Iterator[RawEntry]:
@@ -277,13 +324,14 @@ class _Matcher:
         self.keys = sorted(self.by_text)
 
     def match(self, entry: RawEntry) -> list[Example]:
-        if entry.id is not None:
-            return [self.by_id[entry.id]] if entry.id in self.by_id else []
+        if entry.id is not None and entry.id in self.by_id:
+            return [self.by_id[entry.id]]
         norms = [normalize(part) for part in entry.parts if part.strip()]
         if not norms:
             return []
         head, rest = norms[0], norms[1:]
-        exact = self.by_text.get(" ".join(norms)) or self.by_text.get(head)
+        rendered = self.by_text.get(normalize(entry.rendered)) if entry.rendered else None
+        exact = rendered or self.by_text.get(" ".join(norms)) or self.by_text.get(head)
         if exact:
             return exact
         # The task may render more than the file holds (choices, "Premise:" labels), so a
@@ -328,13 +376,32 @@ def import_outputs(cfg: ImportConfig, examples: list[Example], num_cots: int) ->
             seen.add((ex.id, tuple(entry.cots)))
             _add(by_id.setdefault(ex.id, Imported()), entry, num_cots)
     missing = [ex.id for ex in examples if not by_id.get(ex.id, Imported()).cots]
-    return ImportResult(
+    result = ImportResult(
         by_id=by_id,
         entries=entries,
         matched_entries=matched,
         unmatched_entries=entries - matched,
         has_evaluations=has_evaluations,
         unmatched_examples=missing,
+        examples=len(examples),
+    )
+    if examples and result.match_share() < cfg.min_match:
+        raise UserError(_mismatch_line(cfg, result, examples))
+    return result
+
+
+def _mismatch_line(cfg: ImportConfig, result: ImportResult, examples: list[Example]) -> str:
+    """One line: how little matched, and what an entry must look like to match."""
+    unmatched = set(result.unmatched_examples)
+    expected = next((ex for ex in examples if ex.id in unmatched), examples[0])
+    question = " ".join(expected.question.split())
+    question = question if len(question) <= 120 else question[:117] + "..."
+    return (
+        f"{cfg.path}: the {cfg.format} import matched {result.matched_entries} of "
+        f"{result.entries} entries and {result.matched_examples} of {result.examples} task "
+        f"questions (below teacher.import.min_match={cfg.min_match}); entries match by id or "
+        f"question text, e.g. id {expected.id!r} question {question!r} (see docs/records.md): "
+        "check task and import belong together, or lower teacher.import.min_match"
     )
 
 
