@@ -12,13 +12,20 @@ server's own work small next to that latency (it measures the engine, not the mo
 - ``max_tokens`` is 1 by default, so each request is one sampled token (about 10 ms of server
   time on an idle 2-core machine).
 
-Both clients talk to the same server through the same proxy in the same run:
+Every client talks to the same server through the same proxy in the same run:
 
 - sequential: the ``openai`` sync client, one request after another;
+- published: the shape of the published loop: sequential, one request per question asking
+  for ``n`` = 5 samples (llama.cpp answers one; samples/s is what counts);
+- asyncopenai: what a competent user writes in ten lines: ``AsyncOpenAI`` with a semaphore at
+  the same concurrency, no cache, no retries, no accounting;
 - engine: ``RequestEngine`` at ``--concurrency`` (default 64) with a fresh cache.
 
-Prints requests/s of both, their ratio and the ideal (concurrency / latency); the last line is
-``RESULT teacher_throughput <ratio>``.
+The engine and the AsyncOpenAI baseline run ``--repeats`` times each, interleaved (median and
+spread). Prints requests/s, the ideal (concurrency / latency) and the share of it reached; the
+last lines are ``RESULT teacher_overhead <engine / AsyncOpenAI>`` (the cache, retries and
+accounting cost less than 10% when >= 0.9) and ``RESULT teacher_throughput <engine /
+sequential>``.
 
     python bench/teacher_throughput.py --quick     # under 5 minutes
 """
@@ -26,7 +33,9 @@ Prints requests/s of both, their ratio and the ideal (concurrency / latency); th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -64,8 +73,56 @@ def run_sequential(url: str, samples: int, max_tokens: int) -> float:
     return samples / elapsed
 
 
+def run_published(url: str, questions: int, max_tokens: int) -> float:
+    """Samples/s of the published loop's shape: one question after another, ``n`` = 5 each."""
+    client = openai.OpenAI(base_url=url, api_key="sk-no-key", max_retries=0, timeout=120)
+    start = time.perf_counter()
+    got = 0
+    for question in range(questions):
+        reply = client.chat.completions.create(
+            model=EMBEDDED_MODEL,
+            messages=messages(10_000 + question),
+            max_tokens=max_tokens,
+            temperature=0.7,
+            n=5,
+        )
+        got += len(reply.choices)
+    elapsed = time.perf_counter() - start
+    client.close()
+    return got / elapsed
+
+
+async def _async_baseline(
+    url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int
+) -> float:
+    client = openai.AsyncOpenAI(base_url=url, api_key="sk-no-key", max_retries=0, timeout=300)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(question: int) -> None:
+        async with gate:
+            await client.chat.completions.create(
+                model=EMBEDDED_MODEL,
+                messages=messages(offset + question),
+                max_tokens=max_tokens,
+                temperature=0.7,
+            )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(q) for q in range(questions) for _ in range(samples)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return questions * samples / elapsed
+
+
+def run_async_baseline(
+    url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int
+) -> float:
+    """Requests/s of ``AsyncOpenAI`` + a semaphore on the engine's workload (fresh prompts)."""
+    return asyncio.run(_async_baseline(url, questions, samples, max_tokens, concurrency, offset))
+
+
 def run_engine(
-    url: str, questions: int, samples: int, max_tokens: int, concurrency: int
+    url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int = 0
 ) -> tuple[float, int]:
     """Requests/s of the engine on fresh prompts; also how many samples came back."""
     cfg = TeacherConfig(
@@ -79,7 +136,7 @@ def run_engine(
     )
     sampling = Sampling(temperature=0.7, top_p=1.0, max_tokens=max_tokens)
     prompts = [
-        Prompt(("bench", str(q)), messages(q), samples, sampling, "bench_v1")
+        Prompt(("bench", str(q)), messages(offset + q), samples, sampling, "bench_v1")
         for q in range(questions)
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,10 +159,13 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=None, help="engine questions")
     parser.add_argument("--sequential", type=int, default=None, help="sequential requests")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of engine and baseline")
     args = parser.parse_args()
     sequential_n = args.sequential or (10 if args.quick else 30)
     questions = args.questions or (10 if args.quick else 40)
-
+    total = questions * args.samples
+    engine_rps: list[float] = []
+    async_rps: list[float] = []
     with (
         llama_server(n_threads=args.threads) as server_url,
         fault_proxy(server_url) as proxy,
@@ -116,23 +176,44 @@ def main() -> None:
         proxy.configure(latency_s=args.latency)
         seq_rps = run_sequential(proxy.url, sequential_n, args.max_tokens)
         print(f"sequential: {sequential_n} requests, {seq_rps:.2f} requests/s")
-        proxy.reset()
-        eng_rps, filled = run_engine(
-            proxy.url, questions, args.samples, args.max_tokens, args.concurrency
-        )
-        forwarded = int(proxy.stats()["forwarded"])
-    total = questions * args.samples
+        published = run_published(proxy.url, max(2, sequential_n // 5), args.max_tokens)
+        print(f"published loop (sequential, n=5 per request): {published:.2f} samples/s")
+        for repeat in range(args.repeats):
+            # Fresh prompts each time: neither client may profit from the other's KV cache.
+            offset = 1000 * (2 * repeat + 1)
+            proxy.reset()
+            rps, filled = run_engine(
+                proxy.url, questions, args.samples, args.max_tokens, args.concurrency, offset
+            )
+            engine_rps.append(rps)
+            async_rps.append(
+                run_async_baseline(
+                    proxy.url, questions, args.samples, args.max_tokens, args.concurrency,
+                    offset + 1000,
+                )
+            )  # fmt: skip
+            print(
+                f"repeat {repeat + 1}: engine {engine_rps[-1]:.2f} requests/s ({filled} of "
+                f"{total} samples back), AsyncOpenAI {async_rps[-1]:.2f} requests/s",
+                flush=True,
+            )
     ideal = args.concurrency / args.latency
-    ratio = eng_rps / seq_rps
+    eng, base = statistics.median(engine_rps), statistics.median(async_rps)
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    print(f"engine: {total} requests at concurrency {args.concurrency}, {spread(engine_rps)} req/s")
+    print(f"AsyncOpenAI + semaphore: {spread(async_rps)} req/s")
     print(
-        f"engine: {total} requests at concurrency {args.concurrency}, {eng_rps:.2f} requests/s "
-        f"({filled} samples back, {forwarded} reached the server)"
+        f"ideal: {ideal:.1f} requests/s (concurrency / latency); engine at {eng / ideal:.0%}, "
+        f"AsyncOpenAI at {base / ideal:.0%}"
     )
-    print(f"ideal: {ideal:.1f} requests/s (concurrency / latency); engine at {eng_rps / ideal:.0%}")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"latency {args.latency:g} s, max_tokens {args.max_tokens}")
+    print(f"latency {args.latency:g} s, max_tokens {args.max_tokens}, {args.repeats} repeats")
     print(f"machine: {os.cpu_count()} cores, load average {load} (1, 5, 15 min)")
-    print(f"RESULT teacher_throughput {ratio:.1f}")
+    print(f"RESULT teacher_overhead {eng / base:.2f}")
+    print(f"RESULT teacher_throughput {eng / seq_rps:.1f}")
 
 
 if __name__ == "__main__":

@@ -2,26 +2,30 @@
 
 Workload: the ``multi_cot`` objective over the first Q SVAMP training questions of MCC-KD with
 N gpt-3.5 CoTs each (imported through the project's own ``import`` backend), for one epoch.
+Three arms, each run ``--repeats`` times (interleaved), median and spread reported:
 
-- published: what Distilling Step-by-Step / Mind's Mirror do. One dataset item per
+- ``published``: what Distilling Step-by-Step / Mind's Mirror do. One dataset item per
   (question, CoT) pair holding a ``predict:`` and an ``explain:`` example; the collator builds
   a pandas DataFrame and splits it into the two groups, each padded to its own longest row;
   every step runs two forward passes (predict, then explain) and adds
-  ``alpha * loss_predict + (1 - alpha) * loss_explain``. Random batches.
-- ours: ``mindmirror.student``: the N identical ``predict:`` rows of a question merged into
-  one row of N-fold weight (same objective, see ``student/rows.py``), one forward pass over a
-  mixed, length-grouped batch, per-row weights in the loss.
+  ``alpha * loss_predict + (1 - alpha) * loss_explain`` (each a token mean). Random batches.
+- ``engine``: ``mindmirror.student`` with the *same rows and objective*: no merging, random
+  batches, the published loss normalisation (``task_token_mean``). What differs is only
+  engineering: one forward pass over a mixed batch, causal logits kept for target positions
+  only, padding per batch. Its ratio isolates the engine.
+- ``ours``: the engine plus the options that change the optimisation: identical rows merged
+  (``dedupe``) and length-grouped batches.
 
-Both use the same student, the same rows, the same precision and the same number of
-sequences per optimizer step (published: B pairs = 2B sequences in two passes; ours: 2B rows
-in one), each in its own subprocess (clean peak memory). Reported: epoch time, tokens/s
-counting the published objective's tokens (the work both runs accomplish), tokens actually fed
-through the model (padding included), peak RSS, and the training step's FLOP/s over this
-machine's measured matmul peak. Last line: ``RESULT train_throughput <ratio>``
-(published epoch time / ours).
+Same student, precision and sequences per optimizer step (published: B pairs = 2B sequences in
+two passes; engine/ours: 2B rows in one), each run in its own subprocess (clean peak memory).
+Reported per arm: rows and the non-padding tokens of the rows it trains, epoch time, tokens/s
+of the published objective (the work every arm accomplishes), tokens fed (padding included),
+peak RSS, and FLOP/s over this machine's measured matmul peak. Last lines:
+``RESULT train_throughput_engine <ratio>`` and ``RESULT train_throughput <ratio>`` (published
+median epoch time / the arm's).
 
-    python bench/train_throughput.py --quick      # under 10 minutes on 2 busy cores
-    python bench/train_throughput.py              # more questions
+    python bench/train_throughput.py --quick                 # SmolLM2-135M (causal)
+    python bench/train_throughput.py --quick --student t5    # a T5-v1.1-small-shaped seq2seq
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,9 +128,10 @@ class PublishedCollator:
             part = part.rename(
                 columns={f"{name}_input_ids": "input_ids", f"{name}_labels": "labels"}
             )
-            records = [{**r, "weight": 1.0} for r in part.to_dict("records")]
-            batch = self.pad(records)
-            batch.pop("weight")
+            extra = {"weight": 1.0, "count": 1.0, "short": name == "pred"}
+            batch = self.pad([{**r, **extra} for r in part.to_dict("records")])
+            for key in extra:
+                batch.pop(key)
             groups[name] = batch
         return groups
 
@@ -137,8 +143,16 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     task = EquationTask("svamp")
     records = [r for r in read_records(Path(cfg["records"])) if r.split == "train"]
     records = records[: cfg["questions"]]
-    ours = cfg["method"] == "ours"
-    spec = RowSpec(method="multi_cot", num_cots=cfg["num_cots"], alpha=0.5, dedupe=ours)
+    arm = cfg["method"]
+    ours = arm != "published"
+    # The same rows in every arm (explain target: the whole CoT), merged only in `ours`.
+    spec = RowSpec(
+        method="multi_cot",
+        num_cots=cfg["num_cots"],
+        alpha=0.5,
+        dedupe=arm == "ours",
+        explain_target="cot",
+    )
     rows, stats = build_rows(records, task, spec, "reasoning")
     model, tokenizer, kind = load_student(cfg["student"])
     pad = WeightedCollator(
@@ -157,7 +171,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
         seed=0,
-        train_sampling_strategy="group_by_length" if ours else "random",
+        train_sampling_strategy="group_by_length" if arm == "ours" else "random",
         disable_tqdm=True,
     )
     lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
@@ -173,6 +187,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             stage="reasoning",
             task=task,
             lengths=[feature_length(f) for f in features],
+            loss_norm="task_token_mean",
         )
         fed, logits = _fed_tokens(trainer, ours=True)
     else:
@@ -190,8 +205,9 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     output = trainer.train()
     seconds = time.perf_counter() - started
     return {
-        "method": cfg["method"],
+        "method": arm,
         "rows": stats.rows,
+        "row_tokens": sum(_real_tokens(f, kind == "seq2seq") for f in features),
         "sequences": len(features) * (1 if ours else 2),
         "steps": output.global_step,
         "seconds": seconds,
@@ -242,6 +258,16 @@ def _fed_tokens(trainer: Any, ours: bool) -> tuple[int, int]:
     return tokens, logits
 
 
+def _real_tokens(feature: dict[str, Any], seq2seq: bool) -> int:
+    """Non-padding tokens of one training feature (both halves of a published pair); a
+    seq2seq feature's labels are its decoder tokens, a causal one's repeat its input."""
+    names = ("",) if "input_ids" in feature else ("pred_", "expl_")
+    return sum(
+        len(feature[f"{n}input_ids"]) + (len(feature[f"{n}labels"]) if seq2seq else 0)
+        for n in names
+    )
+
+
 def step_flops(result: dict[str, Any]) -> float:
     """Approximate FLOPs of the epoch: 6 x (matmul parameters) per token, with the vocabulary
     projection counted only at the positions whose logits were computed."""
@@ -274,7 +300,7 @@ def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float
 def objective_tokens(records_path: Path, cfg: dict[str, Any]) -> int:
     """Non-padding tokens of the published objective's rows (the work both runs accomplish)."""
     records = [r for r in read_records(records_path) if r.split == "train"][: cfg["questions"]]
-    spec = RowSpec(method="multi_cot", num_cots=cfg["num_cots"], dedupe=False)
+    spec = RowSpec(method="multi_cot", num_cots=cfg["num_cots"], explain_target="cot")
     rows, _ = build_rows(records, EquationTask("svamp"), spec, "reasoning")
     _, tokenizer, kind = load_student(cfg["student"])
     lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
@@ -285,15 +311,50 @@ def objective_tokens(records_path: Path, cfg: dict[str, Any]) -> int:
     return total
 
 
+def t5_student(folder: Path) -> str:
+    """A randomly initialised seq2seq student shaped like T5-v1.1-small (no download: the
+    tokenizer is the embedded SmolLM2's), saved as an ordinary Hugging Face folder."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from mindmirror.student.model import save_student
+
+    _, tokenizer, _ = load_student("embedded")
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=512,
+        d_kv=64,
+        d_ff=1024,
+        num_layers=8,
+        num_heads=6,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    save_student(T5ForConditionalGeneration(config), tokenizer, folder, kind="seq2seq")
+    return str(folder)
+
+
+ARMS = ("published", "engine", "ours")
+
+
 def main() -> None:
-    """Run both workers in subprocesses and print the comparison."""
+    """Run every arm ``--repeats`` times in subprocesses and print the comparison."""
+    from mindmirror.student.precision import resolve_precision
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 questions (under 10 minutes)")
+    parser.add_argument("--quick", action="store_true", help="8 questions")
     parser.add_argument("--questions", type=int, default=None, help="training questions Q")
     parser.add_argument("--num-cots", type=int, default=5, help="CoTs per question N")
     parser.add_argument("--batch", type=int, default=4, help="published batch: B pairs")
-    parser.add_argument("--student", default="embedded", help="student model (default embedded)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--student", default="embedded", help="embedded, t5, or a model path")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="auto: bf16 where the hardware runs it natively, else fp32",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-input", type=int, default=256)
     parser.add_argument("--max-target", type=int, default=256)
@@ -305,52 +366,61 @@ def main() -> None:
     if not MCC_KD.is_dir():
         sys.exit(f"needs the public SVAMP data at {MCC_KD}")
     questions = args.questions or (8 if args.quick else 32)
+    precision = resolve_precision(args.precision)
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         records = import_records(Path(tmp) / "run", args.num_cots)
+        student = t5_student(Path(tmp) / "t5") if args.student == "t5" else args.student
         cfg = {
             "records": str(records),
             "questions": questions,
             "num_cots": args.num_cots,
             "batch": args.batch,
-            "student": args.student,
-            "precision": args.precision,
+            "student": student,
+            "precision": precision,
             "threads": args.threads,
             "max_input": args.max_input,
             "max_target": args.max_target,
         }
-        results = {}
-        for method in ("published", "ours"):
-            worker = {**cfg, "method": method, "out": str(Path(tmp) / method)}
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", json.dumps(worker)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                sys.exit(f"{method} worker failed:\n{done.stderr[-3000:]}")
-            results[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        for repeat in range(args.repeats):
+            for arm in ARMS:
+                worker = {**cfg, "method": arm, "out": str(Path(tmp) / f"{arm}{repeat}")}
+                done = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(worker)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    sys.exit(f"{arm} worker failed:\n{done.stderr[-3000:]}")
+                runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"repeat {repeat + 1} {arm}: {runs[arm][-1]['seconds']:.1f} s", flush=True)
         tokens = objective_tokens(records, cfg)
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     peak = matmul_peak(args.threads, dtype)
     print(
         f"student {args.student}, {questions} questions x {args.num_cots} CoTs, "
-        f"batch {args.batch} pairs = {2 * args.batch} sequences/step, {args.precision}, "
-        f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}"
+        f"batch {args.batch} pairs = {2 * args.batch} sequences/step, {precision}, "
+        f"{args.threads} threads, {args.repeats} repeats, load average {os.getloadavg()[0]:.1f}"
     )
     print(f"objective tokens per epoch: {tokens}; matmul peak {peak / 1e9:.1f} GFLOP/s")
-    header = f"{'':10} {'seqs':>5} {'steps':>5} {'time s':>8} {'tok/s':>7} {'fed tok/s':>9} "
-    print(header + f"{'peak RSS MB':>11} {'FLOP/s':>9} {'of peak':>7}")
-    for name, r in results.items():
+    header = f"{'':10} {'rows':>5} {'row tok':>7} {'steps':>5} {'time s (min-max)':>20} "
+    print(header + f"{'tok/s':>7} {'fed tok/s':>9} {'peak RSS MB':>11} {'of peak':>7}")
+    median = {}
+    for arm, results in runs.items():
+        times = sorted(r["seconds"] for r in results)
+        mid = statistics.median(times)
+        median[arm] = mid
+        r = min(results, key=lambda x: abs(x["seconds"] - mid))
         flops = step_flops(r) / r["seconds"]
+        spread = f"{mid:.1f} ({times[0]:.1f}-{times[-1]:.1f})"
         print(
-            f"{name:10} {r['sequences']:>5} "
-            f"{r['steps']:>5} {r['seconds']:>8.1f} {tokens / r['seconds']:>7.1f} "
-            f"{r['tokens_fed'] / r['seconds']:>9.1f} {r['peak_rss_mb']:>11.0f} "
-            f"{flops / 1e9:>8.1f}G {flops / peak:>7.1%}"
+            f"{arm:10} {r['sequences']:>5} {r['row_tokens']:>7} {r['steps']:>5} {spread:>20} "
+            f"{tokens / mid:>7.1f} {r['tokens_fed'] / r['seconds']:>9.1f} "
+            f"{max(x['peak_rss_mb'] for x in results):>11.0f} {flops / peak:>7.1%}"
         )
-    ratio = results["published"]["seconds"] / results["ours"]["seconds"]
-    print(f"RESULT train_throughput {ratio:.2f}")
+    print(f"RESULT train_throughput_engine {median['published'] / median['engine']:.2f}")
+    print(f"RESULT train_throughput {median['published'] / median['ours']:.2f}")
 
 
 if __name__ == "__main__":

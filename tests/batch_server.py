@@ -43,7 +43,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fault_proxy import Request, encode_response, error_body, read_request
+from tests.fault_proxy import (
+    Request,
+    encode_response,
+    error_body,
+    read_request,
+    ready_child,
+)
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
@@ -292,22 +298,9 @@ class BatchServerHandle:
 @contextlib.contextmanager
 def batch_server(upstream: str) -> Iterator[BatchServerHandle]:
     """Start the server as a child process on a free loopback port; stop it afterwards."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--upstream", upstream], stdout=subprocess.PIPE
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode().split()
-        if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError(f"batch server did not start (exit code {process.poll()})")
-        yield BatchServerHandle(f"http://127.0.0.1:{line[1]}", process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    cmd = [sys.executable, __file__, "--upstream", upstream]
+    with ready_child(cmd, "batch server") as (url, process):
+        yield BatchServerHandle(url, process)
 
 
 def main() -> None:

@@ -286,13 +286,21 @@ def fault_proxy(
     cmd = [sys.executable, __file__, "--upstream", upstream, "--latency", str(latency_s)]
     if api_key is not None:
         cmd += ["--api-key", api_key]
+    with ready_child(cmd, "fault proxy") as (url, process):
+        yield ProxyHandle(url, process)
+
+
+@contextlib.contextmanager
+def ready_child(cmd: list[str], what: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a loopback server child that prints ``READY <port>`` once it listens; yield its URL
+    and process, and stop it afterwards (terminate, then kill after 10 s)."""
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode().split()
         if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError(f"fault proxy did not start (exit code {process.poll()})")
-        yield ProxyHandle(f"http://127.0.0.1:{line[1]}", process)
+            raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
+        yield f"http://127.0.0.1:{line[1]}", process
     finally:
         process.terminate()
         try:

@@ -112,7 +112,7 @@ def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool
 
     ``show_summary=False`` leaves the teacher table to the caller (the demo prints it last)."""
     from mindmirror.experiment import teaching_needed
-    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.summary import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 
     if teaching_needed(recipe, run):
@@ -147,7 +147,7 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     its Batch API: half the price, results within 24 hours instead of minutes. Choose it for
     large runs that can wait; a killed teach resumes the same batch (teacher/batches.json).
     """
-    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.summary import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 
     resolved, run = open_run(recipe, set_)
@@ -381,7 +381,7 @@ def demo(
     problems. Re-running resumes from what the run directory already holds.
     """
     from mindmirror.experiment import experiment as run_experiment
-    from mindmirror.teacher.teach import summary_table
+    from mindmirror.teacher.summary import summary_table
 
     overrides = [f"run_dir={run_dir}", *(set_ or [])]
     if teacher_url:
@@ -398,6 +398,11 @@ def demo(
     result = run_experiment(recipe, rundir, quiet=quiet)
     Console().print(summary_table(json.loads(rundir.summary.read_text())))
     print(result["markdown"])
+    console.print(
+        "What to look at: 'answer (paper)' is the paper's score; in 'Selective prediction', a "
+        "student whose own verdicts tell it when it is wrong scores clearly higher on its most "
+        "confident 50% than at full coverage."
+    )
     console.print(f"report: {result['report']} (report.md and plots/ beside it)")
 
 

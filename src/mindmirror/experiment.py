@@ -38,7 +38,7 @@ from rich.console import Console
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
-from mindmirror.figures import SELF_EVAL_METHODS, EvalSource, applicable_modes
+from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import (
@@ -68,6 +68,10 @@ OPERATIONAL_KEYS = (
     "price_output_per_mtok",
     "budget_usd",
     "batch_size",
+    "max_failed_share",
+    "batch",
+    "price_batch_factor",
+    "batch_poll_s",
 )
 
 
@@ -113,13 +117,17 @@ def data_seed(recipe: Recipe) -> int:
 
 
 def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
-    """The parent recipe with the cell's method, N, training seed, modes and run directory."""
+    """The parent recipe with the cell's method, N, training seed, modes and run directory
+    (and with ``experiment.equal_examples``, epochs divided by N for the CoT methods)."""
     data = recipe.model_dump(mode="json", by_alias=True)
     data["name"] = f"{recipe.name}-{cell.name}"
     data["run_dir"] = str(folder)
     data["seed"] = cell.seed
     data["task"]["split_seed"] = data_seed(recipe)
     data["train"].update(method=cell.method, num_cots=cell.num_cots)
+    if recipe.experiment.equal_examples and cell.method in COT_METHODS:
+        data["train"]["epochs"] = recipe.train.epochs / cell.num_cots
+        data["train"]["stage1_epochs"] = recipe.train.stage1_epochs or recipe.train.epochs
     data["eval"]["modes"] = list(cell.modes)
     return Recipe.model_validate(data)
 

@@ -330,3 +330,21 @@ def test_evaluation_source_needs_verdicts_on_train_and_validation() -> None:
         r.model_copy(update={"cots": []}) if r.split == "validation" else r for r in records
     ]
     assert evaluation_source(no_validation) == "none"
+
+
+def test_equal_examples_divides_the_epochs_of_cot_cells_by_n(grid: tuple[Recipe, RunDir]) -> None:
+    from mindmirror.experiment import cell_recipe
+
+    recipe, run = grid
+    base = recipe.model_copy(
+        update={
+            "train": recipe.train.model_copy(update={"epochs": 10.0, "max_steps": None}),
+            "experiment": recipe.experiment.model_copy(update={"equal_examples": True}),
+        }
+    )
+    five = cell_recipe(base, Cell("multi_cot", 5, 0, ("answer",)), run.root / "c")
+    assert five.train.epochs == 2.0
+    mirror = cell_recipe(base, Cell("mind_mirror", 5, 0, ("answer",)), run.root / "c")
+    assert (mirror.train.epochs, mirror.train.stage1_epochs) == (2.0, 10.0)
+    standard = cell_recipe(base, Cell("standard", 1, 0, ("answer",)), run.root / "c")
+    assert standard.train.epochs == 10.0

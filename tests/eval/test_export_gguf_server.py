@@ -2,7 +2,8 @@
 
 The tiny fitted student checks every prompt of the format (``predict:``, ``explain:``,
 ``verdict:`` and the chat template) in seconds; the demo-sized student (SmolLM2-135M, the
-embedded model) checks greedy agreement on a few dozen real-length questions at f16.
+embedded model, briefly trained on the answer format) checks greedy agreement on a few dozen
+unseen questions at f16 (``bench/export_agreement.py`` measures every quantized type).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from mindmirror.embedded import llama_server
 from mindmirror.export import export
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.model import load_student, save_student
-from mindmirror.tasks.arith_problems import generate_problems
+from mindmirror.tasks.arith_problems import Problem, generate_problems
 from tests.eval.conftest import COT_RIGHT, Fitted, memorised_pairs
+from tests.eval.tiny import fit_tiny
 from tests.gguf_agreement import agreement, llama_greedy, torch_greedy
 
 pytestmark = [
@@ -67,14 +69,25 @@ def test_llama_cpp_quantizer_writes_k_quants(tmp_path: Path, fitted_causal: Fitt
     assert path.name.endswith("-Q4_K_M.gguf") and not list(path.parent.glob(".*tmp"))
 
 
+def answer_rows(problems: list[Problem]) -> list[tuple[str, str]]:
+    """``predict:`` rows with the answers a trained student gives (``The answer is (...)``)."""
+    return [
+        (reasoning_input(PREDICT, p.question), f"The answer is {p.equation}.") for p in problems
+    ]
+
+
 @pytest.mark.slow
 def test_demo_sized_student_agrees_with_pytorch_at_f16(tmp_path: Path, gguf_path: Path) -> None:
+    # The demo's student (SmolLM2-135M) after a few steps on the answer format: an untrained
+    # model's chatter is full of near-ties that f16 rounding alone flips, a student's is not.
     model, tokenizer, kind = load_student("embedded")
+    problems = generate_problems(28, seed=7)
+    model = fit_tiny(model, tokenizer, answer_rows(problems[:4]), steps=3, lr=3e-4)
     folder = save_student(model, tokenizer, tmp_path / "student", kind=kind)
     (path,) = export(folder, "gguf", tmp_path / "gguf").files
-    questions = [problem.question for problem in generate_problems(30, seed=7)]
-    inputs = [reasoning_input(PREDICT, q) for q in questions]
+    inputs = [source for source, _ in answer_rows(problems[4:])]  # 24 unseen questions
     expected = torch_greedy(model, tokenizer, inputs, max_tokens=16)
+    assert sum(text.startswith("The answer is") for text in expected) >= 20  # it learnt them
     with llama_server(path, log_path=tmp_path / "server.log", n_ctx=512) as url:
         got = llama_greedy(url, inputs, max_tokens=16)
     assert agreement(expected, got) >= 0.95, list(zip(expected, got, strict=True))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from mindmirror.errors import UserError
-from mindmirror.evaluate import (
+from mindmirror.evaluate import check_modes
+from mindmirror.metrics import (
     accuracy_interval,
     agreement,
     aurc,
     auroc,
-    check_modes,
     mode_metrics,
     risk_coverage,
 )
@@ -67,7 +67,7 @@ def test_unknown_mode_is_a_user_error() -> None:
 
 
 def test_risk_coverage_averages_over_tied_confidences() -> None:
-    from mindmirror.evaluate import aurc, risk_coverage, selective_accuracy
+    from mindmirror.metrics import aurc, risk_coverage, selective_accuracy
 
     confidence = [0.9, 0.5, 0.5, 0.5, 0.1]
     correct = [True, True, False, False, True]
@@ -84,7 +84,7 @@ def test_risk_coverage_averages_over_tied_confidences() -> None:
 
 
 def test_paired_difference_cancels_question_difficulty() -> None:
-    from mindmirror.evaluate import paired_difference
+    from mindmirror.metrics import paired_difference
 
     first = [0.0, 1.0, 0.0, 1.0] * 25
     second = [1.0, 1.0, 0.0, 1.0] * 25  # right on every question `first` is, and 25 more

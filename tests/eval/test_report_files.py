@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mindmirror.errors import UserError
-from mindmirror.evaluate import accuracy_interval, aurc, risk_coverage
+from mindmirror.metrics import accuracy_interval, aurc, risk_coverage
 from mindmirror.report import main_table, report
 from mindmirror.rundir import RunDir
 

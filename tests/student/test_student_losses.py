@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -207,3 +208,51 @@ def test_training_and_generation_cut_long_inputs_the_same_way(tiny_llama) -> Non
     assert ids[0].tolist() == trained["input_ids"][:32]
     assert mask[1].sum() < 32 and mask[1, -1] == 1  # left padding for the short prompt
     assert tokenizer.decode(ids[0][-12:]).strip().endswith("(3 + 5).")
+
+
+def test_length_buckets_split_only_when_padding_dominates() -> None:
+    from mindmirror.student.trainer import length_buckets
+
+    (one,) = length_buckets(torch.tensor([50, 52, 49, 51]))
+    assert sorted(one.tolist()) == [0, 1, 2, 3]
+    short, long = length_buckets(torch.tensor([200, 20, 210, 25]))
+    assert sorted(short.tolist()) == [1, 3] and sorted(long.tolist()) == [0, 2]
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+@pytest.mark.parametrize("norm", ["task_token_mean", "row_mean"])
+def test_two_passes_give_the_loss_and_gradients_of_one(
+    kind: str, norm: str, tiny_llama, tiny_t5, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short and long rows run as two passes make exactly the one-pass loss and gradients."""
+    import mindmirror.student.trainer as trainer_module
+    from mindmirror.student.model import load_student
+    from mindmirror.student.trainer import StudentTrainer, accepts_logits_to_keep
+
+    model, tokenizer, loaded = load_student(tiny_llama if kind == "causal" else tiny_t5)
+    rows = [ROW, LONG, Row("predict", "predict: 2 + 2?", "The answer is (2 + 2).", 0.5, "r"), LONG]
+    features = [
+        encode_row(tokenizer, loaded, r, max_input_tokens=64, max_target_tokens=64) for r in rows
+    ]
+    collate = WeightedCollator(
+        tokenizer.pad_token_id, loaded, getattr(model.config, "decoder_start_token_id", None)
+    )
+    trainer = StudentTrainer.__new__(StudentTrainer)
+    trainer.kind, trainer.loss_norm = loaded, norm
+    trainer.keeps_logits = accepts_logits_to_keep(model)
+
+    def loss_and_grads(split_when: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(trainer_module, "SPLIT_WHEN", split_when)
+        model.zero_grad()
+        loss = trainer.compute_loss(model, collate(features))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    batch = collate(features)
+    monkeypatch.setattr(trainer_module, "SPLIT_WHEN", 1.0)
+    lengths = trainer._lengths(batch, batch["labels"])
+    assert len(trainer_module.length_buckets(lengths)) == 2  # the case under test
+    one_loss, one_grads = loss_and_grads(0.0)  # never split
+    two_loss, two_grads = loss_and_grads(1.0)  # split whenever it saves tokens
+    assert torch.allclose(one_loss, two_loss, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(one_grads, two_grads, strict=True))

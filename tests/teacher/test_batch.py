@@ -24,10 +24,12 @@ from mindmirror.cli import app
 from mindmirror.config import TeacherConfig, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
+from mindmirror.rundir import RunDir
 from mindmirror.teacher.backends import OpenAIBackend
 from mindmirror.teacher.batch import BatchRunner, load_state
 from mindmirror.teacher.cache import ResponseCache
 from mindmirror.teacher.engine import RequestEngine
+from mindmirror.teacher.teach import teach
 from mindmirror.teacher.types import Prompt, Sampling, Usage
 from tests.batch_server import BatchServerHandle, batch_server
 
@@ -86,6 +88,7 @@ def statuses(folder: Path) -> list[str]:
     return [r["status"] for entry in state["batches"] for r in entry["requests"].values()]
 
 
+@pytest.mark.server
 def test_a_batch_fills_the_cache_at_half_price_and_online_reuses_it(
     server: BatchServerHandle, tmp_path: Path
 ) -> None:
@@ -109,6 +112,7 @@ def test_a_batch_fills_the_cache_at_half_price_and_online_reuses_it(
     assert server.stats()["batches_created"] == 1 and server.stats()["online"] == 0
 
 
+@pytest.mark.server
 def test_failed_and_expired_requests_fall_back_online_once(
     server: BatchServerHandle, tmp_path: Path
 ) -> None:
@@ -132,6 +136,7 @@ def test_failed_and_expired_requests_fall_back_online_once(
     assert again.last.cache_hits == 6
 
 
+@pytest.mark.server
 def test_n_above_what_the_server_returns_is_handled_online(
     server: BatchServerHandle, tmp_path: Path
 ) -> None:
@@ -144,6 +149,7 @@ def test_n_above_what_the_server_returns_is_handled_online(
     assert server.stats()["lines_run"] == 2 and engine.last.samples_new == 6
 
 
+@pytest.mark.server
 def test_kill_while_in_progress_resumes_the_same_batch(
     server: BatchServerHandle, tmp_path: Path
 ) -> None:
@@ -178,6 +184,7 @@ def test_kill_while_in_progress_resumes_the_same_batch(
     assert engine.last.samples_batch == 5
 
 
+@pytest.mark.server
 def test_an_endpoint_without_a_batch_api_is_one_clear_line(llama_url: str, tmp_path: Path) -> None:
     engine, _ = make_engine(llama_url, tmp_path)
     with pytest.raises(UserError, match=r"has no Batch API .*teacher.batch=false"):
@@ -197,3 +204,38 @@ def test_batch_needs_the_openai_backend() -> None:
 def test_teach_help_says_when_to_choose_batch() -> None:
     text = CliRunner().invoke(app, ["teach", "--help"], env={"COLUMNS": "200"}).output
     assert "teacher.batch=true" in text and "half" in text and "24 hours" in text
+
+
+@pytest.mark.server
+def test_teach_runs_cots_and_evaluations_as_two_batches(
+    server: BatchServerHandle, tmp_path: Path
+) -> None:
+    data = {
+        "run_dir": str(tmp_path / "run"),
+        "task": {"name": "arith", "num_examples": 30, "limit": {"train": 2, "validation": 1}},
+        "teacher": {
+            "backend": "openai",
+            "base_url": server.url,
+            "model": EMBEDDED_MODEL,
+            "api_key_env": KEY_ENV,
+            "num_cots": 2,
+            "num_evals": 1,
+            "max_tokens": 12,
+            "eval_max_tokens": 8,
+            "few_shot": 0,
+            "use_n": False,
+            "batch": True,
+            "batch_poll_s": 0.2,
+            **PRICES,
+        },
+    }
+    run = RunDir(tmp_path / "run")
+    summary = teach(recipe_from_dict(data), run, quiet=True)
+    assert summary["samples_batch"] == 3 * 2 + 3 * 2 * 1 and summary["requests"] == 0
+    counts = server.stats()
+    assert (counts["batches_created"], counts["online"]) == (2, 0)
+    assert len(load_state(run.teacher / "batches.json")["batches"]) == 2
+    again = teach(recipe_from_dict(data), run, quiet=True)
+    assert again["cache_hits"] == summary["samples_batch"] and again["cost_usd_this_run"] == 0
+    assert again["cost_usd"] == pytest.approx(summary["cost_usd"])  # still at the batch price
+    assert server.stats()["batches_created"] == 2

@@ -19,13 +19,8 @@ from mindmirror.config import TeacherConfig
 from mindmirror.errors import UserError
 from mindmirror.teacher.backends import parse_retry_after
 from mindmirror.teacher.cache import ResponseCache
-from mindmirror.teacher.engine import (
-    EngineStats,
-    RequestEngine,
-    TokenBucket,
-    backoff_delay,
-    estimate_tokens,
-)
+from mindmirror.teacher.engine import EngineStats, RequestEngine
+from mindmirror.teacher.limits import TokenBucket, backoff_delay, estimate_tokens
 from mindmirror.teacher.types import (
     FatalError,
     Messages,

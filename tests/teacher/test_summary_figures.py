@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo
-from mindmirror.teacher.teach import _warn_cut_critiques, summarize
+from mindmirror.teacher.summary import summarize, warn_cut_critiques
 
 
 def _record(evaluations: list[Evaluation]) -> Record:
@@ -26,8 +26,8 @@ def test_critiques_without_a_verdict_are_counted_apart_from_failed_requests(
     assert summary["evaluations"] == 3
     assert summary["evaluations_without_verdict"] == 1
     assert summary["evaluations_failed"] == 1
-    _warn_cut_critiques(summary, 160, quiet=False)
+    warn_cut_critiques(summary, 160, quiet=False)
     err = capsys.readouterr().err
     assert "1 of 3 critiques ended without a verdict" in err and "eval_max_tokens=160" in err
-    _warn_cut_critiques(summarize([_record([done])]), 160, quiet=False)
+    warn_cut_critiques(summarize([_record([done])]), 160, quiet=False)
     assert capsys.readouterr().err == ""

@@ -15,14 +15,8 @@ from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, read_record
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example
 from mindmirror.tasks.families import EquationTask
-from mindmirror.teacher.teach import (
-    gold_evaluation,
-    make_cot,
-    summarize,
-    summary_table,
-    teach,
-    teacher_evaluation,
-)
+from mindmirror.teacher.summary import summarize, summary_table
+from mindmirror.teacher.teach import gold_evaluation, make_cot, teach, teacher_evaluation
 from tests.conftest import shared_path
 from tests.fault_proxy import fault_proxy
 

@@ -40,10 +40,15 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     """
     mask = labels.ne(IGNORE)
     # float32 for the softmax: bf16 log-probs over a large vocabulary lose too much precision.
+    # Flattened to [B*T, V] (the vocabulary contiguous): cross_entropy over a transposed
+    # [B, V, T] view is several times slower on CPU.
     losses = F.cross_entropy(
-        logits.float().transpose(1, 2), labels.masked_fill(~mask, 0), reduction="none"
-    )
-    return losses * mask, mask
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    ).view(labels.shape)
+    return losses, mask
 
 
 def row_mean_losses(logits: torch.Tensor, labels: torch.Tensor, *, causal: bool) -> torch.Tensor:
@@ -102,6 +107,46 @@ def task_token_mean_loss(
     return total
 
 
+def row_token_sums(
+    logits: torch.Tensor, labels: torch.Tensor, *, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed target-token loss and target-token count of each row.
+
+    Args:
+        logits: ``[B, T, V]`` model outputs; labels: ``[B, T]`` with ``-100`` where nothing is
+            learned (shifted here for causal LMs, as in ``row_mean_losses``).
+
+    Returns:
+        ``(sums [B] float32, counts [B] float32)``.
+    """
+    if causal:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    losses, mask = token_losses(logits, labels)
+    return losses.sum(dim=1), mask.sum(dim=1).to(losses.dtype)
+
+
+def combine_rows(
+    sums: torch.Tensor,
+    tokens: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    norm: str,
+    counts: torch.Tensor | None = None,
+    short: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The micro-batch loss from each row's token sum and count (all ``[B]``), so that rows
+    run in several forward passes still make one loss.
+
+    ``row_mean``: ``sum(weight * sum / tokens) / B``. ``task_token_mean``: see
+    ``task_token_mean_loss`` (needs ``counts`` and ``short``).
+    """
+    if norm == "row_mean":
+        return weighted_batch_loss(sums / tokens.clamp(min=1), weights)
+    if counts is None or short is None:
+        raise ValueError("task_token_mean needs the rows' counts and task groups")
+    return task_token_mean_loss(sums, tokens, weights, counts, short)
+
+
 def student_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -112,16 +157,7 @@ def student_loss(
     counts: torch.Tensor | None = None,
     short: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The training loss of one micro-batch under normalisation ``norm``.
-
-    ``row_mean``: per-row mean token loss x weight, mean over rows. ``task_token_mean``: see
-    ``task_token_mean_loss`` (needs ``counts`` and ``short``, both ``[B]``).
-    """
-    if norm == "row_mean":
-        return weighted_batch_loss(row_mean_losses(logits, labels, causal=causal), weights)
-    if counts is None or short is None:
-        raise ValueError("task_token_mean needs the rows' counts and task groups")
-    if causal:
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    losses, mask = token_losses(logits, labels)
-    return task_token_mean_loss(losses.sum(dim=1), mask.sum(dim=1), weights, counts, short)
+    """The training loss of one micro-batch under normalisation ``norm`` (see
+    ``combine_rows``); ``counts`` and ``short`` are ``[B]``."""
+    sums, tokens = row_token_sums(logits, labels, causal=causal)
+    return combine_rows(sums, tokens, weights, norm=norm, counts=counts, short=short)

@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from mindmirror.progress import ProgressReport
-from mindmirror.student.losses import IGNORE, student_loss
+from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage
 from mindmirror.student.validate import ValItem, greedy_generate, metric_name, score
@@ -28,6 +28,46 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether a (possibly LoRA-wrapped) causal LM can return logits for the last k positions."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+#: Split a micro-batch into two forward passes when that feeds at most this share of the
+#: tokens one padded pass would (the second pass has a fixed cost of its own).
+SPLIT_WHEN = 0.75
+
+
+def length_buckets(lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Row indices of one or two forward passes over a padded batch.
+
+    Sorted by length, the rows are cut where ``k * len[k-1] + (B - k) * len[B-1]`` (the padded
+    tokens of two passes) is smallest; the cut is taken when that is at most ``SPLIT_WHEN`` of
+    ``B * len[B-1]`` (one pass).
+    """
+    order = torch.argsort(lengths)
+    ranked = lengths[order].tolist()
+    size, longest = len(ranked), ranked[-1] if ranked else 0
+    best, cut = size * longest, 0
+    for k in range(1, size):
+        cost = k * ranked[k - 1] + (size - k) * longest
+        if cost < best:
+            best, cut = cost, k
+    if cut == 0 or best > SPLIT_WHEN * size * longest:
+        return [order]
+    return [order[:cut], order[cut:]]
+
+
+def trim_padding(
+    batch: dict[str, torch.Tensor], labels: torch.Tensor, kind: StudentKind
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Drop the padding columns no row of ``batch`` needs: leading ones of left-padded causal
+    rows, trailing encoder and decoder ones of right-padded seq2seq rows."""
+    width = int(batch["attention_mask"].sum(dim=1).max())
+    if kind == "causal":
+        return {k: v[:, -width:] for k, v in batch.items()}, labels[:, -width:]
+    target = max(int(labels.ne(IGNORE).sum(dim=1).max()), 1)
+    trimmed = {
+        k: v[:, :target] if k == "decoder_input_ids" else v[:, :width] for k, v in batch.items()
+    }
+    return trimmed, labels[:, :target]
 
 
 class StudentTrainer(Trainer):
@@ -81,28 +121,47 @@ class StudentTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        """The weighted loss of ``loss_norm`` (``num_items_in_batch`` is unused, see losses.py)."""
+        """The weighted loss of ``loss_norm`` (``num_items_in_batch`` is unused, see losses.py).
+
+        A batch whose rows differ much in length (a short ``predict:`` row padded to a CoT's
+        length) runs as two forward passes, short rows and long rows, each cut to its own
+        longest row; the rows' token sums then make one loss, exactly as one pass would.
+        ``outputs`` (with ``return_outputs``) are those of the last pass.
+        """
         weights, counts, short = inputs.pop("weight"), inputs.pop("count"), inputs.pop("short")
         labels = inputs.pop("labels")
-        if self.kind == "causal" and self.keeps_logits:
-            # Left-padded rows end in their targets: only the last `keep` positions (the
-            # longest target, plus the position predicting its first token) need logits. This
-            # skips the vocabulary projection and softmax over every prompt token.
-            keep = min(int(labels.ne(IGNORE).sum(dim=1).max()) + 1, labels.shape[1])
-            outputs = model(**inputs, logits_to_keep=keep)
-            labels = labels[:, -keep:]
-        else:
-            outputs = model(**inputs)
-        loss = student_loss(
-            outputs.logits,
-            labels,
-            weights,
-            causal=self.kind == "causal",
-            norm=self.loss_norm,
-            counts=counts,
-            short=short,
-        )
+        sums = torch.zeros(labels.shape[0], device=labels.device)
+        tokens = torch.zeros_like(sums)
+        outputs: Any = None
+        for rows in length_buckets(self._lengths(inputs, labels)):
+            part, part_labels = trim_padding(
+                {k: v[rows] for k, v in inputs.items()}, labels[rows], self.kind
+            )
+            if self.kind == "causal" and self.keeps_logits:
+                # Left-padded rows end in their targets: only the last `keep` positions (the
+                # longest target, plus the position predicting its first token) need logits.
+                # This skips the vocabulary projection and softmax over every prompt token.
+                keep = min(int(part_labels.ne(IGNORE).sum(dim=1).max()) + 1, part_labels.shape[1])
+                outputs = model(**part, logits_to_keep=keep)
+                part_labels = part_labels[:, -keep:]
+            else:
+                outputs = model(**part)
+            part_sums, part_tokens = row_token_sums(
+                outputs.logits, part_labels, causal=self.kind == "causal"
+            )
+            sums, tokens = (
+                sums.index_put((rows,), part_sums),
+                tokens.index_put((rows,), part_tokens),
+            )
+        loss = combine_rows(sums, tokens, weights, norm=self.loss_norm, counts=counts, short=short)
         return (loss, outputs) if return_outputs else loss
+
+    def _lengths(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Real (unpadded) length of each row: the sequence, plus the decoder's for seq2seq."""
+        lengths = inputs["attention_mask"].sum(dim=1)
+        if self.kind == "seq2seq":
+            lengths = lengths + labels.ne(IGNORE).sum(dim=1)
+        return lengths
 
     def evaluate(
         self,

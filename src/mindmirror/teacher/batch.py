@@ -41,7 +41,7 @@ from rich.console import Console
 
 from mindmirror.errors import UserError
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
-from mindmirror.teacher.engine import estimate_tokens, request_seed
+from mindmirror.teacher.limits import estimate_tokens, request_seed
 from mindmirror.teacher.types import Prompt, Reply, Usage
 
 if TYPE_CHECKING:

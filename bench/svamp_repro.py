@@ -1,0 +1,208 @@
+"""The paper's comparison on real SVAMP teacher data, tuned on validation (issue 9).
+
+One resumable command; every step skips what a previous run finished:
+
+1. Teach: import the MCC-KD gpt-3.5-turbo CoTs onto the DSS SVAMP questions they cover
+   (``recipes/svamp_repro_cpu.yaml``); check that no test question was taught.
+2. Tune on validation only: each candidate optimisation (LoRA or full fine-tuning, learning
+   rate) trains ``standard`` once (seed 0); the one with the best validation accuracy is used
+   for every cell. Test is never read here.
+3. The grid (``experiment``) with that optimisation, ``experiment.equal_examples`` (a 5-CoT
+   cell sees as many examples as a 1-CoT cell, as published), 3 seeds: standard fine-tuning,
+   1 CoT, 5 CoTs, 5 CoTs with self-evaluation (two-stage and joint; gold verdicts, not the
+   paper's teacher self-evaluation). The headline cells run first, all seeds.
+4. A DSS-style reference: 1 CoT from PaLM-540B on the same training questions.
+5. ``docs/results/svamp_repro.json``: per cell and mode mean, std, seeds, n_test; per pair of
+   cells the paired bootstrap interval; the command, wall time, CPU and precision. Plots are
+   copied to ``docs/img/svamp_repro_*.png``.
+
+    python bench/svamp_repro.py                      # everything (hours on 2 cores)
+    python bench/svamp_repro.py --until tune         # only the tuning step
+    python bench/svamp_repro.py --seeds 0            # one seed per cell (a first pass)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from svamp_grid import check_disjoint  # bench/ is on sys.path when run as a script
+
+from mindmirror.config import Recipe, load_recipe, recipe_from_dict
+from mindmirror.experiment import experiment, teaching_needed
+from mindmirror.figures import SELF_EVAL_METHODS
+from mindmirror.records import read_records, write_records
+from mindmirror.rundir import RunDir
+from mindmirror.student.precision import resolve_precision
+from mindmirror.student.train import train
+from mindmirror.teacher.teach import teach
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "svamp_repro_cpu.yaml"
+#: Candidate optimisations, tried in this order; each is a set of ``train:`` overrides.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "lora-lr5e-4-e3": {"lora": True, "learning_rate": 5e-4, "epochs": 3},
+    "full-lr5e-5-e3": {"lora": False, "learning_rate": 5e-5, "epochs": 3},
+    "full-lr1e-4-e3": {"lora": False, "learning_rate": 1e-4, "epochs": 3},
+}
+#: Tuning trains standard fine-tuning only: the cheapest cell (one short row per question),
+#: and the optimisation found is then shared by every cell, as the published recipes share one.
+TUNED_METHODS = ("standard",)
+
+
+def log(message: str) -> None:
+    """A progress line on stderr with the time of day."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def with_train(recipe: Recipe, run_dir: Path, **train_settings: Any) -> Recipe:
+    """The recipe with other ``train:`` settings and run directory."""
+    data = recipe.model_dump(mode="json", by_alias=True)
+    data["train"].update(train_settings)
+    data["run_dir"] = str(run_dir)
+    return recipe_from_dict(data)
+
+
+def tune(recipe: Recipe, run: RunDir) -> tuple[str, list[dict[str, Any]]]:
+    """Train each candidate x tuned method on seed 0; choose on mean validation accuracy."""
+    table = []
+    for name, settings in CANDIDATES.items():
+        scores = {}
+        for method in TUNED_METHODS:
+            sub = RunDir(run.root / "tune" / f"{name}-{method}")
+            sub.teacher.mkdir(parents=True, exist_ok=True)
+            if not sub.records.is_file():
+                shutil.copyfile(run.records, sub.records)
+            resolved = with_train(recipe, sub.root, method=method, num_cots=1, **settings)
+            log(f"tune {name} {method}")
+            summary = train(resolved, sub, quiet=True)
+            stage = summary["stages"]["reasoning"]
+            scores[method] = stage["best_metric"]["eval_accuracy"]
+            scores[f"{method}_seconds"] = stage["train_seconds"]
+        mean = sum(scores[m] for m in TUNED_METHODS) / len(TUNED_METHODS)
+        table.append({"candidate": name, **settings, **scores, "mean_validation": mean})
+        log(f"tune {name}: validation {scores}")
+    best = max(table, key=lambda row: row["mean_validation"])
+    return best["candidate"], table
+
+
+def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -> dict[str, Any]:
+    """1 CoT from PaLM-540B (the DSS files) on the questions the MCC-KD run trains on."""
+    keep = {r.id for r in read_records(run.records)}
+    data = recipe.model_dump(mode="json", by_alias=True)
+    data["name"] = f"{recipe.name}-palm"
+    data["teacher"].update(
+        model="palm-540b",
+        num_cots=1,
+        **{"import": {"format": "dss", "path": "../shared/data/svamp/dss", "min_match": 0.5}},
+    )
+    data["experiment"].update(methods=["step_by_step"], num_cots=[1], seeds=seeds)
+    palm = recipe_from_dict(data)
+    sub = RunDir(run.root / "palm")
+    if teaching_needed(palm, sub):
+        staging = RunDir(run.root / "palm-all")
+        teach(palm.model_copy(update={"run_dir": str(staging.root)}), staging, quiet=True)
+        write_records(sub.records, [r for r in read_records(staging.records) if r.id in keep])
+    return experiment(palm.model_copy(update={"run_dir": str(sub.root)}), sub, quiet=quiet)
+
+
+def summarise(result: dict[str, Any], palm: dict[str, Any] | None) -> dict[str, Any]:
+    """Per row and mode: mean, std, seeds, n_test; the paired intervals."""
+    cells = {}
+    for source in (result, palm):
+        if source is None:
+            continue
+        n_test = {c["method"]: c["questions"] for c in source["cells"]}
+        for row in source["rows"]:
+            if row["note"] is not None or not row["seeds"]:
+                continue
+            label = row["label"] + (" [PaLM-540B CoTs]" if source is palm else "")
+            cells[label] = {
+                mode: {
+                    "mean": entry["mean"],
+                    "std": entry["std"],
+                    "seeds": row["seeds"],
+                    "values": entry["values"],
+                    "n_test": n_test.get(row["method"]),
+                    "at_coverage": entry.get("at_coverage"),
+                    "aurc": entry.get("aurc"),
+                    "own_cots_auroc": entry.get("own_cots_auroc"),
+                    "judge": entry.get("judge"),
+                }
+                for mode, entry in row["modes"].items()
+            }
+    return {"cells": cells, "paired": result["paired"]}
+
+
+def main() -> None:
+    """Prepare, tune, run the grid and the PaLM reference, write the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/svamp_repro"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--until", choices=["tune", "headline", "grid", "all"], default="all")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "svamp_repro.json")
+    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
+    run = RunDir(recipe.resolved_run_dir())
+    log(check_disjoint(recipe, run))
+    chosen, tuning = tune(recipe, run)
+    log(f"chosen on validation: {chosen} {CANDIDATES[chosen]}")
+    if args.until == "tune":
+        return
+    grid = recipe_from_dict(
+        {
+            **recipe.model_dump(mode="json", by_alias=True),
+            "train": {**recipe.train.model_dump(mode="json"), **CANDIDATES[chosen]},
+            "experiment": {
+                **recipe.experiment.model_dump(mode="json"),
+                "seeds": args.seeds,
+                "equal_examples": True,
+            },
+        }
+    )
+    headline = [m for m in grid.experiment.methods if m not in SELF_EVAL_METHODS]
+    first = grid.model_copy(
+        update={"experiment": grid.experiment.model_copy(update={"methods": headline})}
+    )
+    result = experiment(first, run, quiet=args.quiet)
+    log("headline cells done")
+    palm = None
+    if args.until in ("grid", "all"):
+        result = experiment(grid, run, quiet=args.quiet)
+    if args.until == "all":
+        palm = palm_reference(grid, run, args.seeds, args.quiet)
+    print(result["markdown"])
+    if palm is not None:
+        print("\n## PaLM-540B reference\n\n" + palm["markdown"])
+    summary = {
+        "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
+        "finished": args.until,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "precision": resolve_precision(grid.train.precision),
+        "load_average_at_end": os.getloadavg()[0],
+        "chosen": {"candidate": chosen, **CANDIDATES[chosen]},
+        "tuning": tuning,
+        **summarise(result, palm),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    args.plots.mkdir(parents=True, exist_ok=True)
+    for png in sorted(run.plots.glob("*.png")):
+        shutil.copyfile(png, args.plots / f"svamp_repro_{png.name}")
+    log(f"wrote {args.out}; wall {summary['wall_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

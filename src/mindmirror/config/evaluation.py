@@ -1,0 +1,126 @@
+"""The `eval:`, `serve:` and `experiment:` sections of a recipe: scoring, serving, the grid."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mindmirror.config.base import Strict
+
+InferMode = Literal["answer", "cot", "vote", "mirror"]
+
+
+class EvalConfig(Strict):
+    """Evaluation and inference: the modes scored on the test split and how they sample."""
+
+    modes: list[InferMode] = Field(
+        default_factory=lambda: ["answer", "cot", "vote", "mirror"],
+        description="answer: `predict:` greedy; cot: `explain:` greedy, answer parsed; vote: K "
+        "sampled CoTs, majority; mirror: K sampled CoTs weighted by the student's own P(correct).",
+    )
+    num_samples: int = Field(
+        5, ge=1, le=64, description="K: sampled CoTs per question (vote, mirror)."
+    )
+    temperature: float = Field(
+        0.7, gt=0.0, le=2.0, description="Sampling temperature (vote, mirror)."
+    )
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling (vote, mirror).")
+    max_new_tokens: int = Field(256, ge=1, description="Max generated tokens per CoT.")
+    answer_max_tokens: int = Field(32, ge=1, description="Max generated tokens in `answer` mode.")
+    max_input_tokens: int = Field(
+        512, ge=8, description="Inputs are truncated to this many tokens."
+    )
+    batch_size: int = Field(8, ge=1, description="Sequences per generate call / forward pass.")
+    abstain_threshold: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="mirror: abstain when the winning answer's confidence is below this (it also "
+        "abstains when the student judges every sample wrong).",
+    )
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% interval.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N test questions.")
+    checkpoint: str | None = Field(
+        None, description="Student to score (default: the run's final trained student)."
+    )
+    judge: Literal["auto", "final"] = Field(
+        "auto",
+        description="Who judges samples in `mirror` mode. auto: the self-evaluation stage's "
+        "best student when the run trained one separately (`mind_mirror`: stage-2 training can "
+        "erode the verdict skill of the final student), else the final student; final: always "
+        "the final student.",
+    )
+
+
+class ServeConfig(Strict):
+    """The OpenAI-compatible HTTP API over a trained student (`mindmirror serve`)."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
+    mode: InferMode = Field(
+        "cot",
+        description="Default inference mode of `serve` and `predict` for students trained "
+        "with CoTs; students trained without (standard, distill) default to answer. A "
+        "request may ask for another.",
+    )
+    model_name: str = Field("mindmirror-student", description="Model id listed at /v1/models.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted.")
+    max_tokens_limit: int = Field(1024, ge=1, description="Largest `max_tokens` a request may ask.")
+    max_n: int = Field(16, ge=1, le=64, description="Largest `n` (samples, K) a request may ask.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding a key: every request must then "
+        "send `Authorization: Bearer <key>` (401 otherwise). The key is never logged.",
+    )
+
+
+ExperimentMethod = Literal[
+    "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
+]
+
+
+class ExperimentConfig(Strict):
+    """`mindmirror experiment`: the paper's comparison grid, methods x num_cots x seeds.
+
+    Each cell trains and evaluates in ``cells/<method>-n<N>-s<seed>/`` on the run's one set of
+    teacher records. N applies where the method uses it: ``standard`` ignores CoTs and
+    ``step_by_step`` is the 1-CoT method, so both run once per seed; ``distill`` takes the
+    teacher's majority answer over the largest N; ``multi_cot`` runs every N above 1 (its N = 1
+    is ``step_by_step``); ``mind_mirror`` and ``mind_mirror_joint`` run every N.
+    """
+
+    methods: list[ExperimentMethod] = Field(
+        default_factory=lambda: ["standard", "distill", "step_by_step", "multi_cot", "mind_mirror"],
+        min_length=1,
+        description="Methods compared (the paper's rows: standard fine-tuning, standard "
+        "distillation, 1 CoT, N CoTs, 1 and N CoTs with self-evaluation).",
+    )
+    num_cots: list[int] = Field(
+        default_factory=lambda: [1, 5],
+        min_length=1,
+        description="CoTs per training question (N) to compare; each at most teacher.num_cots.",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Training seeds of every cell; the table gives mean +- std over them.",
+    )
+    seeds_by_method: dict[ExperimentMethod, list[int]] = Field(
+        default_factory=dict,
+        description="Seeds for particular methods instead of `seeds`, e.g. {mind_mirror: [0]} "
+        "to run the costly two-stage method once while the others run three times.",
+    )
+    equal_examples: bool = Field(
+        False,
+        description="Divide train.epochs by N in the cells of the CoT methods, so that every "
+        "cell sees as many (question, CoT) examples as 1 CoT does, as the published schedules "
+        "do (1 CoT 300 epochs, 5 CoTs 60); the self-evaluation stage keeps stage1_epochs.",
+    )
+    modes: list[InferMode] = Field(
+        default_factory=lambda: ["answer", "cot", "vote", "mirror"],
+        min_length=1,
+        description="Inference modes scored on test, each where it applies: answer (the "
+        "paper's) for all; cot and vote for methods trained on CoTs; mirror only for methods "
+        "trained on self-evaluation.",
+    )

@@ -1,0 +1,142 @@
+"""The `train:` section of a recipe: the student, its training method, loss and optimiser."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mindmirror.config.base import Strict
+
+#: Trackers Trainer reports to (``report_to`` of transformers' ``TrainingArguments``).
+Tracker = Literal[
+    "none",
+    "all",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "trackio",
+    "comet_ml",
+    "clearml",
+    "dvclive",
+    "swanlab",
+    "azure_ml",
+    "codecarbon",
+]
+
+
+class TrainConfig(Strict):
+    """Training the student: the method, the model, the loss and the optimisation."""
+
+    method: Literal[
+        "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
+    ] = Field(
+        "mind_mirror",
+        description="standard: gold answers; distill: the teacher's majority answer; "
+        "step_by_step: answer + 1 CoT; multi_cot: answer + N CoTs; mind_mirror: stage 1 "
+        "self-evaluation, then stage 2 as multi_cot; mind_mirror_joint: both in one stage.",
+    )
+    student: str = Field(
+        "embedded",
+        description="Student model: Hub id, local folder, .gguf file, or `embedded` (the "
+        "packaged SmolLM2-135M-Instruct). Seq2seq or causal is detected from its config.",
+    )
+    labels: Literal["teacher", "gold"] = Field(
+        "teacher",
+        description="Target of `predict:` rows: each CoT's teacher answer (the paper) or gold.",
+    )
+    num_cots: int = Field(5, ge=1, le=64, description="N: parsed CoTs used per question.")
+    num_evals: int = Field(5, ge=1, le=64, description="M: evaluations used per CoT (stage 1).")
+    alpha: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of short targets (answer, verdict); long targets get 1 - alpha.",
+    )
+    dedupe: bool = Field(
+        False,
+        description="Merge identical rows into one counted as many times (same total loss per "
+        "epoch, fewer steps; not the same optimisation). Off in the published code.",
+    )
+    loss_norm: Literal["task_token_mean", "row_mean"] = Field(
+        "task_token_mean",
+        description="task_token_mean (published): each task's loss is a token mean over its "
+        "rows in the batch, then alpha * L_short + (1 - alpha) * L_long; row_mean: each row's "
+        "token mean x its weight, averaged over rows (every row weighs the same).",
+    )
+    explain_target: Literal["rationale", "cot"] = Field(
+        "rationale",
+        description="`explain:` target. rationale (published): the CoT before its answer "
+        "sentence; cot: the whole CoT with its answer, which the cot/vote/mirror inference "
+        "modes need (they read the answer from the student's own CoT).",
+    )
+    distill_label: Literal["first", "majority"] = Field(
+        "first",
+        description="`distill` label: the first parsed CoT's answer (published) or the majority "
+        "answer over the CoTs (labelled distill-majority in tables).",
+    )
+    batch_unit: Literal["examples", "rows"] = Field(
+        "examples",
+        description="What batch_size counts. examples (published): (question, CoT) examples, "
+        "each of which is a short and a long row in two-task methods, so a micro-batch holds "
+        "2 x batch_size rows there; rows: training rows.",
+    )
+    epochs: float = Field(3.0, gt=0, description="Epochs of each stage.")
+    stage1_epochs: float | None = Field(
+        None, gt=0, description="Epochs of the self-evaluation stage (default: `epochs`)."
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop each stage after this many optimizer steps (overrides epochs).",
+    )
+    batch_size: int = Field(8, ge=1, description="Rows per device per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup: float = Field(
+        0.0, ge=0, description="Warmup: a fraction of steps in [0, 1) or a number of steps."
+    )
+    scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate schedule after warmup."
+    )
+    max_input_tokens: int = Field(512, ge=8, description="Inputs truncated to this many tokens.")
+    max_target_tokens: int = Field(256, ge=4, description="Targets truncated to this many.")
+    precision: Literal["auto", "fp32", "bf16", "bf16_force"] = Field(
+        "auto",
+        description="auto: bf16 autocast (fp32 master weights) where the hardware runs bf16 "
+        "natively (a GPU from Ampere on, a CPU with AVX512-BF16 or AMX), else fp32; bf16: the "
+        "same but warns when it falls back to fp32 (emulated bf16 is many times slower); "
+        "bf16_force: bf16 even where it is emulated; fp32. fp16 is never used (T5 overflows).",
+    )
+    lora: bool = Field(False, description="Train LoRA adapters instead of all weights (peft).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] | None = Field(
+        None, description="Module names to adapt (default: all linear layers)."
+    )
+    group_by_length: bool = Field(
+        True, description="Batch rows of similar length together (less padding)."
+    )
+    eval_steps: int | None = Field(
+        None, ge=1, description="Validate (and checkpoint) every N steps; default: every epoch."
+    )
+    val_limit: int | None = Field(
+        200, ge=1, description="Validation questions used to choose the checkpoint (None: all)."
+    )
+    eval_batch_size: int = Field(16, ge=1, description="Sequences per validation generate call.")
+    eval_max_new_tokens: int = Field(
+        32, ge=4, description="Max tokens generated for a validation answer or verdict."
+    )
+    save_total_limit: int = Field(
+        2, ge=1, description="Checkpoints kept per stage (the best one is always kept)."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
+    report_to: Tracker | list[Tracker] = Field(
+        "none",
+        description="Experiment trackers the Trainer logs to, as `report_to` of transformers: "
+        "none, all (every one installed), tensorboard (events under "
+        "student/<stage>/checkpoints/runs/), wandb, mlflow, trackio, ... or a list of them. "
+        "Each needs its package installed (e.g. pip install tensorboard).",
+    )
