@@ -90,7 +90,8 @@ def test_trained_student_is_evaluated_predicted_and_reported(tmp_path: Path) -> 
     mirror = metrics["modes"]["mirror"]
     assert (mirror["coverage"], mirror["selective_accuracy"]) == (0.5, 1.0)
 
-    right, wrong = predict(run.root, [Q_RIGHT, Q_WRONG])
+    assert predict(run.root, [Q_RIGHT])[0].mode == "cot"  # serve.mode, the shared default
+    right, wrong = predict(run.root, [Q_RIGHT, Q_WRONG], "mirror")
     assert (right.mode, right.verdict, right.abstained) == ("mirror", "correct", False)
     assert (wrong.verdict, wrong.abstained) == ("wrong", True)
 
