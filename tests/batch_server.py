@@ -29,12 +29,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -44,6 +42,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fault_proxy import (
+    ChildHandle,
     Request,
     encode_response,
     error_body,
@@ -270,17 +269,8 @@ async def _main(args: argparse.Namespace) -> None:
         await server.serve_forever()
 
 
-@dataclass
-class BatchServerHandle:
+class BatchServerHandle(ChildHandle):
     """A running batch server process: its URL and its control endpoints."""
-
-    base: str
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        """Base URL for an OpenAI client (``.../v1``)."""
-        return f"{self.base}/v1"
 
     def configure(self, **settings: Any) -> None:
         """Set ``hold``, ``fail_lines`` and/or ``expire_after``."""

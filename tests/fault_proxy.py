@@ -245,8 +245,8 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 @dataclass
-class ProxyHandle:
-    """A running proxy process: its URLs and its control endpoints."""
+class ChildHandle:
+    """A running loopback server child (see ``ready_child``): its base URL and process."""
 
     base: str
     process: subprocess.Popen[bytes]
@@ -255,6 +255,10 @@ class ProxyHandle:
     def url(self) -> str:
         """Base URL for an OpenAI client (``.../v1``)."""
         return f"{self.base}/v1"
+
+
+class ProxyHandle(ChildHandle):
+    """A running proxy process: its URLs and its control endpoints."""
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         reply = httpx.post(f"{self.base}{path}", json=payload, timeout=10)
