@@ -36,7 +36,7 @@ from typing import Any
 from svamp_grid import check_disjoint  # bench/ is on sys.path when run as a script
 
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
-from mindmirror.experiment import experiment, teaching_needed
+from mindmirror.experiment import experiment, plan_cells, teaching_needed
 from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
@@ -113,6 +113,19 @@ def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -
     return experiment(palm.model_copy(update={"run_dir": str(sub.root)}), sub, quiet=quiet)
 
 
+def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
+    """Training seconds (all stages) and test-inference seconds (all modes) of a finished cell."""
+    folder = RunDir(run.root / "cells" / cell)
+    stages = json.loads((folder.student / "train.json").read_text())["stages"].values()
+    modes = json.loads((folder.evaluation / "metrics.json").read_text())["modes"]
+    sampled = [m["seconds"] for k, m in modes.items() if k == "vote" or k.startswith("mirror")]
+    greedy = sum(m["seconds"] for k, m in modes.items() if k in ("answer", "cot"))
+    return {
+        "train_s": round(sum(s["train_seconds"] for s in stages), 1),
+        "eval_s": round(greedy + max(sampled, default=0), 1),
+    }
+
+
 def summarise(result: dict[str, Any], palm: dict[str, Any] | None) -> dict[str, Any]:
     """Per row and mode: mean, std, seeds, n_test; the paired intervals."""
     cells = {}
@@ -185,9 +198,18 @@ def main() -> None:
     print(result["markdown"])
     if palm is not None:
         print("\n## PaLM-540B reference\n\n" + palm["markdown"])
+    protocol = load_recipe(RECIPE).experiment.model_copy(update={"seeds": [0, 1, 2]})
+    done = {c["cell"] for c in result["cells"]}
+    missing = [
+        c.name
+        for c in plan_cells(protocol, explain_target=grid.train.explain_target)
+        if c.name not in done
+    ]
     summary = {
         "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
         "finished": args.until,
+        "missing_cells": missing,
+        "cell_seconds": {name: cell_seconds(run, name) for name in sorted(done)},
         "wall_s": round(time.perf_counter() - started, 1),
         "cpu": platform.processor() or platform.machine(),
         "precision": resolve_precision(grid.train.precision),

@@ -105,7 +105,8 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
         for method in cfg.methods:
             if seed not in seeds[method] or (method in SELF_EVAL_METHODS and not self_eval):
                 continue
-            modes = applicable_modes(method, cfg.modes, explain_target)
+            asked = cfg.modes_by_method.get(method, cfg.modes)
+            modes = applicable_modes(method, asked, explain_target)
             for n in method_num_cots(method, cfg.num_cots):
                 cells.append(Cell(method, n, seed, modes))
     return cells

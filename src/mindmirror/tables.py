@@ -322,9 +322,14 @@ def markdown(
 ) -> str:
     """The whole ``experiment.md``: setup, the comparison table, paired differences,
     selective prediction and the student's self-evaluation."""
-    train = recipe.train
+    train, grid = recipe.train, recipe.experiment
     epochs = f"{train.epochs:g} epoch" + ("" if train.epochs == 1 else "s")
-    length = f"max {train.max_steps} steps" if train.max_steps else epochs
+    length = f"max {train.max_steps} steps per stage" if train.max_steps else epochs
+    if not train.max_steps and grid.equal_examples:
+        length += " (divided by N in the CoT cells: equal examples)"
+    if not train.max_steps and train.stage1_epochs:
+        length += f", self-evaluation stage {train.stage1_epochs:g} epochs"
+    modes = [*grid.modes, *(m for by_method in grid.modes_by_method.values() for m in by_method)]
     tested = ", ".join(str(q) for q in sorted(questions)) or "no"
     lines = [
         f"# Experiment: {recipe.name}",
@@ -332,14 +337,14 @@ def markdown(
         *header,
         "",
         f"Student: {train.student}, {'LoRA' if train.lora else 'full fine-tuning'}, "
-        f"{length} per stage, alpha {train.alpha}, labels {train.labels}, loss "
+        f"{length}, alpha {train.alpha}, labels {train.labels}, loss "
         f"{train.loss_norm}, explain target {train.explain_target}. Test accuracy (task's "
         f"scorer) on {tested} test questions, mean ± sample std over the seeds listed; answer "
         "= the paper's mode (`predict:`, greedy); mirror = ours (K sampled CoTs weighted by "
         "the judge's P(correct)), scored at full coverage; '-' = mode not applicable to the "
         "method or not scored.",
         "",
-        *markdown_table(rows, recipe.experiment.modes),
+        *markdown_table(rows, modes),
     ]
     if pairs:
         lines += [

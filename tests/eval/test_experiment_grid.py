@@ -23,7 +23,7 @@ from mindmirror.experiment import (
 )
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
-from mindmirror.tables import markdown_table, row_results, table_rows
+from mindmirror.tables import markdown, markdown_table, row_results, table_rows
 from tests.student.conftest import corpus, save_tiny_student, toy_records
 
 
@@ -252,6 +252,10 @@ def test_default_grid_is_the_papers_six_rows() -> None:
         c.name for c in plan_cells(fewer, explain_target="cot") if c.method == "mind_mirror"
     ] == ["mind_mirror-n1-s0", "mind_mirror-n5-s0"]
     assert len(plan_cells(fewer, explain_target="cot")) == 6 * 3 - 4
+    cheaper = cfg.model_copy(update={"modes_by_method": {"multi_cot": ["answer"]}})
+    by_name = {c.name: c for c in plan_cells(cheaper, explain_target="cot")}
+    assert by_name["multi_cot-n5-s2"].modes == ("answer",)
+    assert by_name["mind_mirror-n5-s0"].modes == ("answer", "cot", "vote", "mirror")
     # The paper's rationale-only explain targets leave the answer mode only.
     paper = plan_cells(cfg, explain_target="rationale")
     assert {c.modes for c in paper} == {("answer",)}
@@ -281,6 +285,27 @@ def test_table_says_what_is_missing_instead_of_a_number() -> None:
         [row_results(r, results) for r in table_rows(cfg, "none", "first")], ["answer"]
     )
     assert len(none) == 4 and "needs teacher self-evaluations" in none[3]
+
+
+def test_markdown_states_the_schedule_and_shows_modes_asked_for_one_method() -> None:
+    recipe = recipe_from_dict(
+        {
+            "train": {"epochs": 3, "stage1_epochs": 0.3},
+            "experiment": {
+                "methods": ["multi_cot", "mind_mirror"],
+                "num_cots": [5],
+                "modes": ["answer"],
+                "modes_by_method": {"mind_mirror": ["answer", "vote"]},
+                "equal_examples": True,
+            },
+        }
+    )
+    results = {Cell("mind_mirror", 5, 0, ("answer", "vote")): {"modes": {}}}
+    rows = [row_results(r, results) for r in table_rows(recipe.experiment, "gold", "first")]
+    text = markdown(recipe, [], rows, [], {200})
+    assert "3 epochs (divided by N in the CoT cells: equal examples), self-evaluation " in text
+    assert "stage 0.3 epochs" in text
+    assert "| method | answer (paper) | vote | seeds |" in text
 
 
 def test_self_evaluation_is_averaged_over_the_seeds_that_measured_it() -> None:

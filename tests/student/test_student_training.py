@@ -60,6 +60,9 @@ def test_step_by_step_on_tiny_t5_leaves_a_loadable_student(tmp_path, records, ti
     # Other settings never silently reuse (or resume) what was trained before.
     with pytest.raises(UserError, match=r"other settings \(epochs differ\)"):
         train(recipe(run, tiny_t5, method="step_by_step", epochs=2), run, quiet=True)
+    # ... but a self-evaluation length it never used does not make it stale.
+    reused = train(recipe(run, tiny_t5, method="step_by_step", stage1_epochs=2), run, quiet=True)
+    assert reused["stages"]["reasoning"]["train_seconds"] == stage["train_seconds"]
 
 
 def test_mind_mirror_trains_two_stages_second_from_first(tmp_path, records, tiny_llama) -> None:

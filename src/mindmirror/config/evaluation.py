@@ -124,3 +124,9 @@ class ExperimentConfig(Strict):
         "paper's) for all; cot and vote for methods trained on CoTs; mirror only for methods "
         "trained on self-evaluation.",
     )
+    modes_by_method: dict[ExperimentMethod, list[InferMode]] = Field(
+        default_factory=dict,
+        description="Modes for particular methods instead of `modes`, e.g. {step_by_step: "
+        "[answer]} to keep the sampled modes (vote, mirror: K CoTs per test question) for "
+        "the methods whose claims need them.",
+    )

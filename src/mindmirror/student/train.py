@@ -151,12 +151,17 @@ def training_args(
 
 def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, Any]:
     """What decides a stage's result: the train settings, seed, starting weights and records."""
+    train = recipe.train.model_dump(mode="json")
+    if stage == "reasoning":
+        # Stage 1's length cannot change stage 2 except through stage 1, whose own settings
+        # are checked first; a finished single-stage run stays reusable when it changes.
+        train["stage1_epochs"] = None
     return {
         "stage": stage,
         "init": str(init),
         "seed": recipe.seed,
         "task": recipe.task.name,
-        "train": recipe.train.model_dump(mode="json"),
+        "train": train,
     }
 
 
