@@ -113,6 +113,16 @@ def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -
     return experiment(palm.model_copy(update={"run_dir": str(sub.root)}), sub, quiet=quiet)
 
 
+def cpu_name() -> str:
+    """The CPU model (Linux), else what platform knows: figures depend on it (bf16, AMX)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
     """Training seconds (all stages) and test-inference seconds (all modes) of a finished cell."""
     folder = RunDir(run.root / "cells" / cell)
@@ -211,7 +221,7 @@ def main() -> None:
         "missing_cells": missing,
         "cell_seconds": {name: cell_seconds(run, name) for name in sorted(done)},
         "wall_s": round(time.perf_counter() - started, 1),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "precision": resolve_precision(grid.train.precision),
         "load_average_at_end": os.getloadavg()[0],
         "chosen": {"candidate": chosen, **CANDIDATES[chosen]},
