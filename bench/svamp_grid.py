@@ -53,6 +53,16 @@ def check_disjoint(recipe: Recipe, run: RunDir) -> str:
     )
 
 
+def copy_plots(run: RunDir, folder: Path, prefix: str) -> list[Path]:
+    """Copy the run's report plots into ``folder`` as ``<prefix>_<name>.png``; return them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for png in sorted(run.plots.glob("*.png")):
+        copies.append(folder / f"{prefix}_{png.name}")
+        shutil.copyfile(png, copies[-1])
+    return copies
+
+
 def main() -> None:
     """Check the splits, run the headline cells, then the whole grid; print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -86,10 +96,8 @@ def main() -> None:
         f"{result['report']}"
     )
     if args.plots:
-        args.plots.mkdir(parents=True, exist_ok=True)
-        for png in sorted(run.plots.glob("*.png")):
-            shutil.copyfile(png, args.plots / f"svamp_grid_{png.name}")
-            print(f"plot: {args.plots / f'svamp_grid_{png.name}'}")
+        for path in copy_plots(run, args.plots, "svamp_grid"):
+            print(f"plot: {path}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from svamp_grid import check_disjoint  # bench/ is on sys.path when run as a script
+from svamp_grid import check_disjoint, copy_plots  # bench/ is on sys.path when run as a script
 
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
 from mindmirror.experiment import experiment, plan_cells, teaching_needed
@@ -230,9 +230,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    args.plots.mkdir(parents=True, exist_ok=True)
-    for png in sorted(run.plots.glob("*.png")):
-        shutil.copyfile(png, args.plots / f"svamp_repro_{png.name}")
+    copy_plots(run, args.plots, "svamp_repro")
     log(f"wrote {args.out}; wall {summary['wall_s'] / 60:.1f} min")
 
 
