@@ -262,17 +262,24 @@ def risk_coverage_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section
     if not curves:
         return None
     section = Section("Selective prediction (risk-coverage)")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    # A grid has a dozen curves or more: 20 distinct colours, and the legend beside the axes
+    # so that it hides none of them.
+    fig, ax = plt.subplots(figsize=(6 + 3 * (len(curves) > 4), 3.8))
+    colours = plt.get_cmap("tab20").colors
     rows = []
-    for label, v in curves:
+    for i, (label, v) in enumerate(curves):
         curve = v["risk_coverage"]
-        ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], label=label)
+        xs, ys = [p["coverage"] for p in curve], [p["accuracy"] for p in curve]
+        ax.plot(xs, ys, label=label, color=colours[i % len(colours)], linewidth=1.2)
         coverage, selective = v.get("coverage"), v.get("selective_accuracy")
         rows.append([label, v.get("accuracy"), v.get("aurc"), coverage, selective])
     ax.set_xlabel("coverage (share of questions answered, most confident first)")
     ax.set_ylabel("accuracy on answered")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8)
+    if len(curves) > 4:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     section.lines = _table(
         [
             "student / mode",
