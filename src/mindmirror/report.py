@@ -331,12 +331,13 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
             "",
             *_table(header, table),
         ]
-    labels = [r[0].split(" (")[0] for r in rows]
+    # Full labels (N, seed, mode) so that a grid's bars can be told apart; slanted to fit.
+    labels = [r[0] for r in rows]
     values = [r[1] if isinstance(r[1], float | int) else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows)), 3.5 + 1.5 * (len(rows) > 4)))
     ax.bar(range(len(rows)), values, color=["#888"] + ["C0"] * (len(rows) - 1))
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(labels, fontsize=7, rotation=15)
+    ax.set_xticklabels(labels, fontsize=7, rotation=40, ha="right")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     section.plots.append(_save(fig, run, "teacher_vs_student.png"))
