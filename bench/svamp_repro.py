@@ -40,7 +40,7 @@ from mindmirror.experiment import experiment, plan_cells, teaching_needed
 from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
-from mindmirror.student.precision import resolve_precision
+from mindmirror.student.precision import CPUINFO, cpuinfo_field, resolve_precision
 from mindmirror.student.train import train
 from mindmirror.teacher.teach import teach
 
@@ -115,12 +115,11 @@ def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -
 
 def cpu_name() -> str:
     """The CPU model (Linux), else what platform knows: figures depend on it (bf16, AMX)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    try:
+        name = cpuinfo_field(CPUINFO.read_text(encoding="utf-8", errors="replace"), "model name")
+    except OSError:
+        name = None
+    return name or platform.processor() or platform.machine()
 
 
 def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:

@@ -36,6 +36,9 @@ from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 
 MODE_ORDER = ("answer", "cot", "vote", "mirror")
+#: More series than this in one plot: distinct colours, the legend beside the axes, long labels
+#: slanted (an experiment grid has a dozen or more).
+CROWDED = 4
 
 
 @dataclass
@@ -262,9 +265,8 @@ def risk_coverage_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section
     if not curves:
         return None
     section = Section("Selective prediction (risk-coverage)")
-    # A grid has a dozen curves or more: 20 distinct colours, and the legend beside the axes
-    # so that it hides none of them.
-    fig, ax = plt.subplots(figsize=(6 + 3 * (len(curves) > 4), 3.8))
+    crowded = len(curves) > CROWDED
+    fig, ax = plt.subplots(figsize=(6 + 3 * crowded, 3.8))
     colours = plt.get_cmap("tab20").colors
     rows = []
     for i, (label, v) in enumerate(curves):
@@ -276,7 +278,7 @@ def risk_coverage_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section
     ax.set_xlabel("coverage (share of questions answered, most confident first)")
     ax.set_ylabel("accuracy on answered")
     ax.set_ylim(0, 1.02)
-    if len(curves) > 4:
+    if crowded:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.legend(fontsize=8)
@@ -334,7 +336,7 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
     # Full labels (N, seed, mode) so that a grid's bars can be told apart; slanted to fit.
     labels = [r[0] for r in rows]
     values = [r[1] if isinstance(r[1], float | int) else 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows)), 3.5 + 1.5 * (len(rows) > 4)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows)), 3.5 + 1.5 * (len(rows) > CROWDED)))
     ax.bar(range(len(rows)), values, color=["#888"] + ["C0"] * (len(rows) - 1))
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, fontsize=7, rotation=40, ha="right")

@@ -46,13 +46,18 @@ class Hardware:
     detail: str
 
 
+def cpuinfo_field(cpuinfo: str, key: str) -> str | None:
+    """The value of the first ``key`` line of a /proc/cpuinfo text (None if there is none)."""
+    for line in cpuinfo.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key:
+            return value.strip()
+    return None
+
+
 def cpu_flags(cpuinfo: str) -> frozenset[str]:
     """The feature flags of the first ``flags`` line of a /proc/cpuinfo text (empty if none)."""
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset((cpuinfo_field(cpuinfo, "flags") or "").split())
 
 
 def cpu_hardware(flags: Iterable[str]) -> Hardware:
