@@ -221,12 +221,21 @@ def accuracy_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | No
 
 
 def num_cots_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
-    """Accuracy against the number of CoTs, for methods evaluated at several N."""
+    """Accuracy against the number of CoTs, for methods evaluated at several N.
+
+    ``step_by_step`` is ``multi_cot`` at N = 1 (the grid trains no ``multi_cot-n1``), so its
+    cells start the ``multi_cot`` line where that line has no N = 1 of its own; the table
+    names the method each point was trained as.
+    """
     cells = _cells(metrics)
-    lines: dict[tuple[str, str], list[tuple[int, Cell]]] = defaultdict(list)
+    lines: dict[tuple[str, str], list[tuple[int, str, Cell]]] = defaultdict(list)
     for (method, n, mode), cell in cells.items():
-        if n is not None:
-            lines[(method, mode)].append((n, cell))
+        if n is not None and method != "step_by_step":
+            lines[(method, mode)].append((n, method, cell))
+    for (method, n, mode), cell in cells.items():
+        multi = lines.get(("multi_cot", mode))
+        if (method, n or 1) == ("step_by_step", 1) and multi and all(m != 1 for m, _, _ in multi):
+            multi.append((1, method, cell))
     lines = {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items() if len(v) > 1}
     if not lines:
         return None
@@ -234,15 +243,19 @@ def num_cots_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | No
     fig, ax = plt.subplots(figsize=(6, 3.8))
     rows = []
     for (method, mode), points in sorted(lines.items(), key=lambda kv: (_order(kv[0][0]), kv[0])):
-        ns = [n for n, _ in points]
-        ys = [c.accuracy for _, c in points]
-        err = [[c.accuracy - c.low for _, c in points], [c.high - c.accuracy for _, c in points]]
+        ns = [n for n, _, _ in points]
+        ys = [c.accuracy for _, _, c in points]
+        err = [
+            [c.accuracy - c.low for _, _, c in points],
+            [c.high - c.accuracy for _, _, c in points],
+        ]
         ax.errorbar(ns, ys, yerr=err, marker="o", capsize=3, label=f"{method} / {mode}")
-        rows += [[method, mode, n, c.accuracy, c.seeds] for n, c in points]
+        rows += [[method, mode, n, trained_as, c.accuracy, c.seeds] for n, trained_as, c in points]
+    ax.set_xticks(sorted({n for points in lines.values() for n, _, _ in points}))
     ax.set_xlabel("CoTs per training question (N)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7)
-    section.lines = _table(["method", "mode", "N", "accuracy", "seeds"], rows)
+    section.lines = _table(["line", "mode", "N", "trained as", "accuracy", "seeds"], rows)
     section.plots.append(_save(fig, run, "accuracy_vs_num_cots.png"))
     return section
 

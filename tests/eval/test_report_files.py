@@ -109,6 +109,21 @@ def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
     assert main_table(run).startswith("| method | N |")
 
 
+def test_step_by_step_is_the_first_point_of_the_multi_cot_line(tmp_path: Path) -> None:
+    """The grid trains 1 CoT as step_by_step and N > 1 as multi_cot: one line from N = 1."""
+    run = RunDir(tmp_path / "run")
+    for seed in (0, 1):
+        for method, n, acc in (("step_by_step", 1, 0.4), ("multi_cot", 5, 0.3)):
+            cell = run.root / "experiment" / f"{method}-n{n}-s{seed}"
+            write(cell / "eval" / "metrics.json", metrics(method, n, seed, acc))
+    report(run)
+    md = (run.root / "report.md").read_text()
+    section = md.split("Accuracy vs number of CoTs")[1]
+    assert "| multi_cot | cot | 1 | step_by_step | 0.400 | 2 |" in section
+    assert "| multi_cot | cot | 5 | multi_cot | 0.300 | 2 |" in section
+    assert (run.plots / "accuracy_vs_num_cots.png").is_file()
+
+
 def test_sections_without_inputs_are_skipped(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     write(run.evaluation / "metrics.json", metrics("step_by_step", 1, 0, 0.5))
