@@ -19,6 +19,7 @@ One resumable command; every step skips what a previous run finished:
     python bench/svamp_repro.py                      # everything (hours on 2 cores)
     python bench/svamp_repro.py --until tune         # only the tuning step
     python bench/svamp_repro.py --seeds 0            # one seed per cell (a first pass)
+    python bench/svamp_repro.py --summarise          # publish what finished; train nothing
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 from svamp_grid import check_disjoint, copy_plots  # bench/ is on sys.path when run as a script
 
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
+from mindmirror.errors import UserError
 from mindmirror.experiment import experiment, plan_cells, teaching_needed
 from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.records import read_records, write_records
@@ -70,8 +72,10 @@ def with_train(recipe: Recipe, run_dir: Path, **train_settings: Any) -> Recipe:
     return recipe_from_dict(data)
 
 
-def tune(recipe: Recipe, run: RunDir) -> tuple[str, list[dict[str, Any]]]:
-    """Train each candidate x tuned method on seed 0; choose on mean validation accuracy."""
+def tune(recipe: Recipe, run: RunDir, summarise: bool) -> tuple[str, list[dict[str, Any]]]:
+    """Train each candidate x tuned method on seed 0; choose on mean validation accuracy.
+
+    ``summarise`` reads the finished trainings and refuses to train a missing one."""
     table = []
     for name, settings in CANDIDATES.items():
         scores = {}
@@ -81,6 +85,9 @@ def tune(recipe: Recipe, run: RunDir) -> tuple[str, list[dict[str, Any]]]:
             if not sub.records.is_file():
                 shutil.copyfile(run.records, sub.records)
             resolved = with_train(recipe, sub.root, method=method, num_cots=1, **settings)
+            done = sub.student / "train.json"
+            if summarise and not done.is_file():
+                raise UserError(f"{done} does not exist: run the tuning before --summarise")
             log(f"tune {name} {method}")
             summary = train(resolved, sub, quiet=True)
             stage = summary["stages"]["reasoning"]
@@ -93,8 +100,11 @@ def tune(recipe: Recipe, run: RunDir) -> tuple[str, list[dict[str, Any]]]:
     return best["candidate"], table
 
 
-def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -> dict[str, Any]:
-    """1 CoT from PaLM-540B (the DSS files) on the questions the MCC-KD run trains on."""
+def palm_reference(
+    recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool, summarise: bool
+) -> dict[str, Any]:
+    """1 CoT from PaLM-540B (the DSS files) on the questions the MCC-KD run trains on
+    (``summarise``: the finished seeds only; importing the CoTs costs no teacher call)."""
     keep = {r.id for r in read_records(run.records)}
     data = recipe.model_dump(mode="json", by_alias=True)
     data["name"] = f"{recipe.name}-palm"
@@ -110,7 +120,8 @@ def palm_reference(recipe: Recipe, run: RunDir, seeds: list[int], quiet: bool) -
         staging = RunDir(run.root / "palm-all")
         teach(palm.model_copy(update={"run_dir": str(staging.root)}), staging, quiet=True)
         write_records(sub.records, [r for r in read_records(staging.records) if r.id in keep])
-    return experiment(palm.model_copy(update={"run_dir": str(sub.root)}), sub, quiet=quiet)
+    palm = palm.model_copy(update={"run_dir": str(sub.root)})
+    return experiment(palm, sub, quiet=quiet, only_finished=summarise)
 
 
 def cpu_name() -> str:
@@ -172,13 +183,18 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "svamp_repro.json")
     parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument(
+        "--summarise",
+        action="store_true",
+        help="train and score nothing: write the summary and plots from the finished cells",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
     recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
     run = RunDir(recipe.resolved_run_dir())
     log(check_disjoint(recipe, run))
-    chosen, tuning = tune(recipe, run)
+    chosen, tuning = tune(recipe, run, args.summarise)
     log(f"chosen on validation: {chosen} {CANDIDATES[chosen]}")
     if args.until == "tune":
         return
@@ -193,17 +209,24 @@ def main() -> None:
             },
         }
     )
+    # The claims' cells first (every seed), then the rest of the grid: self-evaluation and
+    # the extra Ns of accuracy against N.
     headline = [m for m in grid.experiment.methods if m not in SELF_EVAL_METHODS]
     first = grid.model_copy(
-        update={"experiment": grid.experiment.model_copy(update={"methods": headline})}
+        update={
+            "experiment": grid.experiment.model_copy(
+                update={"methods": headline, "num_cots_by_method": {}}
+            )
+        }
     )
-    result = experiment(first, run, quiet=args.quiet)
+    quiet, only_finished = args.quiet, args.summarise
+    result = experiment(first, run, quiet=quiet, only_finished=only_finished)
     log("headline cells done")
     palm = None
     if args.until in ("grid", "all"):
-        result = experiment(grid, run, quiet=args.quiet)
+        result = experiment(grid, run, quiet=quiet, only_finished=only_finished)
     if args.until == "all":
-        palm = palm_reference(grid, run, args.seeds, args.quiet)
+        palm = palm_reference(grid, run, args.seeds, quiet, only_finished)
     print(result["markdown"])
     if palm is not None:
         print("\n## PaLM-540B reference\n\n" + palm["markdown"])
@@ -213,6 +236,12 @@ def main() -> None:
         c.name
         for c in plan_cells(protocol, explain_target=grid.train.explain_target)
         if c.name not in done
+    ]
+    palm_done = {c["cell"] for c in palm["cells"]} if palm is not None else set()
+    missing += [
+        f"palm/step_by_step-n1-s{seed}"
+        for seed in protocol.seeds
+        if f"step_by_step-n1-s{seed}" not in palm_done
     ]
     summary = {
         "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
@@ -234,4 +263,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # a user's mistake: one line, no traceback
+        sys.exit(f"error: {error}")

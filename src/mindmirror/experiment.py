@@ -107,7 +107,7 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
                 continue
             asked = cfg.modes_by_method.get(method, cfg.modes)
             modes = applicable_modes(method, asked, explain_target)
-            for n in method_num_cots(method, cfg.num_cots):
+            for n in method_num_cots(method, cfg):
                 cells.append(Cell(method, n, seed, modes))
     return cells
 
@@ -320,28 +320,39 @@ def write_outputs(run: RunDir, result: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ the whole
 
 
-def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+def experiment(
+    recipe: Recipe, run: RunDir, quiet: bool = False, only_finished: bool = False
+) -> dict[str, Any]:
     """Run the recipe's grid (``experiment:``), write the table, then the report.
 
+    ``only_finished`` trains and scores nothing: the table, intervals and report cover the
+    cells finished so far, and the others are listed under ``missing`` (a long grid publishes
+    what it has while it runs across sessions).
+
     Returns the content of ``experiment.json``: the grid, every cell's accuracies, the table
-    rows (mean, std and per-seed values per mode) and ``markdown`` (``experiment.md``).
+    rows (mean, std and per-seed values per mode), ``missing`` (cells left out) and
+    ``markdown`` (``experiment.md``).
 
     Raises:
         UserError: an N above ``teacher.num_cots``, records made with other teaching settings,
-            or any error of teach, train or eval (finished cells stay; re-run to resume).
+            no records with ``only_finished``, or any error of teach, train or eval (finished
+            cells stay; re-run to resume).
     """
     from mindmirror.report import report
     from mindmirror.teacher.teach import teach
 
     cfg = recipe.experiment
     console = Console(stderr=True, quiet=quiet)
-    if max(cfg.num_cots) > recipe.teacher.num_cots:
+    most = max(n for method in cfg.methods for n in method_num_cots(method, cfg))
+    if most > recipe.teacher.num_cots:
         raise UserError(
-            f"experiment.num_cots asks for {max(cfg.num_cots)} CoTs per question but "
-            f"teacher.num_cots is {recipe.teacher.num_cots}; raise teacher.num_cots or lower "
-            "experiment.num_cots"
+            f"the grid asks for {most} CoTs per question (experiment.num_cots, "
+            f"num_cots_by_method) but teacher.num_cots is {recipe.teacher.num_cots}; raise "
+            "teacher.num_cots or lower the grid's N"
         )
     if teaching_needed(recipe, run):
+        if only_finished:
+            raise UserError(f"{run.records} does not exist: no cell of this grid has finished")
         teach(recipe, run, quiet=quiet)
     elif not run.recipe.is_file():
         # Records placed here by hand: remember the settings they are used with from now on.
@@ -351,12 +362,17 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
     cells = plan_cells(cfg, self_eval=source != "none", explain_target=recipe.train.explain_target)
     results: dict[Cell, dict[str, Any]] = {}
     correctness: dict[tuple[str, int], list[Correctness]] = {}
+    missing = []
     for index, cell in enumerate(cells, 1):
         done = finished(recipe, run, cell)
+        todo = "not finished, left out" if only_finished else "train + eval"
         console.print(
             f"[bold]cell {index}/{len(cells)}[/] {cell.name}: "
-            + ("finished, skipped" if done else f"train + eval ({', '.join(cell.modes)})")
+            + ("finished, skipped" if done else f"{todo} ({', '.join(cell.modes)})")
         )
+        if only_finished and not done:
+            missing.append(cell.name)
+            continue
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
         predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
         correctness.setdefault((cell.method, cell.num_cots), []).append(
@@ -384,6 +400,7 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
         ],
         "rows": rows,
         "paired": pairs,
+        "missing": missing,
         "markdown": markdown(
             recipe,
             teacher_lines(run, records, source),
@@ -393,5 +410,6 @@ def experiment(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, An
         ),
     }
     write_outputs(run, result)
-    result["report"] = str(report(run))
+    # Only `only_finished` can leave no cell, and then there is nothing to plot.
+    result["report"] = str(report(run)) if results else None
     return result

@@ -33,9 +33,9 @@ class Row:
     note: str | None = None
 
 
-def method_num_cots(method: str, num_cots: Sequence[int]) -> list[int]:
+def method_num_cots(method: str, cfg: ExperimentConfig) -> list[int]:
     """The Ns a method runs at (see ``ExperimentConfig``): one where N does not apply."""
-    ns = sorted(set(num_cots))
+    ns = sorted(set(cfg.num_cots_by_method.get(method, cfg.num_cots)))
     if method in ("standard", "step_by_step"):
         return [1]
     if method == "distill":
@@ -49,7 +49,7 @@ def table_rows(cfg: ExperimentConfig, source: EvalSource, distill_label: str) ->
     """The table's lines in the paper's order, for the methods and Ns of the grid."""
     rows: list[Row] = []
     for method in cfg.methods:
-        for n in method_num_cots(method, cfg.num_cots):
+        for n in method_num_cots(method, cfg):
             rows += _method_rows(method, n, source, distill_label)
     return sorted(rows, key=lambda r: (METHODS.index(r.method), r.num_cots, r.note is None))
 

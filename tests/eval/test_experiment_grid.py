@@ -100,6 +100,15 @@ def test_grid_runs_every_cell_then_resumes_after_a_kill(
     ]
     assert "cells/step_by_step-n1-s1/student/reasoning/result.json" in trained
 
+    # Publishing what finished trains and scores nothing and names the rest.
+    partial = experiment(recipe, run, quiet=True, only_finished=True)
+    assert calls == ["grid-step_by_step-n1-s0", "grid-mind_mirror-n1-s0", "grid-step_by_step-n1-s1"]
+    assert _mtimes(run, "cells/*/student/*/result.json") == trained
+    assert _mtimes(run, "cells/*/eval/metrics.json") == finished
+    assert partial["missing"] == ["step_by_step-n1-s1", "mind_mirror-n1-s1"]
+    assert [r["seeds"] for r in partial["rows"]] == [[0], [0]]
+    assert len(partial["paired"]) == 1
+
     monkeypatch.setattr(mindmirror.evaluate, "evaluate", real_evaluate)
     result = experiment(recipe, run, quiet=True)
 
@@ -110,6 +119,7 @@ def test_grid_runs_every_cell_then_resumes_after_a_kill(
         k: v for k, v in _mtimes(run, "cells/*/student/*/result.json").items() if k in trained
     } == trained
     assert len(after) == 4
+    assert result["missing"] == []
     assert sorted(c["cell"] for c in result["cells"]) == [
         "mind_mirror-n1-s0",
         "mind_mirror-n1-s1",
@@ -225,6 +235,44 @@ def test_n_above_the_teachers_is_a_user_error(grid: tuple[Recipe, RunDir]) -> No
     )
     with pytest.raises(UserError, match=r"raise teacher\.num_cots"):
         experiment(wide, run, quiet=True)
+    by_method = recipe.experiment.model_copy(update={"num_cots_by_method": {"mind_mirror": [9]}})
+    with pytest.raises(UserError, match=r"asks for 9 CoTs.*raise teacher\.num_cots"):
+        experiment(recipe.model_copy(update={"experiment": by_method}), run, quiet=True)
+
+
+def test_num_cots_by_method_sets_the_ns_of_one_method() -> None:
+    cfg = ExperimentConfig(
+        methods=["standard", "step_by_step", "multi_cot", "mind_mirror"],
+        num_cots=[5],
+        num_cots_by_method={"multi_cot": [3, 10, 5]},
+        seeds=[0],
+    )
+    names = [c.name for c in plan_cells(cfg, explain_target="cot")]
+    assert names == [
+        "standard-n1-s0",
+        "step_by_step-n1-s0",
+        "multi_cot-n3-s0",
+        "multi_cot-n5-s0",
+        "multi_cot-n10-s0",
+        "mind_mirror-n5-s0",
+    ]
+    labels = [r.label for r in table_rows(cfg, "gold", "first")]
+    assert labels[2:5] == ["3 CoTs", "5 CoTs", "10 CoTs"]
+    assert labels[-1].startswith("5 CoTs with self-evaluation")
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"num_cots_by_method": {"step_by_step": [5]}}, "step_by_step has no N"),
+        ({"num_cots_by_method": {"multi_cot": []}}, "at least 1 item"),
+        ({"num_cots_by_method": {"multi_cot": [0, 5]}}, "greater than 0"),
+        ({"num_cots": [0]}, "greater than 0"),
+    ],
+)
+def test_grid_ns_are_checked_at_start_up(grid: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ExperimentConfig(**grid)
 
 
 def test_default_grid_is_the_papers_six_rows() -> None:
@@ -373,3 +421,14 @@ def test_equal_examples_divides_the_epochs_of_cot_cells_by_n(grid: tuple[Recipe,
     assert (mirror.train.epochs, mirror.train.stage1_epochs) == (2.0, 10.0)
     standard = cell_recipe(base, Cell("standard", 1, 0, ("answer",)), run.root / "c")
     assert standard.train.epochs == 10.0
+
+
+def test_only_finished_before_any_cell_trains_nothing(grid: tuple[Recipe, RunDir]) -> None:
+    recipe, run = grid
+    nothing = experiment(recipe, run, quiet=True, only_finished=True)
+    assert (nothing["cells"], nothing["report"]) == ([], None)
+    assert len(nothing["missing"]) == 4
+    assert all(not r["seeds"] for r in nothing["rows"])
+    run.records.unlink()
+    with pytest.raises(UserError, match="no cell of this grid has finished"):
+        experiment(recipe, run, quiet=True, only_finished=True)

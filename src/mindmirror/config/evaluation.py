@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt, model_validator
 
 from mindmirror.config.base import Strict
 
@@ -78,6 +78,8 @@ class ServeConfig(Strict):
 ExperimentMethod = Literal[
     "standard", "distill", "step_by_step", "multi_cot", "mind_mirror", "mind_mirror_joint"
 ]
+#: The Ns of one method: at least one, each at least 1.
+MethodNs = Annotated[list[PositiveInt], Field(min_length=1)]
 
 
 class ExperimentConfig(Strict):
@@ -96,10 +98,16 @@ class ExperimentConfig(Strict):
         description="Methods compared (the paper's rows: standard fine-tuning, standard "
         "distillation, 1 CoT, N CoTs, 1 and N CoTs with self-evaluation).",
     )
-    num_cots: list[int] = Field(
+    num_cots: list[PositiveInt] = Field(
         default_factory=lambda: [1, 5],
         min_length=1,
         description="CoTs per training question (N) to compare; each at most teacher.num_cots.",
+    )
+    num_cots_by_method: dict[ExperimentMethod, MethodNs] = Field(
+        default_factory=dict,
+        description="Ns for particular methods instead of `num_cots`, e.g. {multi_cot: [3, 5, "
+        "10]} to draw accuracy against N for the cheaper method while the self-evaluation "
+        "methods run at 5 only. Not for standard or step_by_step, which have no N.",
     )
     seeds: list[int] = Field(
         default_factory=lambda: [0, 1, 2],
@@ -130,3 +138,14 @@ class ExperimentConfig(Strict):
         "[answer]} to keep the sampled modes (vote, mirror: K CoTs per test question) for "
         "the methods whose claims need them.",
     )
+
+    @model_validator(mode="after")
+    def _ns_apply(self) -> ExperimentConfig:
+        """N is fixed for standard and step_by_step; asking for others would be ignored."""
+        fixed = sorted({"standard", "step_by_step"} & set(self.num_cots_by_method))
+        if fixed:
+            raise ValueError(
+                f"experiment.num_cots_by_method: {', '.join(fixed)} has no N (standard uses "
+                "no CoTs, step_by_step is 1 CoT); remove it"
+            )
+        return self
