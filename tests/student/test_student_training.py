@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,30 @@ def test_no_rows_or_no_validation_is_one_clear_user_error(tmp_path, records, tin
         train(recipe(run, tiny_t5, method="step_by_step"), run, quiet=True)
     with pytest.raises(UserError, match="records not found"):
         train(recipe(RunDir(tmp_path / "none"), tiny_t5), RunDir(tmp_path / "none"), quiet=True)
+
+
+def test_each_stage_frees_its_student_before_the_next_loads(
+    tmp_path, records, tiny_llama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bf16 autocast makes accelerate bind the model's forward to the model itself (a cycle), so
+    # without a collection every stage's student stayed in memory until Python's next full
+    # collection, across the stages and cells of a long grid.
+    import mindmirror.student.train as train_module
+
+    loaded: list[weakref.ref[torch.nn.Module]] = []
+
+    def remembered(*args: Any, **kwargs: Any) -> Any:
+        model, tokenizer, kind = load_student(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model, tokenizer, kind
+
+    monkeypatch.setattr(train_module, "load_student", remembered)
+    run = make_run(tmp_path, records)
+    settings = {"method": "mind_mirror", "precision": "bf16_force", "max_steps": 2}
+    gc.disable()  # no automatic collection may hide a model that is kept alive
+    try:
+        train(recipe(run, tiny_llama, **settings), run, quiet=True)
+        assert len(loaded) == 2
+        assert [ref() for ref in loaded] == [None, None]
+    finally:
+        gc.enable()

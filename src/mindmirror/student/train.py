@@ -21,6 +21,7 @@ shards the batches and each process validates its share of the validation items.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -357,6 +358,10 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         result = train_stage(stage, init, records, task, recipe, run, quiet)
         results[stage] = result
         init = run.root / result["best"]
+        # Under bf16 autocast accelerate binds the model's forward to the model itself, a
+        # cycle that only a full collection frees: free this stage's student (and its
+        # gradients) now, not after the next stage or grid cell has loaded its own.
+        gc.collect()
     summary = {
         "method": recipe.train.method,
         "seed": recipe.seed,
