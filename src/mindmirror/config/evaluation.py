@@ -145,7 +145,7 @@ class ExperimentConfig(Strict):
         fixed = sorted({"standard", "step_by_step"} & set(self.num_cots_by_method))
         if fixed:
             raise ValueError(
-                f"experiment.num_cots_by_method: {', '.join(fixed)} has no N (standard uses "
+                f"num_cots_by_method: {', '.join(fixed)} has no N (standard uses "
                 "no CoTs, step_by_step is 1 CoT); remove it"
             )
         return self
