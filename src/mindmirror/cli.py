@@ -347,15 +347,31 @@ def demo_recipe_path() -> Path:
 
 @app.command()
 @user_errors
-def experiment(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def experiment(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    only_finished: Annotated[
+        bool,
+        typer.Option(
+            "--only-finished",
+            help="Teach, train and score nothing: the table and report of the finished cells, "
+            "the others listed as missing.",
+        ),
+    ] = False,
+) -> None:
     """The paper's comparison grid (methods x num_cots x seeds) from one recipe; resumable."""
     from mindmirror.experiment import experiment as run_experiment
 
     resolved, rundir = open_run(recipe, set_)
-    teach_if_needed(resolved, rundir, quiet)
-    result = run_experiment(resolved, rundir, quiet=quiet)
+    if not only_finished:
+        teach_if_needed(resolved, rundir, quiet)
+    result = run_experiment(resolved, rundir, quiet=quiet, only_finished=only_finished)
     print(result["markdown"])
-    console.print(f"report: {result['report']}")
+    if result["missing"]:
+        console.print(f"not finished, left out: {', '.join(result['missing'])}")
+    if result["report"] is not None:
+        console.print(f"report: {result['report']}")
 
 
 @app.command()

@@ -138,3 +138,11 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         result = mindmirror(command, "--help", cwd=tmp_path)
         assert result.returncode == 0, (command, result.stderr)
         assert "Usage" in result.stdout
+
+
+def test_only_finished_grid_before_any_teaching_is_one_line(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path / "r.yaml", generic_recipe(tmp_path))
+    grid = ["--set", "experiment.num_cots=[1]", "--only-finished"]
+    result = mindmirror("experiment", str(path), *grid, cwd=tmp_path)
+    assert_one_line_error(result, "no cell of this grid has finished")
+    assert not (tmp_path / "run" / "teacher" / "records.jsonl").exists()
