@@ -57,6 +57,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 #: Tuning trains standard fine-tuning only: the cheapest cell (one short row per question),
 #: and the optimisation found is then shared by every cell, as the published recipes share one.
 TUNED_METHODS = ("standard",)
+#: The PaLM-540B reference's own run directory, inside the protocol's.
+PALM = "palm"
 
 
 def log(message: str) -> None:
@@ -115,7 +117,7 @@ def palm_reference(
     )
     data["experiment"].update(methods=["step_by_step"], num_cots=[1], seeds=seeds)
     palm = recipe_from_dict(data)
-    sub = RunDir(run.root / "palm")
+    sub = RunDir(run.root / PALM)
     if teaching_needed(palm, sub):
         staging = RunDir(run.root / "palm-all")
         teach(palm.model_copy(update={"run_dir": str(staging.root)}), staging, quiet=True)
@@ -237,9 +239,10 @@ def main() -> None:
         for c in plan_cells(protocol, explain_target=grid.train.explain_target)
         if c.name not in done
     ]
+    palm_run = RunDir(run.root / PALM)
     palm_done = {c["cell"] for c in palm["cells"]} if palm is not None else set()
     missing += [
-        f"palm/step_by_step-n1-s{seed}"
+        f"{PALM}/step_by_step-n1-s{seed}"
         for seed in protocol.seeds
         if f"step_by_step-n1-s{seed}" not in palm_done
     ]
@@ -247,7 +250,10 @@ def main() -> None:
         "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
         "finished": args.until,
         "missing_cells": missing,
-        "cell_seconds": {name: cell_seconds(run, name) for name in sorted(done)},
+        "cell_seconds": {
+            **{name: cell_seconds(run, name) for name in sorted(done)},
+            **{f"{PALM}/{name}": cell_seconds(palm_run, name) for name in sorted(palm_done)},
+        },
         "wall_s": round(time.perf_counter() - started, 1),
         "cpu": cpu_name(),
         "precision": resolve_precision(grid.train.precision),
