@@ -38,12 +38,13 @@ from svamp_grid import check_disjoint, copy_plots  # bench/ is on sys.path when 
 
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
-from mindmirror.experiment import experiment, plan_cells, teaching_needed
+from mindmirror.experiment import data_seed, experiment, plan_cells, teaching_needed
 from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import CPUINFO, cpuinfo_field, resolve_precision
 from mindmirror.student.train import train
+from mindmirror.tables import paired_differences, read_correctness
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 TUNED_METHODS = ("standard",)
 #: The PaLM-540B reference's own run directory, inside the protocol's.
 PALM = "palm"
+PALM_LABEL = " [PaLM-540B CoTs]"
 
 
 def log(message: str) -> None:
@@ -148,7 +150,36 @@ def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
     }
 
 
-def summarise(result: dict[str, Any], palm: dict[str, Any] | None) -> dict[str, Any]:
+def palm_pairs(recipe: Recipe, run: RunDir, result: dict[str, Any], palm: dict[str, Any]) -> list:
+    """The PaLM reference against every grid row: paired intervals on the same test questions
+    (PaLM minus the row), as the grid's own pairs are."""
+
+    def correctness(root: Path, source: dict[str, Any], method: str, n: int) -> list:
+        return [
+            read_correctness(RunDir(root / "cells" / c["cell"]).evaluation / "predictions.jsonl")
+            for c in source["cells"]
+            if (c["method"], c["num_cots"]) == (method, n)
+        ]
+
+    scores = {
+        (r["method"], r["num_cots"]): correctness(run.root, result, r["method"], r["num_cots"])
+        for r in result["rows"]
+    }
+    rows = [r for r in palm["rows"] if r["seeds"]]
+    scores[(PALM, 1)] = correctness(run.root / PALM, palm, "step_by_step", 1)
+    reference = [{**r, "method": PALM, "label": r["label"] + PALM_LABEL} for r in rows]
+    pairs = paired_differences(
+        [*result["rows"], *reference],
+        scores,
+        resamples=recipe.eval.bootstrap,
+        seed=data_seed(recipe),
+    )
+    return [p for p in pairs if p["second"].endswith(PALM_LABEL)]
+
+
+def summarise(
+    result: dict[str, Any], palm: dict[str, Any] | None, pairs: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Per row and mode: mean, std, seeds, n_test; the paired intervals."""
     cells = {}
     for source in (result, palm):
@@ -158,7 +189,7 @@ def summarise(result: dict[str, Any], palm: dict[str, Any] | None) -> dict[str, 
         for row in source["rows"]:
             if row["note"] is not None or not row["seeds"]:
                 continue
-            label = row["label"] + (" [PaLM-540B CoTs]" if source is palm else "")
+            label = row["label"] + (PALM_LABEL if source is palm else "")
             cells[label] = {
                 mode: {
                     "mean": entry["mean"],
@@ -173,7 +204,7 @@ def summarise(result: dict[str, Any], palm: dict[str, Any] | None) -> dict[str, 
                 }
                 for mode, entry in row["modes"].items()
             }
-    return {"cells": cells, "paired": result["paired"]}
+    return {"cells": cells, "paired": result["paired"] + pairs}
 
 
 def main() -> None:
@@ -260,7 +291,7 @@ def main() -> None:
         "load_average_at_end": os.getloadavg()[0],
         "chosen": {"candidate": chosen, **CANDIDATES[chosen]},
         "tuning": tuning,
-        **summarise(result, palm),
+        **summarise(result, palm, palm_pairs(grid, run, result, palm) if palm else []),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
