@@ -363,14 +363,14 @@ def teacher_vs_student_section(run: RunDir, metrics: list[dict[str, Any]]) -> Se
 
 
 def _all_metrics(run: RunDir) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """This run's own metrics, and the list to compare (grid cells, or this run alone)."""
+    """This run's own metrics, and the list to compare (grid cells, or this run alone).
+
+    Only the grid's own cells (``cells/<cell>/``) are compared: a run nested in the run
+    directory (a bench's reference grid on other teacher data) has its own report.
+    """
     own_path = run.evaluation / "metrics.json"
     own = _read_json(own_path) if own_path.is_file() else None
-    cells = [
-        _read_json(p)
-        for p in sorted(run.root.glob("**/eval/metrics.json"))
-        if p.resolve() != own_path.resolve()
-    ]
+    cells = [_read_json(p) for p in sorted(run.root.glob("cells/*/eval/metrics.json"))]
     return own, cells or ([own] if own else [])
 
 

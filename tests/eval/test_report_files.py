@@ -75,7 +75,7 @@ def test_full_report_with_grid_teacher_and_curves(tmp_path: Path) -> None:
     for method in ("step_by_step", "multi_cot"):
         for n in (1, 5):
             for seed in (0, 1):
-                cell = run.root / "experiment" / f"{method}-n{n}-s{seed}"
+                cell = run.root / "cells" / f"{method}-n{n}-s{seed}"
                 write(cell / "eval" / "metrics.json", metrics(method, n, seed, 0.3 + 0.05 * n))
 
     html_path = report(run)
@@ -114,8 +114,11 @@ def test_step_by_step_is_the_first_point_of_the_multi_cot_line(tmp_path: Path) -
     run = RunDir(tmp_path / "run")
     for seed in (0, 1):
         for method, n, acc in (("step_by_step", 1, 0.4), ("multi_cot", 5, 0.3)):
-            cell = run.root / "experiment" / f"{method}-n{n}-s{seed}"
+            cell = run.root / "cells" / f"{method}-n{n}-s{seed}"
             write(cell / "eval" / "metrics.json", metrics(method, n, seed, acc))
+    # A grid nested in the run directory (other teacher data) is not one of its cells.
+    nested = run.root / "palm" / "cells" / "step_by_step-n1-s0"
+    write(nested / "eval" / "metrics.json", metrics("step_by_step", 1, 0, 0.9))
     report(run)
     md = (run.root / "report.md").read_text()
     section = md.split("Accuracy vs number of CoTs")[1]
