@@ -277,15 +277,18 @@ def main() -> None:
         for seed in protocol.seeds
         if f"step_by_step-n1-s{seed}" not in palm_done
     ]
+    costs = {
+        **{name: cell_seconds(run, name) for name in sorted(done)},
+        **{f"{PALM}/{name}": cell_seconds(palm_run, name) for name in sorted(palm_done)},
+    }
     summary = {
         "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
         "finished": args.until,
         "missing_cells": missing,
-        "cell_seconds": {
-            **{name: cell_seconds(run, name) for name in sorted(done)},
-            **{f"{PALM}/{name}": cell_seconds(palm_run, name) for name in sorted(palm_done)},
-        },
+        "cell_seconds": costs,
         "wall_s": round(time.perf_counter() - started, 1),
+        # What the finished cells cost in all (train + test inference), over every session.
+        "cells_total_s": round(sum(sum(c.values()) for c in costs.values()), 1),
         "cpu": cpu_name(),
         "precision": resolve_precision(grid.train.precision),
         "load_average_at_end": os.getloadavg()[0],
