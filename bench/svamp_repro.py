@@ -44,7 +44,7 @@ from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import CPUINFO, cpuinfo_field, resolve_precision
 from mindmirror.student.train import train
-from mindmirror.tables import paired_differences, read_correctness
+from mindmirror.tables import Correctness, paired_differences, read_correctness
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,11 +150,13 @@ def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
     }
 
 
-def palm_pairs(recipe: Recipe, run: RunDir, result: dict[str, Any], palm: dict[str, Any]) -> list:
+def palm_pairs(
+    recipe: Recipe, run: RunDir, result: dict[str, Any], palm: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The PaLM reference against every grid row: paired intervals on the same test questions
     (PaLM minus the row), as the grid's own pairs are."""
 
-    def correctness(root: Path, source: dict[str, Any], method: str, n: int) -> list:
+    def correctness(root: Path, source: dict[str, Any], method: str, n: int) -> list[Correctness]:
         return [
             read_correctness(RunDir(root / "cells" / c["cell"]).evaluation / "predictions.jsonl")
             for c in source["cells"]
