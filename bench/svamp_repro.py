@@ -139,7 +139,7 @@ def cpu_name() -> str:
 
 def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
     """Training seconds (all stages) and test-inference seconds (all modes) of a finished cell."""
-    folder = RunDir(run.root / "cells" / cell)
+    folder = run.cell(cell)
     stages = json.loads((folder.student / "train.json").read_text())["stages"].values()
     modes = json.loads((folder.evaluation / "metrics.json").read_text())["modes"]
     sampled = [m["seconds"] for k, m in modes.items() if k == "vote" or k.startswith("mirror")]
@@ -156,19 +156,19 @@ def palm_pairs(
     """The PaLM reference against every grid row: paired intervals on the same test questions
     (PaLM minus the row), as the grid's own pairs are."""
 
-    def correctness(root: Path, source: dict[str, Any], method: str, n: int) -> list[Correctness]:
+    def correctness(at: RunDir, source: dict[str, Any], method: str, n: int) -> list[Correctness]:
         return [
-            read_correctness(RunDir(root / "cells" / c["cell"]).evaluation / "predictions.jsonl")
+            read_correctness(at.cell(c["cell"]).evaluation / "predictions.jsonl")
             for c in source["cells"]
             if (c["method"], c["num_cots"]) == (method, n)
         ]
 
     scores = {
-        (r["method"], r["num_cots"]): correctness(run.root, result, r["method"], r["num_cots"])
+        (r["method"], r["num_cots"]): correctness(run, result, r["method"], r["num_cots"])
         for r in result["rows"]
     }
     rows = [r for r in palm["rows"] if r["seeds"]]
-    scores[(PALM, 1)] = correctness(run.root / PALM, palm, "step_by_step", 1)
+    scores[(PALM, 1)] = correctness(RunDir(run.root / PALM), palm, "step_by_step", 1)
     reference = [{**r, "method": PALM, "label": r["label"] + PALM_LABEL} for r in rows]
     pairs = paired_differences(
         [*result["rows"], *reference],

@@ -231,7 +231,7 @@ def _link_records(parent: RunDir, cell: RunDir) -> None:
 
 def cell_run(run: RunDir, cell: Cell) -> RunDir:
     """The run directory of one cell."""
-    return RunDir(run.root / "cells" / cell.name)
+    return run.cell(cell.name)
 
 
 def _scoring(recipe: Recipe) -> dict[str, Any]:

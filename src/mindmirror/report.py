@@ -370,7 +370,7 @@ def _all_metrics(run: RunDir) -> tuple[dict[str, Any] | None, list[dict[str, Any
     """
     own_path = run.evaluation / "metrics.json"
     own = _read_json(own_path) if own_path.is_file() else None
-    cells = [_read_json(p) for p in sorted(run.root.glob("cells/*/eval/metrics.json"))]
+    cells = [_read_json(p) for p in sorted(run.cells.glob("*/eval/metrics.json"))]
     return own, cells or ([own] if own else [])
 
 

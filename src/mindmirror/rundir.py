@@ -44,6 +44,14 @@ class RunDir:
     def plots(self) -> Path:
         return self.root / "plots"
 
+    @property
+    def cells(self) -> Path:
+        return self.root / "cells"
+
     def stage(self, name: str) -> Path:
         """Folder of one training stage, e.g. ``student/stage1``."""
         return self.student / name
+
+    def cell(self, name: str) -> RunDir:
+        """The run directory of one experiment cell, e.g. ``cells/multi_cot-n5-s0``."""
+        return RunDir(self.cells / name)

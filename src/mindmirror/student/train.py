@@ -359,8 +359,8 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         results[stage] = result
         init = run.root / result["best"]
         # Under bf16 autocast accelerate binds the model's forward to the model itself, a
-        # cycle that only a full collection frees: free this stage's student (and its
-        # gradients) now, not after the next stage or grid cell has loaded its own.
+        # cycle that only a full collection frees: free this stage's student now, not after
+        # the next stage or grid cell has loaded its own.
         gc.collect()
     summary = {
         "method": recipe.train.method,
