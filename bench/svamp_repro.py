@@ -254,9 +254,14 @@ def main() -> None:
             )
         }
     )
+    if not headline and args.until == "headline":
+        parser.error("--until headline: the methods set have no headline cells")
     quiet, only_finished = args.quiet, args.summarise
-    result = experiment(first, run, quiet=quiet, only_finished=only_finished)
-    log("headline cells done")
+    # A run of self-evaluation cells alone (`--set experiment.methods=[mind_mirror]`) has no
+    # headline cells to run first.
+    if headline:
+        result = experiment(first, run, quiet=quiet, only_finished=only_finished)
+        log("headline cells done")
     palm = None
     if args.until in ("grid", "all"):
         result = experiment(grid, run, quiet=quiet, only_finished=only_finished)

@@ -103,7 +103,9 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
     monkeypatch.setattr("mindmirror.student.trainer.score", fake_score)
     run = make_run(tmp_path, records)
     summary = train(
-        recipe(run, tiny_t5, method="standard", max_steps=6, eval_steps=2), run, quiet=True
+        recipe(run, tiny_t5, method="standard", max_steps=6, eval_steps=2, keep_checkpoints=True),
+        run,
+        quiet=True,
     )
     stage = summary["stages"]["reasoning"]
     assert stage["best_metric"]["eval_accuracy"] == 0.75
@@ -141,6 +143,9 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     stage = summary["stages"]["reasoning"]
     assert stage["resumed_from"].endswith("checkpoint-4")
     assert stage["steps"] == 6
+    # Finished: the checkpoints are deleted (keep_checkpoints is off), the best student stays.
+    assert not list((run.stage("reasoning") / "checkpoints").glob("checkpoint-*"))
+    assert load_student(run.root)[0] is not None
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
     assert [p["step"] for p in curve] == [2, 4, 6]
 

@@ -132,6 +132,13 @@ class TrainConfig(Strict):
     save_total_limit: int = Field(
         2, ge=1, description="Checkpoints kept per stage (the best one is always kept)."
     )
+    keep_checkpoints: bool = Field(
+        False,
+        description="Keep a stage's Trainer checkpoints (weights and optimizer state, about "
+        "three times the student's size each) after it has finished and saved its best student "
+        "as `best/`. By default they are deleted then: a finished stage is never resumed from "
+        "them, and a grid of full fine-tuning cells would otherwise fill the disk.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     report_to: Tracker | list[Tracker] = Field(
         "none",

@@ -6,7 +6,8 @@ the best checkpoint on validation saved as ``student/<stage>/best/`` with its va
 
 Run directory outputs::
 
-    student/<stage>/checkpoints/   Trainer checkpoints (resume after a kill: run it again)
+    student/<stage>/checkpoints/   Trainer checkpoints (resume after a kill: run it again);
+                                   deleted once the stage finishes unless keep_checkpoints
     student/<stage>/best/          the chosen student (load_student(path) loads it)
     student/<stage>/curve.json     validation metrics at every evaluation
     student/<stage>/result.json    rows kept/skipped, best metric, steps, throughput
@@ -25,6 +26,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict
 from importlib import metadata
@@ -157,6 +159,8 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
         # Stage 1's length cannot change stage 2 except through stage 1, whose own settings
         # are checked first; a finished single-stage run stays reusable when it changes.
         train["stage1_epochs"] = None
+    # Whether checkpoints are kept afterwards cannot change a result.
+    del train["keep_checkpoints"]
     return {
         "stage": stage,
         "init": str(init),
@@ -334,6 +338,11 @@ def train_stage(
         )
         _write_json(folder / "curve.json", _curve(trainer.state.log_history))
         _write_json(result_path, result)
+        if not cfg.keep_checkpoints:
+            # Only after result.json: a kill before it leaves checkpoints to resume from.
+            # Tracker logs under checkpoints/runs/ stay.
+            for checkpoint in (folder / "checkpoints").glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
     # Every process must see the saved best student before the next stage loads it.
     trainer.accelerator.wait_for_everyone()
     return result
