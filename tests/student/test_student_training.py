@@ -109,7 +109,7 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
     )
     stage = summary["stages"]["reasoning"]
     assert stage["best_metric"]["eval_accuracy"] == 0.75
-    assert stage["best_checkpoint"].endswith("checkpoint-4")
+    assert stage["best_checkpoint"].endswith("checkpoint-4") and stage["best_step"] == 4
     validation = {r.question for r in records if r.split == "validation"}
     assert all(any(q in text for q in validation) for items in seen for text in items)
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
@@ -145,6 +145,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     assert stage["steps"] == 6
     # Finished: the checkpoints are deleted (keep_checkpoints is off), the best student stays.
     assert not list((run.stage("reasoning") / "checkpoints").glob("checkpoint-*"))
+    assert stage["best_checkpoint"] is None and stage["best_step"] in (2, 4, 6)
     assert load_student(run.root)[0] is not None
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
     assert [p["step"] for p in curve] == [2, 4, 6]
@@ -172,6 +173,51 @@ def test_lora_with_bf16_autocast_saves_a_merged_plain_student(
         not torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(), strict=True)
     ]
     assert any(changed)
+
+
+def test_gradient_checkpointing_recomputes_without_changing_what_is_learnt(
+    tmp_path, records, tiny_llama, monkeypatch
+) -> None:
+    import transformers.modeling_utils
+
+    calls = []
+    original = transformers.modeling_utils.checkpoint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # torch's checkpoint, counted
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "checkpoint", counted)
+    trained = {}
+    for on in (False, True):
+        run = make_run(tmp_path / str(on), records)
+        settings = {"method": "multi_cot", "max_steps": 2, "gradient_checkpointing": on}
+        summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
+        trained[on] = load_student(run.root / summary["final"])[0]
+        assert bool(calls) is on  # every layer recomputed in the backward pass, only when asked
+    # It cannot change a result, so a finished run is reused with it switched off.
+    again = train(recipe(run, tiny_llama, **{**settings, "gradient_checkpointing": False}), run)
+    assert (
+        again["stages"]["reasoning"]["train_seconds"]
+        == summary["stages"]["reasoning"]["train_seconds"]
+    )
+    for (name, a), b in zip(
+        trained[False].named_parameters(), trained[True].parameters(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    base = load_student(tiny_llama)[0]
+
+    def moved(model: torch.nn.Module) -> bool:
+        pairs = zip(model.parameters(), base.parameters(), strict=True)
+        return any(not torch.equal(a, b) for a, b in pairs)
+
+    assert moved(trained[True])
+    # With LoRA the frozen embeddings still pass gradients through the recomputed layers.
+    run = make_run(tmp_path / "lora", records)
+    settings = {"method": "multi_cot", "max_steps": 2, "lora": True, "lora_r": 4}
+    settings["gradient_checkpointing"] = True
+    summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
+    assert moved(load_student(run.root / summary["final"])[0])
 
 
 def test_no_rows_or_no_validation_is_one_clear_user_error(tmp_path, records, tiny_t5) -> None:

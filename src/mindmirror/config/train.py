@@ -139,6 +139,13 @@ class TrainConfig(Strict):
         "as `best/`. By default they are deleted then: a finished stage is never resumed from "
         "them, and a grid of full fine-tuning cells would otherwise fill the disk.",
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each layer's activations in the backward pass instead of "
+        "keeping them from the forward pass: less memory for the same batch, more compute. "
+        "Dropout's random state is replayed, so it does not change what is learnt; turn it on "
+        "when a full fine-tuning stage does not fit in memory.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     report_to: Tracker | list[Tracker] = Field(
         "none",

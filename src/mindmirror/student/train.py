@@ -120,6 +120,12 @@ def training_args(
     """Trainer arguments: evaluation and checkpoints on the same schedule, best on validation."""
     strategy = "steps" if cfg.eval_steps else "epoch"
     epochs = cfg.stage1_epochs if stage == "evaluation" and cfg.stage1_epochs else cfg.epochs
+    # transformers 5.x renamed gradient_checkpointing; the old name still works but warns.
+    checkpointing = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     return TrainingArguments(
         output_dir=str(out),
         num_train_epochs=epochs,
@@ -149,6 +155,7 @@ def training_args(
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
+        **{checkpointing: cfg.gradient_checkpointing},
     )
 
 
@@ -159,8 +166,8 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
         # Stage 1's length cannot change stage 2 except through stage 1, whose own settings
         # are checked first; a finished single-stage run stays reusable when it changes.
         train["stage1_epochs"] = None
-    # Whether checkpoints are kept afterwards cannot change a result.
-    del train["keep_checkpoints"]
+    # Neither keeping checkpoints afterwards nor recomputing activations changes a result.
+    del train["keep_checkpoints"], train["gradient_checkpointing"]
     return {
         "stage": stage,
         "init": str(init),
@@ -311,7 +318,9 @@ def train_stage(
         "validation_items": len(items),
         "batch_rows": trainer.args.per_device_train_batch_size,
         "best_metric": {metric: trainer.state.best_metric},
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_step": trainer.state.best_global_step,
+        # Deleted below unless kept: a path to nothing would mislead; best/ holds that model.
+        "best_checkpoint": trainer.state.best_model_checkpoint if cfg.keep_checkpoints else None,
         "best": str((folder / "best").relative_to(run.root)),
         "steps": trainer.state.global_step,
         "train_loss": output.training_loss,
