@@ -340,6 +340,20 @@ def t5_student(folder: Path) -> str:
 ARMS = ("published", "engine", "ours")
 
 
+def worker_result(script: str, worker: dict[str, Any], name: str) -> dict[str, Any]:
+    """Run ``script --worker JSON`` in a fresh process (its own clean peak memory); return the
+    JSON it prints last, or exit with the worker's error."""
+    done = subprocess.run(
+        [sys.executable, script, "--worker", json.dumps(worker)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"{name} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     """Run every arm ``--repeats`` times in subprocesses and print the comparison."""
     from mindmirror.student.precision import resolve_precision
@@ -385,15 +399,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for arm in ARMS:
                 worker = {**cfg, "method": arm, "out": str(Path(tmp) / f"{arm}{repeat}")}
-                done = subprocess.run(
-                    [sys.executable, __file__, "--worker", json.dumps(worker)],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if done.returncode != 0:
-                    sys.exit(f"{arm} worker failed:\n{done.stderr[-3000:]}")
-                runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                runs[arm].append(worker_result(__file__, worker, arm))
                 print(f"repeat {repeat + 1} {arm}: {runs[arm][-1]['seconds']:.1f} s", flush=True)
         tokens = objective_tokens(records, cfg)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32

@@ -28,15 +28,16 @@ def mean_interval(
         return 0.0, 0.0, 0.0
     array = np.asarray(values, dtype=float)
     # Means of per-seed averages (thirds, say) carry float noise such as -5e-19 where the exact
-    # value is 0; rounded away, so noise never decides whether an interval excludes zero.
-    mean = round(float(array.mean()), 12)
+    # value is 0; rounded away, so noise never decides whether an interval excludes zero
+    # (+ 0.0 turns the -0.0 that rounding leaves into 0.0, which prints as +0.000).
+    mean = round(float(array.mean()), 12) + 0.0
     if resamples <= 0:
         return mean, mean, mean
     rng = np.random.default_rng(seed)
     means = array[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    return mean, round(float(low), 12), round(float(high), 12)
+    return mean, round(float(low), 12) + 0.0, round(float(high), 12) + 0.0
 
 
 def accuracy_interval(

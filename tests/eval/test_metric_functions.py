@@ -102,7 +102,8 @@ def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
     from mindmirror.tables import paired_lines
 
     # 0.1 + 0.2 - 0.3 is 5.6e-17 in floats: the exact difference is 0, and so must the report be.
-    diff = paired_difference([0.0, 0.0, 0.3], [0.1, 0.2, 0.0], resamples=0)
-    assert (diff["diff"], diff["low"], diff["high"]) == (0.0, 0.0, 0.0)
-    line = paired_lines([{"first": "a", "second": "b", "mode": "answer", "n": 3, **diff}])[-1]
-    assert "*" not in line and "-0.000" not in line
+    for first, second in [([0.0, 0.0, 0.3], [0.1, 0.2, 0.0]), ([0.1, 0.2, 0.0], [0.0, 0.0, 0.3])]:
+        diff = paired_difference(first, second, resamples=0)
+        assert (diff["diff"], diff["low"], diff["high"]) == (0.0, 0.0, 0.0)
+        line = paired_lines([{"first": "a", "second": "b", "mode": "answer", "n": 3, **diff}])
+        assert "*" not in line[-1] and "-0.000" not in line[-1]
