@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from mindmirror.student.infer import Prediction
 
 
+def _denoised(value: float) -> float:
+    """Means of per-seed averages (thirds, say) carry float noise such as -5e-19 where the
+    exact value is 0: rounded away, so noise never decides whether an interval excludes zero
+    (+ 0.0 turns the -0.0 that rounding leaves into 0.0, which prints as +0.000)."""
+    return round(float(value), 12) + 0.0
+
+
 def mean_interval(
     values: Sequence[float], *, resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
@@ -27,17 +34,14 @@ def mean_interval(
     if n == 0:
         return 0.0, 0.0, 0.0
     array = np.asarray(values, dtype=float)
-    # Means of per-seed averages (thirds, say) carry float noise such as -5e-19 where the exact
-    # value is 0; rounded away, so noise never decides whether an interval excludes zero
-    # (+ 0.0 turns the -0.0 that rounding leaves into 0.0, which prints as +0.000).
-    mean = round(float(array.mean()), 12) + 0.0
+    mean = _denoised(array.mean())
     if resamples <= 0:
         return mean, mean, mean
     rng = np.random.default_rng(seed)
     means = array[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    return mean, round(float(low), 12) + 0.0, round(float(high), 12) + 0.0
+    return mean, _denoised(low), _denoised(high)
 
 
 def accuracy_interval(
