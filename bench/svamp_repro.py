@@ -156,12 +156,14 @@ def palm_pairs(
     """The PaLM reference against every grid row: paired intervals on the same test questions
     (PaLM minus the row), as the grid's own pairs are."""
 
-    def correctness(at: RunDir, source: dict[str, Any], method: str, n: int) -> list[Correctness]:
-        return [
-            read_correctness(at.cell(c["cell"]).evaluation / "predictions.jsonl")
+    def correctness(
+        at: RunDir, source: dict[str, Any], method: str, n: int
+    ) -> dict[int, Correctness]:
+        return {
+            c["seed"]: read_correctness(at.cell(c["cell"]).evaluation / "predictions.jsonl")
             for c in source["cells"]
             if (c["method"], c["num_cots"]) == (method, n)
-        ]
+        }
 
     scores = {
         (r["method"], r["num_cots"]): correctness(run, result, r["method"], r["num_cots"])

@@ -361,7 +361,7 @@ def experiment(
     source = evaluation_source(records)
     cells = plan_cells(cfg, self_eval=source != "none", explain_target=recipe.train.explain_target)
     results: dict[Cell, dict[str, Any]] = {}
-    correctness: dict[tuple[str, int], list[Correctness]] = {}
+    correctness: dict[tuple[str, int], dict[int, Correctness]] = {}
     missing = []
     for index, cell in enumerate(cells, 1):
         done = finished(recipe, run, cell)
@@ -375,8 +375,8 @@ def experiment(
             continue
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
         predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
-        correctness.setdefault((cell.method, cell.num_cots), []).append(
-            read_correctness(predictions)
+        correctness.setdefault((cell.method, cell.num_cots), {})[cell.seed] = read_correctness(
+            predictions
         )
     rows = [row_results(r, results) for r in table_rows(cfg, source, recipe.train.distill_label)]
     pairs = paired_differences(

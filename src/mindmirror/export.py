@@ -94,7 +94,7 @@ def push_folder(folder: Path, repo: str) -> str:
 
 def load_merged(source: str | Path) -> tuple[Any, Any, str]:
     """(model, tokenizer, kind) of ``source``, a LoRA adapter folder merged into its base."""
-    from mindmirror.student.model import load_student
+    from mindmirror.student.model import load_student, quiet_peft
 
     path = Path(source)
     adapter = (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
@@ -107,7 +107,8 @@ def load_merged(source: str | Path) -> tuple[Any, Any, str]:
     if not base:
         raise UserError(f"{path}/adapter_config.json names no base model")
     model, tokenizer, kind = load_student(base)
-    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    with quiet_peft():
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
     if (path / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer, kind

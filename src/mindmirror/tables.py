@@ -166,32 +166,63 @@ def question_scores(cells: Sequence[Correctness], mode: str) -> dict[str, float]
 
 def paired_differences(
     rows: list[dict[str, Any]],
-    correctness: dict[tuple[str, int], list[Correctness]],
+    correctness: dict[tuple[str, int], dict[int, Correctness]],
     *,
     resamples: int = 1000,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Every pair of table rows, in every mode both have: the later row minus the earlier, on
-    the same test questions, with a paired bootstrap 95% interval over questions (scores are
-    each question's correctness averaged over the row's seeds)."""
+    the same test questions, with a paired bootstrap 95% interval over questions.
+
+    ``correctness`` maps a row's ``(method, num_cots)`` to ``{seed: Correctness}``. Scores are
+    each question's correctness averaged over the row's seeds. Where the two rows ran different
+    seeds, a second interval uses only the seeds both ran: a one-seed cell against another
+    row's mean over three seeds mixes the method with which seeds happened to run (one weak
+    seed moves the mean); on the seeds both ran, that is gone.
+    ``first_seeds`` and ``second_seeds`` name the seeds each interval averaged.
+    """
     scored = [r for r in rows if r["note"] is None and r["seeds"]]
     out = []
     for i, first in enumerate(scored):
         for second in scored[i + 1 :]:
-            cells_a = correctness.get((first["method"], first["num_cots"]), [])
-            cells_b = correctness.get((second["method"], second["num_cots"]), [])
-            for mode in MODE_HEADERS:
-                a, b = question_scores(cells_a, mode), question_scores(cells_b, mode)
-                shared = sorted(set(a) & set(b))
-                if not shared:
-                    continue
-                diff = paired_difference(
-                    [a[q] for q in shared], [b[q] for q in shared], resamples=resamples, seed=seed
-                )
-                out.append(
-                    {"first": first["label"], "second": second["label"], "mode": mode, **diff}
-                )
+            by_a = correctness.get((first["method"], first["num_cots"]), {})
+            by_b = correctness.get((second["method"], second["num_cots"]), {})
+            choices = [(sorted(by_a), sorted(by_b))]
+            shared = sorted(set(by_a) & set(by_b))
+            if shared and set(by_a) != set(by_b):
+                choices.append((shared, shared))
+            for seeds_a, seeds_b in choices:
+                for mode in MODE_HEADERS:
+                    diff = _paired(
+                        question_scores([by_a[s] for s in seeds_a], mode),
+                        question_scores([by_b[s] for s in seeds_b], mode),
+                        resamples=resamples,
+                        seed=seed,
+                    )
+                    if diff is not None:
+                        out.append(
+                            {
+                                "first": first["label"],
+                                "second": second["label"],
+                                "mode": mode,
+                                "first_seeds": seeds_a,
+                                "second_seeds": seeds_b,
+                                **diff,
+                            }
+                        )
     return out
+
+
+def _paired(
+    a: dict[str, float], b: dict[str, float], *, resamples: int, seed: int
+) -> dict[str, float] | None:
+    """``paired_difference`` of b minus a on the questions both scored; None if none are."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    return paired_difference(
+        [a[q] for q in shared], [b[q] for q in shared], resamples=resamples, seed=seed
+    )
 
 
 def read_correctness(predictions: Any) -> Correctness:
@@ -256,19 +287,26 @@ def selective_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def _seeds_text(pair: dict[str, Any]) -> str:
+    """The seeds a paired interval averaged: ``0, 1, 2`` when both rows used the same,
+    else the second row's then the first's (``0 / 0, 1, 2``), in the order of the difference."""
+    first, second = (", ".join(str(s) for s in pair[k]) for k in ("first_seeds", "second_seeds"))
+    return first if first == second else f"{second} / {first}"
+
+
 def paired_lines(pairs: list[dict[str, Any]]) -> list[str]:
     """The paired differences as a Markdown table."""
     if not pairs:
         return []
     lines = [
-        "| difference | mode | mean | 95% interval | questions |",
-        "|---|---|---|---|---|",
+        "| difference | mode | seeds | mean | 95% interval | questions |",
+        "|---|---|---|---|---|---|",
     ]
     for p in pairs:
         mark = " *" if p["low"] > 0 or p["high"] < 0 else ""
         lines.append(
-            f"| {p['second']} − {p['first']} | {p['mode']} | {p['diff']:+.3f}{mark} "
-            f"| [{p['low']:+.3f}, {p['high']:+.3f}] | {p['n']} |"
+            f"| {p['second']} − {p['first']} | {p['mode']} | {_seeds_text(p)} "
+            f"| {p['diff']:+.3f}{mark} | [{p['low']:+.3f}, {p['high']:+.3f}] | {p['n']} |"
         )
     return lines
 
@@ -350,8 +388,9 @@ def markdown(
         lines += [
             "",
             "Paired differences on the same test questions (each question's correctness "
-            "averaged over the row's seeds; bootstrap 95% interval over questions; * = the "
-            "interval excludes 0):",
+            "averaged over the seeds listed; rows that ran different seeds are also compared "
+            "on the seeds both ran; bootstrap 95% interval over questions; * = the interval "
+            "excludes 0):",
             "",
             *paired_lines(pairs),
         ]

@@ -105,5 +105,35 @@ def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
     for first, second in [([0.0, 0.0, 0.3], [0.1, 0.2, 0.0]), ([0.1, 0.2, 0.0], [0.0, 0.0, 0.3])]:
         diff = paired_difference(first, second, resamples=0)
         assert (diff["diff"], diff["low"], diff["high"]) == (0.0, 0.0, 0.0)
-        line = paired_lines([{"first": "a", "second": "b", "mode": "answer", "n": 3, **diff}])
+        pair = {"first": "a", "second": "b", "mode": "answer", "n": 3, **diff}
+        line = paired_lines([{**pair, "first_seeds": [0], "second_seeds": [0]}])
         assert "*" not in line[-1] and "-0.000" not in line[-1]
+
+
+def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran() -> None:
+    from mindmirror.tables import paired_differences, paired_lines
+
+    def row(label: str, seeds: list[int]) -> dict[str, object]:
+        return {"label": label, "method": label, "num_cots": 1, "note": None, "seeds": seeds}
+
+    def right(*hits: bool) -> dict[str, dict[str, bool]]:
+        return {"answer": {f"q{i}": hit for i, hit in enumerate(hits)}}
+
+    # Row a's seed 0 gets both questions, its seeds 1 and 2 neither; row b ran seed 0 only.
+    a = {0: right(True, True), 1: right(False, False), 2: right(False, False)}
+    b = {0: right(True, False)}
+    scores = {("a", 1): a, ("b", 1): b, ("c", 1): {5: right(True, True)}}
+    pairs = paired_differences(
+        [row("a", [0, 1, 2]), row("b", [0]), row("c", [5])], scores, resamples=0
+    )
+    a_b = [p for p in pairs if (p["first"], p["second"]) == ("a", "b")]
+    # Against a's mean over 3 seeds b looks better (+1/6); on the same seed it is worse (-1/2).
+    assert [(p["first_seeds"], p["second_seeds"], round(p["diff"], 4)) for p in a_b] == [
+        ([0, 1, 2], [0], 0.1667),
+        ([0], [0], -0.5),
+    ]
+    # No seed in common: only the interval over each row's own seeds.
+    assert [p["first_seeds"] for p in pairs if p["second"] == "c"] == [[0, 1, 2], [0]]
+    lines = paired_lines(a_b)
+    assert lines[2].startswith("| b − a | answer | 0 / 0, 1, 2 | +0.167")
+    assert lines[3].startswith("| b − a | answer | 0 | -0.500")

@@ -34,6 +34,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,11 +198,18 @@ def add_lora(
     config = LoraConfig(
         task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets
     )
-    # peft reads transformers' deprecated `is_gradient_checkpointing` property; the FutureWarning
-    # is about peft's code, not the user's, and only clutters the progress output.
+    with quiet_peft():
+        return get_peft_model(model, config)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Hide the FutureWarning peft raises when it wraps a model: peft reads transformers'
+    deprecated `is_gradient_checkpointing` property, a warning about peft's code, not the
+    user's, that only clutters the progress output."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        return get_peft_model(model, config)
+        yield
 
 
 def save_student(
