@@ -175,11 +175,12 @@ def paired_differences(
     the same test questions, with a paired bootstrap 95% interval over questions.
 
     ``correctness`` maps a row's ``(method, num_cots)`` to ``{seed: Correctness}``. Scores are
-    each question's correctness averaged over the row's seeds. Where the two rows ran different
-    seeds, a second interval uses only the seeds both ran: a one-seed cell against another
-    row's mean over three seeds mixes the method with which seeds happened to run (one weak
-    seed moves the mean); on the seeds both ran, that is gone.
-    ``first_seeds`` and ``second_seeds`` name the seeds each interval averaged.
+    each question's correctness averaged over the row's seeds that scored the mode. Where the
+    two rows' seeds differ, a second interval uses only the seeds both ran: a one-seed cell
+    against another row's mean over three seeds mixes the method with which seeds happened to
+    run (one weak seed moves the mean); on the seeds both ran, that is gone.
+    ``first_seeds`` and ``second_seeds`` name the seeds each interval averaged. Mirror modes
+    pair by judge (see ``comparable_modes``); ``mode`` then names both, the second's first.
     """
     scored = [r for r in rows if r["note"] is None and r["seeds"]]
     out = []
@@ -187,15 +188,17 @@ def paired_differences(
         for second in scored[i + 1 :]:
             by_a = correctness.get((first["method"], first["num_cots"]), {})
             by_b = correctness.get((second["method"], second["num_cots"]), {})
-            choices = [(sorted(by_a), sorted(by_b))]
-            shared = sorted(set(by_a) & set(by_b))
-            if shared and set(by_a) != set(by_b):
-                choices.append((shared, shared))
-            for seeds_a, seeds_b in choices:
-                for mode in MODE_HEADERS:
+            for mode_a, mode_b in comparable_modes(first, second):
+                seeds_a = [s for s in sorted(by_a) if mode_a in by_a[s]]
+                seeds_b = [s for s in sorted(by_b) if mode_b in by_b[s]]
+                choices = [(seeds_a, seeds_b)]
+                shared = sorted(set(seeds_a) & set(seeds_b))
+                if shared and seeds_a != seeds_b:
+                    choices.append((shared, shared))
+                for use_a, use_b in choices:
                     diff = _paired(
-                        question_scores([by_a[s] for s in seeds_a], mode),
-                        question_scores([by_b[s] for s in seeds_b], mode),
+                        question_scores([by_a[s] for s in use_a], mode_a),
+                        question_scores([by_b[s] for s in use_b], mode_b),
                         resamples=resamples,
                         seed=seed,
                     )
@@ -204,13 +207,31 @@ def paired_differences(
                             {
                                 "first": first["label"],
                                 "second": second["label"],
-                                "mode": mode,
-                                "first_seeds": seeds_a,
-                                "second_seeds": seeds_b,
+                                "mode": mode_a if mode_a == mode_b else f"{mode_b} / {mode_a}",
+                                "first_seeds": use_a,
+                                "second_seeds": use_b,
                                 **diff,
                             }
                         )
     return out
+
+
+def comparable_modes(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(first's mode, second's mode)`` for every mode the two rows measure alike: the same
+    mode, except that mirror modes pair by judge. A jointly trained student's `mirror` is judged
+    by the student itself, like a two-stage student's `mirror_final`, not its `mirror` (judged
+    by the stage-1 student)."""
+
+    def kind(row: dict[str, Any], mode: str) -> tuple[str, Any]:
+        return mode.removesuffix("_final"), row["modes"][mode].get("judge")
+
+    return [
+        (mode_a, mode_b)
+        for mode_a in MODE_HEADERS
+        if mode_a in first["modes"]
+        for mode_b in MODE_HEADERS
+        if mode_b in second["modes"] and kind(first, mode_a) == kind(second, mode_b)
+    ]
 
 
 def _paired(

@@ -114,17 +114,26 @@ def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran()
     from mindmirror.tables import paired_differences, paired_lines
 
     def row(label: str, seeds: list[int]) -> dict[str, object]:
-        return {"label": label, "method": label, "num_cots": 1, "note": None, "seeds": seeds}
+        modes = {"answer": {"judge": None}}
+        return {
+            "label": label,
+            "method": label,
+            "num_cots": 1,
+            "note": None,
+            "seeds": seeds,
+            "modes": modes,
+        }
 
     def right(*hits: bool) -> dict[str, dict[str, bool]]:
         return {"answer": {f"q{i}": hit for i, hit in enumerate(hits)}}
 
-    # Row a's seed 0 gets both questions, its seeds 1 and 2 neither; row b ran seed 0 only.
+    # Row a's seed 0 gets both questions, its seeds 1 and 2 neither; row b ran seed 0 only
+    # (its seed 1 left no predictions, so it counts for nothing).
     a = {0: right(True, True), 1: right(False, False), 2: right(False, False)}
-    b = {0: right(True, False)}
+    b = {0: right(True, False), 1: {}}
     scores = {("a", 1): a, ("b", 1): b, ("c", 1): {5: right(True, True)}}
     pairs = paired_differences(
-        [row("a", [0, 1, 2]), row("b", [0]), row("c", [5])], scores, resamples=0
+        [row("a", [0, 1, 2]), row("b", [0, 1]), row("c", [5])], scores, resamples=0
     )
     a_b = [p for p in pairs if (p["first"], p["second"]) == ("a", "b")]
     # Against a's mean over 3 seeds b looks better (+1/6); on the same seed it is worse (-1/2).
@@ -137,3 +146,25 @@ def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran()
     lines = paired_lines(a_b)
     assert lines[2].startswith("| b − a | answer | 0 / 0, 1, 2 | +0.167")
     assert lines[3].startswith("| b − a | answer | 0 | -0.500")
+
+
+def test_mirror_modes_are_paired_by_judge() -> None:
+    from mindmirror.tables import paired_differences
+
+    staged = {
+        "mirror": {"judge": "stage-1 student"},
+        "mirror_final": {"judge": "the student itself"},
+    }
+    joint = {"mirror": {"judge": "the student itself"}}
+    rows = [
+        {"label": label, "method": label, "num_cots": 5, "note": None, "seeds": [0], "modes": m}
+        for label, m in (("staged", staged), ("joint", joint))
+    ]
+    hits = {"q0": True, "q1": False}
+    scores = {
+        ("staged", 5): {0: {"mirror": {"q0": False, "q1": False}, "mirror_final": hits}},
+        ("joint", 5): {0: {"mirror": hits}},
+    }
+    # The joint student judges itself: it is compared with the staged student judging itself.
+    (pair,) = paired_differences(rows, scores, resamples=0)
+    assert (pair["mode"], pair["diff"]) == ("mirror / mirror_final", 0.0)

@@ -208,7 +208,7 @@ def quiet_peft() -> Iterator[None]:
     deprecated `is_gradient_checkpointing` property, a warning about peft's code, not the
     user's, that only clutters the progress output."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
         yield
 
 
