@@ -189,13 +189,14 @@ def paired_differences(
             by_a = correctness.get((first["method"], first["num_cots"]), {})
             by_b = correctness.get((second["method"], second["num_cots"]), {})
             for mode_a, mode_b in comparable_modes(first, second):
+                pair = {
+                    "first": first["label"],
+                    "second": second["label"],
+                    "mode": mode_a if mode_a == mode_b else f"{mode_b} / {mode_a}",
+                }
                 seeds_a = [s for s in sorted(by_a) if mode_a in by_a[s]]
                 seeds_b = [s for s in sorted(by_b) if mode_b in by_b[s]]
-                choices = [(seeds_a, seeds_b)]
-                shared = sorted(set(seeds_a) & set(seeds_b))
-                if shared and seeds_a != seeds_b:
-                    choices.append((shared, shared))
-                for use_a, use_b in choices:
+                for use_a, use_b in _seed_choices(seeds_a, seeds_b):
                     diff = _paired(
                         question_scores([by_a[s] for s in use_a], mode_a),
                         question_scores([by_b[s] for s in use_b], mode_b),
@@ -203,17 +204,15 @@ def paired_differences(
                         seed=seed,
                     )
                     if diff is not None:
-                        out.append(
-                            {
-                                "first": first["label"],
-                                "second": second["label"],
-                                "mode": mode_a if mode_a == mode_b else f"{mode_b} / {mode_a}",
-                                "first_seeds": use_a,
-                                "second_seeds": use_b,
-                                **diff,
-                            }
-                        )
+                        out.append({**pair, "first_seeds": use_a, "second_seeds": use_b, **diff})
     return out
+
+
+def _seed_choices(a: list[int], b: list[int]) -> list[tuple[list[int], list[int]]]:
+    """The seeds to average for each row: each row's own, then, where they differ, the seeds
+    both ran (none when they share no seed)."""
+    shared = sorted(set(a) & set(b))
+    return [(a, b), (shared, shared)] if shared and a != b else [(a, b)]
 
 
 def comparable_modes(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[str, str]]:
