@@ -20,6 +20,9 @@ One resumable command; every step skips what a previous run finished:
     python bench/svamp_repro.py --until tune         # only the tuning step
     python bench/svamp_repro.py --seeds 0            # one seed per cell (a first pass)
     python bench/svamp_repro.py --summarise          # publish what finished; train nothing
+    python bench/svamp_repro.py --add-to-published --seeds 2 --until grid --set ...
+        # run more seeds of some cells with the published optimisation and add them to the
+        # published summary: for a summary whose run directory is gone (another machine)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -181,6 +185,21 @@ def palm_pairs(
     return [p for p in pairs if p["second"].endswith(PALM_LABEL)]
 
 
+def published_entry(entry: dict[str, Any], seeds: list[int], n_test: int | None) -> dict[str, Any]:
+    """One mode of a row of ``experiment`` as the summary publishes it."""
+    return {
+        "mean": entry["mean"],
+        "std": entry["std"],
+        "seeds": seeds,
+        "values": entry["values"],
+        "n_test": n_test,
+        "at_coverage": entry.get("at_coverage"),
+        "aurc": entry.get("aurc"),
+        "own_cots_auroc": entry.get("own_cots_auroc"),
+        "judge": entry.get("judge"),
+    }
+
+
 def summarise(
     result: dict[str, Any], palm: dict[str, Any] | None, pairs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -195,20 +214,120 @@ def summarise(
                 continue
             label = row["label"] + (PALM_LABEL if source is palm else "")
             cells[label] = {
-                mode: {
-                    "mean": entry["mean"],
-                    "std": entry["std"],
-                    "seeds": row["seeds"],
-                    "values": entry["values"],
-                    "n_test": n_test.get(row["method"]),
-                    "at_coverage": entry.get("at_coverage"),
-                    "aurc": entry.get("aurc"),
-                    "own_cots_auroc": entry.get("own_cots_auroc"),
-                    "judge": entry.get("judge"),
-                }
+                mode: published_entry(entry, row["seeds"], n_test.get(row["method"]))
                 for mode, entry in row["modes"].items()
             }
     return {"cells": cells, "paired": result["paired"] + pairs}
+
+
+def combine_seeds(published: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """One mode of a published row (``summarise``'s ``cells[label][mode]``) with the new seeds
+    of a row of ``experiment`` (``rows[i]["modes"][mode]``, seeds ``new["seeds"]``) added.
+
+    Every figure of a row is a mean over its seeds (``row_results``), so this is exact where each
+    side measured a figure on all its seeds or on none (None, left out as ``row_results`` leaves
+    it out); the grid's cells measure every figure of their modes.
+
+    Raises:
+        UserError: a new seed is already published.
+    """
+    old_seeds, new_seeds = published["seeds"], new["seeds"]
+    if set(old_seeds) & set(new_seeds):
+        raise UserError(
+            f"seeds {sorted(set(old_seeds) & set(new_seeds))} are already published; "
+            "--add-to-published adds other seeds only"
+        )
+    k_old, k_new = len(old_seeds), len(new_seeds)
+
+    def mean(a: float | None, b: float | None) -> float | None:
+        if a is None or b is None:
+            return b if a is None else a
+        return (a * k_old + b * k_new) / (k_old + k_new)
+
+    by_seed = sorted(
+        zip([*old_seeds, *new_seeds], [*published["values"], *new["values"]], strict=True)
+    )
+    values = [v for _, v in by_seed]
+    coverages = sorted({*(published["at_coverage"] or {}), *(new.get("at_coverage") or {})})
+    return {
+        **published,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "seeds": [s for s, _ in by_seed],
+        "values": values,
+        "at_coverage": {
+            c: mean((published["at_coverage"] or {}).get(c), (new.get("at_coverage") or {}).get(c))
+            for c in coverages
+        },
+        "aurc": mean(published["aurc"], new.get("aurc")),
+        "own_cots_auroc": mean(published["own_cots_auroc"], new.get("own_cots_auroc")),
+    }
+
+
+def cell_figures(run: RunDir, cell: str) -> dict[str, Any]:
+    """A finished cell's figures for the summary: per mode accuracy, selective accuracy, AURC,
+    coverage and own-CoT judgement (not the curves); the stage-1 verdict agreement; per stage
+    the checkpoint chosen on validation."""
+    folder = run.cell(cell)
+    metrics = json.loads((folder.evaluation / "metrics.json").read_text())
+    stages = json.loads((folder.student / "train.json").read_text())["stages"]
+    kept = ("accuracy", "at_coverage", "aurc", "coverage", "judge", "own_cots", "seconds")
+    return {
+        "modes": {
+            mode: {k: v for k, v in m.items() if k in kept} for mode, m in metrics["modes"].items()
+        },
+        "self_evaluation": metrics.get("self_evaluation"),
+        "self_evaluation_final": metrics.get("self_evaluation_final"),
+        "stages": {
+            name: {k: stage.get(k) for k in ("best_step", "best_metric", "train_seconds")}
+            for name, stage in stages.items()
+        },
+    }
+
+
+def add_to_published(
+    published: dict[str, Any], result: dict[str, Any], run: RunDir, command: str, precision: str
+) -> dict[str, Any]:
+    """The published summary with ``result``'s finished cells added as more seeds of their rows
+    (new rows as they are). The paired intervals need each question's correctness on both rows,
+    which the published summary does not hold, so they stay as published: their
+    ``first_seeds`` and ``second_seeds`` name the seeds they use. The new cells' own figures
+    (``cell_figures``) go under ``added_cells``."""
+    cells = dict(published["cells"])
+    n_test = {c["method"]: c["questions"] for c in result["cells"]}
+    for row in result["rows"]:
+        if row["note"] is not None or not row["seeds"]:
+            continue
+        label = row["label"]
+        modes = {}
+        for mode, entry in row["modes"].items():
+            new = {**entry, "seeds": row["seeds"]}
+            if mode in cells.get(label, {}):
+                modes[mode] = combine_seeds(cells[label][mode], new)
+            else:
+                modes[mode] = published_entry(entry, row["seeds"], n_test.get(row["method"]))
+        cells[label] = {**cells.get(label, {}), **modes}
+    added = sorted(c["cell"] for c in result["cells"])
+    costs = {**published["cell_seconds"], **{name: cell_seconds(run, name) for name in added}}
+    metrics = {name: cell_figures(run, name) for name in added}
+    return {
+        **published,
+        "missing_cells": [c for c in published["missing_cells"] if c not in added],
+        "cell_seconds": costs,
+        "cells_total_s": round(sum(sum(c.values()) for c in costs.values()), 1),
+        "cells": cells,
+        "added": [
+            *published.get("added", []),
+            {
+                "command": command,
+                "cells": added,
+                "cpu": cpu_name(),
+                "precision": precision,
+                "load_average_at_end": os.getloadavg()[0],
+            },
+        ],
+        "added_cells": {**published.get("added_cells", {}), **metrics},
+    }
 
 
 def main() -> None:
@@ -225,13 +344,30 @@ def main() -> None:
         action="store_true",
         help="train and score nothing: write the summary and plots from the finished cells",
     )
+    parser.add_argument(
+        "--add-to-published",
+        action="store_true",
+        help="use the optimisation chosen in the summary at --out (no tuning), run the asked "
+        "cells, and add them to that summary as more seeds (its pairs and plots stay)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
     recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
     run = RunDir(recipe.resolved_run_dir())
     log(check_disjoint(recipe, run))
-    chosen, tuning = tune(recipe, run, args.summarise)
+    if args.add_to_published and args.until != "grid":
+        parser.error(
+            "--add-to-published adds grid cells only (not the PaLM reference): add --until grid"
+        )
+    published = None
+    if args.add_to_published:
+        if not args.out.is_file():
+            raise UserError(f"{args.out} does not exist: --add-to-published adds to a summary")
+        published = json.loads(args.out.read_text())
+        chosen, tuning = published["chosen"]["candidate"], published["tuning"]
+    else:
+        chosen, tuning = tune(recipe, run, args.summarise)
     log(f"chosen on validation: {chosen} {CANDIDATES[chosen]}")
     if args.until == "tune":
         return
@@ -259,6 +395,17 @@ def main() -> None:
     if not headline and args.until == "headline":
         parser.error("--until headline: the methods set have no headline cells")
     quiet, only_finished = args.quiet, args.summarise
+    command = "python bench/svamp_repro.py " + " ".join(sys.argv[1:])
+    precision = resolve_precision(grid.train.precision)
+    if published is not None:
+        result = experiment(grid, run, quiet=quiet, only_finished=only_finished)
+        print(result["markdown"])
+        args.out.write_text(
+            json.dumps(add_to_published(published, result, run, command, precision), indent=2)
+            + "\n"
+        )
+        log(f"added {len(result['cells'])} cells to {args.out}")
+        return
     # A run of self-evaluation cells alone (`--set experiment.methods=[mind_mirror]`) has no
     # headline cells to run first.
     if headline:
@@ -291,7 +438,7 @@ def main() -> None:
         **{f"{PALM}/{name}": cell_seconds(palm_run, name) for name in sorted(palm_done)},
     }
     summary = {
-        "command": "python bench/svamp_repro.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "finished": args.until,
         "missing_cells": missing,
         "cell_seconds": costs,
@@ -299,7 +446,7 @@ def main() -> None:
         # What the finished cells cost in all (train + test inference), over every session.
         "cells_total_s": round(sum(sum(c.values()) for c in costs.values()), 1),
         "cpu": cpu_name(),
-        "precision": resolve_precision(grid.train.precision),
+        "precision": precision,
         "load_average_at_end": os.getloadavg()[0],
         "chosen": {"candidate": chosen, **CANDIDATES[chosen]},
         "tuning": tuning,
