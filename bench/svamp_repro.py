@@ -288,25 +288,45 @@ def cell_figures(run: RunDir, cell: str) -> dict[str, Any]:
 def add_to_published(
     published: dict[str, Any], result: dict[str, Any], run: RunDir, command: str, precision: str
 ) -> dict[str, Any]:
-    """The published summary with ``result``'s finished cells added as more seeds of their rows
-    (new rows as they are). The paired intervals need each question's correctness on both rows,
-    which the published summary does not hold, so they stay as published: their
-    ``first_seeds`` and ``second_seeds`` name the seeds they use. The new cells' own figures
-    (``cell_figures``) go under ``added_cells``."""
+    """The published summary with ``result``'s finished cells added as more seeds of their
+    published rows. The paired intervals need each question's correctness on both rows, which
+    the published summary does not hold, so they stay as published: their ``first_seeds`` and
+    ``second_seeds`` name the seeds they use. The new cells' own figures (``cell_figures``) go
+    under ``added_cells``.
+
+    Raises:
+        UserError: no finished cell; a row the summary does not have; other modes, test
+            questions or judges than the published row's; a seed already published.
+    """
+    if not result["cells"]:
+        raise UserError("no finished cell to add: run the cells first (without --summarise)")
     cells = dict(published["cells"])
     n_test = {c["method"]: c["questions"] for c in result["cells"]}
     for row in result["rows"]:
         if row["note"] is not None or not row["seeds"]:
             continue
         label = row["label"]
-        modes = {}
+        if label not in cells:
+            raise UserError(
+                f"{label!r} is not a row of the published summary: --add-to-published adds "
+                "seeds to published rows only (a new row needs the whole protocol)"
+            )
+        if set(row["modes"]) != set(cells[label]):
+            raise UserError(
+                f"{label!r} was published with modes {sorted(cells[label])} but the new cells "
+                f"scored {sorted(row['modes'])}: score the same modes"
+            )
+        merged = {}
         for mode, entry in row["modes"].items():
-            new = {**entry, "seeds": row["seeds"]}
-            if mode in cells.get(label, {}):
-                modes[mode] = combine_seeds(cells[label][mode], new)
-            else:
-                modes[mode] = published_entry(entry, row["seeds"], n_test.get(row["method"]))
-        cells[label] = {**cells.get(label, {}), **modes}
+            old = cells[label][mode]
+            now = (n_test.get(row["method"]), entry.get("judge"))
+            if (old["n_test"], old["judge"]) != now:
+                raise UserError(
+                    f"{label!r} {mode}: published on {old['n_test']} test questions with judge "
+                    f"{old['judge']!r}, the new cells on {now[0]} with judge {now[1]!r}"
+                )
+            merged[mode] = combine_seeds(old, {**entry, "seeds": row["seeds"]})
+        cells[label] = merged
     added = sorted(c["cell"] for c in result["cells"])
     costs = {**published["cell_seconds"], **{name: cell_seconds(run, name) for name in added}}
     metrics = {name: cell_figures(run, name) for name in added}
@@ -366,6 +386,11 @@ def main() -> None:
             raise UserError(f"{args.out} does not exist: --add-to-published adds to a summary")
         published = json.loads(args.out.read_text())
         chosen, tuning = published["chosen"]["candidate"], published["tuning"]
+        if published["chosen"] != {"candidate": chosen, **CANDIDATES.get(chosen, {})}:
+            raise UserError(
+                f"{args.out} chose {published['chosen']}, which CANDIDATES no longer holds: new "
+                "seeds would train with other settings than the published ones"
+            )
     else:
         chosen, tuning = tune(recipe, run, args.summarise)
     log(f"chosen on validation: {chosen} {CANDIDATES[chosen]}")
@@ -398,6 +423,11 @@ def main() -> None:
     command = "python bench/svamp_repro.py " + " ".join(sys.argv[1:])
     precision = resolve_precision(grid.train.precision)
     if published is not None:
+        if precision != published["precision"]:
+            log(
+                f"warning: the summary was trained in {published['precision']}, this machine "
+                f"trains in {precision} (recorded under `added`)"
+            )
         result = experiment(grid, run, quiet=quiet, only_finished=only_finished)
         print(result["markdown"])
         args.out.write_text(

@@ -25,7 +25,7 @@ MODES = ("answer", "vote", "mirror")
 def _metrics(seed: int, mirror_aurc: bool = True) -> dict[str, Any]:
     """A cell's metrics.json with figures that differ by seed (``mirror_aurc=False``: a figure
     the seed did not measure)."""
-    base = 0.3 + 0.07 * seed
+    base = 0.3 + 0.07 * seed**2  # not linear in the seed: an unweighted mean would fail
     modes: dict[str, Any] = {}
     for k, mode in enumerate(MODES):
         modes[mode] = {
@@ -40,7 +40,7 @@ def _metrics(seed: int, mirror_aurc: bool = True) -> dict[str, Any]:
     modes["mirror"].update(
         judge="stage-1 student",
         coverage=0.9 - 0.1 * seed,
-        own_cots={"samples": 1000, "correct_share": 0.2, "auroc": 0.4 + 0.05 * seed},
+        own_cots={"samples": 1000, "correct_share": 0.2, "auroc": 0.4 + 0.05 * seed**2},
     )
     return {"questions": 200, "modes": modes}
 
@@ -84,7 +84,7 @@ def test_a_figure_one_side_did_not_measure_is_the_other_side_s() -> None:
     row = row_results(ROW, {_cell(2): _metrics(2, mirror_aurc=False)})
     combined = combine_seeds(published["mirror"], {**row["modes"]["mirror"], "seeds": [2]})
     assert combined["aurc"] == pytest.approx(published["mirror"]["aurc"])
-    assert combined["own_cots_auroc"] == pytest.approx((0.4 + 0.45 + 0.5) / 3)
+    assert combined["own_cots_auroc"] == pytest.approx((0.4 + 0.45 + 0.6) / 3)
 
 
 def test_a_published_seed_is_refused() -> None:
@@ -94,7 +94,8 @@ def test_a_published_seed_is_refused() -> None:
         combine_seeds(published["answer"], {**row["modes"]["answer"], "seeds": [1]})
 
 
-def test_the_summary_gains_the_cells_and_keeps_its_pairs(tmp_path: Path) -> None:
+def _run_with_seed_2(tmp_path: Path) -> tuple[RunDir, str]:
+    """A run directory holding the finished files of seed 2 that the summary reads."""
     run = RunDir(tmp_path / "run")
     folder = run.cell(_cell(2).name)
     folder.evaluation.mkdir(parents=True)
@@ -105,27 +106,69 @@ def test_the_summary_gains_the_cells_and_keeps_its_pairs(tmp_path: Path) -> None
         "reasoning": {"train_seconds": 1400.0, "best_step": 120},
     }
     (folder.student / "train.json").write_text(json.dumps({"stages": stages}))
-    pair = {"first": "a", "second": ROW.label, "mode": "answer", "first_seeds": [0, 1]}
-    published = {
-        "missing_cells": [folder.root.name, "other-n1-s2"],
+    return run, folder.root.name
+
+
+def _result(row: Row) -> dict[str, Any]:
+    """What ``experiment`` returns for seed 2 of ``row``."""
+    results = {Cell(row.method, row.num_cots, 2, MODES): _metrics(2)}
+    return {
+        "cells": [{"cell": _cell(2).name, "method": row.method, "questions": 200}],
+        "rows": [{**row_results(row, results), "note": None}],
+    }
+
+
+def _summary() -> dict[str, Any]:
+    return {
+        "missing_cells": [_cell(2).name, "other-n1-s2"],
         "cell_seconds": {"mind_mirror-n1-s0": {"train_s": 2000.0, "eval_s": 1000.0}},
         "cells": {ROW.label: _published([0, 1])},
-        "paired": [pair],
+        "paired": [{"first": "a", "second": ROW.label, "mode": "answer", "first_seeds": [0, 1]}],
     }
-    row = row_results(ROW, {_cell(2): _metrics(2)})
-    result = {
-        "cells": [{"cell": folder.root.name, "method": "mind_mirror", "questions": 200}],
-        "rows": [{**row, "note": None}],
-    }
-    out = add_to_published(published, result, run, "python bench/svamp_repro.py --x", "bf16")
+
+
+def test_the_summary_gains_the_cells_and_keeps_its_pairs(tmp_path: Path) -> None:
+    run, name = _run_with_seed_2(tmp_path)
+    published = _summary()
+    out = add_to_published(published, _result(ROW), run, "python bench/x.py", "bf16")
     assert out["missing_cells"] == ["other-n1-s2"]
-    assert out["cell_seconds"][folder.root.name] == {"train_s": 2300.0, "eval_s": 24.0}
+    assert out["cell_seconds"][name] == {"train_s": 2300.0, "eval_s": 24.0}
     assert out["cells_total_s"] == 5324.0
-    assert out["cells"][ROW.label]["answer"]["seeds"] == [0, 1, 2]
-    assert out["paired"] == [pair]
-    assert out["added"][0]["cells"] == [folder.root.name]
+    answer = out["cells"][ROW.label]["answer"]
+    assert answer["seeds"] == [0, 1, 2]
+    assert answer["mean"] == pytest.approx(_published([0, 1, 2])["answer"]["mean"])
+    assert out["paired"] == published["paired"]
+    assert out["added"][0]["cells"] == [name]
     assert out["added"][0]["precision"] == "bf16"
-    added = out["added_cells"][folder.root.name]
-    assert added["modes"]["mirror"]["own_cots"]["auroc"] == pytest.approx(0.5)
+    added = out["added_cells"][name]
+    assert added["modes"]["mirror"]["own_cots"]["auroc"] == pytest.approx(0.6)
     assert "risk_coverage" not in added["modes"]["answer"]
     assert added["stages"]["reasoning"]["best_step"] == 120
+
+
+def test_a_row_the_summary_does_not_have_is_refused(tmp_path: Path) -> None:
+    run, _ = _run_with_seed_2(tmp_path)
+    other = Row("5 CoTs with self-evaluation", "mind_mirror", 1)
+    with pytest.raises(UserError, match="is not a row of the published summary"):
+        add_to_published(_summary(), _result(other), run, "python bench/x.py", "bf16")
+
+
+def test_other_modes_than_the_published_row_s_are_refused(tmp_path: Path) -> None:
+    run, _ = _run_with_seed_2(tmp_path)
+    published = _summary()
+    del published["cells"][ROW.label]["vote"]
+    with pytest.raises(UserError, match="was published with modes"):
+        add_to_published(published, _result(ROW), run, "python bench/x.py", "bf16")
+
+
+def test_other_test_questions_than_the_published_row_s_are_refused(tmp_path: Path) -> None:
+    run, _ = _run_with_seed_2(tmp_path)
+    published = _summary()
+    published["cells"][ROW.label]["answer"]["n_test"] = 150
+    with pytest.raises(UserError, match="published on 150 test questions"):
+        add_to_published(published, _result(ROW), run, "python bench/x.py", "bf16")
+
+
+def test_no_finished_cell_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no finished cell to add"):
+        add_to_published(_summary(), {"cells": [], "rows": []}, RunDir(tmp_path), "x", "bf16")
