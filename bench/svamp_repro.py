@@ -372,14 +372,14 @@ def main() -> None:
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    started = time.perf_counter()
-    recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
-    run = RunDir(recipe.resolved_run_dir())
-    log(check_disjoint(recipe, run))
     if args.add_to_published and args.until != "grid":
         parser.error(
             "--add-to-published adds grid cells only (not the PaLM reference): add --until grid"
         )
+    started = time.perf_counter()
+    recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
+    run = RunDir(recipe.resolved_run_dir())
+    log(check_disjoint(recipe, run))
     published = None
     if args.add_to_published:
         if not args.out.is_file():
