@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import CPUINFO, cpuinfo_field, resolve_precision
 from mindmirror.student.train import train
-from mindmirror.tables import Correctness, paired_differences, read_correctness
+from mindmirror.tables import Correctness, paired_differences, read_correctness, seed_aggregate
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +153,11 @@ def cell_seconds(run: RunDir, cell: str) -> dict[str, float]:
     }
 
 
+def total_seconds(costs: dict[str, dict[str, float]]) -> float:
+    """What the cells in ``cell_seconds`` cost in all (train + test inference)."""
+    return round(sum(sum(c.values()) for c in costs.values()), 1)
+
+
 def palm_pairs(
     recipe: Recipe, run: RunDir, result: dict[str, Any], palm: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -247,14 +251,11 @@ def combine_seeds(published: dict[str, Any], new: dict[str, Any]) -> dict[str, A
     by_seed = sorted(
         zip([*old_seeds, *new_seeds], [*published["values"], *new["values"]], strict=True)
     )
-    values = [v for _, v in by_seed]
     coverages = sorted({*(published["at_coverage"] or {}), *(new.get("at_coverage") or {})})
     return {
         **published,
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
+        **seed_aggregate([v for _, v in by_seed]),
         "seeds": [s for s, _ in by_seed],
-        "values": values,
         "at_coverage": {
             c: mean((published["at_coverage"] or {}).get(c), (new.get("at_coverage") or {}).get(c))
             for c in coverages
@@ -334,7 +335,7 @@ def add_to_published(
         **published,
         "missing_cells": [c for c in published["missing_cells"] if c not in added],
         "cell_seconds": costs,
-        "cells_total_s": round(sum(sum(c.values()) for c in costs.values()), 1),
+        "cells_total_s": total_seconds(costs),
         "cells": cells,
         "added": [
             *published.get("added", []),
@@ -474,7 +475,7 @@ def main() -> None:
         "cell_seconds": costs,
         "wall_s": round(time.perf_counter() - started, 1),
         # What the finished cells cost in all (train + test inference), over every session.
-        "cells_total_s": round(sum(sum(c.values()) for c in costs.values()), 1),
+        "cells_total_s": total_seconds(costs),
         "cpu": cpu_name(),
         "precision": precision,
         "load_average_at_end": os.getloadavg()[0],

@@ -86,7 +86,8 @@ def _method_rows(method: str, n: int, source: EvalSource, distill_label: str) ->
     ]
 
 
-def _aggregate(values: list[float]) -> dict[str, Any]:
+def seed_aggregate(values: list[float]) -> dict[str, Any]:
+    """Mean, sample std (None for one value) and the values themselves, over a row's seeds."""
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else None,
@@ -118,7 +119,7 @@ def row_results(row: Row, results: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         scored = [m["modes"][mode] for _, m in mine if mode in m.get("modes", {})]
         if not scored:
             continue
-        entry = _aggregate([v["accuracy"] for v in scored])
+        entry = seed_aggregate([v["accuracy"] for v in scored])
         entry["aurc"] = _mean_of([v.get("aurc") for v in scored])
         coverages = sorted({c for v in scored for c in v.get("at_coverage") or {}})
         entry["at_coverage"] = {
