@@ -298,7 +298,9 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
     if before is not None:
         old = (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8")
         old = "".join(
-            line + "\n" for line in old.splitlines() if json.loads(line)["mode"] in before["modes"]
+            line + "\n"
+            for line in old.split("\n")
+            if line.strip() and json.loads(line)["mode"] in before["modes"]
         )
     after = evaluate(resolved, sub, missing, quiet=quiet)
     if before is not None:

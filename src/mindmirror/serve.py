@@ -165,7 +165,7 @@ def _reasoning(
         batch_size=max(n, cfg.batch_size),
         max_input_tokens=cfg.max_input_tokens,
     )
-    parsed = [served.task.parse_answer(s.text) for s in samples]
+    parsed = [served.task.parse_answer(s.text, None, question) for s in samples]
     first = samples[0]
     extra = {
         "mode": mode,

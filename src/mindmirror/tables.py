@@ -251,7 +251,8 @@ def read_correctness(predictions: Any) -> Correctness:
     out: Correctness = {}
     if not predictions.is_file():
         return out
-    for line in predictions.read_text(encoding="utf-8").splitlines():
+    # Not splitlines(): a generated text may hold U+2028, which JSON leaves unescaped.
+    for line in predictions.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             row = json.loads(line)
             out.setdefault(row["mode"], {})[row["id"]] = bool(row["correct"])

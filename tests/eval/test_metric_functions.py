@@ -168,3 +168,17 @@ def test_mirror_modes_are_paired_by_judge() -> None:
     # The joint student judges itself: it is compared with the staged student judging itself.
     (pair,) = paired_differences(rows, scores, resamples=0)
     assert (pair["mode"], pair["diff"]) == ("mirror / mirror_final", 0.0)
+
+
+def test_correctness_reads_predictions_whose_texts_hold_line_separators(tmp_path) -> None:
+    import json
+
+    from mindmirror.tables import read_correctness
+
+    rows = [
+        {"mode": "cot", "id": "q-1", "correct": True, "cot": "4.\u2028The answer is 4."},
+        {"mode": "cot", "id": "q-2", "correct": False, "cot": "no\x1canswer"},
+    ]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    assert read_correctness(path) == {"cot": {"q-1": True, "q-2": False}}

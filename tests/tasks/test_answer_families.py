@@ -71,18 +71,32 @@ def test_equation_parse_and_value(text: str, answer: str, value: str) -> None:
         "So some - 7 + 2 = 10. The answer is ((some - 7) + 2).",
         "So 2 * x = 12. The answer is (2 * x).",
         "106 - 59 = 47. The answer is ((415 - 309) - (41",
-        # Real gpt-3.5 (MCC-KD) endings whose last run is a fragment of prose arithmetic.
-        "Emily can make 144 necklaces (432 beads ÷ 3 beads per necklace).",
-        "Jack received a total of 8 emails in the day (3 in the morning + 5 in the afternoon).",
-        "Each bag would have 2 cookies. (14 divided by 7)",
-        "Faye has a total of 154 pencil {(14 rows) x (11 pencils in each row)}.",
-        "in 89C3(114415152 possible ways considering not same people visiting every day).",
+        # A real gpt-3.5 (MCC-KD) ending whose numbers are all fragments of prose arithmetic.
         "Rachel had a total of (9+11) 20 pages of math and reading homework.",
         "The answer is forty-two.",
     ],
 )
 def test_equation_answer_that_is_no_clean_expression_is_unparsed(text: str) -> None:
     assert SVAMP.parse_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # Real gpt-3.5 (MCC-KD) endings: the conclusion states its result first, and the
+        # prose arithmetic after it is no clean expression (the last-run reading found none).
+        ("Emily can make 144 necklaces (432 beads ÷ 3 beads per necklace).", "144"),
+        ("Jack received a total of 8 emails in the day (3 in the morning + 5 in the "
+         "afternoon).", "8"),
+        # A parenthesised aside after the conclusion is not the conclusion.
+        ("Each bag would have 2 cookies. (14 divided by 7)", "2"),
+        ("Faye has a total of 154 pencil {(14 rows) x (11 pencils in each row)}.", "154"),
+    ],
+)  # fmt: skip
+def test_equation_conclusion_states_its_result_before_prose_arithmetic(
+    text: str, answer: str
+) -> None:
+    assert SVAMP.parse_answer(text) == answer
 
 
 def test_equation_unparseable_answers() -> None:

@@ -48,12 +48,13 @@ def _rates(
     cots: list[str],
     golds: list[str | None],
     choices: list[tuple[str, ...]] | None = None,
+    questions: list[str] | None = None,
 ) -> tuple[float, float]:
     """Share of CoTs with a parseable answer, and share answered correctly."""
     parsed = correct = 0
     for i, (cot, gold) in enumerate(zip(cots, golds, strict=True)):
         row_choices = choices[i] if choices else None
-        answer = task.parse_answer(cot, row_choices)
+        answer = task.parse_answer(cot, row_choices, questions[i] if questions else None)
         parsed += answer is not None and task.canonical(answer, row_choices) is not None
         correct += bool(task.is_correct(answer, gold, row_choices))
     return parsed / len(cots), correct / len(cots)
@@ -94,12 +95,15 @@ def test_gpt35_mcc_kd_cots() -> None:
     rows = json.loads((folder / "train.json").read_text())
     cots = [cot for row in rows for cot in row["output"]]
     golds = [str(row["label"]) for row in rows for _ in row["output"]]
+    questions = [row["instruction"] for row in rows for _ in row["output"]]
     assert len(cots) == 7000
-    parse_rate, accuracy = _rates(task, cots, golds)
-    # measured 0.980 (no answer sentence: the last expression counts)
+    parse_rate, accuracy = _rates(task, cots, golds, questions=questions)
+    # measured 0.988 (no answer sentence: the conclusion's result counts)
     assert parse_rate >= BEFORE_MCC_KD - ALLOWED_DROP
-    # measured 0.676: raw, unfiltered gpt-3.5 samples, scored by the expression's value
-    assert 0.60 <= accuracy <= 0.72
+    # measured 0.736: raw, unfiltered gpt-3.5 samples, scored by the expression's value. The
+    # last-number reading measured 0.676: it read numbers the conclusion restates from the
+    # question ("... 1463 animals in 77 aquariums" as 77) as the answer.
+    assert 0.70 <= accuracy <= 0.78
     # measured 1.0 (0.762 before: "100 - 68 = 32", ") = 59", "÷ 2", "3(971")
     assert _clean_share(task, cots) >= 0.99
     assert [e.gold for e in splits["train"][:3]] == [str(r["label"]) for r in rows[:3]]

@@ -124,3 +124,78 @@ def test_choice_without_one_choice_is_unparsed(text: str) -> None:
 def test_number_sentences_with_units(text: str, number: str, expression: str) -> None:
     assert GSM8K.parse_answer(text) == number
     assert SVAMP.parse_answer(text) == expression
+
+
+# Replies without an answer marker whose conclusion restates numbers from the question (issue
+# 23): the answer is what the conclusion finds, not the last number it repeats. Hand-written in
+# the style of gpt-3.5 CoTs; the questions give the numbers that count as restated.
+@pytest.mark.parametrize(
+    ("question", "text", "number"),
+    [
+        ("Ed had 29 more marbles than Doug. Ed lost 17 of his marbles at the playground. How "
+         "many more marbles did Ed have than Doug then?",
+         "Ed had 29 more marbles at first. Losing 17 takes that lead down.\n\nAfter losing 17 "
+         "marbles, Ed had 12 more marbles than Doug.", "12"),
+        ("A farmer picks 9 boxes of apples a day. How long will it take to pick 36 boxes?",
+         "Each day 9 boxes are picked, and 36 / 9 is 4.\nIt will take 4 days to pick 36 boxes "
+         "of apples.", "4"),
+        # The restated number comes first: the new one is the answer.
+        ("Robin cut off 20 inches of his hair. If his hair is now 10 inches long how long was "
+         "his hair before he cut?",
+         "Therefore, after cutting off 20 inches, Robin's hair had been 30 inches long.", "30"),
+        # A check after the conclusion states an equation: its result is what the check finds.
+        ("Dave had 16 apps. After deleting some he had 5 left. How many apps did he delete?",
+         "He deleted 11 apps. Check: 16 - 11 = 5.", "5"),
+        # An equation split by prose ("50 chairs - 5 tables = 45") answers with its result.
+        ("They have 5 sets of tables and each set has 10 chairs. How many more chairs than "
+         "tables do they have?",
+         "Therefore, they have 50 chairs - 5 tables = 45 more chairs than tables.", "45"),
+        # The marker is followed by a narrative whose first number is not the result.
+        ("Sam had 14 cards and gave 6 away. How many does he have left?",
+         "The answer is: after giving 6 of his 14 cards away, Sam has 8 cards left.", "8"),
+    ],
+)  # fmt: skip
+def test_number_conclusions_that_restate_the_question(
+    question: str, text: str, number: str
+) -> None:
+    assert GSM8K.canonical(GSM8K.parse_answer(text, question=question) or "") == number
+    assert SVAMP.is_correct(SVAMP.parse_answer(text, question=question), number)
+
+
+def test_number_conclusion_without_the_question_reads_the_first_number() -> None:
+    # With no question to compare against (serve), the conclusion's first number is read:
+    # conclusions state their result before the numbers they repeat.
+    text = "So it will take 4 days to pick 36 boxes of apples."
+    assert GSM8K.parse_answer(text) == "4"
+
+
+# NLI replies that frame the question in label words, or give their verdict only at the end.
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("It is inconclusive whether the claim that the bridge opened in 1937 is true or "
+         "false.", "neutral"),
+        ("Based on the premise, it is unclear whether the claim is true. The premise only "
+         "says the shop opened, so it is inconclusive.", "neutral"),
+        ("The premise says the race was held in Paris in 1990 and Tom won it. Tom is named "
+         "as the winner. Therefore, the claim that Tom won the race is true.", "entailment"),
+        ("We have to decide if the claim is true or false. The premise says the shop was "
+         "closed all week. So the claim is false.", "contradiction"),
+        # A sentence is not split at an initial: the verdict sentence is read whole.
+        ("John F. Kennedy was born in 1917, as the premise states. Therefore, the claim is "
+         "false.", "contradiction"),
+    ],
+)  # fmt: skip
+def test_nli_framing_and_concluding_verdicts(text: str, label: str) -> None:
+    assert ANLI.parse_answer(text) == label
+
+
+def test_sentences_are_not_split_at_initials_or_titles() -> None:
+    from mindmirror.tasks.spans import answer_span, sentences
+
+    assert sentences("He met John F. Kennedy. Then Mr. Smith left.") == [
+        "He met John F. Kennedy.",
+        "Then Mr. Smith left.",
+    ]
+    assert answer_span("The answer is John F. Kennedy. He was president.") == "John F. Kennedy"
+    assert answer_span("The answer is B. It fits best.") == "B"

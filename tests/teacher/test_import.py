@@ -267,3 +267,14 @@ def test_a_sample_of_the_questions_or_a_superset_of_them_passes(tmp_path: Path) 
     ])  # fmt: skip
     result = import_outputs(ImportConfig(path=str(superset)), examples, 1)
     assert (result.matched_entries, result.matched_examples) == (10, 10)
+
+
+def test_jsonl_strings_may_hold_line_separators(tmp_path: Path) -> None:
+    # JSON leaves U+2028, U+0085 and friends unescaped (ensure_ascii=False writers do): they
+    # are characters of a CoT, not line breaks of the file.
+    examples = [Example("q-1", "train", "What is 2 + 2?", "4")]
+    path = tmp_path / "teacher.jsonl"
+    cot = "2 + 2 = 4.\u2028The answer\x85 is 4."
+    path.write_text(json.dumps({"id": "q-1", "cots": [cot]}, ensure_ascii=False) + "\n")
+    result = import_outputs(ImportConfig(format="jsonl", path=str(path)), examples, num_cots=1)
+    assert result.by_id["q-1"].cots == [cot]

@@ -126,8 +126,8 @@ def weighted_vote(
     return winner, min(1.0, totals[winner] / len(canonicals))
 
 
-def _judged(task: Task, text: str, choices: Choices) -> Judged:
-    answer = task.parse_answer(text, choices)
+def _judged(task: Task, text: str, choices: Choices, question: str) -> Judged:
+    answer = task.parse_answer(text, choices, question)
     canonical = task.canonical(answer, choices) if answer is not None else None
     return Judged(text=text, answer=answer, canonical=canonical)
 
@@ -154,7 +154,7 @@ def _greedy(
     mode = "answer" if prefix == PREDICT else "cot"
     preds = []
     for question, opts, (sample,) in zip(questions, choices, outputs, strict=True):
-        judged = _judged(task, sample.text, opts)
+        judged = _judged(task, sample.text, opts, question)
         preds.append(
             Prediction(
                 mode=mode,
@@ -199,8 +199,8 @@ def _sample_cots(
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
     )
     return [
-        [_judged(task, s.text, opts) for s in samples]
-        for opts, samples in zip(choices, outputs, strict=True)
+        [_judged(task, s.text, opts, question) for s in samples]
+        for question, opts, samples in zip(questions, choices, outputs, strict=True)
     ]
 
 

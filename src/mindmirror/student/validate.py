@@ -28,11 +28,13 @@ _VERDICT = re.compile(r"\b(correct|wrong|uncertain)\b", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ValItem:
-    """One validation prompt and what a good student answers to it."""
+    """One validation prompt and what a good student answers to it (``question``: the
+    question a reasoning item asks, which answer reading uses)."""
 
     input: str
     reference: str
     choices: tuple[str, ...] | None = None
+    question: str | None = None
 
 
 def parse_verdict(text: str) -> str | None:
@@ -59,7 +61,12 @@ def validation_items(
     questions = questions[:limit] if limit else questions
     if stage != "evaluation":
         return [
-            ValItem(reasoning_input(PREDICT, r.question), r.gold, tuple(r.choices or ()) or None)
+            ValItem(
+                reasoning_input(PREDICT, r.question),
+                r.gold,
+                tuple(r.choices or ()) or None,
+                r.question,
+            )
             for r in questions
             if r.gold is not None
         ]
@@ -118,7 +125,7 @@ def score(
             parsed += verdict is not None
             hits += verdict == item.reference
         else:
-            answer = task.parse_answer(text, item.choices)
+            answer = task.parse_answer(text, item.choices, item.question)
             parsed += answer is not None
             hits += bool(task.is_correct(answer, item.reference, item.choices))
     return hits, parsed, len(items)

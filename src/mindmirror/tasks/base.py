@@ -50,8 +50,13 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
+    def parse_answer(
+        self, text: str, choices: tuple[str, ...] | None = None, question: str | None = None
+    ) -> str | None:
         """The answer stated in ``text`` (a CoT or a bare answer), or None when there is none.
+
+        ``question``, when given, is the question the text answers: numeric families use it
+        to tell a result from a number the conclusion merely restates.
 
         Looks for the last ``answer_sentence`` ("The answer is ...") and falls back to where
         the family's teachers state answers without one. Returns the answer in a clean form

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from mindmirror.tasks.arith import safe_eval
+from mindmirror.tasks.arith import format_number, safe_eval
 
 # Runs stop at line breaks: a result on the next line is another statement.
 _EXPR_RUN = re.compile(r"[\d \t.,+\-*/×÷−–∗()=]+")
@@ -23,6 +23,9 @@ _CLOSED = "\x00"
 _DANGLING = "\x01"
 _OPERATION = re.compile(r"[\d)]\s*[+\-*/]\s*[\d(]")
 _FRAGMENT = re.compile(r"^(?:[+*/]|-\s)|[+\-*/]$")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+# Questions are read from their start and at most this much of it.
+MAX_QUESTION_CHARS = 4_000
 
 
 def is_expression(text: str) -> bool:
@@ -113,3 +116,35 @@ def tidy_expression(expr: str) -> str:
         return expr
     expr = re.sub(r"(\d)\.0+\b", r"\1", expr)
     return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", expr)).strip()
+
+
+def question_numbers(question: str | None) -> frozenset[str]:
+    """The numbers a question states, spelled canonically (``1,200.0`` -> ``1200``)."""
+    if not question:
+        return frozenset()
+    found = set()
+    for match in _NUMBER.finditer(question[:MAX_QUESTION_CHARS]):
+        value = safe_eval(match.group().replace(",", ""))
+        if value is not None:
+            found.add(format_number(value))
+    return frozenset(found)
+
+
+def _restated(run: str, given: frozenset[str]) -> bool:
+    """Whether a run is one bare number the question already states."""
+    found = sides(run)
+    if len(found) != 1 or not _NUMBER.fullmatch(found[0].strip("()").strip()):
+        return False
+    value = safe_eval(found[0].replace(",", ""))
+    return value is not None and format_number(value) in given
+
+
+def first_new_run(runs: list[str], given: frozenset[str]) -> str | None:
+    """The first run holding a complete side that is not a number restated from the question
+    (numbers the question gives are what a conclusion repeats, not what it finds); the first
+    run with a side when every one is restated; None when no run has a side."""
+    usable = [run for run in runs if sides(run)]
+    fresh = [run for run in usable if not _restated(run, given)]
+    if fresh:
+        return fresh[0]
+    return usable[0] if usable else None

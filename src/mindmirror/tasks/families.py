@@ -15,12 +15,20 @@ import string
 
 from mindmirror.tasks.arith import close_enough, format_number, safe_eval
 from mindmirror.tasks.base import Task
-from mindmirror.tasks.expressions import expression_runs, is_expression, sides, tidy_expression
+from mindmirror.tasks.expressions import (
+    expression_runs,
+    first_new_run,
+    is_expression,
+    question_numbers,
+    sides,
+    tidy_expression,
+)
 from mindmirror.tasks.spans import (
     MAX_SENTENCE_CHARS,
     answer_span,
     bare,
     clip,
+    conclusion,
     first_sentence,
     last_sentence,
     without_quotes,
@@ -56,32 +64,57 @@ class NumericTask(Task):
         """Prompt phrase for the answer's shape."""
         return "a number such as 42"
 
-    def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
-        """The number or expression after the last "The answer is" (or GSM8K's ``####``).
+    def parse_answer(
+        self, text: str, choices: tuple[str, ...] | None = None, question: str | None = None
+    ) -> str | None:
+        """The number or expression the text concludes with.
 
-        A text with neither marker (e.g. gpt-3.5 CoTs that just end on the result) falls back
-        to its last number or expression, the usual convention for math word problems. The
-        answer is a clean expression (numbers, ``+ - * /``, balanced parentheses) or None.
+        After the last "The answer is" (or GSM8K's ``####``) when there is one, else from the
+        conclusion, the last sentence holding a number (gpt-3.5 CoTs often end on the result
+        without an answer sentence). In the sentence read, a stated equation answers with its
+        result (``15 * 8 = 120``, ``50 chairs - 5 tables = 45``); otherwise the first
+        number or expression that is not just restated from ``question`` does ("Ed had 12
+        more marbles than Doug after losing 17 marbles" answers 12 when the question holds
+        17). The answer is a clean expression (numbers, ``+ - * /``, balanced parentheses) or
+        None.
         """
         text = clip(text)
+        given = question_numbers(question)
         span = answer_span(text)
         if span is None:
             gsm = list(_GSM8K_MARKER.finditer(text))
             span = text[gsm[-1].end() :].split("\n", 1)[0] if gsm else None
         if span is not None:
-            run = self._span_run(span)
+            run = self._span_run(span, given)
         else:
-            runs = expression_runs(text)
-            run = runs[-1] if runs else None
+            sentence = conclusion(text)
+            run = self._conclusion_run(sentence, given) if sentence else None
         found = sides(run) if run is not None else []
         answer = self._side(found) if found else None
         return answer if answer is not None and is_expression(answer) else None
 
-    def _span_run(self, span: str) -> str | None:
-        """The run an answer sentence states: the first one after its last ``=``."""
+    def _span_run(self, span: str, given: frozenset[str]) -> str | None:
+        """The run an answer sentence states: the first one after its last ``=``, else the
+        first that is not restated from the question."""
         # "15 gallons * 8 pints / gallon = 120 pints": the answer is what the equation gives.
-        runs = expression_runs(span.rsplit("=", 1)[-1]) or expression_runs(span)
-        return runs[0] if runs else None
+        if "=" in span:
+            runs = expression_runs(span.rsplit("=", 1)[-1])
+            if runs:
+                return runs[0]
+        return first_new_run(expression_runs(span), given)
+
+    def _conclusion_run(self, sentence: str, given: frozenset[str]) -> str | None:
+        """The run a concluding sentence states: its last equation; the first run after its
+        last ``=`` when prose splits the equation; else its first run not restated."""
+        runs = expression_runs(sentence)
+        equations = [run for run in runs if "=" in run and len(sides(run)) > 1]
+        if equations:
+            return equations[-1]
+        if "=" in sentence:
+            after = first_new_run(expression_runs(sentence.rsplit("=", 1)[-1]), frozenset())
+            if after is not None:
+                return after
+        return first_new_run(runs, given)
 
     def _side(self, found: list[str]) -> str:
         """Of a run's sides of ``=``, the one that is the answer: the result, the last one."""
@@ -126,10 +159,10 @@ class EquationTask(NumericTask):
         """Prompt phrase for the answer's shape."""
         return "an arithmetic expression over the numbers in the question, such as (84 / 2)"
 
-    def _span_run(self, span: str) -> str | None:
-        """The first run of the answer sentence: the expression it states."""
-        runs = expression_runs(span)
-        return runs[0] if runs else None
+    def _span_run(self, span: str, given: frozenset[str]) -> str | None:
+        """The first run of the answer sentence that is not restated from the question: the
+        expression it states (``The answer is (84 / 2) = 42``: ``84 / 2``)."""
+        return first_new_run(expression_runs(span), given)
 
     def _side(self, found: list[str]) -> str:
         """The expression: the left-most side of ``=`` that holds a number."""
@@ -184,7 +217,9 @@ class ChoiceTask(Task):
         """Prompt phrase for the answer's shape."""
         return "the letter of one answer choice followed by its text, such as (b) library"
 
-    def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
+    def parse_answer(
+        self, text: str, choices: tuple[str, ...] | None = None, question: str | None = None
+    ) -> str | None:
         """The one choice the text answers, as ``(c) choice text`` (``(c)`` without choices).
 
         Read from the last "The answer is" sentence, else from the whole text when it is a
@@ -299,6 +334,21 @@ _LOOSE_WORDS = frozenset({"yes", "no"})
 _NEGATIONS = frozenset({"not", "t", "never"})
 
 
+# In prose, "whether" opens the question being asked, up to the end of its clause.
+_WHETHER = re.compile(r"(?<!\w)whether\b.*")
+
+
+def _alternatives(words: str, matches: list[re.Match[str]], index: int) -> bool:
+    """Whether label match ``index`` is one side of "A or B" between two label phrases (the
+    question's framing, as in "true or false", not a verdict)."""
+    before = matches[index - 1] if index else None
+    after = matches[index + 1] if index + 1 < len(matches) else None
+    match = matches[index]
+    return (before is not None and words[before.end() : match.start()] == " or ") or (
+        after is not None and words[match.end() : after.start()] == " or "
+    )
+
+
 class LabelTask(Task):
     """A closed label set (ANLI: entailment / neutral / contradiction)."""
 
@@ -325,33 +375,50 @@ class LabelTask(Task):
         """Prompt phrase for the answer's shape."""
         return "one of: " + ", ".join(self.labels)
 
-    def parse_answer(self, text: str, choices: tuple[str, ...] | None = None) -> str | None:
+    def parse_answer(
+        self, text: str, choices: tuple[str, ...] | None = None, question: str | None = None
+    ) -> str | None:
         """The one label the text states, spelled as in the label set; None otherwise.
 
         Read from the last "The answer is" sentence, else from the whole text when it is a
-        bare answer, else from the first sentence (``The claim "..." is true.``). Quoted text
-        is the question's words, not the verdict, and is ignored.
+        bare answer, else from the first sentence (``The claim "..." is true.``), else from
+        the concluding one (``Therefore, the claim ... is true.``). Quoted text is the
+        question's words, not the verdict, and is ignored; so is a framing of the question
+        ("whether the claim is true", "true or false").
         """
         unquoted = without_quotes(clip(text))
         span = answer_span(unquoted)
         stated = bare(unquoted) if span is None else span
-        if stated is None:
-            stated = first_sentence(without_quotes(text[: MAX_SENTENCE_CHARS * 2]))
-        return self._label(stated, prose=True) if stated else None
+        if stated is not None:
+            return self._label(stated, prose=True)
+        first = first_sentence(without_quotes(text[: MAX_SENTENCE_CHARS * 2]))
+        label = self._label(first, prose=True) if first else None
+        if label is None:
+            # A conclusion names its verdict in words ("the claim is true"), never as a bare
+            # "Yes" or "No" opening the sentence.
+            last = last_sentence(unquoted)
+            label = self._label(last, prose=True, loose=False) if last else None
+        return label
 
     def canonical(self, answer: str, choices: tuple[str, ...] | None = None) -> str | None:
         """The one label the answer names (directly or by a known phrasing), else None."""
         return self._label(answer, prose=False)
 
-    def _label(self, text: str, prose: bool) -> str | None:
+    def _label(self, text: str, prose: bool, loose: bool = True) -> str | None:
         words = _normalize_words(text)
+        if prose:
+            # "... whether the claim is true": what follows "whether" is the question asked.
+            words = _WHETHER.sub(" ", words)
         named = set()
-        for match in self._phrases.finditer(words):
+        matches = list(self._phrases.finditer(words))
+        for index, match in enumerate(matches):
             start = match.start()
+            if prose and _alternatives(words, matches, index):
+                continue
             previous = words[words.rfind(" ", 0, start - 1) + 1 : start - 1] if start else ""
             if previous in _NEGATIONS:
                 continue
-            if prose and start and match.group() in self._loose:
+            if prose and (start or not loose) and match.group() in self._loose:
                 continue
             named.add(self._label_of[match.group()])
         return named.pop() if len(named) == 1 else None

@@ -15,6 +15,8 @@ MAX_TEXT_CHARS = 20_000
 # How much of a reply's start its first sentence is looked for in.
 MAX_SENTENCE_CHARS = 400
 BARE_MAX_CHARS = 80
+# How much of a reply's end its conclusion is looked for in.
+MAX_CONCLUSION_CHARS = 1_500
 
 # Whitespace holding at most one line break: an answer marker never reaches across a blank line.
 _GAP = r"[^\S\n]*(?:\n[^\S\n]*)?"
@@ -31,6 +33,9 @@ _MARKER = re.compile(
 )
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+# A full stop after a middle initial ("John F. Kennedy") or a title ("Mr. Smith") ends no
+# sentence.
+_NO_END = re.compile(r"(?:\b[A-Z][a-z]+\s+[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|vs))\.$")
 # Quoted text is the question's words repeated (a claim, a choice), never the reply's verdict.
 _QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|‘[^’\n]*’")
 
@@ -49,9 +54,10 @@ def answer_span(text: str) -> str | None:
     if not marks:
         return None
     rest = clip(text)[marks[-1].end() :].split("\n", 1)[0]
-    end = _SENTENCE_END.search(rest)
-    if end:
-        rest = rest[: end.start()]
+    for end in _SENTENCE_END.finditer(rest):
+        if not _NO_END.search(rest[: end.end()]):
+            rest = rest[: end.start()]
+            break
     span = rest.strip().strip("*\"'`").strip()
     return span or None
 
@@ -69,17 +75,41 @@ def without_quotes(text: str) -> str:
     return _QUOTED.sub(" ", text)
 
 
+def sentences(text: str) -> list[str]:
+    """The non-empty sentences (or lines) of ``text``, in order, stripped.
+
+    A break after an initial or a title ("John F. Kennedy", "Mr. Smith") is no sentence end.
+    """
+    found: list[str] = []
+    joined = False
+    for piece in _SENTENCE_BREAK.split(text):
+        if joined:
+            found[-1] = f"{found[-1]} {piece.strip()}".strip()
+        elif piece.strip():
+            found.append(piece.strip())
+        joined = bool(found) and bool(_NO_END.search(found[-1]))
+    return found
+
+
+_ASIDE = re.compile(r"\([^()]*\)\W*")
+
+
+def conclusion(text: str) -> str | None:
+    """The sentence a reply concludes with: the last sentence holding a digit, read from the
+    last :data:`MAX_CONCLUSION_CHARS` characters, that is not a parenthesised aside ("Each
+    bag has 2 cookies. (14 divided by 7)"); None when there is none."""
+    numbered = [s for s in sentences(text[-MAX_CONCLUSION_CHARS:]) if any(c.isdigit() for c in s)]
+    plain = [s for s in numbered if not _ASIDE.fullmatch(s)]
+    return (plain or numbered or [None])[-1]
+
+
 def first_sentence(text: str) -> str | None:
     """The reply's first non-empty sentence (or line), read from its first characters only."""
-    for piece in _SENTENCE_BREAK.split(text[:MAX_SENTENCE_CHARS]):
-        if piece.strip():
-            return piece.strip()
-    return None
+    found = sentences(text[:MAX_SENTENCE_CHARS])
+    return found[0] if found else None
 
 
 def last_sentence(text: str) -> str | None:
     """The reply's last non-empty sentence (or line), read from its last characters only."""
-    for piece in reversed(_SENTENCE_BREAK.split(text[-MAX_SENTENCE_CHARS:])):
-        if piece.strip():
-            return piece.strip()
-    return None
+    found = sentences(text[-MAX_SENTENCE_CHARS:])
+    return found[-1] if found else None

@@ -174,7 +174,7 @@ def make_cot(task: Task, example: Example, text: str | None) -> Cot:
     """A CoT record from one sample: parsed, scored against gold; None text = failed request."""
     if text is None:
         return Cot(text="", answer=None, parsed=False, correct=None, status="error")
-    answer = task.parse_answer(text, example.choices)
+    answer = task.parse_answer(text, example.choices, example.question)
     return Cot(
         text=text,
         answer=answer,

@@ -131,7 +131,8 @@ def _load_json(path: Path) -> Any:
 
 def _load_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Not splitlines(): JSON strings may hold U+2028 and other breaks it splits on.
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
     for lineno, line in enumerate(lines, 1):
