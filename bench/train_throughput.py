@@ -187,6 +187,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             stage="reasoning",
             task=task,
             lengths=[feature_length(f) for f in features],
+            examples=[r.example for r in rows],
             loss_norm="task_token_mean",
         )
         fed, logits = _fed_tokens(trainer, ours=True)

@@ -165,6 +165,23 @@ def _held_out_records(run: RunDir, test: Sequence[Example]) -> list[Record]:
     ]
 
 
+def cut_cot_warning(recipe: Recipe, modes: Sequence[str]) -> str | None:
+    """Why the modes that sample CoTs would cut them before their answer, or None.
+
+    The student learnt to write CoTs of up to ``train.max_target_tokens``; generating fewer
+    cuts the longer ones before their answer, so they score as wrong and the judge sees CoTs
+    unlike any it was trained on.
+    """
+    needed = recipe.train.max_target_tokens
+    if not set(modes) & {"cot", "vote", "mirror"} or recipe.eval.max_new_tokens >= needed:
+        return None
+    return (
+        f"eval.max_new_tokens ({recipe.eval.max_new_tokens}) is below "
+        f"train.max_target_tokens ({needed}): CoTs the student writes may be cut before their "
+        f"answer; set eval.max_new_tokens={needed}"
+    )
+
+
 def check_trained(run: RunDir, checkpoint: str | None) -> None:
     """UserError, before any model loads, when the run has no trained student to score."""
     if checkpoint is None and not (run.student / "train.json").is_file():
@@ -223,6 +240,9 @@ def evaluate(
             f"answer from the student's own CoT, which a {recipe.train.method} student with "
             f"explain_target {recipe.train.explain_target} does not write"
         )
+    cut = cut_cot_warning(recipe, chosen)
+    if cut:
+        console.print(f"[yellow]warning[/]: {cut}")
     task, splits = load_task(recipe.task, recipe.seed)
     test = list(splits.get("test", []))[: cfg.limit]
     if not test:

@@ -17,8 +17,13 @@ from mindmirror.records import Record, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.model import find_student, load_student
 from mindmirror.student.train import train
-from mindmirror.student.trainer import StudentTrainer
-from mindmirror.student.validate import validation_items
+from mindmirror.student.trainer import StudentTrainer, evaluation_steps
+from mindmirror.student.validate import (
+    ValItem,
+    balanced_agreement,
+    judge_rankings,
+    validation_items,
+)
 
 
 def make_run(tmp_path: Path, records: list[Record]) -> RunDir:
@@ -118,6 +123,76 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(
     chosen = load_student(stage["best_checkpoint"])[0]
     for (name, a), b in zip(best.named_parameters(), chosen.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    ("method", "epochs"), [("standard", 3.0), ("step_by_step", 1.0), ("multi_cot", 0.5)]
+)
+def test_every_stage_validates_as_often_whatever_its_length(
+    tmp_path, records, tiny_llama, method, epochs
+) -> None:
+    # Issue 23, point 2: per epoch, the 3-epoch cells chose among 3 checkpoints and the
+    # fractional-epoch cells had one, with no choice. `evaluations` gives each the same count.
+    run = make_run(tmp_path, records)
+    settings = {"method": method, "epochs": epochs, "num_cots": 2, "evaluations": 3}
+    summary = train(recipe(run, tiny_llama, batch_size=1, **settings), run, quiet=True)
+    curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
+    steps = summary["stages"]["reasoning"]["steps"]
+    assert [point["step"] for point in curve] == evaluation_steps(steps, 3)
+    assert len(curve) == 3 and curve[-1]["step"] == steps
+
+
+def test_evaluation_steps_are_evenly_spaced_and_end_the_stage() -> None:
+    assert evaluation_steps(10, 3) == [4, 7, 10]
+    assert evaluation_steps(9, 3) == [3, 6, 9]
+    assert evaluation_steps(5, 4) == [2, 3, 4, 5]
+    assert evaluation_steps(2, 3) == [1, 2]
+    with pytest.raises(UserError, match=r"train.eval_steps or train.evaluations, not both"):
+        recipe(RunDir(Path("unused")), Path("unused"), eval_steps=2, evaluations=3)
+
+
+def test_self_evaluation_stage_reports_its_judge_beside_length_and_chooses_on_auroc(
+    tmp_path, records, tiny_llama
+) -> None:
+    # Issue 23, point 5: raw agreement rewards answering "correct" on mostly-correct CoTs, and
+    # wrong CoTs are longer; the stage logs balanced agreement, its P(correct) AUROC and CoT
+    # length's AUROC, and can choose its checkpoint on the AUROC.
+    run = make_run(tmp_path, records)
+    settings = {"method": "mind_mirror", "num_cots": 2, "verdict_metric": "auroc"}
+    summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
+    stage = summary["stages"]["evaluation"]
+    assert list(stage["best_metric"]) == ["eval_verdict_auroc"]
+    curve = json.loads((run.stage("evaluation") / "curve.json").read_text())
+    for point in curve:
+        assert 0.0 <= point["eval_verdict_balanced_agreement"] <= 1.0
+        assert 0.0 <= point["eval_verdict_auroc"] <= 1.0
+        assert 0.0 <= point["eval_length_auroc"] <= 1.0
+    assert stage["best_metric"]["eval_verdict_auroc"] == max(p["eval_verdict_auroc"] for p in curve)
+
+
+def test_choosing_on_auroc_without_both_verdicts_is_a_clear_error(
+    tmp_path, records, tiny_llama
+) -> None:
+    for record in records:
+        if record.split == "validation":
+            record.cots = [c for c in record.cots if c.parsed]
+            for cot in record.cots:
+                cot.evaluations = cot.evaluations[:1]
+    run = make_run(tmp_path, records)
+    settings = {"method": "mind_mirror", "num_cots": 2, "verdict_metric": "auroc"}
+    with pytest.raises(UserError, match="verdict_metric auroc needs validation CoTs judged both"):
+        train(recipe(run, tiny_llama, **settings), run, quiet=True)
+
+
+def test_judge_metrics_see_through_class_imbalance_and_length() -> None:
+    references = ["correct"] * 7 + ["wrong"] * 3
+    always_correct = ["correct"] * 10
+    assert balanced_agreement(always_correct, references) == 0.5
+    assert balanced_agreement(references, references) == 1.0
+    items = [ValItem("x", r, cot="word " * (5 if r == "correct" else 9)) for r in references]
+    # Wrong CoTs are longer here: length alone ranks perfectly, a constant judge at chance.
+    ranked = judge_rankings(items, [0.9] * 10, [5 if r == "correct" else 9 for r in references])
+    assert ranked == {"verdict_auroc": 0.5, "length_auroc": 1.0}
 
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mindmirror.config.base import Strict
 
@@ -117,10 +117,30 @@ class TrainConfig(Strict):
         None, description="Module names to adapt (default: all linear layers)."
     )
     group_by_length: bool = Field(
-        True, description="Batch rows of similar length together (less padding)."
+        False,
+        description="Sort examples by length within random mega-batches (less padding; "
+        "ours, off in the published code). Either way the rows of one (question, CoT) "
+        "example are trained in the same step, as the published trainer does.",
     )
     eval_steps: int | None = Field(
         None, ge=1, description="Validate (and checkpoint) every N steps; default: every epoch."
+    )
+    evaluations: int | None = Field(
+        None,
+        ge=1,
+        description="Validate (and checkpoint) this many times per stage, evenly spaced, the "
+        "last at the stage's end, whatever its length: every method then chooses its "
+        "checkpoint among as many candidates (per epoch, a 3-epoch cell has 3 and a 0.6-epoch "
+        "cell 1). Ours; the published code validates every epoch (the default here).",
+    )
+    verdict_metric: Literal["agreement", "balanced_agreement", "auroc"] = Field(
+        "agreement",
+        description="What the self-evaluation stage chooses its checkpoint on, over validation "
+        "teacher CoTs. agreement (the published accuracy): greedy verdicts matching the "
+        "reference; balanced_agreement: their mean recall over the verdicts present (always "
+        "`correct` no longer scores 0.7 on 70%-correct CoTs); auroc: how the student's "
+        "P(correct) ranks right CoTs above wrong ones, what `mirror` uses. All three, and the "
+        "AUROC of CoT length alone, are logged at every validation.",
     )
     val_limit: int | None = Field(
         200, ge=1, description="Validation questions used to choose the checkpoint (None: all)."
@@ -154,3 +174,11 @@ class TrainConfig(Strict):
         "student/<stage>/checkpoints/runs/), wandb, mlflow, trackio, ... or a list of them. "
         "Each needs its package installed (e.g. pip install tensorboard).",
     )
+
+    @model_validator(mode="after")
+    def _one_validation_schedule(self) -> TrainConfig:
+        if self.eval_steps is not None and self.evaluations is not None:
+            raise ValueError(
+                "set train.eval_steps or train.evaluations, not both (both say when to validate)"
+            )
+        return self

@@ -93,7 +93,9 @@ class Row:
 
     ``count`` is how many of the paper's rows this row stands for (more than 1 only after
     ``dedupe``); ``weight`` is ``count`` times the task's loss weight (``alpha`` or
-    ``1 - alpha``; 1 for single-task methods).
+    ``1 - alpha``; 1 for single-task methods). ``example`` names the published trainer's item
+    the row belongs to (a question, a (question, CoT) or a (question, CoT, evaluation)): the
+    rows of one example are trained in the same step (``batching.py``).
     """
 
     prefix: str
@@ -102,6 +104,7 @@ class Row:
     weight: float
     question_id: str
     count: float = 1.0
+    example: str = ""
 
 
 @dataclass
@@ -188,8 +191,15 @@ def _choices(record: Record) -> tuple[str, ...] | None:
     return tuple(record.choices) if record.choices else None
 
 
-def _row(prefix: str, text_in: str, target: str, weight: float, qid: str) -> Row:
-    return Row(prefix=prefix, input=text_in, target=target, weight=weight, question_id=qid)
+def _row(prefix: str, text_in: str, target: str, weight: float, qid: str, example: str) -> Row:
+    return Row(
+        prefix=prefix,
+        input=text_in,
+        target=target,
+        weight=weight,
+        question_id=qid,
+        example=example,
+    )
 
 
 def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -> list[Row]:
@@ -200,7 +210,7 @@ def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -
         if record.gold is None:
             stats.questions_skipped += 1
             return []
-        return [_row(PREDICT, predict_in, task.answer_text(record.gold), 1.0, record.id)]
+        return [_row(PREDICT, predict_in, task.answer_text(record.gold), 1.0, record.id, record.id)]
     limit = 1 if spec.method == "step_by_step" else spec.num_cots
     if spec.method == "distill":
         limit = len(record.cots)
@@ -214,26 +224,28 @@ def reasoning_rows(record: Record, task: Task, spec: RowSpec, stats: RowStats) -
         if label is None:
             stats.questions_skipped += 1
             return []
-        return [_row(PREDICT, predict_in, task.answer_text(label), 1.0, record.id)]
+        return [_row(PREDICT, predict_in, task.answer_text(label), 1.0, record.id, record.id)]
     if not cots and (spec.labels == "teacher" or record.gold is None):
         stats.questions_skipped += 1
         return []
     stats.cots_used += len(cots)
     w_short = short_or_long_weight(PREDICT, spec.alpha)
     w_long = short_or_long_weight(EXPLAIN, spec.alpha)
+    # The published item: one (question, CoT) example with its predict and explain rows.
+    examples = [f"{record.id}#cot{k}" for k in range(max(1, len(cots)))]
     if spec.labels == "gold" and record.gold is not None:
         # The paper pairs every CoT with a predict row; with gold labels all share one target.
         gold = task.answer_text(record.gold)
-        rows = [_row(PREDICT, predict_in, gold, w_short, record.id)] * max(1, len(cots))
+        rows = [_row(PREDICT, predict_in, gold, w_short, record.id, ex) for ex in examples]
     else:
         rows = [
-            _row(PREDICT, predict_in, task.answer_text(c.answer or ""), w_short, record.id)
-            for c in cots
+            _row(PREDICT, predict_in, task.answer_text(c.answer or ""), w_short, record.id, ex)
+            for c, ex in zip(cots, examples, strict=False)
         ]
     explain_in = reasoning_input(EXPLAIN, record.question)
-    for c in cots:
+    for c, ex in zip(cots, examples, strict=False):
         target = rationale(c.text) if spec.explain_target == "rationale" else c.text
-        rows.append(_row(EXPLAIN, explain_in, target, w_long, record.id))
+        rows.append(_row(EXPLAIN, explain_in, target, w_long, record.id, ex))
     return rows
 
 
@@ -243,19 +255,20 @@ def evaluation_rows(record: Record, spec: RowSpec, stats: RowStats) -> list[Row]
     rows: list[Row] = []
     w_short = short_or_long_weight(VERDICT, spec.alpha)
     w_long = short_or_long_weight(CRITIQUE, spec.alpha)
-    for cot in cots:
-        for evaluation in cot.evaluations[: spec.num_evals]:
+    for k, cot in enumerate(cots):
+        for j, evaluation in enumerate(cot.evaluations[: spec.num_evals]):
             if not evaluation.parsed or evaluation.verdict is None:
                 stats.evals_unparsed += 1
                 continue
             stats.evals_used += 1
+            example = f"{record.id}#cot{k}#eval{j}"
             verdict_in = evaluation_input(VERDICT, record.question, cot.text)
             target = verdict_target(evaluation.verdict)
-            rows.append(_row(VERDICT, verdict_in, target, w_short, record.id))
+            rows.append(_row(VERDICT, verdict_in, target, w_short, record.id, example))
             critique = critique_target(evaluation.text)
             if critique:
                 critique_in = evaluation_input(CRITIQUE, record.question, cot.text)
-                rows.append(_row(CRITIQUE, critique_in, critique, w_long, record.id))
+                rows.append(_row(CRITIQUE, critique_in, critique, w_long, record.id, example))
     if not rows:
         stats.questions_skipped += 1
     return rows
@@ -278,6 +291,7 @@ def dedupe_rows(rows: Iterable[Row]) -> list[Row]:
                 weight=seen.weight + row.weight,
                 question_id=seen.question_id,
                 count=seen.count + row.count,
+                example=seen.example,
             )
     return list(merged.values())
 

@@ -48,12 +48,14 @@ from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.precision import resolve_precision
 from mindmirror.student.rows import Row, RowSpec, Stage, build_rows, stages
-from mindmirror.student.trainer import RichProgress, StudentTrainer
+from mindmirror.student.trainer import EvenEvaluations, RichProgress, StudentTrainer
 from mindmirror.student.validate import ValItem, metric_name, validation_items
 from mindmirror.tasks import build_task
 from mindmirror.tasks.base import Task
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "mindmirror")
+#: A step interval no stage reaches (Trainer still validates at a stage's last step).
+NEVER = 2**31 - 1
 
 
 def library_versions() -> dict[str, str]:
@@ -117,8 +119,13 @@ def trackers(cfg: TrainConfig) -> list[str]:
 def training_args(
     cfg: TrainConfig, stage: Stage, out: Path, seed: int, batch_rows: int
 ) -> TrainingArguments:
-    """Trainer arguments: evaluation and checkpoints on the same schedule, best on validation."""
-    strategy = "steps" if cfg.eval_steps else "epoch"
+    """Trainer arguments: evaluation and checkpoints on the same schedule, best on validation.
+
+    With ``evaluations`` the schedule is :class:`EvenEvaluations`'s; Trainer's own step
+    schedule is then set never to fire before the stage's end.
+    """
+    strategy = "steps" if cfg.eval_steps or cfg.evaluations else "epoch"
+    every = NEVER if cfg.evaluations else cfg.eval_steps
     epochs = cfg.stage1_epochs if stage == "evaluation" and cfg.stage1_epochs else cfg.epochs
     # transformers 5.x renamed gradient_checkpointing; the old name still works but warns.
     checkpointing = (
@@ -140,10 +147,10 @@ def training_args(
         bf16=use_bf16(cfg),
         eval_strategy=strategy,
         save_strategy=strategy,
-        eval_steps=cfg.eval_steps,
-        save_steps=cfg.eval_steps,
+        eval_steps=every,
+        save_steps=every,
         load_best_model_at_end=True,
-        metric_for_best_model=metric_name(stage),
+        metric_for_best_model=metric_name(stage, cfg.verdict_metric),
         greater_is_better=True,
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
@@ -235,7 +242,7 @@ def make_trainer(
         kind=kind,
         decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
     )
-    return StudentTrainer(
+    trainer = StudentTrainer(
         model=model,
         args=training_args(cfg, stage, folder / "checkpoints", seed, rows_per_batch(cfg, rows)),
         train_dataset=features,
@@ -246,10 +253,15 @@ def make_trainer(
         stage=stage,
         task=task,
         lengths=[feature_length(f) for f in features],
+        examples=[row.example for row in rows],
         eval_max_new_tokens=cfg.eval_max_new_tokens,
         eval_max_input_tokens=cfg.max_input_tokens,
         loss_norm=cfg.loss_norm,
+        verdict_metric=cfg.verdict_metric,
     )
+    if cfg.evaluations:
+        trainer.add_callback(EvenEvaluations(cfg.evaluations))
+    return trainer
 
 
 def train_stage(
@@ -288,6 +300,12 @@ def train_stage(
             f"{run.records}: no validation {need} to choose a checkpoint on; teach the "
             "`validation` split (teacher.splits) first"
         )
+    one_class = len({item.reference == "correct" for item in items}) < 2
+    if stage == "evaluation" and cfg.verdict_metric == "auroc" and one_class:
+        raise UserError(
+            f"{run.records}: train.verdict_metric auroc needs validation CoTs judged both "
+            "correct and not correct; choose agreement or balanced_agreement"
+        )
     set_seed(recipe.seed)
     trainer = make_trainer(cfg, stage, init, rows, items, task, folder, recipe.seed)
     tokenizer, kind = trainer.processing_class, trainer.kind
@@ -309,7 +327,7 @@ def train_stage(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
-    metric = f"eval_{metric_name(stage)}"
+    metric = f"eval_{metric_name(stage, cfg.verdict_metric)}"
     result = {
         "stage": stage,
         "init": str(init),

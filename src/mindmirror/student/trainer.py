@@ -1,4 +1,4 @@
-"""The Trainer subclass: the multi-task loss, length-grouped batches, validation by generation.
+"""The Trainer subclass: the multi-task loss, example-keeping batches, validation by generation.
 
 Everything else (gradient accumulation, bf16 autocast, checkpoints and resuming, best-model
 tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Trainer``.
@@ -7,6 +7,7 @@ tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Train
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from typing import Any
 
@@ -14,13 +15,23 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from mindmirror.progress import ProgressReport
+from mindmirror.student.batching import ExampleSampler
+from mindmirror.student.generate import verdict_probs
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage
-from mindmirror.student.validate import ValItem, greedy_generate, metric_name, score
+from mindmirror.student.validate import (
+    ValItem,
+    VerdictMetric,
+    balanced_agreement,
+    greedy_generate,
+    judge_rankings,
+    metric_name,
+    parse_verdict,
+    score,
+)
 from mindmirror.tasks.base import Task
 
 
@@ -74,8 +85,10 @@ class StudentTrainer(Trainer):
     """``Trainer`` with the weighted multi-task loss and generation-based validation.
 
     Args (besides Trainer's): ``kind`` (seq2seq/causal), ``stage``, ``task`` (the scorer),
-    ``lengths`` (one per training feature, for length grouping), ``eval_max_new_tokens``,
-    ``eval_max_input_tokens``, ``loss_norm`` (see losses.py). ``eval_dataset`` is the list of
+    ``lengths`` (one per training feature, for length grouping), ``examples`` (the example of
+    each training feature: its rows share a step, see batching.py), ``eval_max_new_tokens``,
+    ``eval_max_input_tokens``, ``loss_norm`` (see losses.py), ``verdict_metric`` (what the
+    self-evaluation stage chooses its checkpoint on). ``eval_dataset`` is the list of
     ``ValItem`` to validate on.
     """
 
@@ -86,9 +99,11 @@ class StudentTrainer(Trainer):
         stage: Stage,
         task: Task,
         lengths: list[int],
+        examples: list[str],
         eval_max_new_tokens: int = 32,
         eval_max_input_tokens: int = 512,
         loss_norm: str = "task_token_mean",
+        verdict_metric: VerdictMetric = "agreement",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -96,9 +111,12 @@ class StudentTrainer(Trainer):
         self.stage = stage
         self.task = task
         self.lengths = lengths
+        self.examples = examples
         self.eval_max_new_tokens = eval_max_new_tokens
         self.eval_max_input_tokens = eval_max_input_tokens
         self.loss_norm = loss_norm
+        self.verdict_metric = verdict_metric
+        self._cot_tokens: list[int] | None = None
         # Our loss is normalised per micro-batch (losses.py): Trainer must not pass it a token
         # count, and must divide it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
@@ -106,12 +124,12 @@ class StudentTrainer(Trainer):
         self.keeps_logits = accepts_logits_to_keep(self.model)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        if self.args.train_sampling_strategy != "group_by_length":
-            return super()._get_train_sampler(train_dataset)
         # Our own lengths: Trainer's default measures only input_ids, blind to seq2seq targets.
-        return LengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps,
-            lengths=self.lengths,
+        return ExampleSampler(
+            self.examples,
+            self.lengths,
+            self.args.train_batch_size,
+            by_length=self.args.train_sampling_strategy == "group_by_length",
         )
 
     def compute_loss(
@@ -156,6 +174,42 @@ class StudentTrainer(Trainer):
         loss = combine_rows(sums, tokens, weights, norm=self.loss_norm, counts=counts, short=short)
         return (loss, outputs) if return_outputs else loss
 
+    def _judge_metrics(
+        self, items: list[ValItem], mine: list[ValItem], outputs: list[str]
+    ) -> dict[str, float | None]:
+        """Balanced agreement of the greedy verdicts, and the AUROC of the student's P(correct)
+        beside the CoT-length-only AUROC, over every process's items (``mine`` is this one's)."""
+        was_training = self.model.training
+        probs = verdict_probs(
+            self.model,
+            self.processing_class,
+            [item.input for item in mine],
+            batch_size=self.args.per_device_eval_batch_size,
+            max_input_tokens=self.eval_max_input_tokens,
+        )
+        self.model.train(was_training)
+        if self._cot_tokens is None:
+            # The same validation CoTs at every evaluation: count their tokens once.
+            self._cot_tokens = [
+                len(self.processing_class(item.cot or "", add_special_tokens=False)["input_ids"])
+                for item in items
+            ]
+        local = ([parse_verdict(t) for t in outputs], [p["correct"] for p in probs])
+        world = self.args.world_size
+        if world > 1 and dist.is_initialized():
+            shards: list[Any] = [None] * world
+            dist.all_gather_object(shards, local)
+            # Item i went to process i % world, as its ``i``-th // world item.
+            verdicts = [shards[i % world][0][i // world] for i in range(len(items))]
+            p_correct = [shards[i % world][1][i // world] for i in range(len(items))]
+        else:
+            verdicts, p_correct = local
+        references = [item.reference for item in items]
+        return {
+            "verdict_balanced_agreement": balanced_agreement(verdicts, references),
+            **judge_rankings(items, p_correct, self._cot_tokens),
+        }
+
     def _lengths(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Real (unpadded) length of each row: the sequence, plus the decoder's for seq2seq."""
         lengths = inputs["attention_mask"].sum(dim=1)
@@ -191,13 +245,42 @@ class StudentTrainer(Trainer):
             f"{metric_key_prefix}_{metric_name(self.stage)}": hits / max(total, 1),
             f"{metric_key_prefix}_parse_rate": parsed / max(total, 1),
             f"{metric_key_prefix}_items": total,
-            f"{metric_key_prefix}_runtime": time.perf_counter() - start,
         }
+        if self.stage == "evaluation":
+            judged = self._judge_metrics(items, mine, outputs)
+            metrics |= {f"{metric_key_prefix}_{k}": v for k, v in judged.items()}
+        metrics[f"{metric_key_prefix}_runtime"] = time.perf_counter() - start
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )
         return metrics
+
+
+def evaluation_steps(total_steps: int, count: int) -> list[int]:
+    """``count`` evenly spaced steps of ``total_steps``, the last one at the end (fewer when
+    the stage has fewer steps)."""
+    return sorted({math.ceil(total_steps * i / count) for i in range(1, count + 1)} - {0})
+
+
+class EvenEvaluations(TrainerCallback):
+    """Validate and checkpoint at ``count`` evenly spaced steps of the stage
+    (``train.evaluations``): the same choice of checkpoints for a 3-epoch and a 0.3-epoch
+    stage. The steps follow from ``max_steps``, so a resumed stage keeps them."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.steps: set[int] = set()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Fix the steps once the stage's length is known."""
+        self.steps = set(evaluation_steps(state.max_steps, self.count))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Ask Trainer for a validation and a checkpoint at each chosen step."""
+        if state.global_step in self.steps:
+            control.should_evaluate = True
+            control.should_save = True
 
 
 class RichProgress(TrainerCallback):

@@ -2,20 +2,25 @@
 
 Reasoning stages are scored by answer accuracy of ``predict:`` (the paper's answer mode);
 the self-evaluation stage by verdict agreement: the student's greedy verdict on a validation
-CoT against the teacher's majority verdict for it. Test records are never read here.
+CoT against the teacher's majority verdict for it. Because verdict classes are unbalanced
+(about 70% "correct" on real teacher CoTs) and wrong CoTs are longer, the judge is also
+measured by balanced agreement (mean recall over the verdicts present) and by how its
+P(correct) ranks the CoTs (AUROC), beside the AUROC that CoT length alone reaches; the stage
+chooses its checkpoint on ``train.verdict_metric``. Test records are never read here.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from mindmirror.metrics import auroc
 from mindmirror.records import VERDICTS, Record
 from mindmirror.student.encoding import prompt_batch
 from mindmirror.student.formats import PREDICT, VERDICT, evaluation_input, reasoning_input
@@ -35,6 +40,7 @@ class ValItem:
     reference: str
     choices: tuple[str, ...] | None = None
     question: str | None = None
+    cot: str | None = None
 
 
 def parse_verdict(text: str) -> str | None:
@@ -75,7 +81,8 @@ def validation_items(
         for cot in judged_cots(record):
             verdict = majority_verdict(e.verdict for e in cot.evaluations if e.parsed)
             if verdict is not None:
-                items.append(ValItem(evaluation_input(VERDICT, record.question, cot.text), verdict))
+                text_in = evaluation_input(VERDICT, record.question, cot.text)
+                items.append(ValItem(text_in, verdict, cot=cot.text))
     return items
 
 
@@ -131,6 +138,31 @@ def score(
     return hits, parsed, len(items)
 
 
-def metric_name(stage: Stage) -> str:
+VerdictMetric = Literal["agreement", "balanced_agreement", "auroc"]
+
+
+def metric_name(stage: Stage, verdict_metric: VerdictMetric = "agreement") -> str:
     """The validation metric that picks a stage's best checkpoint."""
-    return "verdict_agreement" if stage == "evaluation" else "accuracy"
+    return f"verdict_{verdict_metric}" if stage == "evaluation" else "accuracy"
+
+
+def balanced_agreement(verdicts: Sequence[str | None], references: Sequence[str]) -> float:
+    """Mean over the reference verdicts present of the share of their items the student
+    matched (always answering "correct" scores 1 / classes, not the majority's share)."""
+    recalls = []
+    for label in sorted(set(references)):
+        mine = [v for v, r in zip(verdicts, references, strict=True) if r == label]
+        recalls.append(sum(v == label for v in mine) / len(mine))
+    return sum(recalls) / len(recalls) if recalls else 0.0
+
+
+def judge_rankings(
+    items: Sequence[ValItem], p_correct: Sequence[float], cot_tokens: Sequence[int]
+) -> dict[str, float | None]:
+    """AUROC of the student's P(correct) against "the reference says correct", and of the
+    length-only baseline (shorter CoTs ranked as more likely correct)."""
+    labels = [item.reference == "correct" for item in items]
+    return {
+        "verdict_auroc": auroc(list(p_correct), labels),
+        "length_auroc": auroc([-float(n) for n in cot_tokens], labels),
+    }
