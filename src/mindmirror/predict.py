@@ -232,7 +232,7 @@ def read_questions(path: Path) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise UserError(f"{path}:{lineno}: not a JSON object") from None
             if not isinstance(row, dict) or not str(row.get("question") or "").strip():
                 raise UserError(f'{path}:{lineno}: needs a "question" field with text')

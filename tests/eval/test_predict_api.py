@@ -63,6 +63,7 @@ def test_student_folder_needs_a_task(tmp_path: Path, fitted_causal: Fitted) -> N
         ('{"question": "ok"}\nnot json\n', "questions.jsonl:2: not a JSON object"),
         ('{"q": "x"}\n', 'questions.jsonl:1: needs a "question" field'),
         ("\n", "no questions in it"),
+        ('{"question": ' + "[" * 100000 + "]" * 100000 + "}\n", "questions.jsonl:1: not a JSON"),
     ],
 )
 def test_malformed_question_files(
