@@ -22,7 +22,8 @@ Authentication: with ``serve.api_key_env`` (``--api-key-env NAME``) every reques
 Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413 (reading
 stops at the limit, chunked bodies included);
 ``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
-message, or an unknown mode get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
+message, an unknown mode, and a body that is not UTF-8 JSON (too deeply nested, or with a lone
+surrogate) get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
 The model runs one request at a time (a lock); requests queue.
 """
 
@@ -258,6 +259,54 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _lone_surrogate(data: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds a lone surrogate, which JSON's
+    ``\\ud800`` escapes allow but no tokenizer or UTF-8 reply can carry (iterative: any depth)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    """The chat request in ``body``; ApiError 400 naming the problem when it is not UTF-8,
+    not JSON, nested past json's recursion limit, holds a lone surrogate, or has a bad field."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ApiError(
+            400, f"the request body is not valid UTF-8 (byte {error.start}): send UTF-8 JSON"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply to be a chat request") from None
+    if _lone_surrogate(data):
+        raise ApiError(
+            400,
+            "the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape): "
+            "send valid Unicode text",
+        )
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(400, f"{where}: {first['msg']}", where or None) from None
+
+
 def create_app(served: Served) -> FastAPI:
     """The FastAPI application over a loaded student."""
     app = FastAPI(title="mindmirror student", docs_url=None, redoc_url=None)
@@ -292,13 +341,9 @@ def create_app(served: Served) -> FastAPI:
         if body is None:
             return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
         try:
-            req = ChatRequest.model_validate(json.loads(body))
-        except json.JSONDecodeError:
-            return _error(400, "the request body is not valid JSON")
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return _error(400, f"{where}: {first['msg']}", where or None)
+            req = parse_request(body)
+        except ApiError as error:
+            return _error(error.status, error.message, error.param)
 
         def run() -> dict[str, Any]:
             with served.lock:
@@ -338,7 +383,9 @@ def serve_settings(path: str | Path, overrides: dict[str, Any]) -> ServeConfig:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "option"
         value = overrides.get(name, first.get("input"))
-        raise UserError(f"--{name.replace('_', '-')} {value}: {first['msg']}") from None
+        shown = repr(value) if value == "" else value
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"--{name.replace('_', '-')} {shown}: {message}") from None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -383,7 +430,7 @@ def serve_main(
     update = {"host": host, "port": port, "mode": mode, "model_name": model_name}
     update["api_key_env"] = api_key_env
     cfg = serve_settings(path, {k: v for k, v in update.items() if v is not None})
-    key = read_api_key(cfg.api_key_env) if cfg.api_key_env else None
+    key = read_api_key(cfg.api_key_env) if cfg.api_key_env is not None else None
     sock = listen(cfg.host, cfg.port)
     try:
         served = load_served(path, task=task)

@@ -140,6 +140,20 @@ def test_oversized_body_and_bad_json(server: str) -> None:
     assert httpx.get(f"{server}/nowhere", timeout=30).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', "not valid UTF-8 (byte 46)"),
+        (b"[" * 30000 + b"]" * 30000, "nested too deeply to be a chat request"),
+        (b'{"messages": [{"role": "user", "content": "\\ud800?"}]}', "lone surrogate"),
+    ],
+)
+def test_bodies_that_are_not_utf8_json_get_400(server: str, body: bytes, message: str) -> None:
+    response = httpx.post(f"{server}/chat/completions", content=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+
+
 def test_a_chunked_body_is_read_only_up_to_the_limit(server: str) -> None:
     """Without Content-Length the server stops reading at serve.max_body_bytes and answers 413
     at once, instead of holding the whole upload in memory first (the body never ends here)."""
