@@ -22,8 +22,9 @@ Authentication: with ``serve.api_key_env`` (``--api-key-env NAME``) every reques
 Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413 (reading
 stops at the limit, chunked bodies included);
 ``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
-message, an unknown mode, and a body that is not UTF-8 JSON (too deeply nested, or with a lone
-surrogate) get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
+message, an unknown mode, ``mirror`` for a student trained without self-evaluation, and a body
+that is not UTF-8 JSON (too deeply nested, or with a lone surrogate) get 400 with an
+OpenAI-style ``{"error": {"message": ...}}``.
 The model runs one request at a time (a lock); requests queue.
 """
 
@@ -49,7 +50,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindmirror.config import EvalConfig, InferMode, ServeConfig
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor, check_mode, run_recipe
+from mindmirror.predict import (
+    Predictor,
+    check_mode,
+    default_mode,
+    run_recipe,
+    trained_method,
+    untrained_mode,
+)
 from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.generate import generate
@@ -106,6 +114,8 @@ class Served:
     eval: EvalConfig
     lock: threading.Lock
     api_key: str | None = None
+    #: The training method (None when unknown): ``mirror`` is refused for one without verdicts.
+    method: str | None = None
 
 
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -114,8 +124,11 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, InferMode, int, int]:
-    """Validate limits; return (question, mode, n, max_tokens)."""
+def _check(
+    req: ChatRequest, cfg: ServeConfig, method: str | None
+) -> tuple[str, InferMode, int, int]:
+    """Validate limits and the mode (for a student trained with ``method``); return
+    (question, mode, n, max_tokens)."""
     if req.stream:
         raise ApiError(400, "streaming is not supported; send stream=false", "stream")
     users = [m for m in req.messages if m.role == "user"]
@@ -125,6 +138,9 @@ def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, InferMode, int, int
     mode = str((req.mindmirror or {}).get("mode", cfg.mode))
     if mode not in MODES:
         raise ApiError(400, f"unknown mode {mode!r}: choose from {', '.join(MODES)}", "mode")
+    reason = untrained_mode(mode, method)
+    if reason is not None:
+        raise ApiError(400, reason, "mode")
     n = 1 if req.n is None else req.n
     if not 1 <= n <= cfg.max_n:
         raise ApiError(400, f"n must be between 1 and {cfg.max_n} (got {n})", "n")
@@ -214,7 +230,7 @@ def _count(tok: Any, text: str) -> int:
 
 def complete(served: Served, req: ChatRequest) -> dict[str, Any]:
     """Answer one validated chat request (blocking; call it under ``served.lock``)."""
-    question, mode, n, max_tokens = _check(req, served.serve)
+    question, mode, n, max_tokens = _check(req, served.serve, served.method)
     handler = _reasoning if mode in ("answer", "cot") else _aggregate
     texts, extra = handler(served, question, mode, n, max_tokens, req)
     tok = served.student.tokenizer
@@ -369,6 +385,7 @@ def load_served(path: str | Path, *, task: str | None = None) -> Served:
         serve=predictor.serve.model_copy(update={"mode": predictor.mode}),
         eval=predictor.eval,
         lock=threading.Lock(),
+        method=predictor.method,
     )
 
 
@@ -431,6 +448,10 @@ def serve_main(
     update["api_key_env"] = api_key_env
     cfg = serve_settings(path, {k: v for k, v in update.items() if v is not None})
     key = read_api_key(cfg.api_key_env) if cfg.api_key_env is not None else None
+    method = trained_method(Path(path), run_recipe(Path(path)))
+    reason = untrained_mode(mode or default_mode(method, cfg), method)
+    if reason is not None:
+        raise UserError(reason)
     sock = listen(cfg.host, cfg.port)
     try:
         served = load_served(path, task=task)
