@@ -141,13 +141,13 @@ def output_folder(folder: Path) -> Iterator[None]:
     created (an earlier export stays), so a failure leaves nothing behind."""
     new = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"--output {folder}: cannot create it ({error.strerror or error}); choose "
-            "another --output"
-        ) from None
-    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # perhaps after making some of the parents
+            raise UserError(
+                f"--output {folder}: cannot create it ({error.strerror or error}); choose "
+                "another --output"
+            ) from None
         yield
     except BaseException:
         if new:

@@ -239,3 +239,16 @@ def test_an_output_that_is_a_file_or_not_writable(tmp_path: Path, fitted_causal:
     # /proc takes no new folders, even from root (whom permission bits do not stop).
     with pytest.raises(UserError, match=r"--output /proc/mindmirror/x: .*choose another --output"):
         export(student, "hf", Path("/proc/mindmirror/x"))
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path: Path, fitted_causal: Fitted) -> None:
+    """The judge of a two-stage run is damaged: the final student was written already."""
+    _, run = write_run(tmp_path, fitted_causal)
+    judge = saved(fitted_causal, run.stage("evaluation") / "best")
+    (judge / "model.safetensors").write_bytes(b"cut short")
+    stages = {"evaluation": {"best": "student/evaluation/best"}}
+    summary = {"final": "student/stage2/best", "stages": stages}
+    (run.student / "train.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match=r"model\.safetensors is damaged"):
+        export(run.root, "hf", tmp_path / "new" / "exported")
+    assert not (tmp_path / "new").exists()
