@@ -21,7 +21,7 @@ from rich.console import Console
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
 from mindmirror.progress import quiet_libraries
-from mindmirror.rundir import RunDir
+from mindmirror.rundir import RunDir, usable_run_dir
 
 app = typer.Typer(
     help="Distil a teacher LLM's reasoning and its self-evaluation into a small student.",
@@ -104,7 +104,7 @@ def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
 def open_run(recipe: Path, overrides: list[str] | None) -> tuple[Recipe, RunDir]:
     """The resolved recipe (with ``--set`` overrides) and its run directory."""
     resolved = load_recipe(recipe, overrides)
-    return resolved, RunDir(resolved.resolved_run_dir())
+    return resolved, usable_run_dir(resolved.resolved_run_dir())
 
 
 def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool = True) -> None:

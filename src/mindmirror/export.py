@@ -15,13 +15,17 @@ the repository id, offline mode and the token are checked before any work is don
 The source is whatever ``load_student`` takes (a run directory, a student folder, ``embedded``,
 a ``.gguf`` file) or a folder holding only a LoRA adapter (``adapter_config.json``), which is
 merged into its base model. An output folder is replaced only when it is empty or an earlier
-export (``export.json``), never a folder of other files.
+export (``export.json``), never a folder of other files; it is checked before any work, and
+the folders an export created are removed again when it fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +118,41 @@ def load_merged(source: str | Path) -> tuple[Any, Any, str]:
     return model, tokenizer, kind
 
 
-def _prepare_output(folder: Path) -> None:
-    """Refuse to overwrite a folder that is neither empty nor an earlier export."""
-    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+def check_output(folder: Path) -> None:
+    """UserError, before any work and without creating anything, unless ``folder`` can take
+    the export: it must be empty, an earlier export, or a new folder under a writable one."""
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
         raise UserError(
             f"{folder} exists and is not an earlier export: choose another --output or delete it"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--output {folder}: {existing} is a file; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"--output {folder}: cannot write in {existing} (permission denied); choose "
+            "another --output"
+        )
+
+
+@contextmanager
+def output_folder(folder: Path) -> Iterator[None]:
+    """Create ``folder`` for the export and, when the export fails, remove every folder this
+    created (an earlier export stays), so a failure leaves nothing behind."""
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # perhaps after making some of the parents
+            raise UserError(
+                f"--output {folder}: cannot create it ({error.strerror or error}); choose "
+                "another --output"
+            ) from None
+        yield
+    except BaseException:
+        if new:
+            shutil.rmtree(new[-1], ignore_errors=True)
+        raise
 
 
 def default_output(source: str | Path, fmt: str) -> Path:
@@ -240,7 +272,7 @@ def export(
     Raises:
         UserError: unknown format or type, a quant type with ``hf``, a bad Hub repository or
             no way to push, a student that cannot be loaded, a non-Llama or seq2seq student
-            for GGUF, or an output folder of other files.
+            for GGUF, or an output that is a file, a folder of other files or not writable.
     """
     from mindmirror.export_gguf import check_gguf_student, quant_type, write_gguf
 
@@ -254,23 +286,28 @@ def export(
     out = Path(output) if output is not None else default_output(source, fmt)
     single = fmt == "gguf" and out.suffix == ".gguf"
     folder = out.parent if single else out
-    _prepare_output(folder)
+    check_output(folder)
     model, tokenizer, kind = load_merged(source)
     if fmt != "hf":
         check_gguf_student(model)
     recipe = _source_recipe(source)
     name = recipe.serve.model_name if recipe is not None else DEFAULT_NAME
-    if fmt == "hf":
-        files = _export_hf(model, tokenizer, kind, source, folder, recipe)
-    else:
-        target = out if single else folder / f"{name}-{kind_name.upper()}.gguf"
-        files = [write_gguf(model, tokenizer, target, kind_name, name)]
-        if fmt == "ollama":
-            text = modelfile(target.name, tokenizer.eos_token, recipe)
-            (folder / "Modelfile").write_text(text, encoding="utf-8")
-            files.append(folder / "Modelfile")
-    marker = {"format": fmt, "quant": kind_name if fmt != "hf" else None, "source": str(source)}
-    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    with output_folder(folder):
+        if fmt == "hf":
+            files = _export_hf(model, tokenizer, kind, source, folder, recipe)
+        else:
+            target = out if single else folder / f"{name}-{kind_name.upper()}.gguf"
+            files = [write_gguf(model, tokenizer, target, kind_name, name)]
+            if fmt == "ollama":
+                text = modelfile(target.name, tokenizer.eos_token, recipe)
+                (folder / "Modelfile").write_text(text, encoding="utf-8")
+                files.append(folder / "Modelfile")
+        marker = {
+            "format": fmt,
+            "quant": kind_name if fmt != "hf" else None,
+            "source": str(source),
+        }
+        (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     result = Exported(fmt, folder, files)
     if push_to_hub is not None:
         result.hub_url = push_folder(folder, push_to_hub)

@@ -41,6 +41,7 @@ from mindmirror.config import (
     recipe_from_dict,
 )
 from mindmirror.errors import UserError
+from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
 from mindmirror.tasks.base import Task
 
@@ -141,6 +142,18 @@ def check_mode(mode: str | None) -> None:
         raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
 
 
+def untrained_mode(mode: str, method: str | None) -> str | None:
+    """Why a student trained with ``method`` cannot serve ``mode``, or None when it can (or
+    when the method is unknown): ``mirror`` needs a student that learnt ``verdict:``."""
+    if mode != "mirror" or method is None or method in SELF_EVAL_METHODS:
+        return None
+    return (
+        f"mode mirror needs a student that learnt to judge its CoTs, and this one was trained "
+        f"with {method}, which has no self-evaluation (its verdicts would be noise); use mode "
+        "vote or cot, or train with mind_mirror"
+    )
+
+
 def trained_method(path: Path, recipe: Recipe | None) -> str | None:
     """The training method of the student at ``path``: its run's recipe, else the method its
     ``student.json`` records (None when neither says)."""
@@ -161,6 +174,8 @@ class Predictor:
     serve: ServeConfig
     mode: str
     seed: int = 0
+    #: The training method (None when neither the run nor the student records it).
+    method: str | None = None
 
     @classmethod
     def load(cls, path: str | Path, *, task: str | None = None) -> Predictor:
@@ -176,13 +191,15 @@ class Predictor:
             raise UserError(f"student not found: {path} (give a run directory or student folder)")
         task_cfg, recipe = resolve_task(path, task)
         serve = recipe.serve if recipe else ServeConfig()
+        method = trained_method(path, recipe)
         return cls(
             student=load_for_inference(path, recipe.eval.judge if recipe else "auto"),
             task=build_task(task_cfg),
             eval=recipe.eval if recipe else EvalConfig(),
             serve=serve,
-            mode=default_mode(trained_method(path, recipe), serve),
+            mode=default_mode(method, serve),
             seed=recipe.seed if recipe else 0,
+            method=method,
         )
 
     def predict(
@@ -193,9 +210,16 @@ class Predictor:
         choices: Sequence[Choices] | None = None,
         quiet: bool = True,
     ) -> list[Prediction]:
-        """Answer ``questions`` in ``mode`` (default: the predictor's)."""
+        """Answer ``questions`` in ``mode`` (default: the predictor's).
+
+        Raises:
+            UserError: an unknown mode, or ``mirror`` for a student that never learnt to judge.
+        """
         chosen = mode or self.mode
         check_mode(chosen)
+        reason = untrained_mode(chosen, self.method)
+        if reason is not None:
+            raise UserError(reason)
         return infer(
             self.student,
             self.task,
@@ -232,7 +256,7 @@ def read_questions(path: Path) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise UserError(f"{path}:{lineno}: not a JSON object") from None
             if not isinstance(row, dict) or not str(row.get("question") or "").strip():
                 raise UserError(f'{path}:{lineno}: needs a "question" field with text')

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mindmirror.errors import UserError
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -55,3 +57,17 @@ class RunDir:
     def cell(self, name: str) -> RunDir:
         """The run directory of one experiment cell, e.g. ``cells/multi_cot-n5-s0``."""
         return RunDir(self.cells / name)
+
+
+def usable_run_dir(root: Path) -> RunDir:
+    """The run directory at ``root``, refused (UserError) when ``root`` or a folder above it is
+    a file, which would stop every command at its first write; nothing is created."""
+    for folder in (root, *root.parents):
+        if folder.is_dir():
+            break
+        if folder.exists():
+            raise UserError(
+                f"run directory {root}: {folder} is a file, not a folder; set run_dir (or "
+                "name) to a folder path"
+            )
+    return RunDir(root)

@@ -22,7 +22,9 @@ Authentication: with ``serve.api_key_env`` (``--api-key-env NAME``) every reques
 Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413 (reading
 stops at the limit, chunked bodies included);
 ``max_tokens`` over ``serve.max_tokens_limit``, ``n`` over ``serve.max_n``, streaming, no user
-message, or an unknown mode get 400 with an OpenAI-style ``{"error": {"message": ...}}``.
+message, an unknown mode, ``mirror`` for a student trained without self-evaluation, and a body
+that is not UTF-8 JSON (too deeply nested, or with a lone surrogate) get 400 with an
+OpenAI-style ``{"error": {"message": ...}}``.
 The model runs one request at a time (a lock); requests queue.
 """
 
@@ -48,7 +50,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindmirror.config import EvalConfig, InferMode, ServeConfig
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor, check_mode, run_recipe
+from mindmirror.predict import (
+    Predictor,
+    check_mode,
+    default_mode,
+    run_recipe,
+    trained_method,
+    untrained_mode,
+)
 from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.generate import generate
@@ -105,6 +114,8 @@ class Served:
     eval: EvalConfig
     lock: threading.Lock
     api_key: str | None = None
+    #: The training method (None when unknown): ``mirror`` is refused for one without verdicts.
+    method: str | None = None
 
 
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
@@ -113,8 +124,11 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, InferMode, int, int]:
-    """Validate limits; return (question, mode, n, max_tokens)."""
+def _check(
+    req: ChatRequest, cfg: ServeConfig, method: str | None
+) -> tuple[str, InferMode, int, int]:
+    """Validate limits and the mode (for a student trained with ``method``); return
+    (question, mode, n, max_tokens)."""
     if req.stream:
         raise ApiError(400, "streaming is not supported; send stream=false", "stream")
     users = [m for m in req.messages if m.role == "user"]
@@ -124,6 +138,9 @@ def _check(req: ChatRequest, cfg: ServeConfig) -> tuple[str, InferMode, int, int
     mode = str((req.mindmirror or {}).get("mode", cfg.mode))
     if mode not in MODES:
         raise ApiError(400, f"unknown mode {mode!r}: choose from {', '.join(MODES)}", "mode")
+    reason = untrained_mode(mode, method)
+    if reason is not None:
+        raise ApiError(400, reason, "mode")
     n = 1 if req.n is None else req.n
     if not 1 <= n <= cfg.max_n:
         raise ApiError(400, f"n must be between 1 and {cfg.max_n} (got {n})", "n")
@@ -213,7 +230,7 @@ def _count(tok: Any, text: str) -> int:
 
 def complete(served: Served, req: ChatRequest) -> dict[str, Any]:
     """Answer one validated chat request (blocking; call it under ``served.lock``)."""
-    question, mode, n, max_tokens = _check(req, served.serve)
+    question, mode, n, max_tokens = _check(req, served.serve, served.method)
     handler = _reasoning if mode in ("answer", "cot") else _aggregate
     texts, extra = handler(served, question, mode, n, max_tokens, req)
     tok = served.student.tokenizer
@@ -258,6 +275,54 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _lone_surrogate(data: Any) -> bool:
+    """Whether any string (key or value) in parsed JSON holds a lone surrogate, which JSON's
+    ``\\ud800`` escapes allow but no tokenizer or UTF-8 reply can carry (iterative: any depth)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    """The chat request in ``body``; ApiError 400 naming the problem when it is not UTF-8,
+    not JSON, nested past json's recursion limit, holds a lone surrogate, or has a bad field."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ApiError(
+            400, f"the request body is not valid UTF-8 (byte {error.start}): send UTF-8 JSON"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply to be a chat request") from None
+    if _lone_surrogate(data):
+        raise ApiError(
+            400,
+            "the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape): "
+            "send valid Unicode text",
+        )
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(400, f"{where}: {first['msg']}", where or None) from None
+
+
 def create_app(served: Served) -> FastAPI:
     """The FastAPI application over a loaded student."""
     app = FastAPI(title="mindmirror student", docs_url=None, redoc_url=None)
@@ -292,13 +357,9 @@ def create_app(served: Served) -> FastAPI:
         if body is None:
             return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
         try:
-            req = ChatRequest.model_validate(json.loads(body))
-        except json.JSONDecodeError:
-            return _error(400, "the request body is not valid JSON")
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return _error(400, f"{where}: {first['msg']}", where or None)
+            req = parse_request(body)
+        except ApiError as error:
+            return _error(error.status, error.message, error.param)
 
         def run() -> dict[str, Any]:
             with served.lock:
@@ -324,6 +385,7 @@ def load_served(path: str | Path, *, task: str | None = None) -> Served:
         serve=predictor.serve.model_copy(update={"mode": predictor.mode}),
         eval=predictor.eval,
         lock=threading.Lock(),
+        method=predictor.method,
     )
 
 
@@ -338,7 +400,9 @@ def serve_settings(path: str | Path, overrides: dict[str, Any]) -> ServeConfig:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "option"
         value = overrides.get(name, first.get("input"))
-        raise UserError(f"--{name.replace('_', '-')} {value}: {first['msg']}") from None
+        shown = repr(value) if value == "" else value
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"--{name.replace('_', '-')} {shown}: {message}") from None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -383,7 +447,11 @@ def serve_main(
     update = {"host": host, "port": port, "mode": mode, "model_name": model_name}
     update["api_key_env"] = api_key_env
     cfg = serve_settings(path, {k: v for k, v in update.items() if v is not None})
-    key = read_api_key(cfg.api_key_env) if cfg.api_key_env else None
+    key = read_api_key(cfg.api_key_env) if cfg.api_key_env is not None else None
+    method = trained_method(Path(path), run_recipe(Path(path)))
+    reason = untrained_mode(mode or default_mode(method, cfg), method)
+    if reason is not None:
+        raise UserError(reason)
     sock = listen(cfg.host, cfg.port)
     try:
         served = load_served(path, task=task)

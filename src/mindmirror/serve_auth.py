@@ -31,14 +31,16 @@ UNAUTHORIZED = {
 
 
 def read_api_key(env_name: str) -> str:
-    """The key in ``$env_name``; UserError naming the variable (not its value) when unset."""
-    key = os.environ.get(env_name, "").strip()
-    if not key:
+    """The key in ``$env_name``; UserError naming the variable (not its value) when it is
+    unset or empty (an empty key would leave the server open)."""
+    key = os.environ.get(env_name)
+    if key is None or not key.strip():
+        state = "is not set" if key is None else "is empty"
         raise UserError(
-            f"--api-key-env {env_name}: ${env_name} is not set; export {env_name}=<a secret key> "
+            f"--api-key-env {env_name}: ${env_name} {state}; export {env_name}=<a secret key> "
             "(clients then send it as their API key)"
         )
-    return key
+    return key.strip()
 
 
 def _digest(value: bytes) -> bytes:

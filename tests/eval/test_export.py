@@ -14,7 +14,7 @@ import gguf
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from mindmirror.cli import app
 from mindmirror.errors import UserError
@@ -124,7 +124,8 @@ def test_lora_adapters_are_merged_into_the_base(tmp_path: Path, fitted_causal: F
 def test_seq2seq_students_export_only_as_hf(tmp_path: Path, fitted_t5: Fitted) -> None:
     student = saved(fitted_t5, tmp_path / "t5")
     with pytest.raises(UserError, match=r"seq2seq students .* use --format hf"):
-        export(student, "gguf", tmp_path / "gguf")
+        export(student, "gguf", tmp_path / "new" / "gguf")
+    assert not (tmp_path / "new").exists()  # a failed export leaves no folder behind
     folder = export(student, "hf", tmp_path / "hf").folder
     assert load_student(folder)[2] == "seq2seq"
     assert "pipeline_tag: text2text-generation" in (folder / "README.md").read_text()
@@ -181,3 +182,73 @@ def test_cli_export_and_its_errors(tmp_path: Path, fitted_causal: Fitted) -> Non
     failed = runner.invoke(app, ["export", str(student), "--format", "gguf", "--quant", "zz"])
     assert failed.exit_code == 2 and "unknown GGUF type" in failed.output
     assert "Traceback" not in failed.output
+
+
+def one_line_error(result: Result, *needles: str) -> None:
+    """A CLI failure as users must see it: exit code 2, one line naming the problem."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_damaged_weights_are_one_line_everywhere(tmp_path: Path, fitted_causal: Fitted) -> None:
+    student = saved(fitted_causal, tmp_path / "student")
+    weights = student / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    runner = CliRunner()
+    out = tmp_path / "out"
+    for args in (
+        ["export", str(student), "-o", str(out)],
+        ["predict", str(student), "--task", "svamp", "--question", Q_RIGHT],
+        ["serve", str(student), "--task", "svamp", "--port", "0"],
+    ):
+        result = runner.invoke(app, args)
+        one_line_error(result, f"cannot load student '{student}'", "model.safetensors is damaged")
+    assert not out.exists()
+
+
+def test_a_run_without_a_student_says_train_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    (run / "teacher").mkdir(parents=True)
+    recipe = {"name": "run", "task": {"name": "generic", "family": "number"}}
+    (run / "recipe.yaml").write_text(json.dumps(recipe))
+    monkeypatch.chdir(tmp_path)  # where export's default output would go
+    runner = CliRunner()
+    for args in (
+        ["export", str(run)],
+        ["predict", str(run), "--question", "1 + 1?"],
+        ["serve", str(run), "--port", "0"],
+    ):
+        result = runner.invoke(app, args)
+        one_line_error(result, f"no trained student in {run}: train first (`mindmirror train")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_output_that_is_a_file_or_not_writable(tmp_path: Path, fitted_causal: Fitted) -> None:
+    student = saved(fitted_causal, tmp_path / "student")
+    taken = tmp_path / "taken.gguf"
+    taken.write_text("keep me\n")
+    for output in (taken, taken / "sub"):
+        with pytest.raises(UserError, match=rf"--output {output}: {taken} is a file"):
+            export(student, "hf", output)
+    assert taken.read_text() == "keep me\n"
+    # /proc takes no new folders, even from root (whom permission bits do not stop).
+    with pytest.raises(UserError, match=r"--output /proc/mindmirror/x: .*choose another --output"):
+        export(student, "hf", Path("/proc/mindmirror/x"))
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path: Path, fitted_causal: Fitted) -> None:
+    """The judge of a two-stage run is damaged: the final student was written already."""
+    _, run = write_run(tmp_path, fitted_causal)
+    judge = saved(fitted_causal, run.stage("evaluation") / "best")
+    (judge / "model.safetensors").write_bytes(b"cut short")
+    stages = {"evaluation": {"best": "student/evaluation/best"}}
+    summary = {"final": "student/stage2/best", "stages": stages}
+    (run.student / "train.json").write_text(json.dumps(summary))
+    with pytest.raises(UserError, match=r"model\.safetensors is damaged"):
+        export(run.root, "hf", tmp_path / "new" / "exported")
+    assert not (tmp_path / "new").exists()

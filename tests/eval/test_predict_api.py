@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mindmirror.config import dump_recipe
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor, judge_folder, load_for_inference, predict, predict_file
 from mindmirror.student.model import save_student
@@ -63,6 +64,7 @@ def test_student_folder_needs_a_task(tmp_path: Path, fitted_causal: Fitted) -> N
         ('{"question": "ok"}\nnot json\n', "questions.jsonl:2: not a JSON object"),
         ('{"q": "x"}\n', 'questions.jsonl:1: needs a "question" field'),
         ("\n", "no questions in it"),
+        ('{"question": ' + "[" * 100000 + "]" * 100000 + "}\n", "questions.jsonl:1: not a JSON"),
     ],
 )
 def test_malformed_question_files(
@@ -104,3 +106,13 @@ def test_two_stage_runs_judge_with_their_self_evaluation_student(
     assert judge_folder(run.stage("evaluation") / "best") is None  # not the final student
     assert load_for_inference(run.root).judge is not None
     assert load_for_inference(run.root, judge="final").judge is None
+
+
+def test_mirror_needs_a_student_that_learnt_to_judge(tmp_path: Path, fitted_causal: Fitted) -> None:
+    recipe, run = write_run(tmp_path, fitted_causal)
+    recipe.train.method = "multi_cot"
+    run.recipe.write_text(dump_recipe(recipe))
+    predictor = Predictor.load(run.root)
+    with pytest.raises(UserError, match=r"mode mirror needs a student that learnt to judge its"):
+        predictor.predict([Q_RIGHT], mode="mirror")
+    assert predictor.predict([Q_RIGHT], mode="cot")[0].cot == COT_RIGHT

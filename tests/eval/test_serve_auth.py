@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +89,25 @@ def test_an_unset_key_variable_is_one_clear_line(student: Path) -> None:
     assert result.exit_code == 2
     assert "$MINDMIRROR_NO_SUCH_VAR is not set" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_empty_key_variable_or_name_is_refused(
+    student: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Either would serve with no key at all; the taken port stops a server that started."""
+    monkeypatch.setenv("MINDMIRROR_EMPTY_KEY", "")
+    cases = [
+        ("", "--api-key-env '': '' is not an environment variable name"),
+        ("MINDMIRROR_EMPTY_KEY", "$MINDMIRROR_EMPTY_KEY is empty; export MINDMIRROR_EMPTY_KEY="),
+    ]
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        for name, message in cases:
+            args = ["serve", str(student), "--task", "svamp", "--port", port]
+            result = CliRunner().invoke(app, [*args, "--api-key-env", name])
+            assert result.exit_code == 2, result.output
+            assert message in result.output
+            assert "Traceback" not in result.output
 
 
 def test_key_matching_is_exact() -> None:

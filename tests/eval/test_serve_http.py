@@ -10,29 +10,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from mindmirror.config import dump_recipe
 from mindmirror.embedded import free_port
 from mindmirror.student.model import save_student
-from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted
+from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, write_run
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> Iterator[str]:
-    """Base URL of a `serve_main` process over the fitted tiny student (task: svamp)."""
-    folder = tmp_path_factory.mktemp("serve") / "student"
-    s = fitted_causal.student
-    save_student(s.model, s.tokenizer, folder, kind="causal")
+@contextmanager
+def serving(path: Path, **options: object) -> Iterator[str]:
+    """Base URL of a `serve_main` process over the student at ``path`` (a student folder or a
+    run directory), with ``options`` passed on; its log goes beside ``path``."""
     port = free_port()
+    keywords = "".join(f", {key}={value!r}" for key, value in options.items())
     code = (
-        "from mindmirror.serve import serve_main; "
-        f"serve_main({str(folder)!r}, port={port}, task='svamp', model_name='tiny')"
+        f"from mindmirror.serve import serve_main; serve_main({str(path)!r}, port={port}{keywords})"
     )
-    log = (folder.parent / "serve.log").open("wb")
+    log_path = path.parent / "serve.log"
+    log = log_path.open("wb")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a tiny model: threads only contend
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
@@ -41,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> I
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            assert proc.poll() is None, (folder.parent / "serve.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{url}/models", timeout=1).status_code == 200:
                     break
@@ -52,6 +53,16 @@ def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> I
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fitted_causal: Fitted) -> Iterator[str]:
+    """Base URL of a `serve_main` process over the fitted tiny student (task: svamp)."""
+    folder = tmp_path_factory.mktemp("serve") / "student"
+    s = fitted_causal.student
+    save_student(s.model, s.tokenizer, folder, kind="causal")
+    with serving(folder, task="svamp", model_name="tiny") as url:
+        yield url
 
 
 @pytest.fixture
@@ -140,6 +151,20 @@ def test_oversized_body_and_bad_json(server: str) -> None:
     assert httpx.get(f"{server}/nowhere", timeout=30).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', "not valid UTF-8 (byte 46)"),
+        (b"[" * 30000 + b"]" * 30000, "nested too deeply to be a chat request"),
+        (b'{"messages": [{"role": "user", "content": "\\ud800?"}]}', "lone surrogate"),
+    ],
+)
+def test_bodies_that_are_not_utf8_json_get_400(server: str, body: bytes, message: str) -> None:
+    response = httpx.post(f"{server}/chat/completions", content=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+
+
 def test_a_chunked_body_is_read_only_up_to_the_limit(server: str) -> None:
     """Without Content-Length the server stops reading at serve.max_body_bytes and answers 413
     at once, instead of holding the whole upload in memory first (the body never ends here)."""
@@ -185,6 +210,40 @@ def test_bad_overrides_and_a_taken_port_fail_before_the_model_loads(tmp_path: Pa
         result = mindmirror("serve", missing, "--task", "svamp", "--port", port, cwd=tmp_path)
     assert_one_line_error(result, f"port {port} on 127.0.0.1 is already in use")
     assert "serving" not in result.stdout + result.stderr
+
+
+def test_mirror_is_refused_for_a_student_that_never_learnt_to_judge(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    """At start (--mode mirror, or the recipe's serve.mode) and per request: its verdicts
+    would come from an untrained judge."""
+    from tests.cli.test_cli_errors import assert_one_line_error, mindmirror
+
+    recipe, run = write_run(tmp_path, fitted_causal)
+    recipe.train.method = "multi_cot"
+    run.recipe.write_text(dump_recipe(recipe))
+    reason = "mode mirror needs a student that learnt to judge its CoTs, and this one was "
+    reason += "trained with multi_cot"
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a server that started stops here
+        port = str(taken.getsockname()[1])
+        result = mindmirror(
+            "serve", str(run.root), "--mode", "mirror", "--port", port, cwd=tmp_path
+        )
+        assert_one_line_error(result, reason, "use mode vote or cot")
+        recipe.serve.mode = "mirror"
+        run.recipe.write_text(dump_recipe(recipe))
+        assert_one_line_error(
+            mindmirror("serve", str(run.root), "--port", port, cwd=tmp_path), reason
+        )
+    recipe.serve.mode = "cot"
+    run.recipe.write_text(dump_recipe(recipe))
+    with serving(run.root) as url:
+        request = {"messages": [{"role": "user", "content": Q_RIGHT}], "max_tokens": 24}
+        reply = httpx.post(f"{url}/chat/completions", json=request, timeout=60)
+        assert reply.json()["choices"][0]["message"]["content"] == COT_RIGHT
+        request["mindmirror"] = {"mode": "mirror"}
+        reply = httpx.post(f"{url}/chat/completions", json=request, timeout=60)
+        assert reply.status_code == 400 and reason in reply.json()["error"]["message"]
 
 
 def test_teach_can_use_the_served_student_as_its_teacher(server: str, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_save_and_load_round_trip_with_lora_merged(tmp_path, tiny_llama) -> None
 def test_run_directories_resolve_to_their_final_student(tmp_path, tiny_t5) -> None:
     run = RunDir(tmp_path / "run")
     run.student.mkdir(parents=True)
-    with pytest.raises(UserError, match="no trained student yet"):
+    with pytest.raises(UserError, match=r"no trained student in .*: train first"):
         find_student(run.root)
     model, tokenizer, kind = load_student(tiny_t5)
     save_student(model, tokenizer, run.stage("reasoning") / "best", kind=kind)

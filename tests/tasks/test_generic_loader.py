@@ -11,6 +11,7 @@ import pytest
 from mindmirror.config import TaskConfig
 from mindmirror.errors import UserError
 from mindmirror.tasks import ChoiceTask, LabelTask, NumberTask, load_task
+from mindmirror.tasks.readers import read_rows
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -145,3 +146,15 @@ def test_duplicate_ids_and_unknown_split_names(tmp_path: Path) -> None:
         load_task(_cfg(family="number", path=str(path), fields={"id": "k"}), 0)
     with pytest.raises(UserError, match="unknown split 'holdout'"):
         load_task(_cfg(family="number", files={"holdout": str(path)}), 0)
+
+
+def test_a_row_nested_past_the_json_limit_is_a_user_error(tmp_path: Path) -> None:
+    deep = "[" * 100000 + "]" * 100000
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"question": "q", "answer": "1"}\n{"question": ' + deep + "}\n")
+    with pytest.raises(UserError, match=r"rows.jsonl:2: JSON nested too deeply"):
+        read_rows(lines)
+    array = tmp_path / "rows.json"
+    array.write_text("[" + deep + "]")
+    with pytest.raises(UserError, match=r"rows.json: JSON nested too deeply"):
+        read_rows(array)

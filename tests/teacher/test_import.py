@@ -171,6 +171,7 @@ def test_generic_jsonl_by_question_or_id(tmp_path: Path) -> None:
         ('{"question": "q", "cots": "a"}', r"bad.jsonl:2: `cots` must be a list of strings"),
         ('{"question": "q", "cots": ["a"], "evaluations": []}', r"one list per CoT"),
         ("{not json", r"bad.jsonl:2: not valid JSON"),
+        ('{"question": ' + "[" * 100000 + "]" * 100000 + "}", r"bad.jsonl:2: JSON nested too"),
     ],
 )
 def test_malformed_jsonl_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from mindmirror.config.base import SplitName, Strict
 from mindmirror.config.evaluation import (
@@ -64,12 +64,88 @@ class Recipe(Strict):
         default_factory=ExperimentConfig, description="The comparison grid (`experiment`)."
     )
 
+    @field_validator("name")
+    @classmethod
+    def _single_folder_name(cls, name: str) -> str:
+        # runs/<name> must stay inside runs/: no separators, no '..', not runs/ itself.
+        if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise ValueError(
+                f"{name!r} is not a folder name: give one path component (letters, digits, "
+                "-, _), or set run_dir to put the run elsewhere"
+            )
+        return name
+
     def resolved_run_dir(self) -> Path:
         """The run directory this recipe writes to."""
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
 
 
 # ---------------------------------------------------------------------------- loading
+
+#: Deeper than any recipe needs (sections of keys, short lists); deeper input is refused up
+#: front, where PyYAML's and pydantic's recursion would otherwise end in a traceback.
+MAX_DEPTH = 16
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently, so a recipe could read one way and run another)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges are meant to be overridden
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the base loader reports it
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value``'s dicts and lists nest more than ``limit`` levels (iterative, and each
+    container is walked once, so YAML aliases and self-references cost nothing extra)."""
+    stack = [(value, 0)]
+    best: dict[int, int] = {}  # id of a container -> the shallowest depth it was seen at
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        if depth >= limit:
+            return True
+        if best.get(id(node), limit) <= depth:
+            continue
+        best[id(node)] = depth
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as Python data: duplicate keys refused, nesting capped at ``MAX_DEPTH``.
+
+    Raises:
+        yaml.YAMLError: malformed YAML or a duplicate key (with its position).
+        UserError: nested deeper than ``MAX_DEPTH``.
+    """
+    deep = UserError(
+        f"{where}: nested more than {MAX_DEPTH} levels deep; a recipe is sections of keys and "
+        "short lists"
+    )
+    try:
+        data = yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader: plain data only
+    except RecursionError:
+        raise deep from None
+    if too_deep(data):
+        raise deep
+    return data
 
 
 def _known_keys(model: type[BaseModel]) -> list[str]:
@@ -127,7 +203,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected key=value, e.g. teacher.temperature=0.9")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
+        except yaml.constructor.ConstructorError as error:
+            raise UserError(f"--set {item!r}: {error.problem}") from None
         except yaml.YAMLError:
             value = raw
         parsed.append((key.strip(), value))
@@ -147,17 +225,31 @@ def recipe_from_dict(
         raise UserError(_explain(error, source)) from None
 
 
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; UserError naming the file and the fix otherwise."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save the {what} as UTF-8"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply ``--set`` overrides, validate it.
 
     Raises:
-        UserError: missing file, bad YAML, unknown key (with the nearest valid one), bad value.
+        UserError: missing or unreadable file, text that is not UTF-8, bad YAML (a key twice,
+            nesting past ``MAX_DEPTH``), unknown key (with the nearest valid one), bad value.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(read_text(path, "recipe"), str(path)) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

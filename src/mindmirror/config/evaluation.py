@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from mindmirror.config.base import Strict
 
@@ -73,6 +73,16 @@ class ServeConfig(Strict):
         description="Name of an environment variable holding a key: every request must then "
         "send `Authorization: Bearer <key>` (401 otherwise). The key is never logged.",
     )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, name: str | None) -> str | None:
+        # An empty name would silently serve without any key.
+        if name is not None and (not name.strip() or "=" in name or "\0" in name):
+            raise ValueError(
+                f"{name!r} is not an environment variable name: give one, e.g. MINDMIRROR_KEY"
+            )
+        return name
 
 
 ExperimentMethod = Literal[

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -113,7 +114,12 @@ def convert_gguf(gguf: Path, cache_dir: str | Path | None = None) -> Path:
 
 
 def find_student(path: str | Path) -> Path:
-    """Resolve a run directory to its final trained student; a model folder stays as it is."""
+    """Resolve a run directory to its final trained student; a model folder stays as it is.
+
+    Raises:
+        UserError: a run directory (``recipe.yaml``, ``teacher/`` or ``student/`` in it) whose
+            training never finished, with the command that trains it.
+    """
     path = Path(path)
     summary = path / "student" / "train.json"
     if summary.is_file():
@@ -121,8 +127,12 @@ def find_student(path: str | Path) -> Path:
         if not final:
             raise UserError(f"{summary}: training did not finish; run `mindmirror train` again")
         return path / final
-    if (path / "student").is_dir() and not (path / "config.json").is_file():
-        raise UserError(f"{path}: no trained student yet; run `mindmirror train` first")
+    run_parts = (path / "recipe.yaml", path / "teacher", path / "student")
+    if not (path / "config.json").is_file() and any(p.exists() for p in run_parts):
+        raise UserError(
+            f"no trained student in {path}: train first (`mindmirror train RECIPE`, the recipe "
+            "of this run)"
+        )
     return path
 
 
@@ -162,7 +172,8 @@ def load_student(
     """Load a student and its tokenizer; see the module docstring for what ``source`` may be.
 
     Raises:
-        UserError: missing file or folder, or a model that cannot be loaded offline.
+        UserError: missing file or folder, a run directory without a trained student, damaged
+            weights, or a model that cannot be loaded offline.
     """
     resolved = resolve_source(source, cache_dir)
     try:
@@ -171,11 +182,16 @@ def load_student(
         auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
         model = auto.from_pretrained(resolved, dtype=dtype or torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except SafetensorError as error:
+        raise UserError(
+            f"cannot load student '{source}': its model.safetensors is damaged or cut short "
+            f"({error}); copy it again, or train again"
+        ) from None
     except (OSError, ValueError) as error:
         # OSError: not found / offline; ValueError: a folder that is not a model.
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"cannot load student {source!r}: {first} (check the Hub id or path; offline, "
+            f"cannot load student '{source}': {first} (check the Hub id or path; offline, "
             "use a local folder, a .gguf file or `embedded`)"
         ) from None
     _prepare_tokenizer(tokenizer, kind)

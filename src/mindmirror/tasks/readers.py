@@ -14,6 +14,8 @@ from typing import Any
 from mindmirror.errors import UserError
 
 Row = dict[str, Any]
+#: Why a JSON value nested thousands of levels deep (json's recursion limit) is refused.
+TOO_DEEP = "JSON nested too deeply to be a row (thousands of levels); fix or remove it"
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -34,6 +36,8 @@ def read_jsonl(path: Path) -> list[Row]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise UserError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{number}: {TOO_DEEP}") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object per line")
             rows.append(row)
@@ -46,6 +50,8 @@ def read_json_list(path: Path) -> list[Row]:
         data = json.loads(require_file(path, "data file").read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise UserError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: {TOO_DEEP}") from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise UserError(f"{path}: expected a JSON array of objects")
     return data

@@ -120,6 +120,10 @@ def cut_completion(text: str) -> str:
 # ---------------------------------------------------------------------------- file readers
 
 
+#: Why a JSON value nested thousands of levels deep (json's recursion limit) is refused.
+TOO_DEEP = "JSON nested too deeply to be an entry (thousands of levels); fix or remove it"
+
+
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -127,6 +131,8 @@ def _load_json(path: Path) -> Any:
         raise UserError(f"cannot read {path}: {error}") from None
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: {TOO_DEEP}") from None
 
 
 def _load_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -142,6 +148,8 @@ def _load_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as error:
             raise UserError(f"{path}:{lineno}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{lineno}: {TOO_DEEP}") from None
 
 
 def _str_list(value: Any, where: str, what: str) -> list[str]:
