@@ -74,7 +74,8 @@ def self_evaluation_agreement(
     Uses every parsed CoT of the given (test) records. ``teacher`` compares the student's most
     likely verdict with each parsed teacher verdict; ``gold`` compares "student says correct"
     with the CoT's gold correctness; ``auroc`` ranks CoTs by the student's P(correct) against
-    gold. The teacher's own agreement with gold is given for reference. None without CoTs.
+    gold, ``length_auroc`` by their shortness alone. The teacher's own agreement with gold is
+    given for reference. None without CoTs.
     """
     pairs = [(r, c) for r in records for c in r.cots if c.parsed and c.text.strip()]
     if not pairs:
@@ -115,6 +116,11 @@ def self_evaluation_agreement(
         "gold": agreement([v == "correct" for v, _, _ in gold], [c.correct for _, _, c in gold]),
         "gold_cots": len(gold),
         "auroc": auroc([p["correct"] for _, p, _ in gold], [bool(c.correct) for _, _, c in gold]),
+        # What CoT length alone reaches (shorter = more likely right): the bar a judge must pass.
+        "length_auroc": auroc(
+            [-float(len(judge.tokenizer(c.text)["input_ids"])) for _, _, c in gold],
+            [bool(c.correct) for _, _, c in gold],
+        ),
         "teacher_vs_gold": agreement(
             [a for a, _ in teacher_vs_gold], [b for _, b in teacher_vs_gold]
         ),
