@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from mindmirror.config import ExperimentConfig, Recipe, dump_recipe
+from mindmirror.cell_records import TEACHER_SUMMARY, keep_record, read_correctness
+from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
@@ -43,10 +44,10 @@ from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import (
     Correctness,
+    RowKey,
     markdown,
     method_num_cots,
     paired_differences,
-    read_correctness,
     row_results,
     table_rows,
     teacher_lines,
@@ -77,17 +78,20 @@ OPERATIONAL_KEYS = (
 
 @dataclass(frozen=True)
 class Cell:
-    """One training + evaluation run of the grid."""
+    """One training + evaluation run of the grid; ``variant`` names the extra row
+    (``experiment.extra_rows``) whose settings it trains with, "" for the grid's own cells."""
 
     method: str
     num_cots: int
     seed: int
     modes: tuple[str, ...]
+    variant: str = ""
 
     @property
     def name(self) -> str:
         """The cell's folder name under ``cells/``."""
-        return f"{self.method}-n{self.num_cots}-s{self.seed}"
+        prefix = f"{self.variant}-" if self.variant else ""
+        return f"{prefix}{self.method}-n{self.num_cots}-s{self.seed}"
 
 
 # ------------------------------------------------------------------------------- the grid
@@ -109,6 +113,12 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
             modes = applicable_modes(method, asked, explain_target)
             for n in method_num_cots(method, cfg):
                 cells.append(Cell(method, n, seed, modes))
+        for row in cfg.extra_rows:
+            if row.method in SELF_EVAL_METHODS and not self_eval:
+                continue
+            asked = cfg.modes_by_method.get(row.method, cfg.modes)
+            modes = applicable_modes(row.method, asked, explain_target)
+            cells.append(Cell(row.method, row.num_cots, seed, modes, row.name))
     return cells
 
 
@@ -118,19 +128,29 @@ def data_seed(recipe: Recipe) -> int:
 
 
 def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
-    """The parent recipe with the cell's method, N, training seed, modes and run directory
-    (and with ``experiment.equal_examples``, epochs divided by N for the CoT methods)."""
+    """The parent recipe with the cell's method, N, training seed, modes and run directory,
+    the method's ``experiment.train_by_method`` settings (and with
+    ``experiment.equal_examples``, epochs divided by N for the CoT methods), then an extra
+    row's settings.
+
+    Raises:
+        UserError: an extra row's setting that is not a valid recipe value.
+    """
     data = recipe.model_dump(mode="json", by_alias=True)
     data["name"] = f"{recipe.name}-{cell.name}"
     data["run_dir"] = str(folder)
     data["seed"] = cell.seed
     data["task"]["split_seed"] = data_seed(recipe)
-    data["train"].update(method=cell.method, num_cots=cell.num_cots)
+    train = data["train"]
+    train.update(recipe.experiment.train_by_method.get(cell.method, {}))
+    train.update(method=cell.method, num_cots=cell.num_cots)
     if recipe.experiment.equal_examples and cell.method in COT_METHODS:
-        data["train"]["epochs"] = recipe.train.epochs / cell.num_cots
-        data["train"]["stage1_epochs"] = recipe.train.stage1_epochs or recipe.train.epochs
+        train["stage1_epochs"] = train["stage1_epochs"] or train["epochs"]
+        train["epochs"] = train["epochs"] / cell.num_cots
     data["eval"]["modes"] = list(cell.modes)
-    return Recipe.model_validate(data)
+    rows = {row.name: row for row in recipe.experiment.extra_rows}
+    overrides = rows[cell.variant].set if cell.variant else {}
+    return recipe_from_dict(data, [f"{key}={json.dumps(v)}" for key, v in overrides.items()])
 
 
 # ---------------------------------------------------------------------------- the records
@@ -242,18 +262,20 @@ def _scoring(recipe: Recipe) -> dict[str, Any]:
 
 
 def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | None:
-    """The cell's metrics when they were scored with this recipe's evaluation settings.
+    """The cell's metrics when they were scored with the cell's evaluation settings (the
+    recipe's, or an extra row's).
 
     None when the cell was never scored or was scored with other settings (then every mode is
     scored again); metrics missing some of ``cell.modes`` are returned as they are.
     """
-    path = cell_run(run, cell).evaluation / "metrics.json"
+    sub = cell_run(run, cell)
+    path = sub.evaluation / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
     settings = dict(metrics.get("settings") or {})
     settings.pop("modes", None)
-    return metrics if settings == _scoring(recipe) else None
+    return metrics if settings == _scoring(cell_recipe(recipe, cell, sub.root)) else None
 
 
 def finished(recipe: Recipe, run: RunDir, cell: Cell) -> bool:
@@ -343,11 +365,15 @@ def experiment(
 
     cfg = recipe.experiment
     console = Console(stderr=True, quiet=quiet)
-    most = max(n for method in cfg.methods for n in method_num_cots(method, cfg))
+    most = max(
+        [n for method in cfg.methods for n in method_num_cots(method, cfg)]
+        + [row.num_cots for row in cfg.extra_rows]
+    )
     if most > recipe.teacher.num_cots:
         raise UserError(
             f"the grid asks for {most} CoTs per question (experiment.num_cots, "
-            f"num_cots_by_method) but teacher.num_cots is {recipe.teacher.num_cots}; raise "
+            f"num_cots_by_method, extra_rows) but teacher.num_cots is "
+            f"{recipe.teacher.num_cots}; raise "
             "teacher.num_cots or lower the grid's N"
         )
     if teaching_needed(recipe, run):
@@ -360,8 +386,9 @@ def experiment(
     records = read_records(run.records)
     source = evaluation_source(records)
     cells = plan_cells(cfg, self_eval=source != "none", explain_target=recipe.train.explain_target)
+    table = table_rows(cfg, source, recipe.train.distill_label)
     results: dict[Cell, dict[str, Any]] = {}
-    correctness: dict[tuple[str, int], dict[int, Correctness]] = {}
+    correctness: dict[RowKey, dict[int, Correctness]] = {}
     missing = []
     for index, cell in enumerate(cells, 1):
         done = finished(recipe, run, cell)
@@ -375,10 +402,23 @@ def experiment(
             continue
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
         predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
-        correctness.setdefault((cell.method, cell.num_cots), {})[cell.seed] = read_correctness(
-            predictions
-        )
-    rows = [row_results(r, results) for r in table_rows(cfg, source, recipe.train.distill_label)]
+        key = (cell.method, cell.num_cots, cell.variant)
+        correctness.setdefault(key, {})[cell.seed] = read_correctness(predictions)
+        if cfg.records:
+            keep_record(
+                Path(cfg.records),
+                cell_run(run, cell),
+                cell,
+                results[cell],
+                table,
+                {"evaluations": source, "data_seed": data_seed(recipe)},
+                rewrite=not done,
+            )
+    if cfg.records and run.summary.is_file():
+        folder = Path(cfg.records)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
+    rows = [row_results(r, results) for r in table]
     pairs = paired_differences(
         rows, correctness, resamples=recipe.eval.bootstrap, seed=data_seed(recipe)
     )
@@ -393,6 +433,7 @@ def experiment(
                 "method": c.method,
                 "num_cots": c.num_cots,
                 "seed": c.seed,
+                "variant": c.variant,
                 "questions": m.get("questions"),
                 "accuracy": {k: v["accuracy"] for k, v in m.get("modes", {}).items()},
             }
