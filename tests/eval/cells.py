@@ -88,27 +88,33 @@ def fake_cell(
     sub.evaluation.mkdir(parents=True)
     (sub.evaluation / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (sub.evaluation / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fake_training(sub, method, validation=skill, seconds=100.0 + seed)
+    return sub
+
+
+def fake_training(sub: RunDir, method: str, *, validation: float, seconds: float) -> None:
+    """``student/train.json`` and the validation curves as training leaves them: each stage's
+    best figure ``validation``, reached at the last of 3 evaluations."""
     summary: dict[str, Any] = {"stages": {}, "precision": "bf16"}
     for stage in stages(method):  # type: ignore[arg-type]
         metric = "eval_verdict_agreement" if stage == "evaluation" else "eval_accuracy"
         curve = [
-            {"step": 10 * (e + 1), "epoch": e + 1.0, metric: skill - 0.1 / (e + 1)}
-            for e in range(3)
-        ]
+            {"step": 10 * (e + 1), "epoch": e + 1.0, metric: validation - 0.1 / (e + 1)}
+            for e in range(2)
+        ] + [{"step": 30, "epoch": 3.0, metric: validation}]
         summary["stages"][stage] = {
-            "best_metric": {metric: curve[-1][metric]},
+            "best_metric": {metric: validation},
             "best_step": 30,
             "steps": 30,
-            "train_seconds": 100.0 + seed,
+            "train_seconds": seconds,
             "train_loss": 1.5,
             "precision": "bf16",
             "validation_items": 61,
             "rows": {"kept": 1000},
         }
-        sub.stage(stage).mkdir(parents=True)
+        sub.stage(stage).mkdir(parents=True, exist_ok=True)
         (sub.stage(stage) / "curve.json").write_text(json.dumps(curve))
     (sub.student / "train.json").write_text(json.dumps(summary))
-    return sub
 
 
 def identity(sub: RunDir, method: str, seed: int, label: str, variant: str = "") -> dict[str, Any]:
