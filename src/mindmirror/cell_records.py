@@ -8,7 +8,7 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
 
 - who: ``cell``, ``method``, ``num_cots``, ``seed``, ``variant`` (an extra row's name, else
   ""), ``label`` (the table row), ``evaluations`` (teacher / gold verdicts), ``data_seed``,
-  ``cpu`` (the machine that wrote the record) and ``precision`` (the final stage's);
+  ``cpu`` (the machine that wrote the record), ``train_settings`` (the cell's ``train:``);
 - ``settings``: the evaluation settings the cell was scored with;
 - ``questions``: the test question ids, the order of every per-question list below;
 - ``modes``: per mode the cell's figures (accuracy and interval, AURC, selective accuracy,
@@ -19,7 +19,7 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
   together): per question the K parsed answers and their correctness (a string of 0/1);
 - ``self_evaluation``, ``self_evaluation_final``: the judge's agreement on teacher CoTs;
 - ``train``: per stage the step chosen on validation, its validation figure and curve, steps,
-  seconds, loss and precision.
+  seconds, loss and precision; the final stage's precision.
 
 What a record leaves out is derived from what it keeps: the risk-coverage curve (from the
 confidences and correctness) and the per-mode question count.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from mindmirror.student.precision import CPUINFO, cpuinfo_field
 from mindmirror.tables import Correctness, Row, paired_differences, row_order, row_results
 
 if TYPE_CHECKING:
+    from mindmirror.config import Recipe
     from mindmirror.experiment import Cell
 
 SCHEMA = "mindmirror.cell_record/1"
@@ -144,7 +146,7 @@ def cell_record(
 
 def keep_record(
     folder: Path,
-    sub: RunDir,
+    resolved: Recipe,
     cell: Cell,
     metrics: dict[str, Any],
     table: list[Row],
@@ -152,9 +154,10 @@ def keep_record(
     *,
     rewrite: bool,
 ) -> None:
-    """Write a finished cell's record (its row's label from ``table``; ``grid`` holds the
-    grid's ``evaluations`` and ``data_seed``) when the cell was scored now (``rewrite``) or has
-    none yet: a record is not rewritten by a later session, whose machine did not make it."""
+    """Write a finished cell's record (``resolved``: the cell's recipe; its row's label from
+    ``table``; ``grid`` holds the grid's ``evaluations`` and ``data_seed``) when the cell was
+    scored now (``rewrite``) or has none yet: a record is not rewritten by a later session,
+    whose machine did not make it."""
     if not rewrite and record_path(folder, cell.name).is_file():
         return
     key = (cell.method, cell.num_cots, cell.variant, None)
@@ -166,9 +169,34 @@ def keep_record(
         "seed": cell.seed,
         "variant": cell.variant,
         "label": label,
+        "train_settings": resolved.train.model_dump(mode="json"),
         **grid,
     }
+    sub = RunDir(resolved.resolved_run_dir())
     write_record(folder, cell_record(sub, identity, metrics, cpu_name()))
+
+
+def keep_teacher_summary(folder: Path, run: RunDir) -> None:
+    """Copy the grid's teacher summary (what the report's teacher plot reads) beside the cell
+    records, when the run has one."""
+    if run.summary.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
+
+
+def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] | None:
+    """The record of a cell that another machine finished, when it holds every mode the cell
+    asks for, trained and scored with the cell's settings (``resolved``: its recipe); None
+    otherwise. The grid reuses it instead of training the cell again."""
+    path = record_path(folder, cell.name)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    scored, asked = dict(record["settings"]), resolved.eval.model_dump(mode="json")
+    scored.pop("modes")
+    asked.pop("modes")
+    same = (record["train_settings"], scored) == (resolved.train.model_dump(mode="json"), asked)
+    return record if same and set(cell.modes) <= set(record["modes"]) else None
 
 
 def record_path(folder: Path, cell: str) -> Path:

@@ -10,7 +10,8 @@ Order of work, so that a killed experiment resumes where it stopped:
    of the teacher. A cell is finished when its ``eval/metrics.json`` exists and holds every
    mode asked for, scored with the recipe's evaluation settings; finished cells are skipped,
    half-trained ones resume from their last checkpoint, and a re-run asking for one more mode
-   scores only that mode.
+   scores only that mode. With ``experiment.records``, each finished cell leaves a durable
+   record (``cell_records``), which stands for the cell where its run directory is gone.
 3. ``experiment.json`` and ``experiment.md`` get the tables of ``tables.py``: the paper's
    layout (standard fine-tuning, standard distillation, 1 CoT, N CoTs, 1 and N CoTs with
    self-evaluation, our ``mirror`` mode beside the paper's ``answer`` mode, mean +- std over
@@ -35,7 +36,14 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from mindmirror.cell_records import TEACHER_SUMMARY, keep_record, read_correctness
+from mindmirror.cell_records import (
+    keep_record,
+    keep_teacher_summary,
+    read_correctness,
+    record_correctness,
+    record_metrics,
+    recorded_cell,
+)
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
@@ -391,33 +399,31 @@ def experiment(
     correctness: dict[RowKey, dict[int, Correctness]] = {}
     missing = []
     for index, cell in enumerate(cells, 1):
+        resolved = cell_recipe(recipe, cell, cell_run(run, cell).root)
         done = finished(recipe, run, cell)
+        kept = None if done or not cfg.records else recorded_cell(Path(cfg.records), resolved, cell)
         todo = "not finished, left out" if only_finished else "train + eval"
-        console.print(
-            f"[bold]cell {index}/{len(cells)}[/] {cell.name}: "
-            + ("finished, skipped" if done else f"{todo} ({', '.join(cell.modes)})")
-        )
+        state = f"{todo} ({', '.join(cell.modes)})"
+        state = "finished, skipped" if done else "recorded, skipped" if kept else state
+        console.print(f"[bold]cell {index}/{len(cells)}[/] {cell.name}: {state}")
+        key = (cell.method, cell.num_cots, cell.variant)
+        if kept is not None:  # finished where its run directory is gone: the record stands
+            results[cell] = record_metrics(kept)
+            correctness.setdefault(key, {})[cell.seed] = record_correctness(kept)
+            continue
         if only_finished and not done:
             missing.append(cell.name)
             continue
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
         predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
-        key = (cell.method, cell.num_cots, cell.variant)
         correctness.setdefault(key, {})[cell.seed] = read_correctness(predictions)
         if cfg.records:
+            grid = {"evaluations": source, "data_seed": data_seed(recipe)}
             keep_record(
-                Path(cfg.records),
-                cell_run(run, cell),
-                cell,
-                results[cell],
-                table,
-                {"evaluations": source, "data_seed": data_seed(recipe)},
-                rewrite=not done,
+                Path(cfg.records), resolved, cell, results[cell], table, grid, rewrite=not done
             )
-    if cfg.records and run.summary.is_file():
-        folder = Path(cfg.records)
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
+    if cfg.records:
+        keep_teacher_summary(Path(cfg.records), run)
     rows = [row_results(r, results) for r in table]
     pairs = paired_differences(
         rows, correctness, resamples=recipe.eval.bootstrap, seed=data_seed(recipe)
@@ -451,6 +457,7 @@ def experiment(
         ),
     }
     write_outputs(run, result)
-    # Only `only_finished` can leave no cell, and then there is nothing to plot.
-    result["report"] = str(report(run)) if results else None
+    # Nothing to plot where no cell is in the run directory (`only_finished` before any cell,
+    # or every cell recorded on another machine: the records' own plots cover those).
+    result["report"] = str(report(run)) if any(run.cells.glob("*/eval/metrics.json")) else None
     return result

@@ -1,15 +1,18 @@
 """Durable cell records (issue 23): the grid writes one per finished cell, small and
-deterministic, and the tables and paired intervals come back from the records alone; extra
-rows train with their own settings."""
+deterministic; the tables and paired intervals come back from the records alone, and a grid
+whose run directory is gone reuses them instead of training again; extra rows train with their
+own settings."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import mindmirror.experiment
 from mindmirror.cell_records import (
     cell_record,
     dumps,
@@ -17,14 +20,17 @@ from mindmirror.cell_records import (
     read_correctness,
     record_correctness,
     record_metrics,
+    recorded_cell,
     tables_from_records,
 )
 from mindmirror.config import ExperimentConfig, Recipe
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
+from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import table_rows
 from tests.eval.cells import fake_cell, identity, size
+from tests.student.conftest import toy_records
 
 BATCHFIX = {
     "name": "batchfix",
@@ -45,7 +51,7 @@ def _with_records(recipe: Recipe, folder: Path) -> Recipe:
 
 
 def test_the_grid_records_every_cell_and_the_records_alone_give_its_tables(
-    grid: tuple[Recipe, RunDir], tmp_path: Path
+    grid: tuple[Recipe, RunDir], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recipe, run = grid
     folder = tmp_path / "published"
@@ -84,6 +90,20 @@ def test_the_grid_records_every_cell_and_the_records_alone_give_its_tables(
     rebuilt = tables_from_records(read_cell_records(folder))
     assert rebuilt["paired"] == result["paired"]
     assert rebuilt["rows"] == [r for r in result["rows"] if r["seeds"]]
+    # A new machine runs the grid again: the recorded cells are not trained again.
+    write_records(run.records, toy_records())
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a recorded cell was trained again")
+
+    monkeypatch.setattr(mindmirror.experiment, "run_cell", no_training)
+    again = experiment(recipe, run, quiet=True)
+    assert (again["rows"], again["paired"]) == (result["rows"], result["paired"])
+    # Other training settings than the record's are another cell: trained, not reused.
+    cell = Cell("step_by_step", 1, 0, ("answer",))
+    faster = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": 3})})
+    assert recorded_cell(folder, cell_recipe(recipe, cell, tmp_path), cell) is not None
+    assert recorded_cell(folder, cell_recipe(faster, cell, tmp_path), cell) is None
     labels = [r["label"] for r in rebuilt["rows"]]
     assert labels == [
         "1 CoT (Distilling Step-by-Step)",
