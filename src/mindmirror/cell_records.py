@@ -103,7 +103,8 @@ def cell_record(
 ) -> dict[str, Any]:
     """The record of a finished cell (``sub``, its run directory): ``identity`` holds ``cell``,
     ``method``, ``num_cots``, ``seed``, ``variant``, ``label``, ``evaluations`` and
-    ``data_seed``; ``metrics`` is its ``eval/metrics.json``."""
+    ``data_seed`` (and, from the grid, ``train_settings``); ``metrics`` is its
+    ``eval/metrics.json``."""
     by_mode: dict[str, list[dict[str, Any]]] = {}
     for line in (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():

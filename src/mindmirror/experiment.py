@@ -381,8 +381,7 @@ def experiment(
         raise UserError(
             f"the grid asks for {most} CoTs per question (experiment.num_cots, "
             f"num_cots_by_method, extra_rows) but teacher.num_cots is "
-            f"{recipe.teacher.num_cots}; raise "
-            "teacher.num_cots or lower the grid's N"
+            f"{recipe.teacher.num_cots}; raise teacher.num_cots or lower the grid's N"
         )
     if teaching_needed(recipe, run):
         if only_finished:

@@ -40,7 +40,7 @@ class Row:
 
 def row_key(row: dict[str, Any]) -> RowKey:
     """The key of a row of ``row_results`` (the cells it averages)."""
-    return row["method"], row["num_cots"], row.get("variant", "")
+    return row["method"], row["num_cots"], row["variant"]
 
 
 def method_num_cots(method: str, cfg: ExperimentConfig) -> list[int]:
