@@ -101,10 +101,10 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
             sub.teacher.mkdir(parents=True, exist_ok=True)
             if not sub.records.is_file():
                 shutil.copyfile(run.records, sub.records)
-            experiment_ = recipe.experiment.model_copy(
+            tuned = recipe.experiment.model_copy(
                 update={"equal_examples": True, "train_by_method": {method: settings}}
             )
-            base = recipe.model_copy(update={"experiment": experiment_})
+            base = recipe.model_copy(update={"experiment": tuned})
             log(f"tune {method} (N={n}) {name}")
             train(cell_recipe(base, Cell(method, n, 0, ("answer",)), sub.root), sub, quiet=quiet)
             record = tuning_record(method, n, name, settings, train_record(sub))
