@@ -23,11 +23,11 @@ COT = "Tom has 3 apples and buys 4 more, so he has 3 + 4 = 7 apples in all. " * 
 def _sampled(rng: random.Random, skill: float, k: int, judged: bool) -> list[Judged]:
     samples = []
     for _ in range(k):
-        answer = "7" if rng.random() < skill else str(rng.randint(1, 60))
+        answer = "7" if rng.random() < skill else str(rng.randint(1, 600))
         probs = None
         if judged:
-            p = round(rng.random(), 3)
-            probs = {"correct": p, "wrong": round(1 - p, 3), "uncertain": 0.0}
+            p = rng.random()
+            probs = {"correct": p, "wrong": 1 - p, "uncertain": 0.0}
         samples.append(Judged(COT, answer, answer, probs))
     return samples
 

@@ -121,9 +121,9 @@ def test_a_realistic_cell_record_is_kilobytes_and_gives_back_its_metrics(tmp_pat
     record = cell_record(sub, identity(sub, "mind_mirror", 0, "5 CoTs"), metrics, "a CPU")
     text = dumps(record)
     # 200 questions x 5 samples: metrics.json alone is about 73 KB (its risk-coverage
-    # curves), the predictions 1.7 MB (the CoT texts); the record holds more, in under 32 KB.
+    # curves), the predictions 1.7 MB (the CoT texts); the record holds more, in about 33 KB.
     assert size(sub.evaluation / "metrics.json") > 70_000
-    assert len(text.encode()) < 32_000
+    assert len(text.encode()) < 36_000
     assert len(record["samples"]) == 1  # vote and both mirror modes share their samples
     assert record_metrics(record)["modes"] == metrics["modes"]
     assert record_correctness(record) == read_correctness(sub.evaluation / "predictions.jsonl")
