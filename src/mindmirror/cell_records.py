@@ -49,6 +49,8 @@ CELLS = "cells"
 TEACHER_SUMMARY = "teacher_summary.json"
 #: A mode's figures a record leaves out: derived from what it keeps.
 DERIVED = ("risk_coverage", "n")
+#: What a record adds to a mode's figures: per question (and per sample).
+PER_QUESTION = ("correct", "confidence", "p_correct", "sample_set")
 #: Per-stage fields of ``student/train.json`` a record keeps.
 STAGE_FIELDS = (
     "best_step",
@@ -241,10 +243,7 @@ def record_metrics(record: dict[str, Any]) -> dict[str, Any]:
     modes = {}
     for mode, entry in record["modes"].items():
         correct = [c == "1" for c in entry["correct"]]
-        figures = {
-            k: v for k, v in entry.items() if k not in ("correct", "confidence", "p_correct")
-        }
-        figures.pop("sample_set", None)
+        figures = {k: v for k, v in entry.items() if k not in PER_QUESTION}
         modes[mode] = {
             **figures,
             "n": len(correct),
