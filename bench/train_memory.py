@@ -26,9 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from svamp_repro import RECIPE, cpu_name, with_train  # bench/ is on sys.path as a script
+from svamp_repro import RECIPE  # bench/ is on sys.path as a script
 from train_throughput import worker_result
 
+from mindmirror.cell_records import cpu_name
 from mindmirror.config import load_recipe
 from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
@@ -58,15 +59,15 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train the stage in this process; return its peak memory and wall time."""
     run = RunDir(Path(cfg["out"]))
     write_records(run.records, read_records(Path(cfg["records"])))
-    recipe = with_train(
-        load_recipe(RECIPE),
-        run.root,
+    settings = {
         **CELL,
-        max_steps=cfg["steps"],
-        eval_steps=cfg["steps"],
-        val_limit=cfg["val"],
-        gradient_checkpointing=cfg["checkpointing"],
-    )
+        "max_steps": cfg["steps"],
+        "eval_steps": cfg["steps"],
+        "val_limit": cfg["val"],
+        "gradient_checkpointing": cfg["checkpointing"],
+    }
+    overrides = [f"train.{key}={json.dumps(value)}" for key, value in settings.items()]
+    recipe = load_recipe(RECIPE, [f"run_dir={run.root}", *overrides])
     stage = train(recipe, run, quiet=True)["stages"]["joint"]
     return {
         "peak_rss_mb": peak_rss_mb(),

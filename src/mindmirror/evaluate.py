@@ -42,16 +42,24 @@ console = Console(stderr=True)
 # ----------------------------------------------------------------- self-evaluation check
 
 
+def sample_correctness(task: Task, mode_run: ModeRun, test: Sequence[Example]) -> list[list[bool]]:
+    """Per question, whether each of its sampled CoTs is right (gold, the task's scorer)."""
+    return [
+        [bool(task.is_correct(s.answer, example.gold, example.choices)) for s in p.samples]
+        for p, example in zip(mode_run.predictions, test, strict=True)
+    ]
+
+
 def own_cot_judgement(
-    task: Task, mode_run: ModeRun, test: Sequence[Example]
+    mode_run: ModeRun, correct: Sequence[Sequence[bool]]
 ) -> dict[str, Any] | None:
     """How well the judge's P(correct) ranks the student's *own* sampled CoTs by gold
-    correctness (every sample of every question): AUROC, and the share of correct samples."""
+    correctness (every sample of every question, ``correct`` from ``sample_correctness``):
+    AUROC, and the share of correct samples."""
     scores, labels = [], []
-    for prediction, example in zip(mode_run.predictions, test, strict=True):
-        for sample in prediction.samples:
-            scores.append(sample.p_correct)
-            labels.append(bool(task.is_correct(sample.answer, example.gold, example.choices)))
+    for prediction, oks in zip(mode_run.predictions, correct, strict=True):
+        scores += [sample.p_correct for sample in prediction.samples]
+        labels += list(oks)
     if not scores:
         return None
     return {
@@ -299,10 +307,11 @@ def evaluate(
             resamples=cfg.bootstrap,
             seed=recipe.seed,
         )
+        samples = sample_correctness(task, mode_run, test)
         if mode.startswith("mirror"):
             metrics["modes"][mode]["judge"] = judge_names[mode]
-            metrics["modes"][mode]["own_cots"] = own_cot_judgement(task, mode_run, test)
-        rows.extend(_prediction_rows(mode_run, test, correct))
+            metrics["modes"][mode]["own_cots"] = own_cot_judgement(mode_run, samples)
+        rows.extend(prediction_rows(mode_run, test, correct, samples))
     metrics["self_evaluation"] = None
     if method.startswith("mind_mirror"):
         # A student never trained on `verdict:` rows has no self-evaluation to measure.
@@ -323,13 +332,19 @@ def evaluate(
     return metrics
 
 
-def _prediction_rows(
-    mode_run: ModeRun, test: Sequence[Example], correct: Sequence[bool]
+def prediction_rows(
+    mode_run: ModeRun,
+    test: Sequence[Example],
+    correct: Sequence[bool],
+    samples: Sequence[Sequence[bool]],
 ) -> list[dict[str, Any]]:
-    return [
-        {"id": e.id, "gold": e.gold, "correct": ok, **p.to_dict()}
-        for p, e, ok in zip(mode_run.predictions, test, correct, strict=True)
-    ]
+    """One line per question: its prediction and correctness, each sample's correctness too."""
+    rows = []
+    for p, e, ok, oks in zip(mode_run.predictions, test, correct, samples, strict=True):
+        row = {"id": e.id, "gold": e.gold, "correct": ok, **p.to_dict()}
+        row["samples"] = [{**s, "correct": c} for s, c in zip(row["samples"], oks, strict=True)]
+        rows.append(row)
+    return rows
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:

@@ -10,7 +10,8 @@ Order of work, so that a killed experiment resumes where it stopped:
    of the teacher. A cell is finished when its ``eval/metrics.json`` exists and holds every
    mode asked for, scored with the recipe's evaluation settings; finished cells are skipped,
    half-trained ones resume from their last checkpoint, and a re-run asking for one more mode
-   scores only that mode.
+   scores only that mode. With ``experiment.records``, each finished cell leaves a durable
+   record (``cell_records``), which stands for the cell where its run directory is gone.
 3. ``experiment.json`` and ``experiment.md`` get the tables of ``tables.py``: the paper's
    layout (standard fine-tuning, standard distillation, 1 CoT, N CoTs, 1 and N CoTs with
    self-evaluation, our ``mirror`` mode beside the paper's ``answer`` mode, mean +- std over
@@ -35,7 +36,15 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from mindmirror.config import ExperimentConfig, Recipe, dump_recipe
+from mindmirror.cell_records import (
+    keep_record,
+    keep_teacher_summary,
+    read_correctness,
+    record_correctness,
+    record_metrics,
+    recorded_cell,
+)
+from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
@@ -43,10 +52,10 @@ from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import (
     Correctness,
+    RowKey,
     markdown,
     method_num_cots,
     paired_differences,
-    read_correctness,
     row_results,
     table_rows,
     teacher_lines,
@@ -77,17 +86,20 @@ OPERATIONAL_KEYS = (
 
 @dataclass(frozen=True)
 class Cell:
-    """One training + evaluation run of the grid."""
+    """One training + evaluation run of the grid; ``variant`` names the extra row
+    (``experiment.extra_rows``) whose settings it trains with, "" for the grid's own cells."""
 
     method: str
     num_cots: int
     seed: int
     modes: tuple[str, ...]
+    variant: str = ""
 
     @property
     def name(self) -> str:
         """The cell's folder name under ``cells/``."""
-        return f"{self.method}-n{self.num_cots}-s{self.seed}"
+        prefix = f"{self.variant}-" if self.variant else ""
+        return f"{prefix}{self.method}-n{self.num_cots}-s{self.seed}"
 
 
 # ------------------------------------------------------------------------------- the grid
@@ -109,6 +121,12 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
             modes = applicable_modes(method, asked, explain_target)
             for n in method_num_cots(method, cfg):
                 cells.append(Cell(method, n, seed, modes))
+        for row in cfg.extra_rows:
+            if row.method in SELF_EVAL_METHODS and not self_eval:
+                continue
+            asked = cfg.modes_by_method.get(row.method, cfg.modes)
+            modes = applicable_modes(row.method, asked, explain_target)
+            cells.append(Cell(row.method, row.num_cots, seed, modes, row.name))
     return cells
 
 
@@ -118,19 +136,29 @@ def data_seed(recipe: Recipe) -> int:
 
 
 def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
-    """The parent recipe with the cell's method, N, training seed, modes and run directory
-    (and with ``experiment.equal_examples``, epochs divided by N for the CoT methods)."""
+    """The parent recipe with the cell's method, N, training seed, modes and run directory,
+    the method's ``experiment.train_by_method`` settings (and with
+    ``experiment.equal_examples``, epochs divided by N for the CoT methods), then an extra
+    row's settings.
+
+    Raises:
+        UserError: an extra row's setting that is not a valid recipe value.
+    """
     data = recipe.model_dump(mode="json", by_alias=True)
     data["name"] = f"{recipe.name}-{cell.name}"
     data["run_dir"] = str(folder)
     data["seed"] = cell.seed
     data["task"]["split_seed"] = data_seed(recipe)
-    data["train"].update(method=cell.method, num_cots=cell.num_cots)
+    train = data["train"]
+    train.update(recipe.experiment.train_by_method.get(cell.method, {}))
+    train.update(method=cell.method, num_cots=cell.num_cots)
     if recipe.experiment.equal_examples and cell.method in COT_METHODS:
-        data["train"]["epochs"] = recipe.train.epochs / cell.num_cots
-        data["train"]["stage1_epochs"] = recipe.train.stage1_epochs or recipe.train.epochs
+        train["stage1_epochs"] = train["stage1_epochs"] or train["epochs"]
+        train["epochs"] = train["epochs"] / cell.num_cots
     data["eval"]["modes"] = list(cell.modes)
-    return Recipe.model_validate(data)
+    rows = {row.name: row for row in recipe.experiment.extra_rows}
+    overrides = rows[cell.variant].set if cell.variant else {}
+    return recipe_from_dict(data, [f"{key}={json.dumps(v)}" for key, v in overrides.items()])
 
 
 # ---------------------------------------------------------------------------- the records
@@ -242,18 +270,20 @@ def _scoring(recipe: Recipe) -> dict[str, Any]:
 
 
 def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | None:
-    """The cell's metrics when they were scored with this recipe's evaluation settings.
+    """The cell's metrics when they were scored with the cell's evaluation settings (the
+    recipe's, or an extra row's).
 
     None when the cell was never scored or was scored with other settings (then every mode is
     scored again); metrics missing some of ``cell.modes`` are returned as they are.
     """
-    path = cell_run(run, cell).evaluation / "metrics.json"
+    sub = cell_run(run, cell)
+    path = sub.evaluation / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
     settings = dict(metrics.get("settings") or {})
     settings.pop("modes", None)
-    return metrics if settings == _scoring(recipe) else None
+    return metrics if settings == _scoring(cell_recipe(recipe, cell, sub.root)) else None
 
 
 def finished(recipe: Recipe, run: RunDir, cell: Cell) -> bool:
@@ -345,12 +375,15 @@ def experiment(
 
     cfg = recipe.experiment
     console = Console(stderr=True, quiet=quiet)
-    most = max(n for method in cfg.methods for n in method_num_cots(method, cfg))
+    most = max(
+        [n for method in cfg.methods for n in method_num_cots(method, cfg)]
+        + [row.num_cots for row in cfg.extra_rows]
+    )
     if most > recipe.teacher.num_cots:
         raise UserError(
             f"the grid asks for {most} CoTs per question (experiment.num_cots, "
-            f"num_cots_by_method) but teacher.num_cots is {recipe.teacher.num_cots}; raise "
-            "teacher.num_cots or lower the grid's N"
+            f"num_cots_by_method, extra_rows) but teacher.num_cots is "
+            f"{recipe.teacher.num_cots}; raise teacher.num_cots or lower the grid's N"
         )
     if teaching_needed(recipe, run):
         if only_finished:
@@ -362,25 +395,37 @@ def experiment(
     records = read_records(run.records)
     source = evaluation_source(records)
     cells = plan_cells(cfg, self_eval=source != "none", explain_target=recipe.train.explain_target)
+    table = table_rows(cfg, source, recipe.train.distill_label)
     results: dict[Cell, dict[str, Any]] = {}
-    correctness: dict[tuple[str, int], dict[int, Correctness]] = {}
+    correctness: dict[RowKey, dict[int, Correctness]] = {}
     missing = []
     for index, cell in enumerate(cells, 1):
+        resolved = cell_recipe(recipe, cell, cell_run(run, cell).root)
         done = finished(recipe, run, cell)
+        kept = None if done or not cfg.records else recorded_cell(Path(cfg.records), resolved, cell)
         todo = "not finished, left out" if only_finished else "train + eval"
-        console.print(
-            f"[bold]cell {index}/{len(cells)}[/] {cell.name}: "
-            + ("finished, skipped" if done else f"{todo} ({', '.join(cell.modes)})")
-        )
+        state = f"{todo} ({', '.join(cell.modes)})"
+        state = "finished, skipped" if done else "recorded, skipped" if kept else state
+        console.print(f"[bold]cell {index}/{len(cells)}[/] {cell.name}: {state}")
+        key = (cell.method, cell.num_cots, cell.variant)
+        if kept is not None:  # finished where its run directory is gone: the record stands
+            results[cell] = record_metrics(kept)
+            correctness.setdefault(key, {})[cell.seed] = record_correctness(kept)
+            continue
         if only_finished and not done:
             missing.append(cell.name)
             continue
         results[cell] = run_cell(recipe, run, cell, quiet=quiet)
         predictions = cell_run(run, cell).evaluation / "predictions.jsonl"
-        correctness.setdefault((cell.method, cell.num_cots), {})[cell.seed] = read_correctness(
-            predictions
-        )
-    rows = [row_results(r, results) for r in table_rows(cfg, source, recipe.train.distill_label)]
+        correctness.setdefault(key, {})[cell.seed] = read_correctness(predictions)
+        if cfg.records:
+            grid = {"evaluations": source, "data_seed": data_seed(recipe)}
+            keep_record(
+                Path(cfg.records), resolved, cell, results[cell], table, grid, rewrite=not done
+            )
+    if cfg.records:
+        keep_teacher_summary(Path(cfg.records), run)
+    rows = [row_results(r, results) for r in table]
     pairs = paired_differences(
         rows, correctness, resamples=recipe.eval.bootstrap, seed=data_seed(recipe)
     )
@@ -395,6 +440,7 @@ def experiment(
                 "method": c.method,
                 "num_cots": c.num_cots,
                 "seed": c.seed,
+                "variant": c.variant,
                 "questions": m.get("questions"),
                 "accuracy": {k: v["accuracy"] for k, v in m.get("modes", {}).items()},
             }
@@ -412,6 +458,7 @@ def experiment(
         ),
     }
     write_outputs(run, result)
-    # Only `only_finished` can leave no cell, and then there is nothing to plot.
-    result["report"] = str(report(run)) if results else None
+    # Nothing to plot where no cell is in the run directory (`only_finished` before any cell,
+    # or every cell recorded on another machine: the records' own plots cover those).
+    result["report"] = str(report(run)) if any(run.cells.glob("*/eval/metrics.json")) else None
     return result

@@ -21,16 +21,26 @@ from mindmirror.student.rows import METHODS
 
 #: Per cell and mode, each test question's correctness: ``{mode: {question id: correct}}``.
 Correctness = dict[str, dict[str, bool]]
+#: What identifies a row's cells: ``(method, num_cots, variant)``; variant "" for the grid's own
+#: rows, an extra row's name (``experiment.extra_rows``) for the others.
+RowKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the paper's table: a method at one N, or a note where it cannot run."""
+    """One line of the paper's table: a method at one N, or a note where it cannot run;
+    ``variant`` names an extra row (other recipe settings), "" for the grid's own."""
 
     label: str
     method: str
     num_cots: int
     note: str | None = None
+    variant: str = ""
+
+
+def row_key(row: dict[str, Any]) -> RowKey:
+    """The key of a row of ``row_results`` (the cells it averages)."""
+    return row["method"], row["num_cots"], row["variant"]
 
 
 def method_num_cots(method: str, cfg: ExperimentConfig) -> list[int]:
@@ -51,7 +61,13 @@ def table_rows(cfg: ExperimentConfig, source: EvalSource, distill_label: str) ->
     for method in cfg.methods:
         for n in method_num_cots(method, cfg):
             rows += _method_rows(method, n, source, distill_label)
-    return sorted(rows, key=lambda r: (METHODS.index(r.method), r.num_cots, r.note is None))
+    rows += [Row(x.label, x.method, x.num_cots, variant=x.name) for x in cfg.extra_rows]
+    return sorted(rows, key=row_order)
+
+
+def row_order(row: Row) -> tuple[int, int, bool, str]:
+    """The paper's order: by method, then N; a note first; extra rows after their method's."""
+    return METHODS.index(row.method), row.num_cots, row.note is None, row.variant
 
 
 def _cots(n: int) -> str:
@@ -103,14 +119,20 @@ def _mean_of(values: Sequence[float | None]) -> float | None:
 def row_results(row: Row, results: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     """Per mode: mean, std and per-seed accuracies over the row's finished cells, with the
     mean AURC, selective accuracies and (mirror modes) coverage and own-CoT AUROC."""
-    base = {"label": row.label, "method": row.method, "num_cots": row.num_cots, "note": row.note}
+    base = {
+        "label": row.label,
+        "method": row.method,
+        "num_cots": row.num_cots,
+        "variant": row.variant,
+        "note": row.note,
+    }
     if row.note is not None:
         return {**base, "seeds": [], "modes": {}}
     mine = sorted(
         (
             (c, m)
             for c, m in results.items()
-            if (c.method, c.num_cots) == (row.method, row.num_cots)
+            if (c.method, c.num_cots, c.variant) == (row.method, row.num_cots, row.variant)
         ),
         key=lambda cm: cm[0].seed,
     )
@@ -167,7 +189,7 @@ def question_scores(cells: Sequence[Correctness], mode: str) -> dict[str, float]
 
 def paired_differences(
     rows: list[dict[str, Any]],
-    correctness: dict[tuple[str, int], dict[int, Correctness]],
+    correctness: dict[RowKey, dict[int, Correctness]],
     *,
     resamples: int = 1000,
     seed: int = 0,
@@ -175,7 +197,7 @@ def paired_differences(
     """Every pair of table rows, in every mode both have: the later row minus the earlier, on
     the same test questions, with a paired bootstrap 95% interval over questions.
 
-    ``correctness`` maps a row's ``(method, num_cots)`` to ``{seed: Correctness}``. Scores are
+    ``correctness`` maps a row's key (``row_key``) to ``{seed: Correctness}``. Scores are
     each question's correctness averaged over the row's seeds that scored the mode. Where the
     two rows' seeds differ, a second interval uses only the seeds both ran: a one-seed cell
     against another row's mean over three seeds mixes the method with which seeds happened to
@@ -187,8 +209,8 @@ def paired_differences(
     out = []
     for i, first in enumerate(scored):
         for second in scored[i + 1 :]:
-            by_a = correctness.get((first["method"], first["num_cots"]), {})
-            by_b = correctness.get((second["method"], second["num_cots"]), {})
+            by_a = correctness.get(row_key(first), {})
+            by_b = correctness.get(row_key(second), {})
             for mode_a, mode_b in comparable_modes(first, second):
                 pair = {
                     "first": first["label"],
@@ -244,19 +266,6 @@ def _paired(
     return paired_difference(
         [a[q] for q in shared], [b[q] for q in shared], resamples=resamples, seed=seed
     )
-
-
-def read_correctness(predictions: Any) -> Correctness:
-    """``{mode: {id: correct}}`` from a cell's ``eval/predictions.jsonl`` (a Path)."""
-    out: Correctness = {}
-    if not predictions.is_file():
-        return out
-    # Not splitlines(): a generated text may hold U+2028, which JSON leaves unescaped.
-    for line in predictions.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            row = json.loads(line)
-            out.setdefault(row["mode"], {})[row["id"]] = bool(row["correct"])
-    return out
 
 
 def _cell_text(entry: dict[str, Any] | None) -> str:

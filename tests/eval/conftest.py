@@ -1,4 +1,5 @@
-"""Fixtures of the eval tests: tiny students that memorised a few rows (seconds to fit)."""
+"""Fixtures of the eval tests: tiny students that memorised a few rows (seconds to fit), and a
+tiny experiment grid on hand-made teacher records."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mindmirror.config import Recipe, dump_recipe
+from mindmirror.config import Recipe, dump_recipe, recipe_from_dict
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import (
@@ -25,6 +26,7 @@ from mindmirror.student.infer import Student
 from mindmirror.student.model import save_student
 from mindmirror.tasks.families import EquationTask
 from tests.eval.tiny import fit_tiny, tiny_model, tiny_tokenizer
+from tests.student.conftest import corpus, save_tiny_student, toy_records
 
 Q_RIGHT = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 Q_WRONG = "A box holds 12 pens. 4 are red. How many are not red?"
@@ -143,4 +145,49 @@ def write_run(root: Path, fit: Fitted) -> tuple[Recipe, RunDir]:
         )
     ]
     write_records(run.records, records)
+    return recipe, run
+
+
+def grid_recipe(tmp_path: Path, student: Path) -> Recipe:
+    """A generic equation task whose test file holds the toy test questions; a tiny grid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tests = [r for r in toy_records() if r.split == "test"]
+    rows = [{"question": r.question, "answer": r.gold} for r in tests]
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "train.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
+    return recipe_from_dict(
+        {
+            "name": "grid",
+            "run_dir": str(tmp_path / "run"),
+            "task": {"name": "generic", "family": "equation", "path": str(data)},
+            "teacher": {"backend": "import", "import": {"format": "jsonl", "path": "x"}},
+            "train": {
+                "student": str(student),
+                "explain_target": "cot",
+                "max_steps": 2,
+                "eval_steps": 2,
+                "batch_size": 8,
+                "num_evals": 1,
+                "eval_max_new_tokens": 6,
+                "logging_steps": 1,
+            },
+            "eval": {"num_samples": 2, "max_new_tokens": 12, "answer_max_tokens": 6},
+            "experiment": {
+                "methods": ["step_by_step", "mind_mirror"],
+                "num_cots": [1],
+                "seeds": [0, 1],
+                "modes": ["answer", "mirror"],
+            },
+        }
+    )
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> tuple[Recipe, RunDir]:
+    """The tiny grid's recipe and a run directory holding hand-made teacher records."""
+    student = save_tiny_student("causal", tmp_path / "student", corpus())
+    recipe = grid_recipe(tmp_path, student)
+    run = RunDir(recipe.resolved_run_dir())
+    write_records(run.records, toy_records())
     return recipe, run

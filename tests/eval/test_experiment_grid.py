@@ -21,55 +21,9 @@ from mindmirror.experiment import (
     plan_cells,
     teaching_needed,
 )
-from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import markdown, markdown_table, row_results, table_rows
-from tests.student.conftest import corpus, save_tiny_student, toy_records
-
-
-def _recipe(tmp_path: Path, student: Path) -> Recipe:
-    """A generic equation task whose test file holds the toy test questions; a tiny grid."""
-    data = tmp_path / "data"
-    data.mkdir()
-    tests = [r for r in toy_records() if r.split == "test"]
-    rows = [{"question": r.question, "answer": r.gold} for r in tests]
-    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (data / "train.jsonl").write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
-    return recipe_from_dict(
-        {
-            "name": "grid",
-            "run_dir": str(tmp_path / "run"),
-            "task": {"name": "generic", "family": "equation", "path": str(data)},
-            "teacher": {"backend": "import", "import": {"format": "jsonl", "path": "x"}},
-            "train": {
-                "student": str(student),
-                "explain_target": "cot",
-                "max_steps": 2,
-                "eval_steps": 2,
-                "batch_size": 8,
-                "num_evals": 1,
-                "eval_max_new_tokens": 6,
-                "logging_steps": 1,
-            },
-            "eval": {"num_samples": 2, "max_new_tokens": 12, "answer_max_tokens": 6},
-            "experiment": {
-                "methods": ["step_by_step", "mind_mirror"],
-                "num_cots": [1],
-                "seeds": [0, 1],
-                "modes": ["answer", "mirror"],
-            },
-        }
-    )
-
-
-@pytest.fixture
-def grid(tmp_path: Path) -> tuple[Recipe, RunDir]:
-    """The tiny grid's recipe and a run directory holding hand-made teacher records."""
-    student = save_tiny_student("causal", tmp_path / "student", corpus())
-    recipe = _recipe(tmp_path, student)
-    run = RunDir(recipe.resolved_run_dir())
-    write_records(run.records, toy_records())
-    return recipe, run
+from tests.student.conftest import toy_records
 
 
 def _mtimes(run: RunDir, pattern: str) -> dict[str, int]:

@@ -119,6 +119,7 @@ def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran()
             "label": label,
             "method": label,
             "num_cots": 1,
+            "variant": "",
             "note": None,
             "seeds": seeds,
             "modes": modes,
@@ -131,7 +132,7 @@ def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran()
     # (its seed 1 left no predictions, so it counts for nothing).
     a = {0: right(True, True), 1: right(False, False), 2: right(False, False)}
     b = {0: right(True, False), 1: {}}
-    scores = {("a", 1): a, ("b", 1): b, ("c", 1): {5: right(True, True)}}
+    scores = {("a", 1, ""): a, ("b", 1, ""): b, ("c", 1, ""): {5: right(True, True)}}
     pairs = paired_differences(
         [row("a", [0, 1, 2]), row("b", [0, 1]), row("c", [5])], scores, resamples=0
     )
@@ -157,13 +158,21 @@ def test_mirror_modes_are_paired_by_judge() -> None:
     }
     joint = {"mirror": {"judge": "the student itself"}}
     rows = [
-        {"label": label, "method": label, "num_cots": 5, "note": None, "seeds": [0], "modes": m}
+        {
+            "label": label,
+            "method": label,
+            "num_cots": 5,
+            "variant": "",
+            "note": None,
+            "seeds": [0],
+            "modes": m,
+        }
         for label, m in (("staged", staged), ("joint", joint))
     ]
     hits = {"q0": True, "q1": False}
     scores = {
-        ("staged", 5): {0: {"mirror": {"q0": False, "q1": False}, "mirror_final": hits}},
-        ("joint", 5): {0: {"mirror": hits}},
+        ("staged", 5, ""): {0: {"mirror": {"q0": False, "q1": False}, "mirror_final": hits}},
+        ("joint", 5, ""): {0: {"mirror": hits}},
     }
     # The joint student judges itself: it is compared with the staged student judging itself.
     (pair,) = paired_differences(rows, scores, resamples=0)
@@ -173,7 +182,7 @@ def test_mirror_modes_are_paired_by_judge() -> None:
 def test_correctness_reads_predictions_whose_texts_hold_line_separators(tmp_path) -> None:
     import json
 
-    from mindmirror.tables import read_correctness
+    from mindmirror.cell_records import read_correctness
 
     rows = [
         {"mode": "cot", "id": "q-1", "correct": True, "cot": "4.\u2028The answer is 4."},

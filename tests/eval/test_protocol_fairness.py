@@ -27,10 +27,16 @@ PROTOCOL = ROOT / "recipes" / "svamp_repro_cpu.yaml"
 SAMPLED = ("cot", "vote", "mirror")
 
 
-def _cells(tmp_path: Path) -> list:
+def _cells(tmp_path: Path, extra_rows: bool = True) -> list:
+    """The recipes of the protocol's cells; ``extra_rows=False`` leaves out the rows that keep
+    the earlier table's settings on purpose (``batchfix``: one confound fixed, not the rest)."""
     recipe = load_recipe(PROTOCOL)
     cells = plan_cells(recipe.experiment, explain_target=recipe.train.explain_target)
-    return [cell_recipe(recipe, cell, tmp_path / cell.name) for cell in cells]
+    return [
+        cell_recipe(recipe, cell, tmp_path / cell.name)
+        for cell in cells
+        if extra_rows or not cell.variant
+    ]
 
 
 def test_protocol_cells_train_both_tasks_of_an_example_in_one_step(tmp_path) -> None:
@@ -40,7 +46,7 @@ def test_protocol_cells_train_both_tasks_of_an_example_in_one_step(tmp_path) -> 
 
 def test_protocol_cells_choose_among_as_many_checkpoints(tmp_path) -> None:
     counts = set()
-    for recipe in _cells(tmp_path):
+    for recipe in _cells(tmp_path, extra_rows=False):
         assert recipe.train.evaluations is not None and recipe.train.eval_steps is None
         for stage in stages(recipe.train.method):
             epochs = recipe.train.epochs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -92,6 +92,24 @@ ExperimentMethod = Literal[
 MethodNs = Annotated[list[PositiveInt], Field(min_length=1)]
 
 
+class ExtraRow(Strict):
+    """A named row beside the grid's: one method at one N, every seed of the grid, trained with
+    other recipe settings (e.g. one fix alone, so that its effect is measured by itself)."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9_]+$",
+        description="Short name; the row's cells are `cells/<name>-<method>-n<N>-s<seed>/`.",
+    )
+    label: str = Field(min_length=1, description="The row's label in the tables.")
+    method: ExperimentMethod = Field(description="The method the row trains.")
+    num_cots: PositiveInt = Field(1, description="N, as the grid's rows use it.")
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Recipe settings of the row's cells as dotted keys ({train.group_by_length: "
+        "true}), applied after every other setting, `train_by_method` included.",
+    )
+
+
 class ExperimentConfig(Strict):
     """`mindmirror experiment`: the paper's comparison grid, methods x num_cots x seeds.
 
@@ -148,6 +166,24 @@ class ExperimentConfig(Strict):
         "[answer]} to keep the sampled modes (vote, mirror: K CoTs per test question) for "
         "the methods whose claims need them.",
     )
+    train_by_method: dict[ExperimentMethod, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="`train:` settings for particular methods' cells, e.g. the learning rate "
+        "and epochs chosen on validation for each method ({standard: {learning_rate: 1.0e-4}}).",
+    )
+    extra_rows: list[ExtraRow] = Field(
+        default_factory=list,
+        description="Named rows beside the grid's, each a method trained with other recipe "
+        "settings (see ExtraRow).",
+    )
+    records: str | None = Field(
+        None,
+        description="Folder of durable records: every finished cell's compact record (metrics, "
+        "per-question correctness per mode, per-sample answers and P(correct), the train "
+        "summary; kilobytes, no weights) is written to `<records>/cells/<cell>.json`, and the "
+        "teacher summary to `<records>/teacher_summary.json`, so that the tables and paired "
+        "intervals can be rebuilt without the run directory.",
+    )
 
     @model_validator(mode="after")
     def _ns_apply(self) -> ExperimentConfig:
@@ -158,4 +194,7 @@ class ExperimentConfig(Strict):
                 f"num_cots_by_method: {', '.join(fixed)} has no N (standard uses "
                 "no CoTs, step_by_step is 1 CoT); remove it"
             )
+        names = [row.name for row in self.extra_rows]
+        if len(set(names)) < len(names):
+            raise ValueError(f"extra_rows: names must differ, got {names}")
         return self

@@ -1,0 +1,201 @@
+"""The SVAMP protocol's summary and plots, from its committed records alone (issue 23).
+
+``bench/svamp_repro.py`` writes one record per finished cell under ``<records>/cells/``, the
+PaLM reference's under ``<records>/palm/cells/`` and one per tuning training under
+``<records>/tuning/``; everything published (``summary.json``, the plots, every paired interval)
+is computed here from those files, so that it can be rebuilt on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from svamp_grid import copy_plots  # bench/ is on sys.path when run as a script
+
+from mindmirror.cell_records import (
+    TEACHER_SUMMARY,
+    dumps,
+    read_cell_records,
+    record_metrics,
+    tables_from_records,
+)
+from mindmirror.report import report
+from mindmirror.rundir import RunDir
+from mindmirror.student.rows import stages
+
+#: The PaLM-540B reference's records, inside the protocol's folder; its rows' variant.
+PALM = "palm"
+PALM_LABEL = " [PaLM-540B CoTs]"
+TUNING = "tuning"
+
+
+def tuning_path(folder: Path, method: str, candidate: str) -> Path:
+    """Where the record of one tuning training lives."""
+    return folder / TUNING / f"{method}-{candidate}.json"
+
+
+def tuning_record(
+    method: str, num_cots: int, candidate: str, settings: dict[str, Any], train: dict[str, Any]
+) -> dict[str, Any]:
+    """A tuning training's record: the candidate, its validation accuracy (the final stage's
+    best, the figure it is chosen on) and its compact train summary."""
+    final = train["stages"][stages(method)[-1]]  # type: ignore[arg-type]
+    return {
+        "method": method,
+        "num_cots": num_cots,
+        "candidate": candidate,
+        "settings": settings,
+        "validation": final["best_metric"]["eval_accuracy"],
+        "train": train,
+    }
+
+
+def write_tuning(folder: Path, record: dict[str, Any]) -> None:
+    """Write a tuning record (sorted keys: the same training, the same bytes)."""
+    path = tuning_path(folder, record["method"], record["candidate"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(record), encoding="utf-8")
+
+
+def choose(
+    folder: Path, methods: list[str], candidates: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Per method the candidate with the best validation accuracy among its recorded tuning
+    trainings (the first in ``candidates`` order on a tie), the tuning table, and the
+    (method, candidate) trainings not recorded yet; a method chooses only once every
+    candidate is recorded, so each gets the same budget."""
+    chosen: dict[str, dict[str, Any]] = {}
+    table, missing = [], []
+    for method in methods:
+        done = []
+        for name in candidates:
+            path = tuning_path(folder, method, name)
+            if not path.is_file():
+                missing.append(f"{method}-{name}")
+                continue
+            record = json.loads(path.read_text(encoding="utf-8"))
+            seconds = sum(s["train_seconds"] for s in record["train"]["stages"].values())
+            done.append(record)
+            table.append(
+                {
+                    "method": method,
+                    "num_cots": record["num_cots"],
+                    "candidate": name,
+                    **record["settings"],
+                    "validation": record["validation"],
+                    "train_s": round(seconds, 1),
+                }
+            )
+        if len(done) == len(candidates):
+            best = max(done, key=lambda r: r["validation"])
+            chosen[method] = {"candidate": best["candidate"], **best["settings"]}
+    return chosen, table, missing
+
+
+def cell_seconds(record: dict[str, Any]) -> dict[str, float]:
+    """Training seconds (all stages) and test-inference seconds of a cell (greedy modes, plus
+    the sampled modes' longest: they share their samples)."""
+    modes = record["modes"]
+    sampled = [m["seconds"] for k, m in modes.items() if k == "vote" or k.startswith("mirror")]
+    greedy = sum(m["seconds"] for k, m in modes.items() if k in ("answer", "cot"))
+    stages_ = record["train"]["stages"].values()
+    return {
+        "train_s": round(sum(s["train_seconds"] for s in stages_), 1),
+        "eval_s": round(greedy + max(sampled, default=0), 1),
+    }
+
+
+def published_entry(entry: dict[str, Any], seeds: list[int], n_test: int) -> dict[str, Any]:
+    """One mode of a row (``tables.row_results``) as the summary publishes it."""
+    return {
+        "mean": entry["mean"],
+        "std": entry["std"],
+        "seeds": seeds,
+        "values": entry["values"],
+        "n_test": n_test,
+        "at_coverage": entry.get("at_coverage"),
+        "aurc": entry.get("aurc"),
+        "own_cots_auroc": entry.get("own_cots_auroc"),
+        "judge": entry.get("judge"),
+    }
+
+
+def protocol_records(folder: Path) -> list[dict[str, Any]]:
+    """The grid's records, then the PaLM reference's as rows of their own."""
+    palm = [
+        {**r, "cell": f"{PALM}/{r['cell']}", "label": r["label"] + PALM_LABEL, "variant": PALM}
+        for r in read_cell_records(folder / PALM)
+    ]
+    return [*read_cell_records(folder), *palm]
+
+
+def summary(
+    folder: Path,
+    candidates: dict[str, dict[str, Any]],
+    methods: list[str],
+    planned: list[str],
+    command: str,
+) -> dict[str, Any]:
+    """The published summary, from the records under ``folder`` alone: per row and mode mean,
+    std, seeds and n_test; every paired interval; per method the optimisation chosen on
+    validation and the tuning table; per cell its seconds, the machines, and the protocol's
+    CPU hours (tuning + cells). ``planned`` names every cell the protocol runs (those without
+    a record are listed as missing)."""
+    records = protocol_records(folder)
+    tables = tables_from_records(records)
+    n_test = {r["label"]: len(r["questions"]) for r in records}
+    chosen, tuning, tuning_missing = choose(folder, methods, candidates)
+    costs = {r["cell"]: cell_seconds(r) for r in records}
+    machines: dict[str, list[str]] = defaultdict(list)
+    for r in records:
+        machines[f"{r['cpu']} ({r['train']['precision']})"].append(r["cell"])
+    cells_s = sum(sum(c.values()) for c in costs.values())
+    tuning_s = sum(row["train_s"] for row in tuning)
+    done = {r["cell"] for r in records}
+    return {
+        "command": command,
+        "missing_cells": [c for c in planned if c not in done],
+        "missing_tuning": tuning_missing,
+        "cell_seconds": costs,
+        "cells_total_s": round(cells_s, 1),
+        "tuning_total_s": round(tuning_s, 1),
+        "protocol_cpu_hours": round((cells_s + tuning_s) / 3600, 2),
+        "machines": dict(sorted(machines.items())),
+        "chosen": chosen,
+        "tuning": tuning,
+        "cells": {
+            row["label"]: {
+                mode: published_entry(entry, row["seeds"], n_test[row["label"]])
+                for mode, entry in row["modes"].items()
+            }
+            for row in tables["rows"]
+        },
+        "paired": tables["paired"],
+    }
+
+
+def draw_plots(folder: Path, plots: Path, prefix: str) -> list[Path]:
+    """The report's plots of the grid's records (not the PaLM reference's, as the run's own
+    report leaves out nested runs), copied to ``plots`` as ``<prefix>_<name>.png``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        run = RunDir(Path(scratch))
+        teacher = folder / TEACHER_SUMMARY
+        if teacher.is_file():
+            run.teacher.mkdir(parents=True)
+            run.summary.write_text(teacher.read_text(encoding="utf-8"), encoding="utf-8")
+        for record in read_cell_records(folder):
+            metrics = record_metrics(record)
+            if record["variant"]:
+                # An extra row trains the grid's method with other settings: its own bars.
+                metrics["method"] = f"{record['method']} ({record['variant']})"
+            sub = run.cell(record["cell"])
+            sub.evaluation.mkdir(parents=True)
+            (sub.evaluation / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+        if not any(run.cells.glob("*")):
+            return []
+        report(run)
+        return copy_plots(run, plots, prefix)

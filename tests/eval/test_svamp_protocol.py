@@ -1,0 +1,190 @@
+"""`bench/svamp_repro.py` (issue 23): per-method tuning on validation, resumable from its
+records; `--summarise` rebuilds the summary, the plots and every paired interval from the
+committed records alone, with no run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mindmirror.cell_records import cell_record, train_record, write_record
+from mindmirror.config import Recipe, load_recipe
+from mindmirror.metrics import paired_difference
+from mindmirror.rundir import RunDir
+from tests.eval.cells import fake_cell, fake_training, identity
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import svamp_repro  # noqa: E402
+from svamp_summary import tuning_record, write_tuning  # noqa: E402
+
+STANDARD = "Standard fine-tuning (gold answers)"
+ONE_COT = "1 CoT (Distilling Step-by-Step)"
+BATCHFIX = "1 CoT, batching fix only"
+PALM = ONE_COT + " [PaLM-540B CoTs]"
+
+
+def _validation(method: str, settings: dict[str, Any]) -> float:
+    """A validation accuracy whose best candidate differs by method."""
+    if method == "standard":
+        return 0.3 + settings["learning_rate"] * 100 + settings["epochs"] / 100
+    return 0.5 - settings["learning_rate"] * 100 - settings["epochs"] / 100
+
+
+def test_each_method_is_tuned_on_its_own_and_recorded_tunings_are_not_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = load_recipe(
+        svamp_repro.RECIPE,
+        [f"run_dir={tmp_path / 'run'}", "experiment.methods=[standard,mind_mirror]"],
+    )
+    run = RunDir(recipe.resolved_run_dir())
+    run.teacher.mkdir(parents=True)
+    run.records.write_text("")
+    trained: list[Recipe] = []
+
+    def fake_train(resolved: Recipe, sub: RunDir, quiet: bool) -> None:
+        trained.append(resolved)
+        settings = {"learning_rate": resolved.train.learning_rate, "epochs": 0.0}
+        name = sub.root.name.removeprefix(f"{resolved.train.method}-")
+        settings["epochs"] = svamp_repro.CANDIDATES[name]["epochs"]
+        fake_training(
+            sub,
+            resolved.train.method,
+            validation=_validation(resolved.train.method, settings),
+            seconds=60.0,
+        )
+
+    monkeypatch.setattr(svamp_repro, "train", fake_train)
+    folder = tmp_path / "records"
+    chosen = svamp_repro.tune(recipe, run, folder, quiet=True)
+    candidates = svamp_repro.CANDIDATES
+    assert len(trained) == 2 * len(candidates)  # the same candidates, the same budget
+    assert chosen["standard"]["candidate"] == "full-lr2e-4-e5"
+    assert chosen["mind_mirror"] == {"candidate": "full-lr1e-4-e3", **candidates["full-lr1e-4-e3"]}
+    mirror = [r for r in trained if r.train.method == "mind_mirror"]
+    # Tuned as its cells train: at N = 5 with equal examples, seed 0, the candidate's settings.
+    assert {(r.train.num_cots, r.seed) for r in mirror} == {(5, 0)}
+    assert sorted(r.train.epochs for r in mirror) == [0.6, 0.6, 1.0, 1.0]
+    assert {r.train.lora for r in trained} == {False}
+    assert len(list((folder / "tuning").glob("*.json"))) == 2 * len(candidates)
+
+    # Another machine: the tuning run directories are gone, the records give the same choice.
+    shutil.rmtree(run.root / "tune")
+    trained.clear()
+    assert svamp_repro.tune(recipe, run, folder, quiet=True) == chosen
+    assert trained == []
+    (folder / "tuning" / "standard-full-lr1e-4-e5.json").unlink()
+    svamp_repro.tune(recipe, run, folder, quiet=True)
+    assert [(r.train.method, r.train.epochs) for r in trained] == [("standard", 5.0)]
+
+
+def _records(tmp_path: Path) -> Path:
+    """Committed records of a partial protocol: three rows at 3 seeds, PaLM at 2, tuning of two
+    methods; the run directories that made them are deleted."""
+    folder = tmp_path / "published"
+    run = RunDir(tmp_path / "run")
+    rows = [
+        ("standard", STANDARD, "", 0.45),
+        ("step_by_step", ONE_COT, "", 0.40),
+        ("step_by_step", BATCHFIX, "batchfix", 0.43),
+    ]
+    for method, label, variant, skill in rows:
+        for seed in (0, 1, 2):
+            name = f"{variant + '-' if variant else ''}{method}-n1-s{seed}"
+            sub = fake_cell(
+                run, name, method=method, seed=seed, modes=("answer",), skill=skill, questions=40
+            )
+            metrics = json.loads((sub.evaluation / "metrics.json").read_text())
+            ident = identity(sub, method, seed, label, variant)
+            write_record(folder, cell_record(sub, ident, metrics, "a CPU"))
+    for seed in (0, 1):
+        name = f"step_by_step-n1-s{seed}"
+        sub = fake_cell(
+            RunDir(tmp_path / "palm"),
+            name,
+            method="step_by_step",
+            seed=seed,
+            modes=("answer",),
+            skill=0.5,
+            questions=40,
+        )
+        metrics = json.loads((sub.evaluation / "metrics.json").read_text())
+        ident = identity(sub, "step_by_step", seed, ONE_COT)
+        write_record(folder / "palm", cell_record(sub, ident, metrics, "another CPU"))
+    for method in ("standard", "step_by_step"):
+        for name, settings in svamp_repro.CANDIDATES.items():
+            sub = RunDir(tmp_path / "tune" / f"{method}-{name}")
+            fake_training(sub, method, validation=_validation(method, settings), seconds=60.0)
+            write_tuning(folder, tuning_record(method, 1, name, settings, train_record(sub)))
+    for made in ("run", "palm", "tune"):
+        shutil.rmtree(tmp_path / made)
+    return folder
+
+
+def _answer(folder: Path, cell: str) -> dict[str, Any]:
+    """The answer mode of a cell's record, read directly."""
+    return json.loads((folder / "cells" / f"{cell}.json").read_text())["modes"]["answer"]
+
+
+def _scores(folder: Path, cells: list[str]) -> list[float]:
+    """Each question's correctness averaged over cells, read from their records directly."""
+    bits = [_answer(folder, c)["correct"] for c in cells]
+    return [statistics.fmean(int(b[q]) for b in bits) for q in range(len(bits[0]))]
+
+
+def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) -> None:
+    folder = _records(tmp_path)
+    out = tmp_path / "summary.json"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    command = ["bench/svamp_repro.py", "--summarise", "--records", str(folder), "--out", str(out)]
+    subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    summary = json.loads(out.read_text())
+    assert list(summary["cells"]) == [STANDARD, ONE_COT, BATCHFIX, PALM]
+    accuracies = [_answer(folder, f"batchfix-step_by_step-n1-s{s}")["accuracy"] for s in (0, 1, 2)]
+    batchfix = summary["cells"][BATCHFIX]["answer"]
+    assert (batchfix["seeds"], batchfix["n_test"]) == ([0, 1, 2], 40)
+    assert batchfix["mean"] == pytest.approx(statistics.fmean(accuracies))
+    assert summary["cells"][PALM]["answer"]["seeds"] == [0, 1]
+    # Every pair of rows, and the pairs with PaLM again on the seeds both ran.
+    pairs = {(p["second"], p["first"], tuple(p["first_seeds"])): p for p in summary["paired"]}
+    assert len(pairs) == 6 + 3
+    assert pairs[(PALM, STANDARD, (0, 1))]["second_seeds"] == [0, 1]
+    fix = pairs[(BATCHFIX, ONE_COT, (0, 1, 2))]
+    expected = paired_difference(
+        _scores(folder, [f"step_by_step-n1-s{s}" for s in (0, 1, 2)]),
+        _scores(folder, [f"batchfix-step_by_step-n1-s{s}" for s in (0, 1, 2)]),
+        resamples=200,
+        seed=0,
+    )
+    assert {k: fix[k] for k in expected} == expected
+    assert summary["chosen"] == {
+        "standard": {"candidate": "full-lr2e-4-e5", **svamp_repro.CANDIDATES["full-lr2e-4-e5"]},
+        "step_by_step": {"candidate": "full-lr1e-4-e3", **svamp_repro.CANDIDATES["full-lr1e-4-e3"]},
+    }
+    assert len(summary["tuning"]) == 2 * len(svamp_repro.CANDIDATES)
+    assert "multi_cot-full-lr1e-4-e3" in summary["missing_tuning"]
+    assert "mind_mirror-n5-s0" in summary["missing_cells"]
+    assert "palm/step_by_step-n1-s2" in summary["missing_cells"]
+    assert "standard-n1-s0" not in summary["missing_cells"]
+    palm_cells = ["palm/step_by_step-n1-s0", "palm/step_by_step-n1-s1"]
+    assert summary["machines"]["another CPU (bf16)"] == palm_cells
+    cells_s = sum(sum(c.values()) for c in summary["cell_seconds"].values())
+    assert summary["protocol_cpu_hours"] == round((cells_s + 8 * 60.0) / 3600, 2)
+    assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
+    assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
