@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
+from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import (
@@ -342,7 +342,7 @@ def experiment(
     from mindmirror.teacher.teach import teach
 
     cfg = recipe.experiment
-    console = Console(stderr=True, quiet=quiet)
+    console = log_console(quiet=quiet)
     most = max(n for method in cfg.methods for n in method_num_cots(method, cfg))
     if most > recipe.teacher.num_cots:
         raise UserError(

@@ -8,6 +8,9 @@
   ``teacher: CoTs: 120/400 (30%) 2.10/s ETA 2m13s  51,234 tok $0.0123``;
 - with ``enabled=False`` (``--quiet``), nothing.
 
+``log_console`` is the stderr console for one-line events: on a terminal rich wraps them at its
+width; in a pipe or a log file (where rich would assume 80 columns) each stays one line.
+
 ``quiet_libraries`` silences transformers', huggingface_hub's and datasets' own progress bars and
 warnings (the CLI calls it unless ``--verbose``), so stderr carries only our lines.
 """
@@ -45,6 +48,14 @@ LIBRARY_QUIET_ENV = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
 LIBRARY_MODULES = r"(transformers|huggingface_hub|datasets|peft|accelerate)(\.|$)"
+
+
+def log_console(*, quiet: bool = False) -> Console:
+    """A stderr console whose ``print`` keeps each event on one line when stderr is not a
+    terminal (a log is read line by line and grepped; rich would wrap it at 80 columns)."""
+    console = Console(stderr=True, quiet=quiet)
+    console.soft_wrap = not (console.is_terminal or console.is_jupyter)
+    return console
 
 
 class RateColumn(ProgressColumn):
@@ -104,7 +115,7 @@ class ProgressReport:
         self.completed = completed
         self.unit = unit
         self.status = ""
-        self.console = console or Console(stderr=True)
+        self.console = console or log_console()
         self.enabled = enabled
         self.transient = transient
         self.interval_s = interval_s

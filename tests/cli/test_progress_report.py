@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from mindmirror import progress
-from mindmirror.progress import ProgressReport, format_duration, quiet_libraries
+from mindmirror.progress import ProgressReport, format_duration, log_console, quiet_libraries
 from mindmirror.student.trainer import RichProgress
 
 
@@ -64,6 +64,16 @@ def test_a_terminal_gets_a_rich_bar_and_quiet_gets_nothing() -> None:
     with ProgressReport("CoTs", 4, console=con, enabled=False) as report:
         report.update(advance=4)
     assert out.getvalue() == ""
+
+
+def test_log_lines_stay_whole_in_a_pipe(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rich wraps at 80 columns when stderr is no terminal; a log wants one event per line."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    event = "cell 3/12 mind_mirror-n5-seed0: train + eval " + "(answer, cot, vote, mirror) " * 4
+    log_console().print(f"[bold]{event}[/]")
+    assert capsys.readouterr().err == event + "\n"
 
 
 def test_the_trainer_reports_plain_lines_with_the_loss() -> None:

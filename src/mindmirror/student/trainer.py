@@ -16,7 +16,7 @@ from rich.console import Console
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from mindmirror.progress import ProgressReport
+from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage
@@ -206,7 +206,7 @@ class RichProgress(TrainerCallback):
 
     def __init__(self, description: str, console: Console | None = None) -> None:
         self.description = description
-        self.console = console or Console(stderr=True)
+        self.console = console or log_console()
         self.report: ProgressReport | None = None
         self.status = ""
 

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import openai
-from rich.console import Console
 
 from mindmirror.errors import UserError
+from mindmirror.progress import log_console
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
 from mindmirror.teacher.limits import estimate_tokens, request_seed
 from mindmirror.teacher.types import Prompt, Reply, Usage
@@ -151,7 +151,7 @@ class BatchRunner:
         self.state_path = Path(state_path)
         self.enabled = enabled
         self.poll_start_s = poll_start_s
-        self.console = Console(stderr=True, quiet=quiet)
+        self.console = log_console(quiet=quiet)
         self.state = load_state(self.state_path)
         self._priced = batch_priced_keys(self.state)
         self._filled: set[str] = set()
