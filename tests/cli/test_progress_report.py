@@ -66,6 +66,19 @@ def test_a_terminal_gets_a_rich_bar_and_quiet_gets_nothing() -> None:
     assert out.getvalue() == ""
 
 
+def test_failed_items_are_counted_in_the_line_and_the_bar() -> None:
+    con, out = console(terminal=False)
+    clock = Clock()
+    with ProgressReport("CoTs", 12, console=con, clock=clock) as report:
+        clock.now += 2
+        report.update(advance=12, failed=12)
+    assert out.getvalue().splitlines()[-1] == "CoTs: 12/12 (100%, 12 failed) 6.00/s done in 2s"
+    con, out = console(terminal=True)
+    with ProgressReport("CoTs", 4, console=con) as report:
+        report.update(advance=4, failed=1, status="9 tok")
+    assert "1 failed" in out.getvalue() and "9 tok" in out.getvalue()
+
+
 def test_log_lines_stay_whole_in_a_pipe(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

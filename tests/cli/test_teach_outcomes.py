@@ -4,6 +4,7 @@ gone, and what its output looks like in a pipe (through the real CLI and a real 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -13,13 +14,68 @@ from typing import Any
 import pytest
 
 from tests.cli.test_cli_errors import (
+    assert_one_line_error,
     generic_recipe,
     mindmirror,
     write_recipe,
 )
-from tests.scripted_teacher import is_evaluation, scripted_teacher
+from tests.scripted_teacher import Answer, is_evaluation, scripted_teacher
 
 VERDICT = "\nEvaluation result: the given answer is correct."
+
+
+def failing_evaluations(every: int) -> Answer:
+    """CoTs always answer; every ``every``-th self-evaluation request gets a 500."""
+    seen = {"evaluations": 0}
+
+    def answer(body: dict[str, Any]) -> tuple[int, str]:
+        if not is_evaluation(body):
+            return 200, "5"
+        seen["evaluations"] += 1
+        if seen["evaluations"] % every == 0:
+            return 500, "the grader crashed"
+        return 200, "Fine." + VERDICT
+
+    return answer
+
+
+def recipe_path(tmp_path: Path, url: str, **teacher: object) -> Path:
+    """12 generic questions, 1 CoT and 1 self-evaluation each, no retries, one at a time."""
+    settings = {"num_evals": 1, "max_retries": 0, "concurrency": 1, "use_n": False, **teacher}
+    recipe = generic_recipe(tmp_path, base_url=url, model="m", **settings)
+    return write_recipe(tmp_path / "r.yaml", recipe)
+
+
+def test_teach_fails_when_every_self_evaluation_failed(tmp_path: Path) -> None:
+    """All 12 evaluations fail while all 12 CoTs come back: 12 of 24 is within the 0.5
+    tolerance over both kinds, but stage 1 would have nothing to train on."""
+    with scripted_teacher(failing_evaluations(every=1)) as teacher:
+        result = mindmirror("teach", str(recipe_path(tmp_path, teacher.url)), "-q", cwd=tmp_path)
+    assert_one_line_error(
+        result,
+        "12 of 12 teacher samples failed after every retry for the self-evaluations",
+        "the grader crashed",
+        "max_failed_share",
+    )
+    assert not (tmp_path / "run" / "teacher" / "records.jsonl").exists()
+
+
+def test_failed_evaluations_are_counted_in_progress_table_and_summary(tmp_path: Path) -> None:
+    with scripted_teacher(failing_evaluations(every=4)) as teacher:
+        result = mindmirror("teach", str(recipe_path(tmp_path, teacher.url)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert (
+        "3 of 12 teacher samples failed after every retry for the self-evaluations" in (warnings[0])
+    )
+    # The plain progress line says how many of the finished samples failed.
+    assert "teacher: evaluations: 12/12 (100%, 3 failed)" in result.stderr
+    assert "teacher: CoTs: 12/12 (100%) " in result.stderr
+    summary = json.loads((tmp_path / "run" / "teacher" / "summary.json").read_text())
+    assert (summary["evaluations_failed"], summary["evaluations_without_verdict"]) == (3, 0)
+    row = next(line for line in result.stdout.splitlines() if "evaluations (" in line)
+    assert "without a verdict / failed" in row and "12 (0 / 3)" in row
 
 
 def answer_every_request(body: dict[str, Any]) -> tuple[int, str]:

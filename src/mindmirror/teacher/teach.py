@@ -260,6 +260,7 @@ def _requested_cots(
 ) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
     """N CoTs per question from the live teacher (failed samples become status ``error``)."""
     texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
+    check_failures(engine, "CoTs", cfg.max_failed_share)
     cots = {
         ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in plan.examples
     }
@@ -286,7 +287,10 @@ def _evaluate(
         return
     have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
     prompts = _eval_prompts(plan, cfg, cots, have)
-    replies = engine.run_sync(prompts, description="evaluations") if prompts else {}
+    if not prompts:
+        return
+    replies = engine.run_sync(prompts, description="evaluations")
+    check_failures(engine, "self-evaluations", cfg.max_failed_share)
     for (_, ex_id, index), samples in replies.items():
         evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
 
@@ -298,8 +302,9 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
 
     Raises:
         UserError: a bad recipe value, a missing dataset or import file, an unreachable
-            endpoint or rejected key (all before anything is written), or a fatal backend
-            error mid-run (everything finished is cached; re-running resumes).
+            endpoint or rejected key (all before anything is written), a fatal backend error
+            mid-run, or more than ``teacher.max_failed_share`` of the CoTs or of the
+            self-evaluations failed (everything finished is cached; re-running resumes).
     """
     started = time.perf_counter()
     cfg = recipe.teacher
@@ -323,8 +328,6 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     finally:
         if cache is not None:
             cache.close()
-    if engine is not None:
-        check_failures(engine, cfg.max_failed_share)
 
     records = [
         Record(
@@ -361,15 +364,17 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-def check_failures(engine: RequestEngine, max_share: float) -> None:
-    """One line about the samples the engine gave up on: a UserError (before any record is
-    written, so ``teach && train`` stops) when all of them or more than ``max_share`` failed,
-    else a warning when any did."""
-    stats = engine.stats
+def check_failures(engine: RequestEngine, kind: str, max_share: float) -> None:
+    """One line about the samples of the engine's latest run (one kind of request: the CoTs,
+    or the self-evaluations) that it gave up on: a UserError (before any record is written, so
+    ``teach && train`` stops) when all of them or more than ``max_share`` failed, else a
+    warning when any did. Each kind is judged alone: evaluations that all failed leave stage 1
+    nothing to train on, however many CoTs came back."""
+    stats = engine.last
     failed, total = stats.samples_failed, stats.samples
     if not failed:
         return
-    what = f"{failed} of {total} teacher samples failed after every retry"
+    what = f"{failed} of {total} teacher samples failed after every retry for the {kind}"
     last = f"last error: {engine.last_error or 'not recorded'}"
     if failed == total or failed / total > max_share:
         raise UserError(
