@@ -56,20 +56,30 @@ _CHUNK = 500
 
 
 def cache_key(
-    model: str, messages: Messages, sampling: Sampling, sample_index: int, prompt_version: str
+    model: str,
+    messages: Messages,
+    sampling: Sampling,
+    sample_index: int,
+    prompt_version: str,
+    instance: str | None = None,
 ) -> str:
     """The sha256 hex digest identifying one sample of one request.
 
     The JSON is canonical (sorted keys, no whitespace, floats as JSON writes them), so the same
-    request always hashes the same whatever the dict order of its messages.
+    request always hashes the same whatever the dict order of its messages. ``instance`` tells
+    apart requests with the same messages that each need samples of their own (see
+    ``Prompt.instance``); it enters the hash only when given, so every other key is the one
+    earlier versions computed and existing caches stay valid.
     """
-    payload = {
+    payload: dict[str, object] = {
         "model": model,
         "messages": messages,
         "sampling": asdict(sampling),
         "sample_index": sample_index,
         "prompt_version": prompt_version,
     }
+    if instance is not None:
+        payload["instance"] = instance
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -273,7 +273,12 @@ class RequestEngine:
     def _key(self, prompt: Prompt, index: int) -> str:
         """The cache key of sample ``index`` of ``prompt`` (also the source of its seed)."""
         return cache_key(
-            self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
+            self.backend.model,
+            prompt.messages,
+            prompt.sampling,
+            index,
+            prompt.prompt_version,
+            prompt.instance,
         )
 
     def commit(
@@ -428,12 +433,17 @@ class RequestEngine:
         started = time.perf_counter()
         self._results = {}
         pending: list[tuple[Prompt, list[int]]] = []
+        claimed: set[str] = set()
         for prompt in prompts:
             if prompt.key in self._results:
                 raise ValueError(f"duplicate prompt key {prompt.key}")
             slots: list[str | None] = [None] * prompt.n
             self._results[prompt.key] = slots
             keys = [self._key(prompt, index) for index in range(prompt.n)]
+            if claimed.intersection(keys):
+                # Two prompts on one cache key would pay twice and keep one sample.
+                raise ValueError(f"prompt {prompt.key} repeats another's request: set instance")
+            claimed.update(keys)
             found = self.cache.get_many(keys)
             missing = []
             for index, key in enumerate(keys):

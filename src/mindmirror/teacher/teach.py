@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rich.console import Console
@@ -152,22 +152,47 @@ def _shots_for(plan: _Plan, example: Example, count: int) -> list[Example]:
     return [shot for shot in plan.shots if shot.id != example.id][:count]
 
 
+def own_samples(prompts: list[Prompt]) -> list[Prompt]:
+    """``prompts``, each one that repeats the request of an earlier one (the same messages,
+    sampling and template: two identical CoTs of a question, two copies of a question) given
+    cache keys of its own through ``Prompt.instance`` (its handle, e.g. ``eval/<id>/2`` for
+    CoT 2), so that each copy is sampled separately, as the published code does, and no paid
+    sample lands on the key of another.
+
+    The first of them keeps the plain key: every sample in a cache written before copies were
+    told apart is still found.
+    """
+    seen: set[str] = set()
+    distinct = []
+    for prompt in prompts:
+        request = json.dumps(
+            [prompt.messages, asdict(prompt.sampling), prompt.prompt_version], sort_keys=True
+        )
+        if request in seen:
+            prompt = replace(prompt, instance="/".join(prompt.key))
+        seen.add(request)
+        distinct.append(prompt)
+    return distinct
+
+
 def cot_prompts(plan: _Plan, cfg: TeacherConfig) -> list[Prompt]:
     """One prompt per question asking for ``num_cots`` samples."""
     sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
     version = load_template(cfg.cot_prompt).version
-    return [
-        Prompt(
-            key=("cot", ex.id),
-            messages=format_cot_messages(
-                plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
-            ),
-            n=cfg.num_cots,
-            sampling=sampling,
-            prompt_version=version,
-        )
-        for ex in plan.examples
-    ]
+    return own_samples(
+        [
+            Prompt(
+                key=("cot", ex.id),
+                messages=format_cot_messages(
+                    plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
+                ),
+                n=cfg.num_cots,
+                sampling=sampling,
+                prompt_version=version,
+            )
+            for ex in plan.examples
+        ]
+    )
 
 
 def make_cot(task: Task, example: Example, text: str | None) -> Cot:
@@ -210,7 +235,8 @@ def teacher_evaluation(text: str | None) -> Evaluation:
 def _eval_prompts(
     plan: _Plan, cfg: TeacherConfig, cots: dict[str, list[Cot]], have: dict[str, list[int]]
 ) -> list[Prompt]:
-    """Prompts for the evaluations still missing: M per CoT minus those imported."""
+    """Prompts for the evaluations still missing: M per CoT minus those imported; identical
+    CoTs of a question are evaluated separately (``own_samples``)."""
     sampling = Sampling(cfg.eval_temperature, cfg.top_p, cfg.eval_max_tokens)
     version = load_template(cfg.eval_prompt).version
     prompts = []
@@ -230,7 +256,7 @@ def _eval_prompts(
                     prompt_version=version,
                 )
             )
-    return prompts
+    return own_samples(prompts)
 
 
 # ---------------------------------------------------------------------------- the stage
