@@ -138,7 +138,19 @@ def data(recipe: RecipeArg, set_: SetOpt = None) -> None:
 
 @app.command()
 @user_errors
-def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def teach(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    pay_again: Annotated[
+        bool,
+        typer.Option(
+            "--pay-again",
+            help="Request, and pay for, again the samples of a run whose teacher cache was "
+            "emptied or lost (teach refuses without it when teacher/summary.json records them).",
+        ),
+    ] = False,
+) -> None:
     """Sample N CoTs per question from the teacher, then M self-evaluations per CoT.
 
     Writes teacher/records.jsonl and teacher/summary.json in the run directory. Every response
@@ -154,7 +166,7 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
 
     resolved, run = open_run(recipe, set_)
     with teacher_endpoint(resolved, quiet) as live:
-        summary = run_teach(live, run, quiet=quiet)
+        summary = run_teach(live, run, quiet=quiet, pay_again=pay_again)
     Console().print(summary_table(summary))
     console.print(f"records: {run.records}")
 

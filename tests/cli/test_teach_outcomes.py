@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,41 @@ def test_failed_evaluations_are_counted_in_progress_table_and_summary(tmp_path: 
 
 def answer_every_request(body: dict[str, Any]) -> tuple[int, str]:
     return 200, "Fine." + VERDICT if is_evaluation(body) else "5"
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def delete_rows(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM samples")
+
+
+@pytest.mark.parametrize(
+    "empty", [truncate, delete_rows, Path.unlink], ids=["0-byte", "rows-deleted", "deleted"]
+)
+def test_an_emptied_cache_is_not_paid_for_again_without_pay_again(
+    tmp_path: Path, empty: Callable[[Path], object]
+) -> None:
+    with scripted_teacher(answer_every_request) as teacher:
+        path = str(recipe_path(tmp_path, teacher.url))
+        assert mindmirror("teach", path, "-q", cwd=tmp_path).returncode == 0
+        paid = len(teacher.bodies)
+        cache = tmp_path / "run" / "teacher" / "cache.sqlite"
+        summary = cache.with_name("summary.json").read_text()
+        empty(cache)
+
+        refused = mindmirror("teach", path, "-q", cwd=tmp_path)
+        assert_one_line_error(refused, "holds no samples", f"records {paid} teacher", "--pay-again")
+        assert len(teacher.bodies) == paid  # nothing requested
+        assert cache.with_name("summary.json").read_text() == summary  # nothing written
+
+        again = mindmirror("teach", path, "-q", "--pay-again", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert "warning" not in again.stderr  # re-paying was asked for
+        assert len(teacher.bodies) == 2 * paid
+    assert json.loads(cache.with_name("summary.json").read_text())["samples_new"] == paid
 
 
 def test_piped_log_lines_are_one_line_each(tmp_path: Path) -> None:

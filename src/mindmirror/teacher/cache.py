@@ -18,7 +18,8 @@ call is short and synchronous, and a lock guards the connection against stray th
 
 A damaged file is a one-line ``UserError`` (checked when the cache opens, and on every use), and
 an existing 0-byte file gets a warning before anything is requested: either way the samples it
-should hold would be requested, and paid for, again.
+should hold would be requested, and paid for, again. (``teach`` refuses outright when the run's
+summary records samples that an emptied cache no longer holds: ``cached_samples``.)
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def cache_key(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def cached_samples(path: str | Path) -> int:
+    """How many samples the cache file at ``path`` holds (0 when it is missing or 0 bytes);
+    never creates the file."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    with ResponseCache(path) as cache:
+        return cache.stats.rows
+
+
 @dataclass(frozen=True)
 class CachedSample:
     """One cached sample: its text and its share of the tokens of the call that produced it."""
@@ -105,7 +116,9 @@ class CacheStats:
 class ResponseCache:
     """SQLite store of teacher samples (see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, warn_emptied: bool = True) -> None:
+        """Open (or create) the cache at ``path``; ``warn_emptied=False`` leaves out the warning
+        about a 0-byte file (for a caller that accepted re-paying its samples)."""
         self.path = Path(path)
         emptied = self.path.is_file() and self.path.stat().st_size == 0
         self._lock = threading.Lock()
@@ -126,7 +139,7 @@ class ResponseCache:
                 found = " ".join(str(verdict).replace("***", "").split())
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
             self._db.execute(_SCHEMA)
-        if emptied and self.stats.rows == 0:
+        if warn_emptied and emptied and self.stats.rows == 0:
             Console(stderr=True).print(
                 f"[yellow]warning[/]: the teacher cache {self.path} is an empty (0-byte) file: "
                 "every sample will be requested, and paid for, again; interrupt now (Ctrl-C) "

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -33,7 +34,7 @@ from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.backends.importers import Imported, ImportResult, import_outputs
 from mindmirror.teacher.batch import batch_runner
-from mindmirror.teacher.cache import ResponseCache
+from mindmirror.teacher.cache import ResponseCache, cached_samples
 from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.prompts import (
     format_cot_messages,
@@ -321,27 +322,55 @@ def _evaluate(
         evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
 
 
-def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+def _samples_recorded(summary: Path) -> int:
+    """Teacher samples that the run's summary says its records were made of (0 without one)."""
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        return int(data.get("samples_new", 0)) + int(data.get("cache_hits", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def refuse_paying_again(run: RunDir) -> None:
+    """UserError when the run's cache holds no sample (emptied, truncated to 0 bytes, deleted)
+    although its ``summary.json`` records paid ones: teaching on would request, and pay for,
+    every one of them again. Checked before anything is written."""
+    paid = _samples_recorded(run.summary)
+    if paid and not cached_samples(run.cache):
+        raise UserError(
+            f"the teacher cache {run.cache} holds no samples, but {run.summary} records "
+            f"{paid:,} teacher samples paid for: restore the cache (from a backup), or run "
+            "`mindmirror teach --pay-again` to request and pay for them again"
+        )
+
+
+def teach(
+    recipe: Recipe, run: RunDir, quiet: bool = False, pay_again: bool = False
+) -> dict[str, Any]:
     """Generate (or import) CoTs and self-evaluations; write records and summary.
 
-    Returns the summary written to ``teacher/summary.json``.
+    Returns the summary written to ``teacher/summary.json``. ``pay_again`` accepts requesting
+    again the samples of a run whose cache was emptied or lost (refused otherwise).
 
     Raises:
         UserError: a bad recipe value, a missing dataset or import file, an unreachable
-            endpoint or rejected key (all before anything is written), a fatal backend error
-            mid-run, or more than ``teacher.max_failed_share`` of the CoTs or of the
-            self-evaluations failed (everything finished is cached; re-running resumes).
+            endpoint or rejected key, a run whose cache lost the samples its summary records
+            (all before anything is written), a fatal backend error mid-run, or more than
+            ``teacher.max_failed_share`` of the CoTs or of the self-evaluations failed
+            (everything finished is cached; re-running resumes).
     """
     started = time.perf_counter()
     cfg = recipe.teacher
     plan = _plan(recipe)
+    if plan.backend is not None and not pay_again:
+        refuse_paying_again(run)
     run.teacher.mkdir(parents=True, exist_ok=True)
     run.recipe.write_text(dump_recipe(recipe), encoding="utf-8")
 
     cache: ResponseCache | None = None
     engine: RequestEngine | None = None
     if plan.backend is not None:
-        cache = ResponseCache(run.cache)
+        cache = ResponseCache(run.cache, warn_emptied=not pay_again)
         engine = RequestEngine(plan.backend, cache, cfg, quiet=quiet)
         engine.batch = batch_runner(cfg, run.teacher / "batches.json", quiet=quiet)
     try:
