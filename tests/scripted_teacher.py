@@ -41,10 +41,12 @@ def completion(content: str) -> dict[str, Any]:
 
 @dataclass
 class ScriptedTeacher:
-    """The running endpoint: its base URL and the chat-completion bodies it received."""
+    """The running endpoint: its base URL, the chat-completion bodies it received and the
+    number of TCP connections it accepted (it keeps them alive, HTTP/1.1)."""
 
     url: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
 
     def count(self, evaluations: bool) -> int:
         """Requests received for self-evaluations (True) or for CoTs (False)."""
@@ -58,6 +60,13 @@ def scripted_teacher(answer: Answer) -> Iterator[ScriptedTeacher]:
     teacher = ScriptedTeacher("")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with lock:
+                teacher.connections += 1
+
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
