@@ -18,7 +18,8 @@ Every client talks to the same server through the same proxy in the same run:
 - published: the shape of the published loop: sequential, one request per question asking
   for ``n`` = 5 samples (llama.cpp answers one; samples/s is what counts);
 - asyncopenai: what a competent user writes in ten lines: ``AsyncOpenAI`` with a semaphore at
-  the same concurrency, no cache, no retries, no accounting;
+  the same concurrency, no cache, no retries, no accounting (a request that fails is counted
+  and reported, and its requests/s counts only the requests that succeeded);
 - engine: ``RequestEngine`` at ``--concurrency`` (default 64) with a fresh cache.
 
 The engine and the AsyncOpenAI baseline run ``--repeats`` times each, interleaved (median and
@@ -39,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import openai
@@ -92,39 +94,55 @@ def run_published(url: str, questions: int, max_tokens: int) -> float:
     return got / elapsed
 
 
+@dataclass
+class BaselineRun:
+    """What one run of the AsyncOpenAI baseline did: requests/s of the requests that succeeded,
+    and the errors of those that failed (it has no retries, by design)."""
+
+    rps: float
+    errors: list[str] = field(default_factory=list)
+
+
 async def _async_baseline(
     url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int
-) -> float:
+) -> BaselineRun:
     client = openai.AsyncOpenAI(base_url=url, api_key="sk-no-key", max_retries=0, timeout=300)
     gate = asyncio.Semaphore(concurrency)
+    errors: list[str] = []
 
     async def one(question: int) -> None:
         async with gate:
-            await client.chat.completions.create(
-                model=EMBEDDED_MODEL,
-                messages=messages(offset + question),
-                max_tokens=max_tokens,
-                temperature=0.7,
-            )
+            try:
+                await client.chat.completions.create(
+                    model=EMBEDDED_MODEL,
+                    messages=messages(offset + question),
+                    max_tokens=max_tokens,
+                    temperature=0.7,
+                )
+            except openai.APIError as error:
+                # Counted and reported: one dropped connection must not void the measurement.
+                errors.append(" ".join(str(error).split())[:160])
 
     start = time.perf_counter()
     await asyncio.gather(*(one(q) for q in range(questions) for _ in range(samples)))
     elapsed = time.perf_counter() - start
     await client.close()
-    return questions * samples / elapsed
+    return BaselineRun((questions * samples - len(errors)) / elapsed, errors)
 
 
 def run_async_baseline(
     url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int
-) -> float:
-    """Requests/s of ``AsyncOpenAI`` + a semaphore on the engine's workload (fresh prompts)."""
+) -> BaselineRun:
+    """Requests/s of ``AsyncOpenAI`` + a semaphore on the engine's workload (fresh prompts),
+    counting only the requests that succeeded, and the errors of those that failed."""
     return asyncio.run(_async_baseline(url, questions, samples, max_tokens, concurrency, offset))
 
 
 def run_engine(
     url: str, questions: int, samples: int, max_tokens: int, concurrency: int, offset: int = 0
-) -> tuple[float, int]:
-    """Requests/s of the engine on fresh prompts; also how many samples came back."""
+) -> tuple[float, int, int]:
+    """Requests/s of the engine on fresh prompts; also how many samples came back and how many
+    requests it retried."""
     cfg = TeacherConfig(
         model=EMBEDDED_MODEL,
         base_url=url,
@@ -145,7 +163,7 @@ def run_engine(
         results = engine.run_sync(prompts, description="bench")
         cache.close()
     filled = sum(text is not None for texts in results.values() for text in texts)
-    return engine.last.samples_new / engine.last.wall_s, filled
+    return engine.last.samples_new / engine.last.wall_s, filled, engine.last.retries
 
 
 def main() -> None:
@@ -166,6 +184,8 @@ def main() -> None:
     total = questions * args.samples
     engine_rps: list[float] = []
     async_rps: list[float] = []
+    async_errors: list[str] = []
+    engine_retries = 0
     with (
         llama_server(n_threads=args.threads) as server_url,
         fault_proxy(server_url) as proxy,
@@ -182,19 +202,21 @@ def main() -> None:
             # Fresh prompts each time: neither client may profit from the other's KV cache.
             offset = 1000 * (2 * repeat + 1)
             proxy.reset()
-            rps, filled = run_engine(
+            rps, filled, retries = run_engine(
                 proxy.url, questions, args.samples, args.max_tokens, args.concurrency, offset
             )
             engine_rps.append(rps)
-            async_rps.append(
-                run_async_baseline(
-                    proxy.url, questions, args.samples, args.max_tokens, args.concurrency,
-                    offset + 1000,
-                )
+            engine_retries += retries
+            baseline = run_async_baseline(
+                proxy.url, questions, args.samples, args.max_tokens, args.concurrency,
+                offset + 1000,
             )  # fmt: skip
+            async_rps.append(baseline.rps)
+            async_errors += baseline.errors
             print(
                 f"repeat {repeat + 1}: engine {engine_rps[-1]:.2f} requests/s ({filled} of "
-                f"{total} samples back), AsyncOpenAI {async_rps[-1]:.2f} requests/s",
+                f"{total} samples back, {retries} retried), AsyncOpenAI {async_rps[-1]:.2f} "
+                f"requests/s ({len(baseline.errors)} of {total} failed)",
                 flush=True,
             )
     ideal = args.concurrency / args.latency
@@ -204,7 +226,12 @@ def main() -> None:
         return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
     print(f"engine: {total} requests at concurrency {args.concurrency}, {spread(engine_rps)} req/s")
-    print(f"AsyncOpenAI + semaphore: {spread(async_rps)} req/s")
+    print(f"AsyncOpenAI + semaphore: {spread(async_rps)} req/s (succeeded requests only)")
+    first = f"; first: {async_errors[0]}" if async_errors else ""
+    print(
+        f"failed AsyncOpenAI requests: {len(async_errors)} of {total * args.repeats}{first}; "
+        f"engine retries: {engine_retries}"
+    )
     print(
         f"ideal: {ideal:.1f} requests/s (concurrency / latency); engine at {eng / ideal:.0%}, "
         f"AsyncOpenAI at {base / ideal:.0%}"

@@ -111,10 +111,14 @@ class FaultProxy:
         self.forwarded = 0
         self.other = 0
         self.injected: Counter[str] = Counter()
+        # Idle upstream connections are dropped before uvicorn's 5 s keep-alive timeout
+        # closes them: reusing one just as the server closes it ends in a reset (ReadError).
         self.client = httpx.AsyncClient(
             base_url=self.upstream,
             timeout=None,
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+            limits=httpx.Limits(
+                max_connections=512, max_keepalive_connections=512, keepalive_expiry=2.0
+            ),
         )
 
     def _next_fault(self) -> Fault | None:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
-from mindmirror.progress import quiet_libraries
+from mindmirror.progress import log_console, quiet_libraries
 from mindmirror.rundir import RunDir, usable_run_dir
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = log_console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 RecipeArg = Annotated[Path, typer.Argument(help="The recipe YAML (names the run directory).")]
@@ -85,15 +85,17 @@ def user_errors(func: F) -> F:
 
 
 @contextmanager
-def teacher_endpoint(recipe: Recipe) -> Iterator[Recipe]:
+def teacher_endpoint(recipe: Recipe, quiet: bool = False) -> Iterator[Recipe]:
     """For ``backend: embedded``, serve the packaged GGUF with llama.cpp on loopback for the
-    duration of the block and point the recipe at it; other backends pass through unchanged."""
+    duration of the block and point the recipe at it; other backends pass through unchanged.
+    ``quiet`` leaves out the start line."""
     if recipe.teacher.backend != "embedded":
         yield recipe
         return
     from mindmirror.embedded import EMBEDDED_MODEL, llama_server
 
-    console.print("[dim]starting the embedded llama.cpp teacher server on loopback...[/]")
+    if not quiet:
+        console.print("[dim]starting the embedded llama.cpp teacher server on loopback...[/]")
     with llama_server() as url:
         teacher = recipe.teacher.model_copy(
             update={"backend": "openai", "base_url": url, "model": EMBEDDED_MODEL}
@@ -116,7 +118,7 @@ def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool
     from mindmirror.teacher.teach import teach as run_teach
 
     if teaching_needed(recipe, run):
-        with teacher_endpoint(recipe) as live:
+        with teacher_endpoint(recipe, quiet) as live:
             summary = run_teach(live, run, quiet=quiet)
         if show_summary:
             Console().print(summary_table(summary))
@@ -136,7 +138,19 @@ def data(recipe: RecipeArg, set_: SetOpt = None) -> None:
 
 @app.command()
 @user_errors
-def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def teach(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    pay_again: Annotated[
+        bool,
+        typer.Option(
+            "--pay-again",
+            help="Request, and pay for, again the samples of a run whose teacher cache was "
+            "emptied or lost (teach refuses without it when teacher/summary.json records them).",
+        ),
+    ] = False,
+) -> None:
     """Sample N CoTs per question from the teacher, then M self-evaluations per CoT.
 
     Writes teacher/records.jsonl and teacher/summary.json in the run directory. Every response
@@ -151,8 +165,8 @@ def teach(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     from mindmirror.teacher.teach import teach as run_teach
 
     resolved, run = open_run(recipe, set_)
-    with teacher_endpoint(resolved) as live:
-        summary = run_teach(live, run, quiet=quiet)
+    with teacher_endpoint(resolved, quiet) as live:
+        summary = run_teach(live, run, quiet=quiet, pay_again=pay_again)
     Console().print(summary_table(summary))
     console.print(f"records: {run.records}")
 

@@ -16,12 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from mindmirror.config import InferMode, Recipe
 from mindmirror.errors import UserError
 from mindmirror.figures import applicable_modes
 from mindmirror.metrics import agreement, auroc, mode_metrics
+from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
@@ -36,7 +35,7 @@ from mindmirror.student.infer import (
 from mindmirror.tasks.base import Example, Task
 from mindmirror.tasks.splits import question_key
 
-console = Console(stderr=True)
+console = log_console()
 
 
 # ----------------------------------------------------------------- self-evaluation check

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
 from mindmirror.cell_records import (
     keep_record,
@@ -48,6 +47,7 @@ from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
+from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tables import (
@@ -374,7 +374,7 @@ def experiment(
     from mindmirror.teacher.teach import teach
 
     cfg = recipe.experiment
-    console = Console(stderr=True, quiet=quiet)
+    console = log_console(quiet=quiet)
     most = max(
         [n for method in cfg.methods for n in method_num_cots(method, cfg)]
         + [row.num_cots for row in cfg.extra_rows]

@@ -6,7 +6,12 @@
 - elsewhere (nohup, CI, a pipe), plain lines on stderr: one at the start, one every
   ``interval_s`` seconds while work advances, and one at the end, e.g.
   ``teacher: CoTs: 120/400 (30%) 2.10/s ETA 2m13s  51,234 tok $0.0123``;
+- items that ended without a result (``update(failed=...)``) count as done, and the count
+  says how many of them failed: ``12/12 (100%, 12 failed)``;
 - with ``enabled=False`` (``--quiet``), nothing.
+
+``log_console`` is the stderr console for one-line events: on a terminal rich wraps them at its
+width; in a pipe or a log file (where rich would assume 80 columns) each stays one line.
 
 ``quiet_libraries`` silences transformers', huggingface_hub's and datasets' own progress bars and
 warnings (the CLI calls it unless ``--verbose``), so stderr carries only our lines.
@@ -45,6 +50,14 @@ LIBRARY_QUIET_ENV = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
 LIBRARY_MODULES = r"(transformers|huggingface_hub|datasets|peft|accelerate)(\.|$)"
+
+
+def log_console(*, quiet: bool = False) -> Console:
+    """A stderr console whose ``print`` keeps each event on one line when stderr is not a
+    terminal (a log is read line by line and grepped; rich would wrap it at 80 columns)."""
+    console = Console(stderr=True, quiet=quiet)
+    console.soft_wrap = not (console.is_terminal or console.is_jupyter)
+    return console
 
 
 class RateColumn(ProgressColumn):
@@ -102,9 +115,10 @@ class ProgressReport:
         self.description = description
         self.total = total
         self.completed = completed
+        self.failed = 0
         self.unit = unit
         self.status = ""
-        self.console = console or Console(stderr=True)
+        self.console = console or log_console()
         self.enabled = enabled
         self.transient = transient
         self.interval_s = interval_s
@@ -140,14 +154,21 @@ class ProgressReport:
         return self
 
     def update(
-        self, *, completed: int | None = None, advance: int = 0, status: str | None = None
+        self,
+        *,
+        completed: int | None = None,
+        advance: int = 0,
+        failed: int = 0,
+        status: str | None = None,
     ) -> None:
-        """Set or advance the count and the status text; a plain line when one is due."""
+        """Set or advance the count (``failed`` of the ``advance`` ended without a result) and
+        the status text; a plain line when one is due."""
         self.completed = (self.completed if completed is None else completed) + advance
+        self.failed += failed
         if status is not None:
             self.status = status
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=self.completed, status=self.status)
+            self._bar.update(self._task, completed=self.completed, status=self._bar_status())
         elif self.enabled and not self.rich and self.clock() - self._last_line >= self.interval_s:
             self._print(self.line())
 
@@ -157,7 +178,8 @@ class ProgressReport:
         elapsed = now - self._started[0]
         done = self.completed - self._started[1]
         rate = done / elapsed if elapsed > 0 and done > 0 else 0.0
-        share = f" ({self.completed / self.total:.0%})" if self.total else ""
+        failed = f", {self.failed:,} failed" if self.failed else ""
+        share = f" ({self.completed / self.total:.0%}{failed})" if self.total else failed
         unit = f" {self.unit}" if self.unit else ""
         speed = f"{format_rate(rate)}{unit}/s" if rate else f"-{unit}/s"
         if final:
@@ -167,6 +189,13 @@ class ProgressReport:
             when = f"ETA {format_duration(left)}"
         text = f"{self.description}: {self.completed}/{self.total}{share} {speed} {when}"
         return f"{text}  {self.status}" if self.status else text
+
+    def _bar_status(self) -> str:
+        """The status column of the terminal bar, led by the failures when there are any."""
+        if not self.failed:
+            return self.status
+        failed = f"[red]{self.failed:,} failed[/]"
+        return f"{failed}  {self.status}" if self.status else failed
 
     def _print(self, text: str) -> None:
         self._last_line = self.clock()

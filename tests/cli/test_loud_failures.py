@@ -92,11 +92,13 @@ def test_teach_warns_once_when_a_few_requests_failed(tmp_path: Path) -> None:
     with teacher_failing(every=4) as url:
         result = mindmirror("teach", str(failing_teacher_recipe(tmp_path, url)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if "failed" in line]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
     assert len(warnings) == 1 and "3 of 12 teacher samples failed" in warnings[0]
-    # stderr is a pipe here: the engine's progress comes as plain lines, not a silent bar.
+    # stderr is a pipe here: the engine's progress comes as plain lines, not a silent bar,
+    # and the final one counts the failures among the finished samples.
     assert "teacher: CoTs: 0/12 started" in result.stderr
-    assert "teacher: CoTs: 12/12 (100%)" in result.stderr and "done in" in result.stderr
+    assert "teacher: CoTs: 12/12 (100%, 3 failed)" in result.stderr
+    assert "done in" in result.stderr
     assert (tmp_path / "run" / "teacher" / "records.jsonl").is_file()
 
 

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from mindmirror import progress
-from mindmirror.progress import ProgressReport, format_duration, quiet_libraries
+from mindmirror.progress import ProgressReport, format_duration, log_console, quiet_libraries
 from mindmirror.student.trainer import RichProgress
 
 
@@ -64,6 +64,29 @@ def test_a_terminal_gets_a_rich_bar_and_quiet_gets_nothing() -> None:
     with ProgressReport("CoTs", 4, console=con, enabled=False) as report:
         report.update(advance=4)
     assert out.getvalue() == ""
+
+
+def test_failed_items_are_counted_in_the_line_and_the_bar() -> None:
+    con, out = console(terminal=False)
+    clock = Clock()
+    with ProgressReport("CoTs", 12, console=con, clock=clock) as report:
+        clock.now += 2
+        report.update(advance=12, failed=12)
+    assert out.getvalue().splitlines()[-1] == "CoTs: 12/12 (100%, 12 failed) 6.00/s done in 2s"
+    con, out = console(terminal=True)
+    with ProgressReport("CoTs", 4, console=con) as report:
+        report.update(advance=4, failed=1, status="9 tok")
+    assert "1 failed" in out.getvalue() and "9 tok" in out.getvalue()
+
+
+def test_log_lines_stay_whole_in_a_pipe(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rich wraps at 80 columns when stderr is no terminal; a log wants one event per line."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    event = "cell 3/12 mind_mirror-n5-seed0: train + eval " + "(answer, cot, vote, mirror) " * 4
+    log_console().print(f"[bold]{event}[/]")
+    assert capsys.readouterr().err == event + "\n"
 
 
 def test_the_trainer_reports_plain_lines_with_the_loss() -> None:

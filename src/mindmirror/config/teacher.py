@@ -148,6 +148,14 @@ class TeacherConfig(Strict):
     batch_poll_s: float = Field(
         60.0, gt=0, description="Longest wait between two status checks of a running batch."
     )
+    batch_unreachable_s: float = Field(
+        900.0,
+        gt=0,
+        description="`teach` stops (exit code 2) once the status checks of a running batch "
+        "have failed without a break for this many seconds (they back off up to "
+        "batch_poll_s); the batch keeps running and teacher/batches.json keeps its id, so a "
+        "later `teach` resumes it.",
+    )
     batch_size: int = Field(8, ge=1, description="`local` backend: prompts per generate call.")
     import_: ImportConfig | None = Field(
         None, alias="import", description="`import` backend: where the outputs are."

@@ -35,12 +35,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.console import Console
 from transformers import PrinterCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mindmirror.config import Recipe, TrainConfig, dump_recipe
 from mindmirror.errors import UserError
+from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
@@ -285,7 +285,7 @@ def train_stage(
     check_settings(folder / "settings.json", settings)
     if result_path.is_file() and (folder / "best").is_dir():
         return json.loads(result_path.read_text())
-    console = Console(stderr=True, quiet=quiet)
+    console = log_console(quiet=quiet)
     rows, stats = build_rows(records, task, row_spec(cfg), stage)
     if not rows:
         raise UserError(

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from rich.console import Console
 from transformers import Trainer, TrainerCallback
 
-from mindmirror.progress import ProgressReport
+from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.batching import ExampleSampler
 from mindmirror.student.generate import verdict_probs
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
@@ -289,7 +289,7 @@ class RichProgress(TrainerCallback):
 
     def __init__(self, description: str, console: Console | None = None) -> None:
         self.description = description
-        self.console = console or Console(stderr=True)
+        self.console = console or log_console()
         self.report: ProgressReport | None = None
         self.status = ""
 

@@ -10,7 +10,10 @@ before sending anything online:
    partly failed batch pays for nothing twice.
 2. The file is uploaded (``/files``, purpose ``batch``), the batch created (``/batches``), and
    its status polled with backoff (1 s doubling up to ``teacher.batch_poll_s``) until it is
-   completed, failed, expired or cancelled; then the output and error files are read.
+   completed, failed, expired or cancelled; then the output and error files are read. Status
+   checks that fail (connection errors, 429, 5xx) are tried again with the same backoff for
+   up to ``teacher.batch_unreachable_s`` in a row; then ``teach`` stops with one line, and a
+   later ``teach`` resumes polling the same batch.
 3. The state lives in ``teacher/batches.json`` in the run directory and is written before each
    step that costs anything: the uploaded file's id before the batch is created, the batch id
    right after. A ``teach`` killed while a batch is in flight resumes by polling that batch
@@ -37,9 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import openai
-from rich.console import Console
 
 from mindmirror.errors import UserError
+from mindmirror.progress import log_console
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
 from mindmirror.teacher.limits import estimate_tokens, request_seed
 from mindmirror.teacher.types import Prompt, Reply, Usage
@@ -70,6 +73,7 @@ class BatchSettings(Protocol):
     budget_usd: float | None
     price_batch_factor: float
     batch_poll_s: float
+    batch_unreachable_s: float
 
 
 @dataclass
@@ -151,7 +155,7 @@ class BatchRunner:
         self.state_path = Path(state_path)
         self.enabled = enabled
         self.poll_start_s = poll_start_s
-        self.console = Console(stderr=True, quiet=quiet)
+        self.console = log_console(quiet=quiet)
         self.state = load_state(self.state_path)
         self._priced = batch_priced_keys(self.state)
         self._filled: set[str] = set()
@@ -363,19 +367,39 @@ class BatchRunner:
         await self._create(client, entry)
 
     async def _poll(self, client: openai.AsyncOpenAI, entry: dict[str, Any]) -> Any:
-        """Poll the batch until it ends; return the final batch object."""
+        """Poll the batch until it ends; return the final batch object.
+
+        Raises:
+            UserError: the status checks kept failing for ``batch_unreachable_s``; the batch
+                id stays in the state file for a later run.
+        """
         delay = min(self.poll_start_s, self.cfg.batch_poll_s)
+        # This loop is the retry policy: the client's own retries would hide the failures.
+        checks = client.with_options(max_retries=0)
+        failing_since: float | None = None
         while True:
             try:
-                batch = await client.batches.retrieve(entry["id"])
+                batch = await checks.batches.retrieve(entry["id"])
             except (
                 openai.APIConnectionError,
                 openai.InternalServerError,
                 openai.RateLimitError,
             ) as error:
-                # A server hiccup while a batch runs for hours is no reason to give up on it.
+                # A server hiccup while a batch runs for hours is no reason to give up on it,
+                # but a dead endpoint is: the batch id is saved, a later run picks it up.
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self.cfg.batch_unreachable_s:
+                    raise UserError(
+                        f"batch {entry['id']}: status checks at {client.base_url} failed for "
+                        f"{now - failing_since:.0f}s ({self._scrub(str(error))}); the batch "
+                        "keeps running and teacher/batches.json keeps its id: re-run `mindmirror "
+                        "teach` once the endpoint answers to resume it "
+                        "(teacher.batch_unreachable_s sets how long to try)"
+                    ) from None
                 log.warning("batch %s: status check failed (%s); trying again", entry["id"], error)
             else:
+                failing_since = None
                 if batch.status != entry["status"]:
                     entry["status"] = batch.status
                     self._save()

@@ -18,7 +18,8 @@ call is short and synchronous, and a lock guards the connection against stray th
 
 A damaged file is a one-line ``UserError`` (checked when the cache opens, and on every use), and
 an existing 0-byte file gets a warning before anything is requested: either way the samples it
-should hold would be requested, and paid for, again.
+should hold would be requested, and paid for, again. (``teach`` refuses outright when the run's
+summary records samples that an emptied cache no longer holds: ``cached_samples``.)
 """
 
 from __future__ import annotations
@@ -56,22 +57,42 @@ _CHUNK = 500
 
 
 def cache_key(
-    model: str, messages: Messages, sampling: Sampling, sample_index: int, prompt_version: str
+    model: str,
+    messages: Messages,
+    sampling: Sampling,
+    sample_index: int,
+    prompt_version: str,
+    instance: str | None = None,
 ) -> str:
     """The sha256 hex digest identifying one sample of one request.
 
     The JSON is canonical (sorted keys, no whitespace, floats as JSON writes them), so the same
-    request always hashes the same whatever the dict order of its messages.
+    request always hashes the same whatever the dict order of its messages. ``instance`` tells
+    apart requests with the same messages that each need samples of their own (see
+    ``Prompt.instance``); it enters the hash only when given, so every other key is the one
+    earlier versions computed and existing caches stay valid.
     """
-    payload = {
+    payload: dict[str, object] = {
         "model": model,
         "messages": messages,
         "sampling": asdict(sampling),
         "sample_index": sample_index,
         "prompt_version": prompt_version,
     }
+    if instance is not None:
+        payload["instance"] = instance
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def cached_samples(path: str | Path) -> int:
+    """How many samples the cache file at ``path`` holds (0 when it is missing or 0 bytes);
+    never creates the file."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    with ResponseCache(path) as cache:
+        return cache.stats.rows
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,9 @@ class CacheStats:
 class ResponseCache:
     """SQLite store of teacher samples (see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, warn_emptied: bool = True) -> None:
+        """Open (or create) the cache at ``path``; ``warn_emptied=False`` leaves out the warning
+        about a 0-byte file (for a caller that accepted re-paying its samples)."""
         self.path = Path(path)
         emptied = self.path.is_file() and self.path.stat().st_size == 0
         self._lock = threading.Lock()
@@ -116,7 +139,7 @@ class ResponseCache:
                 found = " ".join(str(verdict).replace("***", "").split())
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {found}")
             self._db.execute(_SCHEMA)
-        if emptied and self.stats.rows == 0:
+        if warn_emptied and emptied and self.stats.rows == 0:
             Console(stderr=True).print(
                 f"[yellow]warning[/]: the teacher cache {self.path} is an empty (0-byte) file: "
                 "every sample will be requested, and paid for, again; interrupt now (Ctrl-C) "

@@ -37,7 +37,8 @@ or the budget stopped it. What the engine does for that:
   what it leaves unfilled is requested online.
 - Progress (done/total samples, rate, ETA, tokens, cost): a rich bar on terminals, plain
   lines elsewhere (``mindmirror.progress``), nothing with ``quiet=True``. Samples given up on
-  are counted (``samples_failed``, ``last_error``), not printed one by one: teach sums them up.
+  are counted (in the progress line, ``samples_failed``, ``last_error`` of the latest run),
+  not printed one by one: teach sums them up.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class RequestEngine:
         self._pause_until = 0.0
         self._aborted = False
         self._report: ProgressReport | None = None
-        #: The error of the latest sample given up on (teach reports it once, not per sample).
+        #: The error of the latest sample given up on in the latest run (teach reports it once
+        #: per kind of request, not per sample).
         self.last_error: str | None = None
         self._results: dict[tuple[str, ...], list[str | None]] = {}
         #: Set by ``teach`` for ``teacher.batch``: fills cache misses before the online path.
@@ -234,10 +236,12 @@ class RequestEngine:
             self._reserved_usd -= worst_usd
             self._budget_lock.notify_all()
 
-    def _advance(self, samples: int) -> None:
+    def _advance(self, samples: int, failed: int = 0) -> None:
         if self._report is not None:
             tokens = self.last.prompt_tokens + self.last.completion_tokens
-            self._report.update(advance=samples, status=f"{tokens:,} tok ${self.last.cost_usd:.4f}")
+            self._report.update(
+                advance=samples, failed=failed, status=f"{tokens:,} tok ${self.last.cost_usd:.4f}"
+            )
 
     @contextmanager
     def _progress(self, description: str, total: int, done: int) -> Iterator[None]:
@@ -269,7 +273,12 @@ class RequestEngine:
     def _key(self, prompt: Prompt, index: int) -> str:
         """The cache key of sample ``index`` of ``prompt`` (also the source of its seed)."""
         return cache_key(
-            self.backend.model, prompt.messages, prompt.sampling, index, prompt.prompt_version
+            self.backend.model,
+            prompt.messages,
+            prompt.sampling,
+            index,
+            prompt.prompt_version,
+            prompt.instance,
         )
 
     def commit(
@@ -372,7 +381,7 @@ class RequestEngine:
         )
         self.last_error = str(error)
         stats.samples_failed += n
-        self._advance(n)
+        self._advance(n, failed=n)
         return 0
 
     async def _fill(self, prompt: Prompt, missing: list[int]) -> None:
@@ -420,15 +429,21 @@ class RequestEngine:
         if self.last.samples:
             self._done.append(self.last)
         self.last = stats = EngineStats(n_ignored=self._n_ignored)
+        self.last_error = None
         started = time.perf_counter()
         self._results = {}
         pending: list[tuple[Prompt, list[int]]] = []
+        claimed: set[str] = set()
         for prompt in prompts:
             if prompt.key in self._results:
                 raise ValueError(f"duplicate prompt key {prompt.key}")
             slots: list[str | None] = [None] * prompt.n
             self._results[prompt.key] = slots
             keys = [self._key(prompt, index) for index in range(prompt.n)]
+            if claimed.intersection(keys):
+                # Two prompts on one cache key would pay twice and keep one sample.
+                raise ValueError(f"prompt {prompt.key} repeats another's request: set instance")
+            claimed.update(keys)
             found = self.cache.get_many(keys)
             missing = []
             for index, key in enumerate(keys):

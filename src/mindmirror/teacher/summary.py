@@ -153,7 +153,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("parse rate", "%", "parse_rate", ()),
         ("teacher accuracy (per CoT)", "%", "teacher_accuracy", ()),
         ("questions with a correct CoT", "%", "questions_with_correct", ()),
-        ("evaluations (without a verdict)", "n", "evaluations", ("evaluations_without_verdict",)),
+        (
+            "evaluations (without a verdict / failed)",
+            "n",
+            "evaluations",
+            ("evaluations_without_verdict", "evaluations_failed"),
+        ),
         ("verdict agreement with gold", "%", "verdict_agreement", ()),
         ("requests (new samples / cache hits)", "n", "requests", ("samples_new", "cache_hits")),
         ("tokens in / out", "n", "tokens_in", ("tokens_out",)),

@@ -20,7 +20,8 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -33,7 +34,7 @@ from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.backends.importers import Imported, ImportResult, import_outputs
 from mindmirror.teacher.batch import batch_runner
-from mindmirror.teacher.cache import ResponseCache
+from mindmirror.teacher.cache import ResponseCache, cached_samples
 from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.prompts import (
     format_cot_messages,
@@ -152,22 +153,47 @@ def _shots_for(plan: _Plan, example: Example, count: int) -> list[Example]:
     return [shot for shot in plan.shots if shot.id != example.id][:count]
 
 
+def own_samples(prompts: list[Prompt]) -> list[Prompt]:
+    """``prompts``, each one that repeats the request of an earlier one (the same messages,
+    sampling and template: two identical CoTs of a question, two copies of a question) given
+    cache keys of its own through ``Prompt.instance`` (its handle, e.g. ``eval/<id>/2`` for
+    CoT 2), so that each copy is sampled separately, as the published code does, and no paid
+    sample lands on the key of another.
+
+    The first of them keeps the plain key: every sample in a cache written before copies were
+    told apart is still found.
+    """
+    seen: set[str] = set()
+    distinct = []
+    for prompt in prompts:
+        request = json.dumps(
+            [prompt.messages, asdict(prompt.sampling), prompt.prompt_version], sort_keys=True
+        )
+        if request in seen:
+            prompt = replace(prompt, instance="/".join(prompt.key))
+        seen.add(request)
+        distinct.append(prompt)
+    return distinct
+
+
 def cot_prompts(plan: _Plan, cfg: TeacherConfig) -> list[Prompt]:
     """One prompt per question asking for ``num_cots`` samples."""
     sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
     version = load_template(cfg.cot_prompt).version
-    return [
-        Prompt(
-            key=("cot", ex.id),
-            messages=format_cot_messages(
-                plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
-            ),
-            n=cfg.num_cots,
-            sampling=sampling,
-            prompt_version=version,
-        )
-        for ex in plan.examples
-    ]
+    return own_samples(
+        [
+            Prompt(
+                key=("cot", ex.id),
+                messages=format_cot_messages(
+                    plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
+                ),
+                n=cfg.num_cots,
+                sampling=sampling,
+                prompt_version=version,
+            )
+            for ex in plan.examples
+        ]
+    )
 
 
 def make_cot(task: Task, example: Example, text: str | None) -> Cot:
@@ -210,7 +236,8 @@ def teacher_evaluation(text: str | None) -> Evaluation:
 def _eval_prompts(
     plan: _Plan, cfg: TeacherConfig, cots: dict[str, list[Cot]], have: dict[str, list[int]]
 ) -> list[Prompt]:
-    """Prompts for the evaluations still missing: M per CoT minus those imported."""
+    """Prompts for the evaluations still missing: M per CoT minus those imported; identical
+    CoTs of a question are evaluated separately (``own_samples``)."""
     sampling = Sampling(cfg.eval_temperature, cfg.top_p, cfg.eval_max_tokens)
     version = load_template(cfg.eval_prompt).version
     prompts = []
@@ -230,7 +257,7 @@ def _eval_prompts(
                     prompt_version=version,
                 )
             )
-    return prompts
+    return own_samples(prompts)
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -260,6 +287,7 @@ def _requested_cots(
 ) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
     """N CoTs per question from the live teacher (failed samples become status ``error``)."""
     texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
+    check_failures(engine, "CoTs", cfg.max_failed_share)
     cots = {
         ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in plan.examples
     }
@@ -286,31 +314,63 @@ def _evaluate(
         return
     have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
     prompts = _eval_prompts(plan, cfg, cots, have)
-    replies = engine.run_sync(prompts, description="evaluations") if prompts else {}
+    if not prompts:
+        return
+    replies = engine.run_sync(prompts, description="evaluations")
+    check_failures(engine, "self-evaluations", cfg.max_failed_share)
     for (_, ex_id, index), samples in replies.items():
         evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
 
 
-def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+def _samples_recorded(summary: Path) -> int:
+    """Teacher samples that the run's summary says its records were made of (0 without one)."""
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+        return int(data.get("samples_new", 0)) + int(data.get("cache_hits", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def refuse_paying_again(run: RunDir) -> None:
+    """UserError when the run's cache holds no sample (emptied, truncated to 0 bytes, deleted)
+    although its ``summary.json`` records paid ones: teaching on would request, and pay for,
+    every one of them again. Checked before anything is written."""
+    paid = _samples_recorded(run.summary)
+    if paid and not cached_samples(run.cache):
+        raise UserError(
+            f"the teacher cache {run.cache} holds no samples, but {run.summary} records "
+            f"{paid:,} teacher samples paid for: restore the cache (from a backup), or run "
+            "`mindmirror teach --pay-again` to request and pay for them again"
+        )
+
+
+def teach(
+    recipe: Recipe, run: RunDir, quiet: bool = False, pay_again: bool = False
+) -> dict[str, Any]:
     """Generate (or import) CoTs and self-evaluations; write records and summary.
 
-    Returns the summary written to ``teacher/summary.json``.
+    Returns the summary written to ``teacher/summary.json``. ``pay_again`` accepts requesting
+    again the samples of a run whose cache was emptied or lost (refused otherwise).
 
     Raises:
         UserError: a bad recipe value, a missing dataset or import file, an unreachable
-            endpoint or rejected key (all before anything is written), or a fatal backend
-            error mid-run (everything finished is cached; re-running resumes).
+            endpoint or rejected key, a run whose cache lost the samples its summary records
+            (all before anything is written), a fatal backend error mid-run, or more than
+            ``teacher.max_failed_share`` of the CoTs or of the self-evaluations failed
+            (everything finished is cached; re-running resumes).
     """
     started = time.perf_counter()
     cfg = recipe.teacher
     plan = _plan(recipe)
+    if plan.backend is not None and not pay_again:
+        refuse_paying_again(run)
     run.teacher.mkdir(parents=True, exist_ok=True)
     run.recipe.write_text(dump_recipe(recipe), encoding="utf-8")
 
     cache: ResponseCache | None = None
     engine: RequestEngine | None = None
     if plan.backend is not None:
-        cache = ResponseCache(run.cache)
+        cache = ResponseCache(run.cache, warn_emptied=not pay_again)
         engine = RequestEngine(plan.backend, cache, cfg, quiet=quiet)
         engine.batch = batch_runner(cfg, run.teacher / "batches.json", quiet=quiet)
     try:
@@ -323,8 +383,6 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     finally:
         if cache is not None:
             cache.close()
-    if engine is not None:
-        check_failures(engine, cfg.max_failed_share)
 
     records = [
         Record(
@@ -361,15 +419,17 @@ def teach(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-def check_failures(engine: RequestEngine, max_share: float) -> None:
-    """One line about the samples the engine gave up on: a UserError (before any record is
-    written, so ``teach && train`` stops) when all of them or more than ``max_share`` failed,
-    else a warning when any did."""
-    stats = engine.stats
+def check_failures(engine: RequestEngine, kind: str, max_share: float) -> None:
+    """One line about the samples of the engine's latest run (one kind of request: the CoTs,
+    or the self-evaluations) that it gave up on: a UserError (before any record is written, so
+    ``teach && train`` stops) when all of them or more than ``max_share`` failed, else a
+    warning when any did. Each kind is judged alone: evaluations that all failed leave stage 1
+    nothing to train on, however many CoTs came back."""
+    stats = engine.last
     failed, total = stats.samples_failed, stats.samples
     if not failed:
         return
-    what = f"{failed} of {total} teacher samples failed after every retry"
+    what = f"{failed} of {total} teacher samples failed after every retry for the {kind}"
     last = f"last error: {engine.last_error or 'not recorded'}"
     if failed == total or failed / total > max_share:
         raise UserError(

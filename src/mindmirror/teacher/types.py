@@ -22,7 +22,9 @@ class Prompt:
     """One prompt for which ``n`` samples are wanted.
 
     ``key`` is the caller's handle (e.g. ``("cot", record_id)``); ``prompt_version`` names the
-    template so that a changed template never reuses old cached answers.
+    template so that a changed template never reuses old cached answers. ``instance`` (part of
+    the cache key when set) gives a prompt whose messages repeat another prompt's of the same
+    run samples of its own: two identical CoTs of a question are evaluated separately.
     """
 
     key: tuple[str, ...]
@@ -30,6 +32,7 @@ class Prompt:
     n: int
     sampling: Sampling
     prompt_version: str
+    instance: str | None = None
 
 
 @dataclass

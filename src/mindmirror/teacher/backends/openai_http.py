@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import openai
 
 from mindmirror.errors import UserError
@@ -32,6 +33,10 @@ OPENAI_URL = "https://api.openai.com/v1"
 # insists on one.
 PLACEHOLDER_KEY = "sk-no-key"
 _MAX_MESSAGE = 300
+# uvicorn (vLLM, SGLang, llama.cpp's Python server) closes a connection idle for 5 s, and the
+# openai client keeps idle connections for 5 s too: a request sent on one just as the server
+# closes it is reset (httpx ReadError) and costs a retry. Idle connections go well before that.
+KEEPALIVE_S = 2.0
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -119,11 +124,15 @@ class OpenAIBackend:
         # (the engine's ``run_sync``) gets a client of its own.
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
+            limits = httpx.Limits(
+                max_connections=1000, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_S
+            )
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self._key,
                 max_retries=0,
                 timeout=self.timeout_s,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
             )
             self._loop = loop
         return self._client
