@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
 from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
-from mindmirror.student.generate import Sample, generate, verdict_probs
+from mindmirror.student.generate import Generator, Sample, TransformersGenerator
 from mindmirror.tasks.base import Task
 
 MODES: tuple[InferMode, ...] = ("answer", "cot", "vote", "mirror")
@@ -46,12 +46,20 @@ class Student:
 
     ``judge`` is the student that answers ``verdict:`` inputs when it is not this one (the
     self-evaluation stage's best student of a two-stage run); None means this one judges.
+    ``server`` generates and judges for it when set (a llama.cpp or other OpenAI-compatible
+    server hosting it: ``mindmirror.student.engines``); None means transformers.
     """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     kind: str
     judge: Student | None = None
+    server: Generator | None = None
+
+    @property
+    def generator(self) -> Generator:
+        """What samples and judges for this student: its server, else transformers."""
+        return self.server or TransformersGenerator(self.model, self.tokenizer)
 
     @property
     def judge_or_self(self) -> Student:
@@ -142,9 +150,7 @@ def _greedy(
     quiet: bool,
 ) -> list[Prediction]:
     max_new = cfg.answer_max_tokens if prefix == PREDICT else cfg.max_new_tokens
-    outputs = generate(
-        student.model,
-        student.tokenizer,
+    outputs = student.generator.generate(
         [reasoning_input(prefix, q) for q in questions],
         max_new_tokens=max_new,
         batch_size=cfg.batch_size,
@@ -184,9 +190,7 @@ def _sample_cots(
     cfg: EvalConfig,
     quiet: bool,
 ) -> list[list[Judged]]:
-    outputs = generate(
-        student.model,
-        student.tokenizer,
+    outputs = student.generator.generate(
         [reasoning_input(EXPLAIN, q) for q in questions],
         num_samples=cfg.num_samples,
         sample=True,
@@ -218,9 +222,7 @@ def _judge(
         for s in samples
     ]
     probs = iter(
-        verdict_probs(
-            judge.model,
-            judge.tokenizer,
+        judge.generator.verdict_probs(
             inputs,
             batch_size=cfg.batch_size,
             max_input_tokens=cfg.max_input_tokens,
