@@ -207,6 +207,7 @@ def evaluate(
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
     from mindmirror.predict import load_for_inference
+    from mindmirror.student.engines import generation_engine
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
@@ -241,16 +242,20 @@ def evaluate(
     }
     if not quiet:
         console.print(f"[bold]eval[/]: {len(test)} test questions, modes {', '.join(chosen)}")
-    runs = infer_modes(
-        student,
-        task,
-        [e.question for e in test],
-        chosen,
-        cfg,
-        choices=[e.choices for e in test],
-        seed=recipe.seed,
-        quiet=quiet,
-    )
+    # The server's samples are kept in the run, so a killed eval resumes where it stopped.
+    with generation_engine(
+        student, cfg, cache=run.evaluation / "samples.sqlite", quiet=quiet
+    ) as served:
+        runs = infer_modes(
+            served,
+            task,
+            [e.question for e in test],
+            chosen,
+            cfg,
+            choices=[e.choices for e in test],
+            seed=recipe.seed,
+            quiet=quiet,
+        )
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from mindmirror.config import (
     EvalConfig,
@@ -151,6 +152,23 @@ def trained_method(path: Path, recipe: Recipe | None) -> str | None:
     return student_info(path).get("method")
 
 
+def with_engine(cfg: EvalConfig, engine: str | None, engine_url: str | None) -> EvalConfig:
+    """``cfg`` with ``--engine`` / ``--engine-url`` applied (an URL alone means engine
+    openai); UserError naming the bad option."""
+    update: dict[str, Any] = {}
+    if engine is not None:
+        update["engine"] = engine
+    if engine_url is not None:
+        update.update(engine_url=engine_url, engine=engine or "openai")
+    if not update:
+        return cfg
+    try:
+        return EvalConfig.model_validate({**cfg.model_dump(), **update})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"--engine {update['engine']}: {first['msg']}") from None
+
+
 @dataclass
 class Predictor:
     """A loaded student with its task and inference settings (``recipe.eval`` of its run)."""
@@ -163,11 +181,19 @@ class Predictor:
     seed: int = 0
 
     @classmethod
-    def load(cls, path: str | Path, *, task: str | None = None) -> Predictor:
-        """Load the student at ``path`` (run directory or student folder).
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        task: str | None = None,
+        engine: str | None = None,
+        engine_url: str | None = None,
+    ) -> Predictor:
+        """Load the student at ``path`` (run directory or student folder); ``engine`` and
+        ``engine_url`` override the run's ``eval.engine`` and ``eval.engine_url``.
 
         Raises:
-            UserError: missing path, unknown task, or no way to tell the task.
+            UserError: missing path, unknown task or engine, or no way to tell the task.
         """
         from mindmirror.tasks import build_task
 
@@ -176,10 +202,11 @@ class Predictor:
             raise UserError(f"student not found: {path} (give a run directory or student folder)")
         task_cfg, recipe = resolve_task(path, task)
         serve = recipe.serve if recipe else ServeConfig()
+        settings = with_engine(recipe.eval if recipe else EvalConfig(), engine, engine_url)
         return cls(
             student=load_for_inference(path, recipe.eval.judge if recipe else "auto"),
             task=build_task(task_cfg),
-            eval=recipe.eval if recipe else EvalConfig(),
+            eval=settings,
             serve=serve,
             mode=default_mode(trained_method(path, recipe), serve),
             seed=recipe.seed if recipe else 0,
@@ -193,19 +220,23 @@ class Predictor:
         choices: Sequence[Choices] | None = None,
         quiet: bool = True,
     ) -> list[Prediction]:
-        """Answer ``questions`` in ``mode`` (default: the predictor's)."""
+        """Answer ``questions`` in ``mode`` (default: the predictor's), generating through
+        ``eval.engine`` (a llama.cpp server runs for the call)."""
+        from mindmirror.student.engines import generation_engine
+
         chosen = mode or self.mode
         check_mode(chosen)
-        return infer(
-            self.student,
-            self.task,
-            questions,
-            chosen,  # type: ignore[arg-type]
-            self.eval,
-            choices=choices,
-            seed=self.seed,
-            quiet=quiet,
-        )
+        with generation_engine(self.student, self.eval, quiet=quiet) as served:
+            return infer(
+                served,
+                self.task,
+                questions,
+                chosen,  # type: ignore[arg-type]
+                self.eval,
+                choices=choices,
+                seed=self.seed,
+                quiet=quiet,
+            )
 
 
 def predict(
@@ -214,11 +245,14 @@ def predict(
     mode: str | None = None,
     *,
     task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
     quiet: bool = True,
 ) -> list[Prediction]:
     """Load the student at ``path`` and answer ``questions`` (see ``Predictor``)."""
     check_mode(mode)
-    return Predictor.load(path, task=task).predict(questions, mode, quiet=quiet)
+    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
+    return predictor.predict(questions, mode, quiet=quiet)
 
 
 def read_questions(path: Path) -> list[dict[str, Any]]:
@@ -256,6 +290,8 @@ def predict_file(
     mode: str | None = None,
     *,
     task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
     quiet: bool = False,
 ) -> int:
     """Answer every question of a JSONL file into a JSONL file; return how many were answered.
@@ -264,7 +300,7 @@ def predict_file(
     """
     check_mode(mode)
     rows = read_questions(Path(input_path))
-    predictor = Predictor.load(path, task=task)
+    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
     choices = [tuple(r["choices"]) if r.get("choices") else None for r in rows]
     preds = predictor.predict(
         [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet

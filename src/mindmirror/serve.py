@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -51,7 +52,6 @@ from mindmirror.errors import UserError
 from mindmirror.predict import Predictor, check_mode, run_recipe
 from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
-from mindmirror.student.generate import generate
 from mindmirror.student.infer import MODES, Prediction, Student, infer_modes, sample_confidence
 from mindmirror.tasks.base import Task
 
@@ -153,9 +153,7 @@ def _reasoning(
     greedy = temperature == 0.0 or (n == 1 and req.temperature is None)
     if greedy and n > 1:
         raise ApiError(400, "n > 1 needs temperature > 0 (greedy decoding has one answer)", "n")
-    (samples,) = generate(
-        served.student.model,
-        served.student.tokenizer,
+    (samples,) = served.student.generator.generate(
         [reasoning_input(prefix, question)],
         num_samples=n,
         sample=not greedy,
@@ -315,9 +313,16 @@ def create_app(served: Served) -> FastAPI:
 # ------------------------------------------------------------------------------ loading
 
 
-def load_served(path: str | Path, *, task: str | None = None) -> Served:
-    """Load a trained student (run directory or student folder) and its task for serving."""
-    predictor = Predictor.load(path, task=task)
+def load_served(
+    path: str | Path,
+    *,
+    task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
+) -> Served:
+    """Load a trained student (run directory or student folder) and its task for serving;
+    ``engine``/``engine_url`` override the run's ``eval.engine``/``eval.engine_url``."""
+    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
     return Served(
         student=predictor.student,
         task=predictor.task,
@@ -370,14 +375,19 @@ def serve_main(
     task: str | None = None,
     model_name: str | None = None,
     api_key_env: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
 ) -> None:
     """Serve the student at ``path`` until interrupted (``mindmirror serve PATH``).
 
     ``host``/``port``/``mode``/``model_name`` override the run's ``serve:`` settings; ``task``
-    names the task when ``path`` is a student folder outside a run directory. Every override
-    is checked and the port is taken before the model loads.
+    names the task when ``path`` is a student folder outside a run directory; ``engine`` and
+    ``engine_url`` choose what generates (``eval.engine``: a llama.cpp server runs as long as
+    this one). Every override is checked and the port is taken before the model loads.
     """
     import uvicorn
+
+    from mindmirror.student.engines import generation_engine
 
     check_mode(mode)
     update = {"host": host, "port": port, "mode": mode, "model_name": model_name}
@@ -385,9 +395,14 @@ def serve_main(
     cfg = serve_settings(path, {k: v for k, v in update.items() if v is not None})
     key = read_api_key(cfg.api_key_env) if cfg.api_key_env else None
     sock = listen(cfg.host, cfg.port)
-    try:
-        served = load_served(path, task=task)
+    with ExitStack() as stack:
+        stack.callback(sock.close)
+        served = load_served(path, task=task, engine=engine, engine_url=engine_url)
         served.serve = cfg.model_copy(update={"mode": mode or served.serve.mode})
+        longest = max(cfg.max_tokens_limit, served.eval.max_new_tokens)
+        served.student = stack.enter_context(
+            generation_engine(served.student, served.eval, max_new_tokens=longest, quiet=False)
+        )
         served.api_key = key
         if cfg.host not in ("127.0.0.1", "localhost", "::1") and key is None:
             console.print(
@@ -403,5 +418,3 @@ def serve_main(
         )
         server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning"))
         server.run(sockets=[sock])
-    finally:
-        sock.close()

@@ -24,7 +24,7 @@ CORPUS = [
 ]
 
 
-def tiny_tokenizer(seq2seq: bool) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(seq2seq: bool, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (lossless for any text) with pad/eos/unk tokens.
 
     Seq2seq tokenizers append ``</s>`` like T5's; causal ones add nothing (like SmolLM2's).
@@ -33,7 +33,7 @@ def tiny_tokenizer(seq2seq: bool) -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=["<pad>", "</s>", "<unk>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,

@@ -98,7 +98,6 @@ def _llama_cpp_server(
     folder: Path,
     name: str,
     cache: ResponseCache,
-    seed: int,
     n_ctx: int,
 ) -> ServerGenerator:
     """Export ``student`` to GGUF in ``folder``, serve it for the life of ``stack``."""
@@ -118,7 +117,6 @@ def _llama_cpp_server(
         student.tokenizer,
         cache=cache,
         fallback=TransformersGenerator(student.model, student.tokenizer),
-        seed=seed,
         settings=ServerSettings(concurrency=cfg.engine_concurrency),
     )
 
@@ -129,7 +127,6 @@ def generation_engine(
     cfg: EvalConfig,
     *,
     cache: Path | None = None,
-    seed: int = 0,
     max_new_tokens: int | None = None,
     quiet: bool = True,
 ) -> Iterator[Student]:
@@ -138,7 +135,6 @@ def generation_engine(
     Args:
         cache: SQLite file keeping the server's samples (a run's makes eval resumable); None
             keeps them in memory for the block.
-        seed: sampling seed (part of every sample's cache key and seed).
         max_new_tokens: the longest generation asked (sizes llama.cpp's context; default the
             longer of ``cfg.max_new_tokens`` and ``cfg.answer_max_tokens``).
         quiet: no line saying which engine runs.
@@ -160,7 +156,6 @@ def generation_engine(
                 cache=samples,
                 fallback=TransformersGenerator(student.model, student.tokenizer),
                 llama_cpp=False,
-                seed=seed,
                 settings=ServerSettings(concurrency=cfg.engine_concurrency, use_n=True),
             )
             served = replace(student, server=server)
@@ -168,9 +163,7 @@ def generation_engine(
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mindmirror-")))
             try:
-                server = _llama_cpp_server(
-                    stack, student, cfg, folder, "student", samples, seed, n_ctx
-                )
+                server = _llama_cpp_server(stack, student, cfg, folder, "student", samples, n_ctx)
             except UserError as error:
                 if cfg.engine != "auto":
                     raise
@@ -182,9 +175,7 @@ def generation_engine(
             if judge is not None and llama_cpp_blocker(judge) is None:
                 judge = replace(
                     judge,
-                    server=_llama_cpp_server(
-                        stack, judge, cfg, folder, "judge", samples, seed, n_ctx
-                    ),
+                    server=_llama_cpp_server(stack, judge, cfg, folder, "judge", samples, n_ctx),
                 )
             served = replace(student, server=server, judge=judge)
             where = f"llama.cpp ({cfg.gguf_type} GGUF) at {server.url}"

@@ -374,8 +374,9 @@ class Generator(Protocol):
         max_input_tokens: int = 512,
         logprobs: bool = True,
         progress: str | None = None,
+        seed: int | None = None,
     ) -> list[list[Sample]]:
-        """K continuations of every input (see ``generate``)."""
+        """K continuations of every input (see ``generate``), sampled with ``seed`` when set."""
         ...
 
     def verdict_probs(
@@ -397,8 +398,12 @@ class TransformersGenerator:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
 
-    def generate(self, inputs: Sequence[str], **options: Any) -> list[list[Sample]]:
-        """``generate`` on this model."""
+    def generate(
+        self, inputs: Sequence[str], *, seed: int | None = None, **options: Any
+    ) -> list[list[Sample]]:
+        """``generate`` on this model, after seeding torch with ``seed`` when set."""
+        if seed is not None:
+            torch.manual_seed(seed)
         return generate(self.model, self.tokenizer, inputs, **options)
 
     def verdict_probs(self, inputs: Sequence[str], **options: Any) -> list[dict[str, float]]:

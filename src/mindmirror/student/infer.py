@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
@@ -189,6 +188,7 @@ def _sample_cots(
     choices: Sequence[Choices],
     cfg: EvalConfig,
     quiet: bool,
+    seed: int,
 ) -> list[list[Judged]]:
     outputs = student.generator.generate(
         [reasoning_input(EXPLAIN, q) for q in questions],
@@ -201,6 +201,7 @@ def _sample_cots(
         max_input_tokens=cfg.max_input_tokens,
         logprobs=False,
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
+        seed=seed,
     )
     return [
         [_judged(task, s.text, opts) for s in samples]
@@ -306,9 +307,8 @@ def infer_modes(
             preds = _greedy(student, task, questions, opts, prefix, cfg, quiet)
             runs[mode] = ModeRun(preds, time.perf_counter() - start)
     if "vote" in modes or "mirror" in modes:
-        torch.manual_seed(seed)
         start = time.perf_counter()
-        sampled = _sample_cots(student, task, questions, opts, cfg, quiet)
+        sampled = _sample_cots(student, task, questions, opts, cfg, quiet, seed)
         sampling = time.perf_counter() - start
         if "vote" in modes:
             preds = [vote_prediction(q, s) for q, s in zip(questions, sampled, strict=True)]

@@ -103,7 +103,6 @@ class ServerGenerator:
         cache: where samples are kept (a run's file makes eval resumable; ``:memory:`` else).
         fallback: judges when the tokenizer splits a verdict word.
         llama_cpp: send llama.cpp's neutral sampling fields (``LLAMA_CPP_NEUTRAL``).
-        seed: part of every prompt version, so another seed draws other samples.
         settings: the engine's settings (concurrency, retries, ``n``).
     """
 
@@ -116,7 +115,6 @@ class ServerGenerator:
         cache: ResponseCache,
         fallback: Generator,
         llama_cpp: bool = True,
-        seed: int = 0,
         settings: ServerSettings | None = None,
     ) -> None:
         self.url = url
@@ -125,7 +123,6 @@ class ServerGenerator:
         self.cache = cache
         self.fallback = fallback
         self.extra = LLAMA_CPP_NEUTRAL if llama_cpp else {}
-        self.seed = seed
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
 
@@ -136,8 +133,11 @@ class ServerGenerator:
         sampling: Sampling,
         logprobs: int | None,
         progress: str | None,
+        seed: int = 0,
     ) -> list[list[str]]:
-        """``n`` payloads per prompt string, through a fresh engine; UserError on failures."""
+        """``n`` payloads per prompt string, through a fresh engine; UserError on failures.
+
+        ``seed`` is part of every prompt version, so another seed draws other samples."""
         backend = CompletionsBackend(
             self.model, self.url, logprobs=logprobs, extra_body=self.extra,
             timeout_s=self.settings.timeout_s,
@@ -145,7 +145,7 @@ class ServerGenerator:
         engine = RequestEngine(
             backend, self.cache, self.settings, label="student", quiet=progress is None
         )
-        version = f"{PROMPT_VERSION}-s{self.seed}-lp{logprobs}"
+        version = f"{PROMPT_VERSION}-s{seed}-lp{logprobs}"
         prompts = [Prompt((str(i),), text, n, sampling, version) for i, text in enumerate(texts)]
         results = engine.run_sync(prompts, progress or "")
         failed = engine.last.samples_failed + engine.last.samples_skipped
@@ -168,8 +168,10 @@ class ServerGenerator:
         max_input_tokens: int = 512,
         logprobs: bool = True,
         progress: str | None = None,
+        seed: int | None = None,
     ) -> list[list[Sample]]:
-        """As ``generate.generate`` (``batch_size`` is the server's business here)."""
+        """As ``generate.generate`` (``batch_size`` is the server's business here); ``seed``
+        picks the samples (each request's seed comes from its cache key, which holds it)."""
         greedy = not sample or temperature <= 0.0
         if greedy and num_samples > 1:
             raise ValueError(
@@ -179,7 +181,9 @@ class ServerGenerator:
             0.0 if greedy else temperature, 1.0 if greedy else top_p, max_new_tokens
         )
         texts = [prompt_text(self.tokenizer, text, max_input_tokens) for text in inputs]
-        payloads = self._run(texts, num_samples, sampling, 0 if logprobs else None, progress)
+        payloads = self._run(
+            texts, num_samples, sampling, 0 if logprobs else None, progress, seed or 0
+        )
         return [[_sample(payload, logprobs) for payload in row] for row in payloads]
 
     def verdict_probs(

@@ -1,0 +1,98 @@
+"""The student generating and judging through a real llama.cpp server answers as transformers.
+
+The tiny fitted causal student is exported to GGUF and served on loopback (``eval.engine``
+``llama_cpp``), or served by hand and reached as any OpenAI-compatible server (``openai``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mindmirror.config import EvalConfig
+from mindmirror.embedded import llama_server
+from mindmirror.export import export
+from mindmirror.student.engines import generation_engine
+from mindmirror.student.formats import VERDICT, evaluation_input
+from mindmirror.student.infer import infer_modes
+from mindmirror.student.model import save_student
+from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, memorised_pairs
+
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None,
+        reason="needs llama-cpp-python[server] (pip install -e '.[embedded]')",
+    ),
+]
+
+# Every (question, CoT) pair: two the student memorised verdicts for, two it never saw, where
+# its verdict distribution is not saturated.
+VERDICT_INPUTS = [
+    evaluation_input(VERDICT, q, c) for q in (Q_RIGHT, Q_WRONG) for c in (COT_RIGHT, COT_WRONG)
+]
+
+
+def test_greedy_answers_and_verdicts_agree_with_transformers(fitted_causal: Fitted) -> None:
+    student = fitted_causal.student
+    inputs = [source for source, _ in memorised_pairs()]
+    expected = student.generator.generate(inputs, max_new_tokens=24)
+    verdicts = student.generator.verdict_probs(VERDICT_INPUTS)
+    cfg = EvalConfig(engine="llama_cpp", max_new_tokens=24)
+    with generation_engine(student, cfg) as served:
+        assert served.server is not None and student.server is None
+        got = served.generator.generate(inputs, max_new_tokens=24)
+        judged = served.generator.verdict_probs(VERDICT_INPUTS)
+    assert [s[0].text for s in got] == [s[0].text for s in expected]
+    for (mine,), (theirs,) in zip(got, expected, strict=True):
+        assert mine.logprob == pytest.approx(theirs.logprob, abs=0.01)
+    for mine, theirs in zip(judged, verdicts, strict=True):
+        assert mine == pytest.approx(theirs, abs=0.01)
+    assert judged[0]["correct"] > 0.9 and judged[3]["wrong"] > 0.9
+
+
+def test_sampled_modes_match_and_resume_from_the_cache(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    student, task = fitted_causal.student, fitted_causal.task
+    questions = [Q_RIGHT, Q_WRONG]
+    cfg = EvalConfig(engine="llama_cpp", num_samples=3, temperature=0.5, max_new_tokens=24)
+    reference = infer_modes(student, task, questions, ["vote", "mirror"], cfg, seed=1)
+    cache = tmp_path / "samples.sqlite"
+    runs = []
+    for _ in range(2):  # the second session finds every sample and verdict in the cache
+        with generation_engine(student, cfg, cache=cache) as served:
+            runs.append(infer_modes(served, task, questions, ["vote", "mirror"], cfg, seed=1))
+    first, again = runs
+    for mode in ("vote", "mirror"):
+        got = [p.canonical for p in first[mode].predictions]
+        assert got == [p.canonical for p in reference[mode].predictions], mode
+        assert [p.to_dict() for p in again[mode].predictions] == [
+            p.to_dict() for p in first[mode].predictions
+        ]
+    assert all(len(p.samples) == 3 for p in first["mirror"].predictions)
+    right, wrong = first["mirror"].predictions
+    assert right.samples[0].p_correct > 0.9 and wrong.samples[0].verdict == "wrong"
+
+
+def test_any_openai_compatible_server_hosting_the_student(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    student = fitted_causal.student
+    folder = save_student(student.model, student.tokenizer, tmp_path / "student", kind="causal")
+    (path,) = export(folder, "gguf", tmp_path / "gguf").files
+    inputs = [source for source, _ in memorised_pairs()]
+    expected = [s[0].text for s in student.generator.generate(inputs, max_new_tokens=24)]
+    with llama_server(path, alias="tiny-student", n_ctx=512, log_path=tmp_path / "log") as url:
+        cfg = EvalConfig(engine="openai", engine_url=url, max_new_tokens=24)
+        with generation_engine(student, cfg) as served:
+            assert served.server is not None and served.server.model == "tiny-student"
+            got = served.generator.generate(inputs, max_new_tokens=24)
+            # The server ignores `n`: the engine notices and asks once per sample.
+            sampled = served.generator.generate(
+                inputs[:1], num_samples=3, sample=True, max_new_tokens=24, logprobs=False
+            )
+    assert [s[0].text for s in got] == expected
+    assert len(sampled[0]) == 3 and all(s.text for s in sampled[0])
