@@ -75,6 +75,13 @@ class EvalConfig(Strict):
         description="Requests in flight to the student's server (llama.cpp's Python server "
         "runs one at a time; 2 keeps it busy; vLLM batches many).",
     )
+    engine_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads of the llama_cpp engine's server (default: half the cores, at "
+        "least 1). More threads than free cores make llama.cpp's spinning threads starve each "
+        "other: on a busy 2-core machine 2 threads ran 10x slower than 1.",
+    )
     judge: Literal["auto", "final"] = Field(
         "auto",
         description="Who judges samples in `mirror` mode. auto: the self-evaluation stage's "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -109,7 +110,13 @@ def _llama_cpp_server(
     )
     alias = f"mindmirror-{name}-{_file_digest(path)}"
     url = stack.enter_context(
-        llama_server(path, alias=alias, n_ctx=n_ctx, log_path=folder / f"{name}-server.log")
+        llama_server(
+            path,
+            alias=alias,
+            n_ctx=n_ctx,
+            n_threads=cfg.engine_threads or max(1, (os.cpu_count() or 2) // 2),
+            log_path=folder / f"{name}-server.log",
+        )
     )
     return ServerGenerator(
         url,
