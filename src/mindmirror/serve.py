@@ -162,6 +162,8 @@ def _reasoning(
         max_new_tokens=max_tokens or default_max,
         batch_size=max(n, cfg.batch_size),
         max_input_tokens=cfg.max_input_tokens,
+        # A fresh seed per request: a server's cache must not hand back the last samples.
+        seed=int(torch.randint(0, 2**31 - 1, ()).item()),
     )
     parsed = [served.task.parse_answer(s.text) for s in samples]
     first = samples[0]

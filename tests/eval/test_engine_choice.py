@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +15,8 @@ from mindmirror.student.engines import choose_engine
 from mindmirror.student.generate import TransformersGenerator
 from mindmirror.student.infer import Student
 from mindmirror.student.server import ServerGenerator, open_cache, verdict_words
-from tests.eval.conftest import Fitted
+from tests.cli.test_cli_errors import mindmirror
+from tests.eval.conftest import Fitted, write_run
 from tests.eval.tiny import tiny_model, tiny_tokenizer
 
 
@@ -69,3 +71,14 @@ def test_a_tokenizer_that_splits_a_verdict_word_judges_with_transformers(
         "http://127.0.0.1:9/v1", "none", tok, cache=open_cache(None), fallback=fallback
     )
     assert server.verdict_probs(inputs) == fallback.verdict_probs(inputs)
+
+
+def test_predict_refuses_an_unknown_engine_in_one_line(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    _, run = write_run(tmp_path, fitted_causal)
+    result = mindmirror(
+        "predict", str(run.root), "--engine", "vllm", "--question", "1 + 1?", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--engine vllm" in result.stderr

@@ -14,6 +14,10 @@ summed P(correct) over K (so agreement and self-judged correctness both raise it
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
 itself, so both judges are reported.
+
+Every mode samples and judges through ``Student.generator``: transformers in this process, or
+a llama.cpp (or other OpenAI-compatible) server hosting the student
+(``mindmirror.student.engines.generation_engine``, chosen by ``eval.engine``).
 """
 
 from __future__ import annotations
