@@ -18,14 +18,13 @@ from typing import Any
 
 from rich.console import Console
 
-from mindmirror.config import InferMode, Recipe
+from mindmirror.config import EvalConfig, InferMode, Recipe
 from mindmirror.errors import UserError
 from mindmirror.figures import applicable_modes
 from mindmirror.metrics import agreement, auroc, mode_metrics
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
-from mindmirror.student.generate import verdict_probs
 from mindmirror.student.infer import (
     MODES,
     OWN_JUDGE_MODE,
@@ -80,9 +79,7 @@ def self_evaluation_agreement(
     if not pairs:
         return None
     judge = student.judge_or_self
-    probs = verdict_probs(
-        judge.model,
-        judge.tokenizer,
+    probs = judge.generator.verdict_probs(
         [evaluation_input(VERDICT, r.question, c.text) for r, c in pairs],
         batch_size=batch_size,
         max_input_tokens=max_input_tokens,
@@ -256,6 +253,7 @@ def evaluate(
             seed=recipe.seed,
             quiet=quiet,
         )
+        agreements = _agreements(served, method, held_out, cfg, quiet)
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
@@ -283,23 +281,34 @@ def evaluate(
             metrics["modes"][mode]["own_cots"] = own_cot_judgement(task, mode_run, test)
         rows.extend(_prediction_rows(mode_run, test, correct))
     metrics["self_evaluation"] = None
-    if method.startswith("mind_mirror"):
-        # A student never trained on `verdict:` rows has no self-evaluation to measure.
-        judges = [("self_evaluation", student)]
-        if student.judge is not None:
-            judges.append(("self_evaluation_final", replace(student, judge=None)))
-        for key, judge in judges:
-            metrics[key] = self_evaluation_agreement(
-                judge,
-                held_out,
-                batch_size=cfg.batch_size,
-                max_input_tokens=cfg.max_input_tokens,
-                quiet=quiet,
-            )
+    metrics.update(agreements)
     run.evaluation.mkdir(parents=True, exist_ok=True)
     _write_jsonl(run.evaluation / "predictions.jsonl", rows)
     _write_json(run.evaluation / "metrics.json", metrics)
     return metrics
+
+
+def _agreements(
+    student: Student, method: str, held_out: Sequence[Record], cfg: EvalConfig, quiet: bool
+) -> dict[str, Any]:
+    """``self_evaluation`` (and ``self_evaluation_final`` with a separate judge) of a
+    self-evaluation method; nothing for the others."""
+    if not method.startswith("mind_mirror"):
+        # A student never trained on `verdict:` rows has no self-evaluation to measure.
+        return {}
+    judges = [("self_evaluation", student)]
+    if student.judge is not None:
+        judges.append(("self_evaluation_final", replace(student, judge=None)))
+    return {
+        key: self_evaluation_agreement(
+            judge,
+            held_out,
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
+            quiet=quiet,
+        )
+        for key, judge in judges
+    }
 
 
 def _prediction_rows(

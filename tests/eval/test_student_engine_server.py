@@ -7,6 +7,7 @@ The tiny fitted causal student is exported to GGUF and served on loopback (``eva
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,16 @@ def test_any_openai_compatible_server_hosting_the_student(
             )
     assert [s[0].text for s in got] == expected
     assert len(sampled[0]) == 3 and all(s.text for s in sampled[0])
+
+
+def test_a_separate_judge_gets_a_server_of_its_own(fitted_causal: Fitted) -> None:
+    student = fitted_causal.student
+    # A two-stage run's stage-1 student judges; a stand-in with the same weights.
+    pair = replace(student, judge=replace(student))
+    expected = pair.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
+    with generation_engine(pair, EvalConfig(engine="llama_cpp", max_new_tokens=24)) as served:
+        assert served.judge is not None and served.judge.server is not None
+        assert served.judge.server.url != served.server.url  # type: ignore[union-attr]
+        judged = served.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
+    for mine, theirs in zip(judged, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=0.01)
