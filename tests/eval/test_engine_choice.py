@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mindmirror.config import EvalConfig
 from mindmirror.errors import UserError
 from mindmirror.predict import with_engine
+from mindmirror.requests.completions import CompletionsBackend, SpreadBackend
 from mindmirror.student.engines import choose_engine
 from mindmirror.student.generate import TransformersGenerator
 from mindmirror.student.infer import Student
@@ -82,3 +83,16 @@ def test_predict_refuses_an_unknown_engine_in_one_line(
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--engine vllm" in result.stderr
+
+
+def test_a_spread_keeps_each_prompt_on_one_server_and_uses_all() -> None:
+    backends = [CompletionsBackend("m", f"http://127.0.0.1:{9 + i}/v1") for i in range(2)]
+    spread = SpreadBackend(backends)
+    prompts = [f"explain: question {i}\n" for i in range(20)]
+    picks = [spread.pick(p) for p in prompts]
+    assert picks == [spread.pick(p) for p in prompts]
+    assert {id(b) for b in picks} == {id(b) for b in backends}
+    with pytest.raises(ValueError, match="same model"):
+        SpreadBackend(
+            [CompletionsBackend("a", "http://x/v1"), CompletionsBackend("b", "http://x/v1")]
+        )

@@ -66,8 +66,16 @@ def test_sampled_modes_match_and_resume_from_the_cache(
     for _ in range(2):  # the second session finds every sample and verdict in the cache
         with generation_engine(student, cfg, cache=cache) as served:
             runs.append(infer_modes(served, task, questions, ["vote", "mirror"], cfg, seed=1))
-    first, again = runs
+    # Two servers, no cache: every sample is drawn again, with the same per-request seeds.
+    spread = cfg.model_copy(update={"engine_servers": 2})
+    with generation_engine(student, spread) as served:
+        assert served.server is not None and len(set(served.server.urls)) == 2  # type: ignore[attr-defined]
+        runs.append(infer_modes(served, task, questions, ["vote", "mirror"], spread, seed=1))
+    first, again, twice = runs
     for mode in ("vote", "mirror"):
+        assert [p.to_dict() for p in twice[mode].predictions] == [
+            p.to_dict() for p in first[mode].predictions
+        ]
         got = [p.canonical for p in first[mode].predictions]
         assert got == [p.canonical for p in reference[mode].predictions], mode
         assert [p.to_dict() for p in again[mode].predictions] == [
@@ -106,7 +114,7 @@ def test_a_separate_judge_gets_a_server_of_its_own(fitted_causal: Fitted) -> Non
     expected = pair.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
     with generation_engine(pair, EvalConfig(engine="llama_cpp", max_new_tokens=24)) as served:
         assert served.judge is not None and served.judge.server is not None
-        assert served.judge.server.url != served.server.url  # type: ignore[union-attr]
+        assert served.judge.server.urls != served.server.urls  # type: ignore[union-attr]
         judged = served.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
     for mine, theirs in zip(judged, expected, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)

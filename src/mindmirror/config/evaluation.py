@@ -75,12 +75,22 @@ class EvalConfig(Strict):
         description="Requests in flight to the student's server (llama.cpp's Python server "
         "runs one at a time; 2 keeps it busy; vLLM batches many).",
     )
+    engine_servers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="llama.cpp server processes of the llama_cpp engine, each holding the "
+        "student (its Python server decodes one sequence at a time; several single-threaded "
+        "servers decode several on a machine with free cores). Each prompt's samples go to one "
+        "server, which keeps the prompt in its KV cache.",
+    )
     engine_threads: int | None = Field(
         None,
         ge=1,
-        description="Threads of the llama_cpp engine's server (default: half the cores, at "
-        "least 1). More threads than free cores make llama.cpp's spinning threads starve each "
-        "other: on a busy 2-core machine 2 threads ran 10x slower than 1.",
+        description="Threads of each llama_cpp engine server (default: half the cores divided "
+        "by engine_servers, at least 1). More threads than free cores make llama.cpp's "
+        "spinning threads starve each other: on a busy 2-core machine 2 threads ran 10x "
+        "slower than 1.",
     )
     judge: Literal["auto", "final"] = Field(
         "auto",

@@ -7,7 +7,9 @@ transformers path tokenizes. llama.cpp's server (llama-cpp-python) and vLLM both
 Each choice comes back to the engine as one JSON string (what the cache stores), holding the
 text and, when ``logprobs`` is set, the chosen tokens' log-probabilities and the top
 log-probabilities at the first generated position (``choice_payload``, read back with
-``read_payload``): the engine stays agnostic of what a sample carries.
+``read_payload``): the engine stays agnostic of what a sample carries. ``SpreadBackend`` puts
+several servers of the same model behind one backend (llama.cpp's Python server decodes one
+sequence at a time; several single-threaded servers decode several).
 
 Errors are mapped for the engine as the teacher's chat backend maps them: 408, 409, 429, 5xx,
 timeouts and dropped connections are ``RetryableError``; anything else is a one-line
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,3 +170,36 @@ class CompletionsBackend:
         if self._client is not None:
             client, self._client, self._loop = self._client, None, None
             await client.close()
+
+
+class SpreadBackend:
+    """Several servers hosting the same model, as one backend: each prompt always goes to the
+    same one (chosen by a hash of the prompt), so the samples of a prompt share that server's
+    KV cache of it, and different prompts spread over all of them."""
+
+    def __init__(self, backends: list[CompletionsBackend]) -> None:
+        if not backends or len({b.model for b in backends}) != 1:
+            raise ValueError("a spread needs one or more backends serving the same model")
+        self.backends = backends
+        self.model = backends[0].model
+
+    def pick(self, prompt: PromptText) -> CompletionsBackend:
+        """The backend that completes ``prompt``."""
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+        return self.backends[zlib.crc32(key.encode("utf-8")) % len(self.backends)]
+
+    async def complete(
+        self, messages: PromptText, n: int, sampling: Sampling, seed: int | None = None
+    ) -> Reply:
+        """``complete`` on the backend of this prompt."""
+        return await self.pick(messages).complete(messages, n, sampling, seed)
+
+    async def check(self) -> None:
+        """``check`` every server."""
+        for backend in self.backends:
+            await backend.check()
+
+    async def aclose(self) -> None:
+        """Close every server's HTTP pool."""
+        for backend in self.backends:
+            await backend.aclose()

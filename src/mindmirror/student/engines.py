@@ -5,8 +5,10 @@ judge) ready to sample and judge with the chosen engine:
 
 - ``transformers``: the student as it is (``TransformersGenerator``, the reference);
 - ``llama_cpp``: each student exported to GGUF (``eval.gguf_type``) in a temporary folder and
-  served by the embedded llama.cpp server on loopback for the block; the model id it answers as
-  carries a hash of the file, so cached samples of other weights are never reused;
+  served by the embedded llama.cpp server on loopback for the block (``eval.engine_servers``
+  processes: the Python server decodes one sequence at a time, so several decode several);
+  the model id it answers as carries a hash of the file, so cached samples of other weights
+  are never reused;
 - ``openai``: the server at ``eval.engine_url`` already hosting the student (vLLM, llama.cpp);
   a separate judge (a two-stage run's stage-1 student) is not hosted there, so it judges with
   transformers;
@@ -101,7 +103,8 @@ def _llama_cpp_server(
     cache: ResponseCache,
     n_ctx: int,
 ) -> ServerGenerator:
-    """Export ``student`` to GGUF in ``folder``, serve it for the life of ``stack``."""
+    """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes)
+    for the life of ``stack``."""
     from mindmirror.embedded import llama_server
     from mindmirror.export_gguf import write_gguf
 
@@ -109,22 +112,27 @@ def _llama_cpp_server(
         student.model, student.tokenizer, folder / f"{name}-{cfg.gguf_type}.gguf", cfg.gguf_type
     )
     alias = f"mindmirror-{name}-{_file_digest(path)}"
-    url = stack.enter_context(
-        llama_server(
-            path,
-            alias=alias,
-            n_ctx=n_ctx,
-            n_threads=cfg.engine_threads or max(1, (os.cpu_count() or 2) // 2),
-            log_path=folder / f"{name}-server.log",
+    servers = cfg.engine_servers
+    threads = cfg.engine_threads or max(1, (os.cpu_count() or 2) // 2 // servers)
+    urls = [
+        stack.enter_context(
+            llama_server(
+                path,
+                alias=alias,
+                n_ctx=n_ctx,
+                n_threads=threads,
+                log_path=folder / f"{name}-server-{index}.log",
+            )
         )
-    )
+        for index in range(servers)
+    ]
     return ServerGenerator(
-        url,
+        urls,
         alias,
         student.tokenizer,
         cache=cache,
         fallback=TransformersGenerator(student.model, student.tokenizer),
-        settings=ServerSettings(concurrency=cfg.engine_concurrency),
+        settings=ServerSettings(concurrency=cfg.engine_concurrency * servers),
     )
 
 
@@ -157,7 +165,7 @@ def generation_engine(
         if engine == "openai":
             assert cfg.engine_url is not None  # EvalConfig requires it for engine openai
             server = ServerGenerator(
-                cfg.engine_url,
+                [cfg.engine_url],
                 cfg.engine_model or _first_model(cfg.engine_url),
                 student.tokenizer,
                 cache=samples,
@@ -185,7 +193,7 @@ def generation_engine(
                     server=_llama_cpp_server(stack, judge, cfg, folder, "judge", samples, n_ctx),
                 )
             served = replace(student, server=server, judge=judge)
-            where = f"llama.cpp ({cfg.gguf_type} GGUF) at {server.url}"
+            where = f"llama.cpp ({cfg.gguf_type} GGUF) at {', '.join(server.urls)}"
         if not quiet:
             console.print(f"student generates through {where}", highlight=False)
         yield served

@@ -34,7 +34,7 @@ from transformers import PreTrainedTokenizerBase
 from mindmirror.errors import UserError
 from mindmirror.records import VERDICTS
 from mindmirror.requests.cache import ResponseCache
-from mindmirror.requests.completions import CompletionsBackend, read_payload
+from mindmirror.requests.completions import CompletionsBackend, SpreadBackend, read_payload
 from mindmirror.requests.engine import RequestEngine
 from mindmirror.requests.types import Prompt, Sampling
 from mindmirror.student.encoding import fit_ids
@@ -96,7 +96,8 @@ class ServerGenerator:
     """``Generator`` over a server hosting the student (see the module docstring).
 
     Args:
-        url: the server's base URL (``http://127.0.0.1:PORT/v1``).
+        urls: base URLs (``http://127.0.0.1:PORT/v1``) of one or more servers hosting the
+            student (several: each prompt always goes to the same one, ``SpreadBackend``).
         model: the model id to ask for; also part of every cache key, so it must name the
             weights (the llama.cpp path puts a hash of the GGUF file in it).
         tokenizer: the student's tokenizer (prompt cutting, verdict words).
@@ -108,7 +109,7 @@ class ServerGenerator:
 
     def __init__(
         self,
-        url: str,
+        urls: list[str],
         model: str,
         tokenizer: PreTrainedTokenizerBase,
         *,
@@ -117,7 +118,7 @@ class ServerGenerator:
         llama_cpp: bool = True,
         settings: ServerSettings | None = None,
     ) -> None:
-        self.url = url
+        self.urls = urls
         self.model = model
         self.tokenizer = tokenizer
         self.cache = cache
@@ -138,10 +139,13 @@ class ServerGenerator:
         """``n`` payloads per prompt string, through a fresh engine; UserError on failures.
 
         ``seed`` is part of every prompt version, so another seed draws other samples."""
-        backend = CompletionsBackend(
-            self.model, self.url, logprobs=logprobs, extra_body=self.extra,
-            timeout_s=self.settings.timeout_s,
-        )  # fmt: skip
+        backend = SpreadBackend([
+            CompletionsBackend(
+                self.model, url, logprobs=logprobs, extra_body=self.extra,
+                timeout_s=self.settings.timeout_s,
+            )
+            for url in self.urls
+        ])  # fmt: skip
         engine = RequestEngine(
             backend, self.cache, self.settings, label="student", quiet=progress is None
         )
@@ -151,7 +155,8 @@ class ServerGenerator:
         failed = engine.last.samples_failed + engine.last.samples_skipped
         if failed:
             raise UserError(
-                f"the student's server at {self.url} failed {failed} sample(s): {engine.last_error}"
+                f"the student's server at {', '.join(self.urls)} failed {failed} sample(s): "
+                f"{engine.last_error}"
             )
         return [[text or "" for text in results[p.key]] for p in prompts]
 
