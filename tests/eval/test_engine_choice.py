@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from mindmirror.requests.completions import CompletionsBackend, SpreadBackend
 from mindmirror.student.engines import choose_engine
 from mindmirror.student.generate import TransformersGenerator
 from mindmirror.student.infer import Student
-from mindmirror.student.server import ServerGenerator, open_cache, verdict_words
+from mindmirror.student.server import (
+    ServerGenerator,
+    open_cache,
+    verdict_distribution,
+    verdict_words,
+)
 from tests.cli.test_cli_errors import mindmirror
 from tests.eval.conftest import Fitted, write_run
 from tests.eval.tiny import tiny_model, tiny_tokenizer
@@ -96,3 +102,19 @@ def test_a_spread_keeps_each_prompt_on_one_server_and_uses_all() -> None:
         SpreadBackend(
             [CompletionsBackend("a", "http://x/v1"), CompletionsBackend("b", "http://x/v1")]
         )
+
+
+def test_verdicts_from_the_top_log_probabilities_or_none_when_too_uncertain() -> None:
+    words = [" correct", " wrong", " uncertain"]
+    top = {" correct": math.log(0.6), " wrong": math.log(0.3), " uncertain": math.log(0.1)}
+    assert verdict_distribution(top, words) == pytest.approx(
+        {"correct": 0.6, "wrong": 0.3, "uncertain": 0.1}
+    )
+    # " uncertain" is missing but at most e^-12 likely: its bound moves nothing.
+    far = {" correct": -0.1, " wrong": -2.5, " the": -12.0}
+    assert verdict_distribution(far, words)["uncertain"] < 1e-4  # type: ignore[index]
+    # Missing words that may be as likely as the listed ones: transformers must judge.
+    near = {" ": -0.6, " correct": -6.1, " the": -6.2}
+    assert verdict_distribution(near, words) is None
+    assert verdict_distribution({" ": -0.1, " (": -2.0}, words) is None
+    assert verdict_distribution(None, words) is None

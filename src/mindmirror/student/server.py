@@ -15,8 +15,11 @@ completions endpoint, with the exact prompt string the transformers path tokeniz
   is the verdict distribution. That needs every verdict word to be one token after the prefix
   (true for SmolLM2's tokenizer); where a tokenizer splits one, the transformers path judges.
   Unlike the transformers path, the probability of end-of-sequence after the verdict word is
-  not multiplied in (a trained judge puts it near 1), and a verdict word missing from the top
-  log-probabilities gets the lowest one listed (an upper bound).
+  not multiplied in (a trained judge puts it near 1). A verdict word missing from the top
+  log-probabilities (the top 100 from llama.cpp, 20 from other servers: vLLM's default cap)
+  gets the lowest one listed, an upper bound; where that bound could move a probability by
+  more than ``VERDICT_SLACK``, that input is judged by transformers instead (a student never
+  trained to judge puts the verdict words far down its list).
 
 Prompts longer than ``max_input_tokens`` are cut as the transformers path cuts them
 (``fit_ids``) and sent as the decoded text of the kept tokens.
@@ -41,8 +44,11 @@ from mindmirror.student.encoding import fit_ids
 from mindmirror.student.formats import causal_prompt, verdict_target
 from mindmirror.student.generate import Generator, Sample, split_common_prefix
 
-#: Top log-probabilities asked for the verdict token (vLLM allows 20 by default).
-VERDICT_TOP = 20
+#: Top log-probabilities asked for the verdict token: llama.cpp lists any number (each costs
+#: a detokenization); vLLM allows 20 by default.
+VERDICT_TOP = {True: 100, False: 20}
+#: The most a missing verdict word's bound may move a probability before transformers judges.
+VERDICT_SLACK = 0.01
 #: Bumped when the prompts or payloads change, so old cached samples are never reused.
 PROMPT_VERSION = "student-v1"
 #: Sampling fields that make llama.cpp sample as transformers does (its defaults are top_k 40,
@@ -124,6 +130,7 @@ class ServerGenerator:
         self.cache = cache
         self.fallback = fallback
         self.extra = LLAMA_CPP_NEUTRAL if llama_cpp else {}
+        self.verdict_top = VERDICT_TOP[llama_cpp]
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
 
@@ -199,21 +206,39 @@ class ServerGenerator:
         max_input_tokens: int = 512,
         progress: str | None = None,
     ) -> list[dict[str, float]]:
-        """As ``generate.verdict_probs``, from the verdict word's log-probabilities."""
+        """As ``generate.verdict_probs``, from the verdict word's log-probabilities; inputs
+        whose verdict words are too far down the server's list are judged by the fallback."""
+        options = {"batch_size": batch_size, "max_input_tokens": max_input_tokens}
         if self.verdicts is None:
-            return self.fallback.verdict_probs(
-                inputs, batch_size=batch_size, max_input_tokens=max_input_tokens, progress=progress
-            )
+            return self.fallback.verdict_probs(inputs, progress=progress, **options)
         prefix, words = self.verdicts
         texts = [prompt_text(self.tokenizer, text, max_input_tokens) + prefix for text in inputs]
-        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), VERDICT_TOP, progress)
-        result = []
-        for (payload,) in payloads:
-            top = read_payload(payload).top_logprobs or {}
-            floor = min(top.values(), default=0.0)
-            probs = _softmax([top.get(word, floor) for word in words])
-            result.append(dict(zip(VERDICTS, probs, strict=True)))
-        return result
+        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), self.verdict_top, progress)
+        result = [
+            verdict_distribution(read_payload(payload).top_logprobs, words)
+            for (payload,) in payloads
+        ]
+        missing = [inputs[i] for i, probs in enumerate(result) if probs is None]
+        judged = iter(self.fallback.verdict_probs(missing, **options) if missing else [])
+        return [probs if probs is not None else next(judged) for probs in result]
+
+
+def verdict_distribution(top: dict[str, float] | None, words: list[str]) -> dict[str, float] | None:
+    """The verdict distribution from the top log-probabilities of the verdict token; None when
+    a missing word's upper bound (the lowest listed) could move it by over ``VERDICT_SLACK``."""
+    if not top:
+        return None
+    floor = min(top.values())
+    found = [top[word] for word in words if word in top]
+    absent = len(words) - len(found)
+    if not found:
+        return None
+    if absent:
+        bound = absent * math.exp(floor)
+        if bound / (bound + sum(math.exp(lp) for lp in found)) > VERDICT_SLACK:
+            return None
+    probs = _softmax([top.get(word, floor) for word in words])
+    return dict(zip(VERDICTS, probs, strict=True))
 
 
 def _sample(payload: str, logprobs: bool) -> Sample:
