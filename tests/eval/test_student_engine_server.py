@@ -17,9 +17,13 @@ from mindmirror.embedded import llama_server
 from mindmirror.export import export
 from mindmirror.student.engines import generation_engine
 from mindmirror.student.formats import VERDICT, evaluation_input
-from mindmirror.student.infer import infer_modes
-from mindmirror.student.model import save_student
+from mindmirror.student.infer import Student, infer_modes
+from mindmirror.student.model import load_student, save_student
+from mindmirror.tasks.arith_problems import generate_problems
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, memorised_pairs
+from tests.eval.test_export_gguf_server import answer_rows
+from tests.eval.tiny import fit_tiny
+from tests.gguf_agreement import agreement
 
 pytestmark = [
     pytest.mark.server,
@@ -117,4 +121,28 @@ def test_a_separate_judge_gets_a_server_of_its_own(fitted_causal: Fitted) -> Non
         assert served.judge.server.urls != served.server.urls  # type: ignore[union-attr]
         judged = served.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
     for mine, theirs in zip(judged, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=0.01)
+
+
+@pytest.mark.slow
+def test_demo_sized_student_answers_and_judges_as_transformers(gguf_path: Path) -> None:
+    # SmolLM2-135M, the demo's student, a few steps into the answer format (as the export
+    # test trains it); never trained to judge, so its verdict words sit far down its list and
+    # the server hands those inputs to transformers: the distributions must still agree.
+    model, tokenizer, kind = load_student("embedded")
+    problems = generate_problems(28, seed=7)
+    model = fit_tiny(model, tokenizer, answer_rows(problems[:4]), steps=3, lr=3e-4)
+    student = Student(model, tokenizer, kind)
+    inputs = [source for source, _ in answer_rows(problems[4:])]  # 24 unseen questions
+    judged = [
+        evaluation_input(VERDICT, p.question, f"The answer is {p.equation}.")
+        for p in problems[4:10]
+    ]
+    expected = [s[0].text for s in student.generator.generate(inputs, max_new_tokens=16)]
+    verdicts = student.generator.verdict_probs(judged)
+    with generation_engine(student, EvalConfig(engine="llama_cpp")) as served:
+        got = [s[0].text for s in served.generator.generate(inputs, max_new_tokens=16)]
+        probs = served.generator.verdict_probs(judged)
+    assert agreement(expected, got) >= 0.95, list(zip(expected, got, strict=True))
+    for mine, theirs in zip(probs, verdicts, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)
