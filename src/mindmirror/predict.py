@@ -3,9 +3,12 @@
 Python API::
 
     from mindmirror.predict import Predictor
-    predictor = Predictor.load("runs/demo")          # a run directory or a student folder
-    for p in predictor.predict(["Tom has 3 apples ..."], mode="mirror"):
-        print(p.answer, p.verdict, p.confidence, p.abstained, p.cot)
+    with Predictor.load("runs/demo") as predictor:   # a run directory or a student folder
+        for p in predictor.predict(["Tom has 3 apples ..."], mode="mirror"):
+            print(p.answer, p.verdict, p.confidence, p.abstained, p.cot)
+
+The first ``predict`` starts the engine of ``eval.engine`` (a llama.cpp server for causal
+students by default); leaving the ``with`` block (or ``close()``) stops it.
 
 Files: ``predict_file`` reads JSONL (one object per line with ``question``, optional ``id`` and
 ``choices``) and writes JSONL, one prediction per input line in the same order.
@@ -26,7 +29,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +175,12 @@ def with_engine(cfg: EvalConfig, engine: str | None, engine_url: str | None) -> 
 
 @dataclass
 class Predictor:
-    """A loaded student with its task and inference settings (``recipe.eval`` of its run)."""
+    """A loaded student with its task and inference settings (``recipe.eval`` of its run).
+
+    The first ``predict`` starts the generation engine (``eval.engine``: for llama.cpp, a GGUF
+    export and a server); it runs until ``close`` (or the end of a ``with`` block), so later
+    calls reuse it.
+    """
 
     student: Student
     task: Task
@@ -179,6 +188,19 @@ class Predictor:
     serve: ServeConfig
     mode: str
     seed: int = 0
+    _engine: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
+    _served: Student | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the generation engine's servers, if any run (a later call starts them again)."""
+        self._engine.close()
+        self._served = None
 
     @classmethod
     def load(
@@ -221,22 +243,24 @@ class Predictor:
         quiet: bool = True,
     ) -> list[Prediction]:
         """Answer ``questions`` in ``mode`` (default: the predictor's), generating through
-        ``eval.engine`` (a llama.cpp server runs for the call)."""
+        ``eval.engine`` (started by the first call)."""
         from mindmirror.student.engines import generation_engine
 
         chosen = mode or self.mode
         check_mode(chosen)
-        with generation_engine(self.student, self.eval, quiet=quiet) as served:
-            return infer(
-                served,
-                self.task,
-                questions,
-                chosen,  # type: ignore[arg-type]
-                self.eval,
-                choices=choices,
-                seed=self.seed,
-                quiet=quiet,
-            )
+        if self._served is None:
+            engine = generation_engine(self.student, self.eval, quiet=quiet)
+            self._served = self._engine.enter_context(engine)
+        return infer(
+            self._served,
+            self.task,
+            questions,
+            chosen,  # type: ignore[arg-type]
+            self.eval,
+            choices=choices,
+            seed=self.seed,
+            quiet=quiet,
+        )
 
 
 def predict(
@@ -251,8 +275,8 @@ def predict(
 ) -> list[Prediction]:
     """Load the student at ``path`` and answer ``questions`` (see ``Predictor``)."""
     check_mode(mode)
-    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
-    return predictor.predict(questions, mode, quiet=quiet)
+    with Predictor.load(path, task=task, engine=engine, engine_url=engine_url) as predictor:
+        return predictor.predict(questions, mode, quiet=quiet)
 
 
 def read_questions(path: Path) -> list[dict[str, Any]]:
@@ -300,11 +324,11 @@ def predict_file(
     """
     check_mode(mode)
     rows = read_questions(Path(input_path))
-    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
     choices = [tuple(r["choices"]) if r.get("choices") else None for r in rows]
-    preds = predictor.predict(
-        [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet
-    )
+    with Predictor.load(path, task=task, engine=engine, engine_url=engine_url) as predictor:
+        preds = predictor.predict(
+            [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet
+        )
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
