@@ -10,19 +10,20 @@ import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mindmirror.config import EvalConfig
 from mindmirror.embedded import llama_server
 from mindmirror.export import export
 from mindmirror.student.engines import generation_engine
-from mindmirror.student.formats import VERDICT, evaluation_input
+from mindmirror.student.formats import VERDICT, causal_prompt, evaluation_input
 from mindmirror.student.infer import Student, infer_modes
 from mindmirror.student.model import load_student, save_student
 from mindmirror.tasks.arith_problems import generate_problems
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, memorised_pairs
 from tests.eval.test_export_gguf_server import answer_rows
-from tests.eval.tiny import fit_tiny
+from tests.eval.tiny import fit_tiny, tiny_model, tiny_tokenizer
 from tests.gguf_agreement import agreement
 
 pytestmark = [
@@ -50,12 +51,45 @@ def test_greedy_answers_and_verdicts_agree_with_transformers(fitted_causal: Fitt
         assert served.server is not None and student.server is None
         got = served.generator.generate(inputs, max_new_tokens=24)
         judged = served.generator.verdict_probs(VERDICT_INPUTS)
+        counted = prompt_tokens(served, inputs)
+    tok = student.tokenizer
+    assert counted == [len(tok(causal_prompt(text))["input_ids"]) for text in inputs]
     assert [s[0].text for s in got] == [s[0].text for s in expected]
     for (mine,), (theirs,) in zip(got, expected, strict=True):
         assert mine.logprob == pytest.approx(theirs.logprob, abs=0.01)
     for mine, theirs in zip(judged, verdicts, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)
     assert judged[0]["correct"] > 0.9 and judged[3]["wrong"] > 0.9
+
+
+def test_a_tokenizer_that_adds_bos_gets_it_once_from_the_server() -> None:
+    # Llama-style: training rows start with <s>; the GGUF says so and llama.cpp adds it.
+    tok = tiny_tokenizer(seq2seq=False, bos=True)
+    assert tok("a")["input_ids"][0] == tok.bos_token_id
+    model = fit_tiny(tiny_model(False, len(tok)), tok, memorised_pairs(), steps=150)
+    student = Student(model, tok, "causal")
+    inputs = [source for source, _ in memorised_pairs()]
+    expected = [s[0].text for s in student.generator.generate(inputs, max_new_tokens=24)]
+    assert expected == [target for _, target in memorised_pairs()]  # it learnt them
+    with generation_engine(student, EvalConfig(engine="llama_cpp", max_new_tokens=24)) as served:
+        got = [s[0].text for s in served.generator.generate(inputs, max_new_tokens=24)]
+        counted = prompt_tokens(served, inputs)
+    assert got == expected
+    assert counted == [len(tok(causal_prompt(text))["input_ids"]) for text in inputs]
+
+
+def prompt_tokens(served: Student, inputs: list[str]) -> list[int]:
+    """How many tokens the student's server reads for each input (BOS included)."""
+    url = served.server.urls[0]  # type: ignore[union-attr]
+    counts = []
+    for text in inputs:
+        reply = httpx.post(
+            f"{url}/completions",
+            json={"prompt": causal_prompt(text), "max_tokens": 1, "temperature": 0.0},
+            timeout=60,
+        )
+        counts.append(reply.json()["usage"]["prompt_tokens"])
+    return counts
 
 
 def test_sampled_modes_match_and_resume_from_the_cache(
