@@ -6,6 +6,7 @@ The tiny fitted causal student is exported to GGUF and served on loopback (``eva
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,18 @@ def test_a_tokenizer_that_adds_bos_gets_it_once_from_the_server() -> None:
         counted = prompt_tokens(served, inputs)
     assert got == expected
     assert counted == [len(tok(causal_prompt(text))["input_ids"]) for text in inputs]
+
+
+def test_generates_from_inside_a_running_event_loop(fitted_causal: Fitted) -> None:
+    # A notebook runs an event loop in the caller's thread: asyncio.run would be refused.
+    inputs = [source for source, _ in memorised_pairs()][:2]
+    cfg = EvalConfig(engine="llama_cpp", max_new_tokens=24)
+    with generation_engine(fitted_causal.student, cfg) as served:
+
+        async def caller() -> list[str]:
+            return [s[0].text for s in served.generator.generate(inputs, max_new_tokens=24)]
+
+        assert asyncio.run(caller()) == [target for _, target in memorised_pairs()][:2]
 
 
 def prompt_tokens(served: Student, inputs: list[str]) -> list[int]:

@@ -27,10 +27,13 @@ Prompts longer than ``max_input_tokens`` are cut as the transformers path cuts t
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from transformers import PreTrainedTokenizerBase
 
@@ -44,6 +47,7 @@ from mindmirror.student.encoding import fit_ids
 from mindmirror.student.formats import causal_prompt, verdict_target
 from mindmirror.student.generate import Generator, Sample, split_common_prefix
 
+T = TypeVar("T")
 #: Top log-probabilities asked for the verdict token: llama.cpp lists any number (each costs
 #: a detokenization); vLLM allows 20 by default.
 VERDICT_TOP = {True: 100, False: 20}
@@ -158,7 +162,7 @@ class ServerGenerator:
         )
         version = f"{PROMPT_VERSION}-s{seed}-lp{logprobs}"
         prompts = [Prompt((str(i),), text, n, sampling, version) for i, text in enumerate(texts)]
-        results = engine.run_sync(prompts, progress or "")
+        results = _outside_any_loop(lambda: engine.run_sync(prompts, progress or ""))
         failed = engine.last.samples_failed + engine.last.samples_skipped
         if failed:
             raise UserError(
@@ -221,6 +225,17 @@ class ServerGenerator:
         missing = [inputs[i] for i, probs in enumerate(result) if probs is None]
         judged = iter(self.fallback.verdict_probs(missing, **options) if missing else [])
         return [probs if probs is not None else next(judged) for probs in result]
+
+
+def _outside_any_loop(work: Callable[[], T]) -> T:
+    """``work()``, in a thread of its own when this one runs an event loop (a notebook, an
+    async caller), where the engine's ``asyncio.run`` would be refused."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
 
 
 def verdict_distribution(top: dict[str, float] | None, words: list[str]) -> dict[str, float] | None:
