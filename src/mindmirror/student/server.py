@@ -48,9 +48,10 @@ from mindmirror.student.formats import causal_prompt, verdict_target
 from mindmirror.student.generate import Generator, Sample, split_common_prefix
 
 T = TypeVar("T")
-#: Top log-probabilities asked for the verdict token: llama.cpp lists any number (each costs
-#: a detokenization); vLLM allows 20 by default.
-VERDICT_TOP = {True: 100, False: 20}
+#: Top log-probabilities asked for the verdict token: vLLM allows 20 by default; llama.cpp
+#: lists any number (each costs a detokenization).
+VERDICT_TOP = 20
+VERDICT_TOP_LLAMA_CPP = 100
 #: The most a missing verdict word's bound may move a probability before transformers judges.
 VERDICT_SLACK = 0.01
 #: Bumped when the prompts or payloads change, so old cached samples are never reused.
@@ -134,7 +135,7 @@ class ServerGenerator:
         self.cache = cache
         self.fallback = fallback
         self.extra = LLAMA_CPP_NEUTRAL if llama_cpp else {}
-        self.verdict_top = VERDICT_TOP[llama_cpp]
+        self.verdict_top = VERDICT_TOP_LLAMA_CPP if llama_cpp else VERDICT_TOP
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
 
