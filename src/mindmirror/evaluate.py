@@ -254,12 +254,17 @@ def evaluate(
             quiet=quiet,
         )
         agreements = _agreements(served, method, held_out, cfg, quiet)
+        # What really generated (auto resolved): the answers/s figures depend on it.
+        engine = (
+            "transformers" if served.server is None else cfg.engine.replace("auto", "llama_cpp")
+        )
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
         "questions": len(test),
         "student": str(source),
         "judge": judge_names["mirror"],
+        "engine": engine,
         "settings": cfg.model_dump(mode="json"),
         "modes": {},
     }

@@ -16,13 +16,22 @@ import pytest
 
 from mindmirror.config import EvalConfig
 from mindmirror.embedded import llama_server
+from mindmirror.evaluate import evaluate
 from mindmirror.export import export
 from mindmirror.student.engines import generation_engine
 from mindmirror.student.formats import VERDICT, causal_prompt, evaluation_input
 from mindmirror.student.infer import Student, infer_modes
 from mindmirror.student.model import load_student, save_student
 from mindmirror.tasks.arith_problems import generate_problems
-from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, memorised_pairs
+from tests.eval.conftest import (
+    COT_RIGHT,
+    COT_WRONG,
+    Q_RIGHT,
+    Q_WRONG,
+    Fitted,
+    memorised_pairs,
+    write_run,
+)
 from tests.eval.test_export_gguf_server import answer_rows
 from tests.eval.tiny import fit_tiny, tiny_model, tiny_tokenizer
 from tests.gguf_agreement import agreement
@@ -193,3 +202,15 @@ def test_demo_sized_student_answers_and_judges_as_transformers(gguf_path: Path) 
     assert agreement(expected, got) >= 0.95, list(zip(expected, got, strict=True))
     for mine, theirs in zip(probs, verdicts, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)
+
+
+def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    recipe, run = write_run(tmp_path, fitted_causal)
+    assert evaluate(recipe, run, ["answer"], quiet=True)["engine"] == "llama_cpp"  # auto
+    assert (run.evaluation / "samples.sqlite").is_file()
+    reference = recipe.model_copy(
+        update={"eval": recipe.eval.model_copy(update={"engine": "transformers"})}
+    )
+    assert evaluate(reference, run, ["answer"], quiet=True)["engine"] == "transformers"
