@@ -50,10 +50,10 @@ sys.path.insert(0, str(ROOT))  # the fault proxy lives with the tests
 
 from mindmirror.config import TeacherConfig  # noqa: E402
 from mindmirror.embedded import EMBEDDED_MODEL, llama_server  # noqa: E402
+from mindmirror.requests.cache import ResponseCache  # noqa: E402
+from mindmirror.requests.engine import RequestEngine  # noqa: E402
+from mindmirror.requests.types import Prompt, Sampling  # noqa: E402
 from mindmirror.teacher.backends import OpenAIBackend  # noqa: E402
-from mindmirror.teacher.cache import ResponseCache  # noqa: E402
-from mindmirror.teacher.engine import RequestEngine  # noqa: E402
-from mindmirror.teacher.types import Prompt, Sampling  # noqa: E402
 from tests.fault_proxy import fault_proxy  # noqa: E402
 
 

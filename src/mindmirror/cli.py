@@ -249,6 +249,13 @@ ModeOpt = Annotated[
     ),
 ]
 
+EngineOpt = Annotated[
+    str | None, typer.Option(help="auto, transformers, llama_cpp or openai (eval.engine).")
+]
+EngineUrlOpt = Annotated[
+    str | None, typer.Option(help="A server hosting the student, .../v1 (--engine openai).")
+]
+
 
 @app.command()
 @user_errors
@@ -265,6 +272,8 @@ def predict(
     ] = None,
     mode: ModeOpt = None,
     task: TaskOpt = None,
+    engine: EngineOpt = None,
+    engine_url: EngineUrlOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Answer questions with a trained student: answer, CoT, verdict and confidence."""
@@ -274,12 +283,18 @@ def predict(
     if input_file is not None:
         if output_file is None:
             raise UserError("--input needs --output (JSONL in, JSONL out)")
-        count = predict_file(path, input_file, output_file, mode, task=task, quiet=quiet)
+        count = predict_file(
+            path, input_file, output_file, mode, task=task, engine=engine,
+            engine_url=engine_url, quiet=quiet,
+        )  # fmt: skip
         console.print(f"{count} answers written to {output_file}")
         return
     if not question:
         raise UserError("give --question TEXT (repeatable) or --input FILE.jsonl --output OUT")
-    for prediction in run_predict(path, question, mode, task=task, quiet=quiet):
+    predictions = run_predict(
+        path, question, mode, task=task, engine=engine, engine_url=engine_url, quiet=quiet
+    )
+    for prediction in predictions:
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
 
 
@@ -304,11 +319,16 @@ def serve(
             "Authorization: Bearer <key> (401 otherwise). The key is never logged."
         ),
     ] = None,
+    engine: EngineOpt = None,
+    engine_url: EngineUrlOpt = None,
 ) -> None:
     """Serve a trained student as an OpenAI-compatible API (/v1/chat/completions)."""
     from mindmirror.serve import serve_main
 
-    serve_main(path, host, port, mode=mode, task=task, api_key_env=api_key_env)
+    serve_main(
+        path, host, port, mode=mode, task=task, api_key_env=api_key_env, engine=engine,
+        engine_url=engine_url,
+    )  # fmt: skip
 
 
 @app.command()

@@ -89,10 +89,13 @@ def llama_server(
     port: int | None = None,
     n_ctx: int = 2048,
     n_threads: int | None = None,
+    alias: str = EMBEDDED_MODEL,
     log_path: Path | None = None,
     timeout_s: float = 120.0,
 ) -> Iterator[str]:
     """Run llama.cpp's OpenAI-compatible server on loopback; yield its base URL (``.../v1``).
+
+    ``alias`` is the model id it lists and answers as.
 
     The server is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens inside.
     """
@@ -108,7 +111,7 @@ def llama_server(
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model),
-        "--model_alias", EMBEDDED_MODEL,
+        "--model_alias", alias,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--n_threads", str(threads),
         "--verbose", "false",

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mindmirror.config import InferMode, Recipe
+from mindmirror.config import EvalConfig, InferMode, Recipe
 from mindmirror.errors import UserError
 from mindmirror.figures import applicable_modes
 from mindmirror.metrics import agreement, auroc, mode_metrics
@@ -24,7 +24,6 @@ from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
-from mindmirror.student.generate import verdict_probs
 from mindmirror.student.infer import (
     MODES,
     OWN_JUDGE_MODE,
@@ -88,9 +87,7 @@ def self_evaluation_agreement(
     if not pairs:
         return None
     judge = student.judge_or_self
-    probs = verdict_probs(
-        judge.model,
-        judge.tokenizer,
+    probs = judge.generator.verdict_probs(
         [evaluation_input(VERDICT, r.question, c.text) for r, c in pairs],
         batch_size=batch_size,
         max_input_tokens=max_input_tokens,
@@ -237,6 +234,7 @@ def evaluate(
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
     from mindmirror.predict import load_for_inference
+    from mindmirror.student.engines import generation_engine
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
@@ -274,22 +272,32 @@ def evaluate(
     }
     if not quiet:
         console.print(f"[bold]eval[/]: {len(test)} test questions, modes {', '.join(chosen)}")
-    runs = infer_modes(
-        student,
-        task,
-        [e.question for e in test],
-        chosen,
-        cfg,
-        choices=[e.choices for e in test],
-        seed=recipe.seed,
-        quiet=quiet,
-    )
+    # The server's samples are kept in the run, so a killed eval resumes where it stopped.
+    with generation_engine(
+        student, cfg, cache=run.evaluation / "samples.sqlite", quiet=quiet
+    ) as served:
+        runs = infer_modes(
+            served,
+            task,
+            [e.question for e in test],
+            chosen,
+            cfg,
+            choices=[e.choices for e in test],
+            seed=recipe.seed,
+            quiet=quiet,
+        )
+        agreements = _agreements(served, method, held_out, cfg, quiet)
+        # What really generated (auto resolved): the answers/s figures depend on it.
+        engine = (
+            "transformers" if served.server is None else cfg.engine.replace("auto", "llama_cpp")
+        )
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
         "questions": len(test),
         "student": str(source),
         "judge": judge_names["mirror"],
+        "engine": engine,
         "settings": cfg.model_dump(mode="json"),
         "modes": {},
     }
@@ -312,23 +320,34 @@ def evaluate(
             metrics["modes"][mode]["own_cots"] = own_cot_judgement(mode_run, samples)
         rows.extend(prediction_rows(mode_run, test, correct, samples))
     metrics["self_evaluation"] = None
-    if method.startswith("mind_mirror"):
-        # A student never trained on `verdict:` rows has no self-evaluation to measure.
-        judges = [("self_evaluation", student)]
-        if student.judge is not None:
-            judges.append(("self_evaluation_final", replace(student, judge=None)))
-        for key, judge in judges:
-            metrics[key] = self_evaluation_agreement(
-                judge,
-                held_out,
-                batch_size=cfg.batch_size,
-                max_input_tokens=cfg.max_input_tokens,
-                quiet=quiet,
-            )
+    metrics.update(agreements)
     run.evaluation.mkdir(parents=True, exist_ok=True)
     _write_jsonl(run.evaluation / "predictions.jsonl", rows)
     _write_json(run.evaluation / "metrics.json", metrics)
     return metrics
+
+
+def _agreements(
+    student: Student, method: str, held_out: Sequence[Record], cfg: EvalConfig, quiet: bool
+) -> dict[str, Any]:
+    """``self_evaluation`` (and ``self_evaluation_final`` with a separate judge) of a
+    self-evaluation method; nothing for the others."""
+    if not method.startswith("mind_mirror"):
+        # A student never trained on `verdict:` rows has no self-evaluation to measure.
+        return {}
+    judges = [("self_evaluation", student)]
+    if student.judge is not None:
+        judges.append(("self_evaluation_final", replace(student, judge=None)))
+    return {
+        key: self_evaluation_agreement(
+            judge,
+            held_out,
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
+            quiet=quiet,
+        )
+        for key, judge in judges
+    }
 
 
 def prediction_rows(

@@ -3,9 +3,12 @@
 Python API::
 
     from mindmirror.predict import Predictor
-    predictor = Predictor.load("runs/demo")          # a run directory or a student folder
-    for p in predictor.predict(["Tom has 3 apples ..."], mode="mirror"):
-        print(p.answer, p.verdict, p.confidence, p.abstained, p.cot)
+    with Predictor.load("runs/demo") as predictor:   # a run directory or a student folder
+        for p in predictor.predict(["Tom has 3 apples ..."], mode="mirror"):
+            print(p.answer, p.verdict, p.confidence, p.abstained, p.cot)
+
+The first ``predict`` starts the engine of ``eval.engine`` (a llama.cpp server for causal
+students by default); leaving the ``with`` block (or ``close()``) stops it.
 
 Files: ``predict_file`` reads JSONL (one object per line with ``question``, optional ``id`` and
 ``choices``) and writes JSONL, one prediction per input line in the same order.
@@ -26,11 +29,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from mindmirror.config import (
     EvalConfig,
@@ -164,9 +169,31 @@ def trained_method(path: Path, recipe: Recipe | None) -> str | None:
     return student_info(path).get("method")
 
 
+def with_engine(cfg: EvalConfig, engine: str | None, engine_url: str | None) -> EvalConfig:
+    """``cfg`` with ``--engine`` / ``--engine-url`` applied (an URL alone means engine
+    openai); UserError naming the bad option."""
+    update: dict[str, Any] = {}
+    if engine is not None:
+        update["engine"] = engine
+    if engine_url is not None:
+        update.update(engine_url=engine_url, engine=engine or "openai")
+    if not update:
+        return cfg
+    try:
+        return EvalConfig.model_validate({**cfg.model_dump(), **update})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"--engine {update['engine']}: {first['msg']}") from None
+
+
 @dataclass
 class Predictor:
-    """A loaded student with its task and inference settings (``recipe.eval`` of its run)."""
+    """A loaded student with its task and inference settings (``recipe.eval`` of its run).
+
+    The first ``predict`` starts the generation engine (``eval.engine``: for llama.cpp, a GGUF
+    export and a server); it runs until ``close`` (or the end of a ``with`` block), so later
+    calls reuse it.
+    """
 
     student: Student
     task: Task
@@ -176,13 +203,34 @@ class Predictor:
     seed: int = 0
     #: The training method (None when neither the run nor the student records it).
     method: str | None = None
+    _engine: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
+    _served: Student | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the generation engine's servers, if any run (a later call starts them again)."""
+        self._engine.close()
+        self._served = None
 
     @classmethod
-    def load(cls, path: str | Path, *, task: str | None = None) -> Predictor:
-        """Load the student at ``path`` (run directory or student folder).
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        task: str | None = None,
+        engine: str | None = None,
+        engine_url: str | None = None,
+    ) -> Predictor:
+        """Load the student at ``path`` (run directory or student folder); ``engine`` and
+        ``engine_url`` override the run's ``eval.engine`` and ``eval.engine_url``.
 
         Raises:
-            UserError: missing path, unknown task, or no way to tell the task.
+            UserError: missing path, unknown task or engine, or no way to tell the task.
         """
         from mindmirror.tasks import build_task
 
@@ -192,10 +240,11 @@ class Predictor:
         task_cfg, recipe = resolve_task(path, task)
         serve = recipe.serve if recipe else ServeConfig()
         method = trained_method(path, recipe)
+        settings = with_engine(recipe.eval if recipe else EvalConfig(), engine, engine_url)
         return cls(
             student=load_for_inference(path, recipe.eval.judge if recipe else "auto"),
             task=build_task(task_cfg),
-            eval=recipe.eval if recipe else EvalConfig(),
+            eval=settings,
             serve=serve,
             mode=default_mode(method, serve),
             seed=recipe.seed if recipe else 0,
@@ -210,18 +259,24 @@ class Predictor:
         choices: Sequence[Choices] | None = None,
         quiet: bool = True,
     ) -> list[Prediction]:
-        """Answer ``questions`` in ``mode`` (default: the predictor's).
+        """Answer ``questions`` in ``mode`` (default: the predictor's), generating through
+        ``eval.engine`` (started by the first call).
 
         Raises:
             UserError: an unknown mode, or ``mirror`` for a student that never learnt to judge.
         """
+        from mindmirror.student.engines import generation_engine
+
         chosen = mode or self.mode
         check_mode(chosen)
         reason = untrained_mode(chosen, self.method)
         if reason is not None:
             raise UserError(reason)
+        if self._served is None:
+            engine = generation_engine(self.student, self.eval, quiet=quiet)
+            self._served = self._engine.enter_context(engine)
         return infer(
-            self.student,
+            self._served,
             self.task,
             questions,
             chosen,  # type: ignore[arg-type]
@@ -238,11 +293,14 @@ def predict(
     mode: str | None = None,
     *,
     task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
     quiet: bool = True,
 ) -> list[Prediction]:
     """Load the student at ``path`` and answer ``questions`` (see ``Predictor``)."""
     check_mode(mode)
-    return Predictor.load(path, task=task).predict(questions, mode, quiet=quiet)
+    with Predictor.load(path, task=task, engine=engine, engine_url=engine_url) as predictor:
+        return predictor.predict(questions, mode, quiet=quiet)
 
 
 def read_questions(path: Path) -> list[dict[str, Any]]:
@@ -280,6 +338,8 @@ def predict_file(
     mode: str | None = None,
     *,
     task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
     quiet: bool = False,
 ) -> int:
     """Answer every question of a JSONL file into a JSONL file; return how many were answered.
@@ -288,11 +348,11 @@ def predict_file(
     """
     check_mode(mode)
     rows = read_questions(Path(input_path))
-    predictor = Predictor.load(path, task=task)
     choices = [tuple(r["choices"]) if r.get("choices") else None for r in rows]
-    preds = predictor.predict(
-        [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet
-    )
+    with Predictor.load(path, task=task, engine=engine, engine_url=engine_url) as predictor:
+        preds = predictor.predict(
+            [str(r["question"]) for r in rows], mode, choices=choices, quiet=quiet
+        )
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -1,4 +1,4 @@
-"""Progress of long work, one mechanism for the teacher engine, student generation and training.
+"""Progress of long work, one mechanism for the request engine, student generation and training.
 
 ``ProgressReport`` shows done/total, rate, ETA and a status text (tokens and cost, loss):
 

@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -60,7 +61,6 @@ from mindmirror.predict import (
 )
 from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
-from mindmirror.student.generate import generate
 from mindmirror.student.infer import MODES, Prediction, Student, infer_modes, sample_confidence
 from mindmirror.tasks.base import Task
 
@@ -170,9 +170,7 @@ def _reasoning(
     greedy = temperature == 0.0 or (n == 1 and req.temperature is None)
     if greedy and n > 1:
         raise ApiError(400, "n > 1 needs temperature > 0 (greedy decoding has one answer)", "n")
-    (samples,) = generate(
-        served.student.model,
-        served.student.tokenizer,
+    (samples,) = served.student.generator.generate(
         [reasoning_input(prefix, question)],
         num_samples=n,
         sample=not greedy,
@@ -181,6 +179,8 @@ def _reasoning(
         max_new_tokens=max_tokens or default_max,
         batch_size=max(n, cfg.batch_size),
         max_input_tokens=cfg.max_input_tokens,
+        # A fresh seed per request: a server's cache must not hand back the last samples.
+        seed=int(torch.randint(0, 2**31 - 1, ()).item()),
     )
     parsed = [served.task.parse_answer(s.text, None, question) for s in samples]
     first = samples[0]
@@ -376,9 +376,16 @@ def create_app(served: Served) -> FastAPI:
 # ------------------------------------------------------------------------------ loading
 
 
-def load_served(path: str | Path, *, task: str | None = None) -> Served:
-    """Load a trained student (run directory or student folder) and its task for serving."""
-    predictor = Predictor.load(path, task=task)
+def load_served(
+    path: str | Path,
+    *,
+    task: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
+) -> Served:
+    """Load a trained student (run directory or student folder) and its task for serving;
+    ``engine``/``engine_url`` override the run's ``eval.engine``/``eval.engine_url``."""
+    predictor = Predictor.load(path, task=task, engine=engine, engine_url=engine_url)
     return Served(
         student=predictor.student,
         task=predictor.task,
@@ -434,14 +441,19 @@ def serve_main(
     task: str | None = None,
     model_name: str | None = None,
     api_key_env: str | None = None,
+    engine: str | None = None,
+    engine_url: str | None = None,
 ) -> None:
     """Serve the student at ``path`` until interrupted (``mindmirror serve PATH``).
 
     ``host``/``port``/``mode``/``model_name`` override the run's ``serve:`` settings; ``task``
-    names the task when ``path`` is a student folder outside a run directory. Every override
-    is checked and the port is taken before the model loads.
+    names the task when ``path`` is a student folder outside a run directory; ``engine`` and
+    ``engine_url`` choose what generates (``eval.engine``: a llama.cpp server runs as long as
+    this one). Every override is checked and the port is taken before the model loads.
     """
     import uvicorn
+
+    from mindmirror.student.engines import generation_engine
 
     check_mode(mode)
     update = {"host": host, "port": port, "mode": mode, "model_name": model_name}
@@ -453,9 +465,14 @@ def serve_main(
     if reason is not None:
         raise UserError(reason)
     sock = listen(cfg.host, cfg.port)
-    try:
-        served = load_served(path, task=task)
+    with ExitStack() as stack:
+        stack.callback(sock.close)
+        served = load_served(path, task=task, engine=engine, engine_url=engine_url)
         served.serve = cfg.model_copy(update={"mode": mode or served.serve.mode})
+        longest = max(cfg.max_tokens_limit, served.eval.max_new_tokens)
+        served.student = stack.enter_context(
+            generation_engine(served.student, served.eval, max_new_tokens=longest, quiet=False)
+        )
         served.api_key = key
         if cfg.host not in ("127.0.0.1", "localhost", "::1") and key is None:
             console.print(
@@ -471,5 +488,3 @@ def serve_main(
         )
         server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning"))
         server.run(sockets=[sock])
-    finally:
-        sock.close()

@@ -24,17 +24,20 @@ CORPUS = [
 ]
 
 
-def tiny_tokenizer(seq2seq: bool) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(
+    seq2seq: bool, vocab_size: int = 400, bos: bool = False
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (lossless for any text) with pad/eos/unk tokens.
 
-    Seq2seq tokenizers append ``</s>`` like T5's; causal ones add nothing (like SmolLM2's).
+    Seq2seq tokenizers append ``</s>`` like T5's; causal ones add nothing (like SmolLM2's), or
+    with ``bos`` start every text with ``<s>`` (like Llama's).
     """
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>", "</s>", "<unk>"],
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>", *(["<s>"] if bos else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -43,8 +46,16 @@ def tiny_tokenizer(seq2seq: bool) -> PreTrainedTokenizerFast:
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
         )
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        bos_token="<s>" if bos else None,
     )
 
 

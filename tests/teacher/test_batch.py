@@ -24,13 +24,13 @@ from mindmirror.cli import app
 from mindmirror.config import TeacherConfig, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
+from mindmirror.requests.cache import ResponseCache
+from mindmirror.requests.engine import RequestEngine
+from mindmirror.requests.types import Prompt, Sampling, Usage
 from mindmirror.rundir import RunDir
 from mindmirror.teacher.backends import OpenAIBackend
 from mindmirror.teacher.batch import BatchRunner, load_state
-from mindmirror.teacher.cache import ResponseCache
-from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.teach import teach
-from mindmirror.teacher.types import Prompt, Sampling, Usage
 from tests.batch_server import BatchServerHandle, batch_server
 
 KEY_ENV = "MINDMIRROR_TEST_BATCH_KEY"

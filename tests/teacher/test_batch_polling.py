@@ -14,8 +14,8 @@ import pytest
 
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
+from mindmirror.requests.cache import cache_key
 from mindmirror.teacher.batch import STATE_SCHEMA, load_state
-from mindmirror.teacher.cache import cache_key
 from tests.teacher.test_batch import make_engine, prompts
 
 # Past this many status checks the server answers 404, so that code which never gives up

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mindmirror.errors import UserError
-from mindmirror.teacher.cache import ResponseCache, cache_key
-from mindmirror.teacher.types import Sampling, Usage
+from mindmirror.requests.cache import ResponseCache, cache_key
+from mindmirror.requests.types import Sampling, Usage
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
 SAMPLING = Sampling(temperature=0.7, top_p=1.0, max_tokens=64)
@@ -72,8 +72,8 @@ def test_rows_written_before_sigkill_survive(tmp_path: Path) -> None:
     writer = textwrap.dedent(
         f"""
         import time
-        from mindmirror.teacher.cache import ResponseCache
-        from mindmirror.teacher.types import Usage
+        from mindmirror.requests.cache import ResponseCache
+        from mindmirror.requests.types import Usage
         cache = ResponseCache({str(path)!r})
         i = 0
         while True:

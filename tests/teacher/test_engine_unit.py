@@ -17,11 +17,10 @@ import pytest
 
 from mindmirror.config import TeacherConfig
 from mindmirror.errors import UserError
-from mindmirror.teacher.backends import parse_retry_after
-from mindmirror.teacher.cache import ResponseCache
-from mindmirror.teacher.engine import EngineStats, RequestEngine
-from mindmirror.teacher.limits import TokenBucket, backoff_delay, estimate_tokens
-from mindmirror.teacher.types import (
+from mindmirror.requests.cache import ResponseCache
+from mindmirror.requests.engine import EngineStats, RequestEngine
+from mindmirror.requests.limits import TokenBucket, backoff_delay, estimate_tokens
+from mindmirror.requests.types import (
     FatalError,
     Messages,
     Prompt,
@@ -30,6 +29,7 @@ from mindmirror.teacher.types import (
     Sampling,
     Usage,
 )
+from mindmirror.teacher.backends import parse_retry_after
 
 SAMPLING = Sampling(temperature=0.7, top_p=1.0, max_tokens=10)
 

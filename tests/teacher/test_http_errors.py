@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from mindmirror.errors import UserError
+from mindmirror.requests.types import FatalError, RetryableError
 from mindmirror.teacher.backends import OpenAIBackend
-from mindmirror.teacher.types import FatalError, RetryableError
 
 URL = "http://127.0.0.1:9/v1"
 REQUEST = httpx2.Request("POST", f"{URL}/chat/completions")

@@ -24,10 +24,10 @@ import pytest
 from mindmirror.config import TeacherConfig
 from mindmirror.embedded import EMBEDDED_MODEL, free_port
 from mindmirror.errors import UserError
+from mindmirror.requests.cache import ResponseCache
+from mindmirror.requests.engine import RequestEngine
+from mindmirror.requests.types import FatalError, Prompt, Sampling
 from mindmirror.teacher.backends import OpenAIBackend
-from mindmirror.teacher.cache import ResponseCache
-from mindmirror.teacher.engine import RequestEngine
-from mindmirror.teacher.types import FatalError, Prompt, Sampling
 from tests.fault_proxy import ProxyHandle, fault_proxy
 
 pytestmark = pytest.mark.server

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from mindmirror.requests.types import Sampling
 from mindmirror.teacher.backends import OpenAIBackend
 from mindmirror.teacher.backends.openai_http import KEEPALIVE_S
-from mindmirror.teacher.types import Sampling
 from tests.scripted_teacher import scripted_teacher
 
 SAMPLING = Sampling(0.7, 1.0, 4)

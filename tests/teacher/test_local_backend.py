@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mindmirror.errors import UserError
+from mindmirror.requests.types import Sampling
 from mindmirror.teacher.backends.local import LocalBackend
-from mindmirror.teacher.types import Sampling
 
 MESSAGES = [
     [{"role": "user", "content": "What is 2 + 3?"}],

@@ -12,11 +12,11 @@ import pytest
 
 from mindmirror.config import TeacherConfig, recipe_from_dict
 from mindmirror.records import read_records
+from mindmirror.requests.cache import ResponseCache, cache_key
+from mindmirror.requests.engine import RequestEngine
+from mindmirror.requests.types import Prompt, Reply, Sampling
 from mindmirror.rundir import RunDir
-from mindmirror.teacher.cache import ResponseCache, cache_key
-from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.teach import own_samples, teach
-from mindmirror.teacher.types import Prompt, Reply, Sampling
 from tests.cli.test_cli_errors import generic_recipe
 from tests.scripted_teacher import is_evaluation, scripted_teacher
 

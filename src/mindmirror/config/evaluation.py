@@ -9,6 +9,8 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from mindmirror.config.base import Strict
 
 InferMode = Literal["answer", "cot", "vote", "mirror"]
+Engine = Literal["auto", "transformers", "llama_cpp", "openai"]
+GgufType = Literal["f16", "q8_0"]
 
 
 class EvalConfig(Strict):
@@ -44,6 +46,52 @@ class EvalConfig(Strict):
     checkpoint: str | None = Field(
         None, description="Student to score (default: the run's final trained student)."
     )
+    engine: Engine = Field(
+        "auto",
+        description="What generates and judges for the student (eval, experiment, predict, "
+        "serve). transformers: the reference, in this process; llama_cpp: the student exported "
+        "to GGUF and served by the embedded llama.cpp server (causal Llama-architecture "
+        "students; several times faster on CPUs); openai: an OpenAI-compatible server already "
+        "hosting the student at `engine_url` (vLLM on GPUs, llama.cpp elsewhere); auto: "
+        "llama_cpp where the student is causal and exportable and llama-cpp-python[server] is "
+        "installed, else transformers (seq2seq students always).",
+    )
+    engine_url: str | None = Field(
+        None,
+        description="Base URL (`http://HOST:PORT/v1`) of the server hosting the student, for "
+        "engine openai.",
+    )
+    engine_model: str | None = Field(
+        None,
+        description="Model id of the student at `engine_url` (default: the first the server "
+        "lists). It keys the sample cache, so name the weights.",
+    )
+    gguf_type: GgufType = Field(
+        "f16", description="GGUF type the llama_cpp engine exports the student to (f16, q8_0)."
+    )
+    engine_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Requests in flight to the student's server (llama.cpp's Python server "
+        "runs one at a time; 2 keeps it busy; vLLM batches many).",
+    )
+    engine_servers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="llama.cpp server processes of the llama_cpp engine, each holding the "
+        "student (its Python server decodes one sequence at a time; several single-threaded "
+        "servers decode several on a machine with free cores). Each prompt's samples go to one "
+        "server, which keeps the prompt in its KV cache.",
+    )
+    engine_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads of each llama_cpp engine server (default: half the cores divided "
+        "by engine_servers, at least 1). More threads than free cores make llama.cpp's "
+        "spinning threads starve each other: on a busy 2-core machine 2 threads ran 10x "
+        "slower than 1.",
+    )
     judge: Literal["auto", "final"] = Field(
         "auto",
         description="Who judges samples in `mirror` mode. auto: the self-evaluation stage's "
@@ -51,6 +99,15 @@ class EvalConfig(Strict):
         "erode the verdict skill of the final student), else the final student; final: always "
         "the final student.",
     )
+
+    @model_validator(mode="after")
+    def _engine_url(self) -> EvalConfig:
+        """engine openai needs a URL; a URL for another engine would be silently ignored."""
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError("engine openai needs engine_url (the student's server, .../v1)")
+        if self.engine_url and self.engine != "openai":
+            raise ValueError(f"engine_url is used by engine openai only (engine is {self.engine})")
+        return self
 
 
 class ServeConfig(Strict):

@@ -18,7 +18,7 @@ import inspect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -245,7 +245,7 @@ def _seq2seq_candidates(
     return _token_logprobs(logits, labels).view(n, c)
 
 
-def _split_common_prefix(ids: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+def split_common_prefix(ids: list[list[int]]) -> tuple[list[int], list[list[int]]]:
     """The token prefix all candidates share, and each candidate's remaining tokens."""
     k = 0
     while all(len(x) > k + 1 for x in ids) and len({x[k] for x in ids}) == 1:
@@ -268,7 +268,7 @@ def _causal_candidates(
     """(inputs, candidates) log-probs; prompt + common prefix run once, then the KV cache is
     repeated per candidate for the remaining tokens (at most a few)."""
     eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
-    prefix, rests = _split_common_prefix(
+    prefix, rests = split_common_prefix(
         [tok(c, add_special_tokens=False)["input_ids"] + eos for c in candidates]
     )
     n, c, k = len(sources), len(candidates), len(prefix)
@@ -353,3 +353,59 @@ def verdict_probs(
         probs = torch.softmax(torch.tensor(row), dim=0).tolist()
         result.append(dict(zip(VERDICTS, probs, strict=True)))
     return result
+
+
+class Generator(Protocol):
+    """What inference samples and judges with: the transformers reference
+    (``TransformersGenerator``) or a server hosting the student
+    (``mindmirror.student.server.ServerGenerator``). Arguments as ``generate`` and
+    ``verdict_probs`` take them, without the model."""
+
+    def generate(
+        self,
+        inputs: Sequence[str],
+        *,
+        num_samples: int = 1,
+        sample: bool = False,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+        max_input_tokens: int = 512,
+        logprobs: bool = True,
+        progress: str | None = None,
+        seed: int | None = None,
+    ) -> list[list[Sample]]:
+        """K continuations of every input (see ``generate``), sampled with ``seed`` when set."""
+        ...
+
+    def verdict_probs(
+        self,
+        inputs: Sequence[str],
+        *,
+        batch_size: int = 8,
+        max_input_tokens: int = 512,
+        progress: str | None = None,
+    ) -> list[dict[str, float]]:
+        """The verdict distribution of every ``verdict:`` input (see ``verdict_probs``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TransformersGenerator:
+    """The reference ``Generator``: ``generate`` and ``verdict_probs`` on the loaded model."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+    def generate(
+        self, inputs: Sequence[str], *, seed: int | None = None, **options: Any
+    ) -> list[list[Sample]]:
+        """``generate`` on this model, after seeding torch with ``seed`` when set."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        return generate(self.model, self.tokenizer, inputs, **options)
+
+    def verdict_probs(self, inputs: Sequence[str], **options: Any) -> list[dict[str, float]]:
+        """``verdict_probs`` on this model."""
+        return verdict_probs(self.model, self.tokenizer, inputs, **options)

@@ -14,6 +14,10 @@ summed P(correct) over K (so agreement and self-judged correctness both raise it
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
 itself, so both judges are reported.
+
+Every mode samples and judges through ``Student.generator``: transformers in this process, or
+a llama.cpp (or other OpenAI-compatible) server hosting the student
+(``mindmirror.student.engines.generation_engine``, chosen by ``eval.engine``).
 """
 
 from __future__ import annotations
@@ -25,12 +29,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
 from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
-from mindmirror.student.generate import Sample, generate, verdict_probs
+from mindmirror.student.generate import Generator, Sample, TransformersGenerator
 from mindmirror.tasks.base import Task
 
 MODES: tuple[InferMode, ...] = ("answer", "cot", "vote", "mirror")
@@ -46,12 +49,20 @@ class Student:
 
     ``judge`` is the student that answers ``verdict:`` inputs when it is not this one (the
     self-evaluation stage's best student of a two-stage run); None means this one judges.
+    ``server`` generates and judges for it when set (a llama.cpp or other OpenAI-compatible
+    server hosting it: ``mindmirror.student.engines``); None means transformers.
     """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     kind: str
     judge: Student | None = None
+    server: Generator | None = None
+
+    @property
+    def generator(self) -> Generator:
+        """What samples and judges for this student: its server, else transformers."""
+        return self.server or TransformersGenerator(self.model, self.tokenizer)
 
     @property
     def judge_or_self(self) -> Student:
@@ -142,9 +153,7 @@ def _greedy(
     quiet: bool,
 ) -> list[Prediction]:
     max_new = cfg.answer_max_tokens if prefix == PREDICT else cfg.max_new_tokens
-    outputs = generate(
-        student.model,
-        student.tokenizer,
+    outputs = student.generator.generate(
         [reasoning_input(prefix, q) for q in questions],
         max_new_tokens=max_new,
         batch_size=cfg.batch_size,
@@ -183,10 +192,9 @@ def _sample_cots(
     choices: Sequence[Choices],
     cfg: EvalConfig,
     quiet: bool,
+    seed: int,
 ) -> list[list[Judged]]:
-    outputs = generate(
-        student.model,
-        student.tokenizer,
+    outputs = student.generator.generate(
         [reasoning_input(EXPLAIN, q) for q in questions],
         num_samples=cfg.num_samples,
         sample=True,
@@ -197,6 +205,7 @@ def _sample_cots(
         max_input_tokens=cfg.max_input_tokens,
         logprobs=False,
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
+        seed=seed,
     )
     return [
         [_judged(task, s.text, opts, question) for s in samples]
@@ -218,9 +227,7 @@ def _judge(
         for s in samples
     ]
     probs = iter(
-        verdict_probs(
-            judge.model,
-            judge.tokenizer,
+        judge.generator.verdict_probs(
             inputs,
             batch_size=cfg.batch_size,
             max_input_tokens=cfg.max_input_tokens,
@@ -304,9 +311,8 @@ def infer_modes(
             preds = _greedy(student, task, questions, opts, prefix, cfg, quiet)
             runs[mode] = ModeRun(preds, time.perf_counter() - start)
     if "vote" in modes or "mirror" in modes:
-        torch.manual_seed(seed)
         start = time.perf_counter()
-        sampled = _sample_cots(student, task, questions, opts, cfg, quiet)
+        sampled = _sample_cots(student, task, questions, opts, cfg, quiet, seed)
         sampling = time.perf_counter() - start
         if "vote" in modes:
             preds = [vote_prediction(q, s) for q, s in zip(questions, sampled, strict=True)]

@@ -1,1 +1,2 @@
-"""The teacher stage: prompts, the request engine, backends, and record generation."""
+"""The teacher stage: prompts, backends, and record generation (the request engine they use
+is `mindmirror.requests`)."""

@@ -43,12 +43,12 @@ import openai
 
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
+from mindmirror.requests.limits import estimate_tokens, request_seed
+from mindmirror.requests.types import Prompt, Reply, Usage
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
-from mindmirror.teacher.limits import estimate_tokens, request_seed
-from mindmirror.teacher.types import Prompt, Reply, Usage
 
 if TYPE_CHECKING:
-    from mindmirror.teacher.engine import RequestEngine
+    from mindmirror.requests.engine import RequestEngine
 
 log = logging.getLogger("mindmirror.teacher")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from mindmirror.errors import UserError
 from mindmirror.records import Verdict
+from mindmirror.requests.types import Messages
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.eval_shots import worked_evaluations
-from mindmirror.teacher.types import Messages
 
 _SECTION = re.compile(r"^=== (\w+) ===\s*$", re.MULTILINE)
 _NAME = re.compile(r"^(?P<name>[a-z]+)_v(?P<version>\d+)$")

@@ -16,7 +16,7 @@ from rich.table import Table
 from mindmirror.records import VERDICTS, Record
 
 if TYPE_CHECKING:
-    from mindmirror.teacher.engine import RequestEngine
+    from mindmirror.requests.engine import RequestEngine
 
 SUMMARY_SCHEMA = "mindmirror.teach-summary/1"
 

@@ -30,12 +30,13 @@ from rich.markup import escape
 from mindmirror.config import Recipe, TeacherConfig, dump_recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
+from mindmirror.requests.cache import ResponseCache, cached_samples
+from mindmirror.requests.engine import RequestEngine
+from mindmirror.requests.types import Backend, FatalError, Prompt, Sampling
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example, Task
 from mindmirror.teacher.backends.importers import Imported, ImportResult, import_outputs
 from mindmirror.teacher.batch import batch_runner
-from mindmirror.teacher.cache import ResponseCache, cached_samples
-from mindmirror.teacher.engine import RequestEngine
 from mindmirror.teacher.prompts import (
     format_cot_messages,
     format_eval_messages,
@@ -43,7 +44,6 @@ from mindmirror.teacher.prompts import (
     parse_verdict,
 )
 from mindmirror.teacher.summary import summarize, usage, warn_cut_critiques
-from mindmirror.teacher.types import Backend, FatalError, Prompt, Sampling
 
 
 @dataclass

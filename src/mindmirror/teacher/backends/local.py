@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mindmirror.errors import UserError
-from mindmirror.teacher.types import FatalError, Messages, Reply, Sampling, Usage
+from mindmirror.requests.types import FatalError, Messages, Reply, Sampling, Usage
 
 
 @dataclass

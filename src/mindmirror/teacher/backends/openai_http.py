@@ -26,7 +26,7 @@ import httpx
 import openai
 
 from mindmirror.errors import UserError
-from mindmirror.teacher.types import FatalError, Messages, Reply, RetryableError, Sampling, Usage
+from mindmirror.requests.types import FatalError, Messages, Reply, RetryableError, Sampling, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
 # Servers without authentication (llama.cpp, a local vLLM) accept any key, but the client

@@ -1,6 +1,7 @@
-"""The teacher request engine: many samples from a backend, fast, resumable, within limits.
+"""The request engine: many samples from a backend, fast, resumable, within limits.
 
-Usage (what ``teacher/teach.py`` does)::
+It serves the teacher (CoTs, evaluations) and the student (its samples and verdicts through a
+server: ``mindmirror.student.server``). Usage (what ``teacher/teach.py`` does)::
 
     engine = RequestEngine(backend, ResponseCache(run.cache), cfg)   # cfg: a TeacherConfig
     cots = engine.run_sync(cot_prompts, description="CoTs")
@@ -54,17 +55,17 @@ from typing import Any, Protocol
 
 from mindmirror.errors import UserError
 from mindmirror.progress import ProgressReport
-from mindmirror.teacher.cache import ResponseCache, cache_key
-from mindmirror.teacher.limits import (
+from mindmirror.requests.cache import ResponseCache, cache_key
+from mindmirror.requests.limits import (
     TokenBucket,
     backoff_delay,
     estimate_tokens,
     request_seed,
     split_evenly,
 )
-from mindmirror.teacher.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
+from mindmirror.requests.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
 
-log = logging.getLogger("mindmirror.teacher")
+log = logging.getLogger("mindmirror.requests")
 
 
 class EngineSettings(Protocol):

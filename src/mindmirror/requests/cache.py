@@ -1,4 +1,5 @@
-"""The teacher response cache: one SQLite row per sample, committed as soon as it arrives.
+"""The response cache of teacher and student samples: one SQLite row per sample, committed as
+soon as it arrives.
 
 A sample is keyed by the sha256 of a canonical JSON of (model, messages, sampling parameters,
 sample index, prompt version), so a re-run or a resume after ``kill -9`` finds every finished
@@ -38,7 +39,7 @@ from types import TracebackType
 from rich.console import Console
 
 from mindmirror.errors import UserError
-from mindmirror.teacher.types import Messages, Sampling, Usage
+from mindmirror.requests.types import PromptText, Sampling, Usage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -58,7 +59,7 @@ _CHUNK = 500
 
 def cache_key(
     model: str,
-    messages: Messages,
+    messages: PromptText,
     sampling: Sampling,
     sample_index: int,
     prompt_version: str,
@@ -114,12 +115,16 @@ class CacheStats:
 
 
 class ResponseCache:
-    """SQLite store of teacher samples (see the module docstring)."""
+    """SQLite store of samples (see the module docstring); ``label`` names whose samples in
+    messages (``teacher``, ``student``)."""
 
-    def __init__(self, path: str | Path, *, warn_emptied: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, label: str = "teacher", *, warn_emptied: bool = True
+    ) -> None:
         """Open (or create) the cache at ``path``; ``warn_emptied=False`` leaves out the warning
         about a 0-byte file (for a caller that accepted re-paying its samples)."""
         self.path = Path(path)
+        self.label = label
         emptied = self.path.is_file() and self.path.stat().st_size == 0
         self._lock = threading.Lock()
         self._hits = 0
@@ -141,8 +146,8 @@ class ResponseCache:
             self._db.execute(_SCHEMA)
         if warn_emptied and emptied and self.stats.rows == 0:
             Console(stderr=True).print(
-                f"[yellow]warning[/]: the teacher cache {self.path} is an empty (0-byte) file: "
-                "every sample will be requested, and paid for, again; interrupt now (Ctrl-C) "
+                f"[yellow]warning[/]: the {self.label} cache {self.path} is an empty (0-byte) "
+                "file: every sample will be requested, and paid for, again; interrupt now (Ctrl-C) "
                 "and restore the file if it held samples",
                 highlight=False,
                 soft_wrap=True,
@@ -155,14 +160,14 @@ class ResponseCache:
             yield
         except sqlite3.OperationalError as error:
             raise UserError(
-                f"cannot {doing} the teacher cache {self.path}: {error} (check the folder's "
+                f"cannot {doing} the {self.label} cache {self.path}: {error} (check the folder's "
                 "permissions and free space; a file from another program or version: move it "
                 "aside)"
             ) from None
         except sqlite3.DatabaseError as error:
             raise UserError(
-                f"the teacher cache {self.path} is damaged ({error}): move it aside and re-run "
-                "to request (and pay for) its samples again, or restore it from a backup"
+                f"the {self.label} cache {self.path} is damaged ({error}): move it aside and "
+                "re-run to request (and pay for) its samples again, or restore it from a backup"
             ) from None
 
     def get(self, key: str) -> CachedSample | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mindmirror.teacher.types import Prompt
+    from mindmirror.requests.types import Prompt
 
 # A server asking for a longer pause than this is treated as asking for this long; the retry
 # budget then decides whether to keep trying.
@@ -84,8 +84,11 @@ def request_seed(key: str) -> int:
 
 def estimate_tokens(prompt: Prompt, n: int) -> int:
     """Tokens a call may use before the server says: prompt characters / 4 plus the maximum."""
-    chars = sum(len(message.get("content", "")) for message in prompt.messages)
-    return chars // 4 + 4 * len(prompt.messages) + prompt.sampling.max_tokens * n
+    body = prompt.messages
+    if isinstance(body, str):
+        return len(body) // 4 + prompt.sampling.max_tokens * n
+    chars = sum(len(message.get("content", "")) for message in body)
+    return chars // 4 + 4 * len(body) + prompt.sampling.max_tokens * n
 
 
 def split_evenly(total: int, parts: int) -> list[int]:

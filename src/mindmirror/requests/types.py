@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Messages = list[dict[str, str]]
+#: What a prompt sends: chat messages, or one raw prompt string for a completions backend
+#: (the student, whose prompts are task-prefixed text, not chat).
+PromptText = Messages | str
 
 
 @dataclass(frozen=True)
@@ -21,14 +24,15 @@ class Sampling:
 class Prompt:
     """One prompt for which ``n`` samples are wanted.
 
-    ``key`` is the caller's handle (e.g. ``("cot", record_id)``); ``prompt_version`` names the
-    template so that a changed template never reuses old cached answers. ``instance`` (part of
-    the cache key when set) gives a prompt whose messages repeat another prompt's of the same
-    run samples of its own: two identical CoTs of a question are evaluated separately.
+    ``key`` is the caller's handle (e.g. ``("cot", record_id)``); ``messages`` are chat messages
+    or a raw prompt string (``PromptText``); ``prompt_version`` names the template so that a
+    changed template never reuses old cached answers. ``instance`` (part of the cache key when
+    set) gives a prompt whose messages repeat another prompt's of the same run samples of its
+    own: two identical CoTs of a question are evaluated separately.
     """
 
     key: tuple[str, ...]
-    messages: Messages
+    messages: PromptText
     n: int
     sampling: Sampling
     prompt_version: str
@@ -52,12 +56,12 @@ class Reply:
 
 
 class Backend(Protocol):
-    """Something that completes chat messages: an HTTP endpoint or an in-process model."""
+    """Something that completes prompts: an HTTP endpoint or an in-process model."""
 
     model: str
 
     async def complete(
-        self, messages: Messages, n: int, sampling: Sampling, seed: int | None = None
+        self, messages: PromptText, n: int, sampling: Sampling, seed: int | None = None
     ) -> Reply:
         """Return up to ``n`` sampled completions, drawn with ``seed`` where the backend can.
         Raise ``RetryableError`` for transient failures (429, 5xx, timeouts, dropped

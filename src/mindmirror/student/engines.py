@@ -1,0 +1,199 @@
+"""Which engine generates for a student (``eval.engine``), and the servers it needs.
+
+``generation_engine(student, cfg)`` is a context manager that yields the student (and its
+judge) ready to sample and judge with the chosen engine:
+
+- ``transformers``: the student as it is (``TransformersGenerator``, the reference);
+- ``llama_cpp``: each student exported to GGUF (``eval.gguf_type``) in a temporary folder and
+  served by the embedded llama.cpp server on loopback for the block (``eval.engine_servers``
+  processes: the Python server decodes one sequence at a time, so several decode several);
+  the model id it answers as carries a hash of the file, so cached samples of other weights
+  are never reused;
+- ``openai``: the server at ``eval.engine_url`` already hosting the student (vLLM, llama.cpp);
+  a separate judge (a two-stage run's stage-1 student) is not hosted there, so it judges with
+  transformers;
+- ``auto``: ``llama_cpp`` where the student is causal, exportable (a Llama-architecture model
+  with a byte-level BPE tokenizer) and llama-cpp-python's server is installed, else
+  ``transformers``; seq2seq students always stay on transformers.
+
+A judge whose tokenizer splits a verdict word judges with transformers (``ServerGenerator``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from mindmirror.config import EvalConfig
+from mindmirror.errors import UserError
+from mindmirror.requests.cache import ResponseCache
+from mindmirror.student.generate import TransformersGenerator
+from mindmirror.student.infer import Student
+from mindmirror.student.server import ServerGenerator, ServerSettings, open_cache
+
+console = Console(stderr=True)
+#: Tokens of the verdict prompt beyond the input (its shared prefix and one verdict token).
+VERDICT_TOKENS = 16
+
+
+def llama_cpp_blocker(student: Student) -> str | None:
+    """Why ``student`` cannot generate through llama.cpp here (None: it can)."""
+    from mindmirror.export_gguf import check_gguf_student
+
+    if student.kind != "causal":
+        return "seq2seq students have no llama.cpp path; they generate with transformers"
+    try:
+        check_gguf_student(student.model)
+    except UserError as error:
+        return str(error)
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama.cpp's server is not installed: pip install 'llama-cpp-python[server]'"
+    return None
+
+
+def choose_engine(cfg: EvalConfig, student: Student) -> str:
+    """The engine that will run: ``cfg.engine``, with ``auto`` resolved.
+
+    Raises:
+        UserError: ``llama_cpp`` asked for a student it cannot serve.
+    """
+    if cfg.engine in ("transformers", "openai"):
+        return cfg.engine
+    blocker = llama_cpp_blocker(student)
+    if cfg.engine == "llama_cpp" and blocker is not None:
+        raise UserError(f"eval.engine=llama_cpp: {blocker} (or set eval.engine=transformers)")
+    return "transformers" if blocker else "llama_cpp"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _first_model(url: str) -> str:
+    """The first model id the server at ``url`` lists; UserError when it cannot tell."""
+    try:
+        reply = httpx.get(f"{url.rstrip('/')}/models", timeout=30)
+        reply.raise_for_status()
+        return str(reply.json()["data"][0]["id"])
+    except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise UserError(
+            f"cannot list the models at {url} ({error}); set eval.engine_model"
+        ) from None
+
+
+def _llama_cpp_server(
+    stack: ExitStack,
+    student: Student,
+    cfg: EvalConfig,
+    folder: Path,
+    name: str,
+    cache: ResponseCache,
+    n_ctx: int,
+) -> ServerGenerator:
+    """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes)
+    for the life of ``stack``."""
+    from mindmirror.embedded import llama_server
+    from mindmirror.export_gguf import write_gguf
+
+    path = write_gguf(
+        student.model, student.tokenizer, folder / f"{name}-{cfg.gguf_type}.gguf", cfg.gguf_type
+    )
+    alias = f"mindmirror-{name}-{_file_digest(path)}"
+    servers = cfg.engine_servers
+    threads = cfg.engine_threads or max(1, (os.cpu_count() or 2) // 2 // servers)
+    urls = [
+        stack.enter_context(
+            llama_server(
+                path,
+                alias=alias,
+                n_ctx=n_ctx,
+                n_threads=threads,
+                log_path=folder / f"{name}-server-{index}.log",
+            )
+        )
+        for index in range(servers)
+    ]
+    return ServerGenerator(
+        urls,
+        alias,
+        student.tokenizer,
+        cache=cache,
+        fallback=TransformersGenerator(student.model, student.tokenizer),
+        settings=ServerSettings(concurrency=cfg.engine_concurrency * servers),
+    )
+
+
+@contextmanager
+def generation_engine(
+    student: Student,
+    cfg: EvalConfig,
+    *,
+    cache: Path | None = None,
+    max_new_tokens: int | None = None,
+    quiet: bool = True,
+) -> Iterator[Student]:
+    """Yield ``student`` (a copy, with its judge) generating through ``cfg.engine``.
+
+    Args:
+        cache: SQLite file keeping the server's samples (a run's makes eval resumable); None
+            keeps them in memory for the block.
+        max_new_tokens: the longest generation asked (sizes llama.cpp's context; default the
+            longer of ``cfg.max_new_tokens`` and ``cfg.answer_max_tokens``).
+        quiet: no line saying which engine runs.
+    """
+    engine = choose_engine(cfg, student)
+    if engine == "transformers":
+        yield student
+        return
+    longest = max_new_tokens or max(cfg.max_new_tokens, cfg.answer_max_tokens)
+    n_ctx = cfg.max_input_tokens + longest + VERDICT_TOKENS
+    with ExitStack() as stack:
+        samples = stack.enter_context(open_cache(cache))
+        if engine == "openai":
+            assert cfg.engine_url is not None  # EvalConfig requires it for engine openai
+            server = ServerGenerator(
+                [cfg.engine_url],
+                cfg.engine_model or _first_model(cfg.engine_url),
+                student.tokenizer,
+                cache=samples,
+                fallback=TransformersGenerator(student.model, student.tokenizer),
+                llama_cpp=False,
+                settings=ServerSettings(concurrency=cfg.engine_concurrency, use_n=True),
+            )
+            served = replace(student, server=server)
+            where = cfg.engine_url
+        else:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mindmirror-")))
+            try:
+                server = _llama_cpp_server(stack, student, cfg, folder, "student", samples, n_ctx)
+            except UserError as error:
+                if cfg.engine != "auto":
+                    raise
+                # A tokenizer or rope scaling the GGUF export cannot carry: the reference path.
+                console.print(f"[yellow]transformers generates[/]: {error}", highlight=False)
+                yield student
+                return
+            judge = student.judge
+            if judge is not None and llama_cpp_blocker(judge) is None:
+                judge = replace(
+                    judge,
+                    server=_llama_cpp_server(stack, judge, cfg, folder, "judge", samples, n_ctx),
+                )
+            served = replace(student, server=server, judge=judge)
+            where = f"llama.cpp ({cfg.gguf_type} GGUF) at {', '.join(server.urls)}"
+        if not quiet:
+            console.print(f"student generates through {where}", highlight=False)
+        yield served
