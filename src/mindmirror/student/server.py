@@ -162,7 +162,10 @@ class ServerGenerator:
             backend, self.cache, self.settings, label="student", quiet=progress is None
         )
         version = f"{PROMPT_VERSION}-s{seed}-lp{logprobs}"
-        prompts = [Prompt((str(i),), text, n, sampling, version) for i, text in enumerate(texts)]
+        # Identical inputs (a CoT sampled twice, then judged) are one request: same prompt,
+        # seed and settings, so the same cache key and the same reply.
+        unique = list(dict.fromkeys(texts))
+        prompts = [Prompt((str(i),), text, n, sampling, version) for i, text in enumerate(unique)]
         results = _outside_any_loop(lambda: engine.run_sync(prompts, progress or ""))
         failed = engine.last.samples_failed + engine.last.samples_skipped
         if failed:
@@ -170,7 +173,8 @@ class ServerGenerator:
                 f"the student's server at {', '.join(self.urls)} failed {failed} sample(s): "
                 f"{engine.last_error}"
             )
-        return [[text or "" for text in results[p.key]] for p in prompts]
+        by_text = {p.messages: results[p.key] for p in prompts}
+        return [[text or "" for text in by_text[t]] for t in texts]
 
     def generate(
         self,
