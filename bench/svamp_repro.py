@@ -55,11 +55,11 @@ from mindmirror.cell_records import train_record
 from mindmirror.config import ExperimentConfig, Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells, teaching_needed
-from mindmirror.figures import SELF_EVAL_METHODS
 from mindmirror.records import read_records, write_records
+from mindmirror.reporting.figures import SELF_EVAL_METHODS
+from mindmirror.reporting.tables import method_num_cots
 from mindmirror.rundir import RunDir
 from mindmirror.student.train import train
-from mindmirror.tables import method_num_cots
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,11 +46,15 @@ from mindmirror.cell_records import (
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
-from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
-from mindmirror.rundir import RunDir
-from mindmirror.tables import (
+from mindmirror.reporting.figures import (
+    COT_METHODS,
+    SELF_EVAL_METHODS,
+    EvalSource,
+    applicable_modes,
+)
+from mindmirror.reporting.tables import (
     Correctness,
     RowKey,
     markdown,
@@ -60,6 +64,7 @@ from mindmirror.tables import (
     table_rows,
     teacher_lines,
 )
+from mindmirror.rundir import RunDir
 
 SCHEMA = "mindmirror.experiment/1"
 #: Teacher settings that change how requests are made, never what the records hold.
@@ -370,7 +375,7 @@ def experiment(
             no records with ``only_finished``, or any error of teach, train or eval (finished
             cells stay; re-run to resume).
     """
-    from mindmirror.report import report
+    from mindmirror.reporting.report import report
     from mindmirror.teacher.teach import teach
 
     cfg = recipe.experiment

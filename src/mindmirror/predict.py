@@ -46,7 +46,7 @@ from mindmirror.config import (
     recipe_from_dict,
 )
 from mindmirror.errors import UserError
-from mindmirror.figures import SELF_EVAL_METHODS
+from mindmirror.reporting.figures import SELF_EVAL_METHODS
 from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
 from mindmirror.tasks.base import Task
 

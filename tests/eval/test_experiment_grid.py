@@ -21,8 +21,8 @@ from mindmirror.experiment import (
     plan_cells,
     teaching_needed,
 )
+from mindmirror.reporting.tables import markdown, markdown_table, row_results, table_rows
 from mindmirror.rundir import RunDir
-from mindmirror.tables import markdown, markdown_table, row_results, table_rows
 from tests.student.conftest import toy_records
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindmirror.config import ExperimentConfig, Recipe
-from mindmirror.figures import AGREEMENT_FIGURES, MODE_HEADERS, EvalSource
-from mindmirror.metrics import paired_difference
 from mindmirror.records import Record
+from mindmirror.reporting.figures import AGREEMENT_FIGURES, MODE_HEADERS, EvalSource
+from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 

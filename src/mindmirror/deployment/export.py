@@ -274,7 +274,7 @@ def export(
             no way to push, a student that cannot be loaded, a non-Llama or seq2seq student
             for GGUF, or an output that is a file, a folder of other files or not writable.
     """
-    from mindmirror.export_gguf import check_gguf_student, quant_type, write_gguf
+    from mindmirror.deployment.export_gguf import check_gguf_student, quant_type, write_gguf
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: choose from {', '.join(FORMATS)}")

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
-from mindmirror.figures import AGREEMENT_FIGURES
+from mindmirror.reporting.figures import AGREEMENT_FIGURES
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 
