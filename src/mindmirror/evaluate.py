@@ -233,8 +233,8 @@ def evaluate(
     Raises:
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
-    from mindmirror.predict import load_for_inference
     from mindmirror.student.engines import generation_engine
+    from mindmirror.student.loading import load_for_inference
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval

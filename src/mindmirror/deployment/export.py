@@ -221,7 +221,7 @@ def _export_hf(
     folder: Path,
     recipe: Recipe | None,
 ) -> list[Path]:
-    from mindmirror.predict import judge_folder
+    from mindmirror.student.loading import judge_folder
     from mindmirror.student.model import load_student, save_student, student_info
 
     name = recipe.serve.model_name if recipe is not None else DEFAULT_NAME
