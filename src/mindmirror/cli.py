@@ -113,7 +113,7 @@ def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool
     """Teach (starting the embedded server only if needed) unless matching records exist.
 
     ``show_summary=False`` leaves the teacher table to the caller (the demo prints it last)."""
-    from mindmirror.experiment import teaching_needed
+    from mindmirror.grid_teaching import teaching_needed
     from mindmirror.teacher.summary import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 

@@ -98,8 +98,8 @@ def test_paired_difference_cancels_question_difficulty() -> None:
 
 
 def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
+    from mindmirror.reporting.grid_markdown import paired_lines
     from mindmirror.reporting.metrics import paired_difference
-    from mindmirror.reporting.tables import paired_lines
 
     # 0.1 + 0.2 - 0.3 is 5.6e-17 in floats: the exact difference is 0, and so must the report be.
     for first, second in [([0.0, 0.0, 0.3], [0.1, 0.2, 0.0]), ([0.1, 0.2, 0.0], [0.0, 0.0, 0.3])]:
@@ -111,7 +111,8 @@ def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
 
 
 def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran() -> None:
-    from mindmirror.reporting.tables import paired_differences, paired_lines
+    from mindmirror.reporting.grid_markdown import paired_lines
+    from mindmirror.reporting.tables import paired_differences
 
     def row(label: str, seeds: list[int]) -> dict[str, object]:
         modes = {"answer": {"judge": None}}
