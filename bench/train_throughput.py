@@ -21,6 +21,8 @@ two passes; engine/ours: 2B rows in one), each run in its own subprocess (clean 
 Reported per arm: rows and the non-padding tokens of the rows it trains, epoch time, tokens/s
 of the published objective (the work every arm accomplishes), tokens fed (padding included),
 peak RSS, and FLOP/s over this machine's measured matmul peak. Last lines:
+``RESULT train_mfu <fraction>`` (the engine arm's model FLOPs utilisation: useful FLOPs per second
+over the same run's matmul peak at the precision it trains in), then
 ``RESULT train_throughput_engine <ratio>`` and ``RESULT train_throughput <ratio>`` (published
 median epoch time / the arm's).
 
@@ -269,11 +271,13 @@ def _real_tokens(feature: dict[str, Any], seq2seq: bool) -> int:
     )
 
 
-def step_flops(result: dict[str, Any]) -> float:
+def step_flops(result: dict[str, Any], useful: bool = False) -> float:
     """Approximate FLOPs of the epoch: 6 x (matmul parameters) per token, with the vocabulary
-    projection counted only at the positions whose logits were computed."""
+    projection counted only at the positions whose logits were computed. ``useful``: only the
+    rows' real tokens count (padding is work done, not work accomplished; the MFU uses this)."""
     body, head = result["body_params"], result["head_params"]
-    return 6 * body * result["tokens_fed"] + 6 * head * result["logit_positions"]
+    tokens = result["row_tokens"] if useful else result["tokens_fed"]
+    return 6 * body * tokens + 6 * head * result["logit_positions"]
 
 
 def body_params(model: torch.nn.Module) -> int:
@@ -403,14 +407,19 @@ def main() -> None:
                 runs[arm].append(worker_result(__file__, worker, arm))
                 print(f"repeat {repeat + 1} {arm}: {runs[arm][-1]['seconds']:.1f} s", flush=True)
         tokens = objective_tokens(records, cfg)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    peak = matmul_peak(args.threads, dtype)
+    peaks = {"fp32": matmul_peak(args.threads, torch.float32)}
+    if resolve_precision("auto") == "bf16":
+        peaks["bf16"] = matmul_peak(args.threads, torch.bfloat16)
+    peak = peaks[precision]
     print(
         f"student {args.student}, {questions} questions x {args.num_cots} CoTs, "
         f"batch {args.batch} pairs = {2 * args.batch} sequences/step, {precision}, "
         f"{args.threads} threads, {args.repeats} repeats, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"objective tokens per epoch: {tokens}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"objective tokens per epoch: {tokens}; matmul peak (2048 x 2048) "
+        + ", ".join(f"{name} {flops / 1e9:.1f} GFLOP/s" for name, flops in peaks.items())
+    )
     header = f"{'':10} {'rows':>5} {'row tok':>7} {'steps':>5} {'time s (min-max)':>20} "
     print(header + f"{'tok/s':>7} {'fed tok/s':>9} {'peak RSS MB':>11} {'of peak':>7}")
     median = {}
@@ -426,6 +435,13 @@ def main() -> None:
             f"{tokens / mid:>7.1f} {r['tokens_fed'] / r['seconds']:>9.1f} "
             f"{max(x['peak_rss_mb'] for x in results):>11.0f} {flops / peak:>7.1%}"
         )
+    engine = min(runs["engine"], key=lambda x: abs(x["seconds"] - median["engine"]))
+    mfu = step_flops(engine, useful=True) / engine["seconds"] / peak
+    print(
+        f"model FLOPs utilisation of the engine arm: {mfu:.1%} of the {precision} matmul peak "
+        "(6 x matmul parameters x real tokens, padding not counted)"
+    )
+    print(f"RESULT train_mfu {mfu:.3f}")
     print(f"RESULT train_throughput_engine {median['published'] / median['engine']:.2f}")
     print(f"RESULT train_throughput {median['published'] / median['ours']:.2f}")
 
