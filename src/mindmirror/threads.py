@@ -34,6 +34,9 @@ from pathlib import Path
 
 from mindmirror.progress import log_console
 
+#: Torch's own thread count, before training beside servers lowered it (restored after them).
+_TORCH_DEFAULT: dict[str, int] = {}
+
 
 @dataclass(frozen=True)
 class Part:
@@ -63,11 +66,10 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     cores = cores or 1
     try:
         quota, period = cgroup.read_text().split()[:2]
-    except (OSError, ValueError):
+        limit = math.ceil(int(quota) / int(period))
+    except (OSError, ValueError):  # no cgroup v2 file, or no quota ("max")
         return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+    return max(1, min(cores, limit))
 
 
 def plan_threads(cores: int, parts: Sequence[Part], reserve: int = 0) -> ThreadPlan:
@@ -165,11 +167,14 @@ def share_torch_threads(quiet: bool = False) -> None:
     """Before training: beside running llama.cpp servers, give torch the cores they leave
     (unless ``OMP_NUM_THREADS`` sets them), say so on stderr (unless ``quiet``) and warn
     when the threads outnumber the cores. Without servers running, torch keeps its default."""
+    import torch
+
     cores = usable_cores()
     running = running_llama_servers(cores=cores)
+    _TORCH_DEFAULT.setdefault("threads", torch.get_num_threads())
     if not running:
+        torch.set_num_threads(_TORCH_DEFAULT["threads"])  # the servers have gone
         return
-    import torch
 
     configured = os.environ.get("OMP_NUM_THREADS", "")
     threads = int(configured) if configured.isdigit() and int(configured) > 0 else None

@@ -93,6 +93,7 @@ def test_an_oversubscribed_engine_config_warns(
 def test_training_beside_a_server_sets_torch_threads_and_warns(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr(threads, "_TORCH_DEFAULT", {})
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [1])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -109,6 +110,13 @@ def test_training_beside_a_server_sets_torch_threads_and_warns(
         assert torch.get_num_threads() == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "3 on 2 cores" in err
+        # The server gone, the next training gets torch's own threads back.
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        threads.share_torch_threads()
+        torch.set_num_threads(1)
+        monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [])
+        threads.share_torch_threads()
+        assert torch.get_num_threads() == 2 and capsys.readouterr().err.count("\n") == 1
     finally:
         torch.set_num_threads(before)
 
