@@ -14,7 +14,8 @@ The rule: parts that compute at the same time share the cores this process may u
 - the student's engine servers get half the cores left by llama.cpp servers already running
   on the machine (``eval.engine_threads`` overrides);
 - training beside running llama.cpp servers (a teacher or a student server of another
-  command) gives torch the cores they leave, at least one (``OMP_NUM_THREADS`` overrides);
+  command) lowers torch's threads to the cores they leave, at least one (never raises
+  them; ``OMP_NUM_THREADS`` overrides);
 - where the threads still outnumber the cores, one line on stderr says so, and the servers
   started here wait passively (``OMP_WAIT_POLICY=PASSIVE``) rather than spin.
 
@@ -34,8 +35,9 @@ from pathlib import Path
 
 from mindmirror.progress import log_console
 
-#: Torch's own thread count, before training beside servers lowered it (restored after them).
-_TORCH_DEFAULT: dict[str, int] = {}
+#: Torch's threads before training beside servers lowered them (``from``) and what they were
+#: lowered to (``to``), restored once no server runs.
+_LOWERED: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ def plan_threads(cores: int, parts: Sequence[Part], reserve: int = 0) -> ThreadP
         for n, p in zip(threads, parts, strict=True)
         if n
     )
-    settings = [p.setting for p in parts if p.setting]
-    fix = f"; lower {' or '.join(settings)}" if settings else ""
+    settings = [p.setting for n, p in zip(threads, parts, strict=True) if p.setting and n > 1]
+    fix = f"; lower {' or '.join(settings)}" if settings else "; run them one after another"
     return ThreadPlan(
         threads,
         f"threads: {counts} = {total} on {cores} cores: their spinning threads will starve "
@@ -164,31 +166,36 @@ def trainer_plan(
 
 
 def share_torch_threads(quiet: bool = False) -> None:
-    """Before training: beside running llama.cpp servers, give torch the cores they leave
-    (unless ``OMP_NUM_THREADS`` sets them), say so on stderr (unless ``quiet``) and warn
-    when the threads outnumber the cores. Without servers running, torch keeps its default."""
+    """Before training: beside running llama.cpp servers, lower torch's threads to the cores
+    they leave (never raise them; ``OMP_NUM_THREADS`` keeps its own), say so on stderr
+    (unless ``quiet``) and warn when the threads still outnumber the cores. Once no server
+    runs, threads lowered here come back."""
     import torch
 
+    current = torch.get_num_threads()
     cores = usable_cores()
     running = running_llama_servers(cores=cores)
-    _TORCH_DEFAULT.setdefault("threads", torch.get_num_threads())
     if not running:
-        torch.set_num_threads(_TORCH_DEFAULT["threads"])  # the servers have gone
+        if _LOWERED.get("to") == current:
+            torch.set_num_threads(_LOWERED.pop("from"))
+        _LOWERED.clear()
         return
-
     configured = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(configured) if configured.isdigit() and int(configured) > 0 else None
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    plan = trainer_plan(cores, running, processes, threads)
     console = log_console()
-    if threads is None:
-        torch.set_num_threads(plan.threads[1])
-        if not quiet:
-            console.print(
-                f"torch trains with {plan.threads[1]} thread(s) per process: llama.cpp servers "
-                f"running here use {sum(running)} of the {cores} cores",
-                markup=False,
-                highlight=False,
-            )
-    if plan.warning:
-        console.print(f"[yellow]warning[/]: {plan.warning}", highlight=False)
+    if not (configured.isdigit() and int(configured) > 0):
+        share = trainer_plan(cores, running, processes, None).threads[1]
+        if share < current:
+            torch.set_num_threads(share)
+            _LOWERED.setdefault("from", current)
+            _LOWERED["to"] = current = share
+            if not quiet:
+                console.print(
+                    f"torch trains with {share} thread(s) per process: llama.cpp servers "
+                    f"running here use {sum(running)} of the {cores} cores",
+                    markup=False,
+                    highlight=False,
+                )
+    warning = trainer_plan(cores, running, processes, current).warning
+    if warning:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)

@@ -90,10 +90,10 @@ def test_an_oversubscribed_engine_config_warns(
     assert capsys.readouterr().err == ""
 
 
-def test_training_beside_a_server_sets_torch_threads_and_warns(
+def test_training_beside_a_server_lowers_torch_threads_and_warns(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(threads, "_TORCH_DEFAULT", {})
+    monkeypatch.setattr(threads, "_LOWERED", {})
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [1])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -104,19 +104,35 @@ def test_training_beside_a_server_sets_torch_threads_and_warns(
         threads.share_torch_threads()
         assert torch.get_num_threads() == 1
         assert "torch trains with 1 thread(s)" in capsys.readouterr().err
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice stays, with a warning
-        torch.set_num_threads(2)
+        # The server gone, the next training gets torch's threads back.
+        monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [])
+        threads.share_torch_threads()
+        assert torch.get_num_threads() == 2 and capsys.readouterr().err == ""
+        # OMP_NUM_THREADS is the user's choice: it stays, with a one-line warning.
+        monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [1])
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
         threads.share_torch_threads(quiet=True)
         assert torch.get_num_threads() == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "3 on 2 cores" in err
-        # The server gone, the next training gets torch's own threads back.
-        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert err.count("\n") == 1 and "3 on 2 cores" in err and "OMP_NUM_THREADS" in err
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_set_by_the_caller_are_never_raised(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(threads, "_LOWERED", {})
+    monkeypatch.setattr(threads, "usable_cores", lambda: 16)
+    monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [4])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a test's or a bench's --threads 1
         threads.share_torch_threads()
-        torch.set_num_threads(1)
         monkeypatch.setattr(threads, "running_llama_servers", lambda cores: [])
         threads.share_torch_threads()
-        assert torch.get_num_threads() == 2 and capsys.readouterr().err.count("\n") == 1
+        assert torch.get_num_threads() == 1 and capsys.readouterr().err == ""
     finally:
         torch.set_num_threads(before)
 
