@@ -24,6 +24,7 @@ from pathlib import Path
 from mindmirror.config import load_recipe
 from mindmirror.evaluate import evaluate
 from mindmirror.grid_teaching import teaching_needed
+from mindmirror.progress import quiet_libraries
 from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import resolve_precision
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     """Teach once, train and score both arms, print the paired difference."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/dedupe_ablation"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])

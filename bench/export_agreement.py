@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mindmirror.deployment.export_gguf import write_gguf
 from mindmirror.embedded import llama_server
+from mindmirror.progress import quiet_libraries
 from mindmirror.student.formats import PREDICT, reasoning_input
 from mindmirror.student.model import load_student
 from mindmirror.tasks.arith_problems import generate_problems
@@ -33,6 +34,7 @@ TYPES = ("f16", "q8_0", "q5_k_m", "q4_k_m", "q4_0")
 
 def main() -> None:
     """Train, export at each type, serve, compare; print the table and RESULT lines."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16, help="training problems")
     parser.add_argument("--steps", type=int, default=6, help="full-batch Adam steps")

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from mindmirror.config import recipe_from_dict
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import Record, read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import PREDICT, reasoning_input
@@ -166,6 +167,7 @@ def run_cell(
 
 def main() -> None:
     """Import, select, train the three cells, print and save the table."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=48)
     parser.add_argument("--val", type=int, default=48)

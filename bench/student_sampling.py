@@ -32,6 +32,7 @@ from collections.abc import Callable
 import torch
 
 from mindmirror.config import EvalConfig
+from mindmirror.progress import quiet_libraries
 from mindmirror.student.engines import generation_engine
 from mindmirror.student.formats import EXPLAIN, reasoning_input
 from mindmirror.student.generate import Generator
@@ -69,6 +70,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     """Parse arguments, sample with both paths in turn, print the result."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description="Student sampling: llama.cpp vs transformers.")
     parser.add_argument("--questions", type=int, default=4)
     parser.add_argument("--samples", type=int, default=5, help="K per question")

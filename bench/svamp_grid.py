@@ -29,6 +29,7 @@ from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
 from mindmirror.experiment import SELF_EVAL_METHODS, experiment
 from mindmirror.grid_teaching import teaching_needed
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tasks import load_task, question_key
@@ -66,6 +67,7 @@ def copy_plots(run: RunDir, folder: Path, prefix: str) -> list[Path]:
 
 def main() -> None:
     """Check the splits, run the headline cells, then the whole grid; print the table."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "svamp_mcckd_cpu.yaml")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/svamp_grid"))

@@ -56,6 +56,7 @@ from mindmirror.config import ExperimentConfig, Recipe, load_recipe, recipe_from
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
 from mindmirror.grid_teaching import teaching_needed
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records, write_records
 from mindmirror.reporting.figures import SELF_EVAL_METHODS
 from mindmirror.reporting.tables import method_num_cots
@@ -169,6 +170,7 @@ def publish(args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Prepare, tune, run the grid and the PaLM reference, publish from the records."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/svamp_repro"))
     parser.add_argument("--records", type=Path, default=RECORDS)

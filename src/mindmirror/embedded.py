@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from mindmirror.errors import UserError
+from mindmirror.threads import server_env, usable_cores
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,10 +93,13 @@ def llama_server(
     alias: str = EMBEDDED_MODEL,
     log_path: Path | None = None,
     timeout_s: float = 120.0,
+    passive_wait: bool = False,
 ) -> Iterator[str]:
     """Run llama.cpp's OpenAI-compatible server on loopback; yield its base URL (``.../v1``).
 
-    ``alias`` is the model id it lists and answers as.
+    ``alias`` is the model id it lists and answers as. ``n_threads`` (default: every usable
+    core) computes both generation and prompts; ``passive_wait`` makes its OpenMP threads
+    sleep rather than spin while they wait (for a machine whose threads outnumber its cores).
 
     The server is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens inside.
     """
@@ -106,19 +110,23 @@ def llama_server(
         )
     model = model or embedded_gguf()
     port = port or free_port()
-    threads = n_threads or max(1, os.cpu_count() or 1)
+    threads = n_threads or usable_cores()
     log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"mindmirror-llama-{port}.log"
     cmd = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model),
         "--model_alias", alias,
         "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+        "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
         "--verbose", "false",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            env=server_env(passive_wait),
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:

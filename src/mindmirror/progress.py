@@ -14,13 +14,16 @@
 width; in a pipe or a log file (where rich would assume 80 columns) each stays one line.
 
 ``quiet_libraries`` silences transformers', huggingface_hub's and datasets' own progress bars and
-warnings (the CLI calls it unless ``--verbose``), so stderr carries only our lines.
+warnings (the CLI calls it unless ``--verbose``), so stderr carries only our lines; that includes
+bare ``tqdm`` bars such as transformers' "Converting and de-quantizing GGUF tensors" when it
+converts a ``.gguf`` student (``TQDM_DISABLE``, read by every new bar).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -48,6 +51,7 @@ LIBRARY_QUIET_ENV = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
 }
 LIBRARY_MODULES = r"(transformers|huggingface_hub|datasets|peft|accelerate)(\.|$)"
 
@@ -223,8 +227,21 @@ class ProgressReport:
 
 def quiet_libraries() -> None:
     """Silence the progress bars and warnings of transformers, huggingface_hub, datasets,
-    peft and accelerate (values the user set in the environment win). Call it before they
-    are imported: they read these switches at import time."""
+    peft, accelerate and bare tqdm (values the user set in the environment win).
+
+    Call it before they are imported: they (and tqdm) read these switches at import time.
+    Called later (a script that imported transformers first), it still switches off the bars
+    of transformers and huggingface_hub already loaded, but not bare tqdm bars."""
     for key, value in LIBRARY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "1":
+        return
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()

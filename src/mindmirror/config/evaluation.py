@@ -87,10 +87,11 @@ class EvalConfig(Strict):
     engine_threads: int | None = Field(
         None,
         ge=1,
-        description="Threads of each llama_cpp engine server (default: half the cores divided "
-        "by engine_servers, at least 1). More threads than free cores make llama.cpp's "
+        description="Threads of each llama_cpp engine server, to generate and to read prompts "
+        "(default: half the cores left by llama.cpp servers already running, divided by "
+        "engine_servers, at least 1). More threads than free cores make llama.cpp's "
         "spinning threads starve each other: on a busy 2-core machine 2 threads ran 10x "
-        "slower than 1.",
+        "slower than 1; eval warns when the servers' threads outnumber the cores.",
     )
     judge: Literal["auto", "final"] = Field(
         "auto",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -39,6 +38,7 @@ from mindmirror.requests.cache import ResponseCache
 from mindmirror.student.generate import TransformersGenerator
 from mindmirror.student.infer import Student
 from mindmirror.student.server import ServerGenerator, ServerSettings, open_cache
+from mindmirror.threads import ThreadPlan, engine_plan, running_llama_servers, usable_cores
 
 console = Console(stderr=True)
 #: Tokens of the verdict prompt beyond the input (its shared prefix and one verdict token).
@@ -74,6 +74,19 @@ def choose_engine(cfg: EvalConfig, student: Student) -> str:
     return "transformers" if blocker else "llama_cpp"
 
 
+def server_threads(cfg: EvalConfig) -> ThreadPlan:
+    """The threads of each engine server beside the llama.cpp servers already running here
+    (the student's and the judge's take turns, so they share one plan); warns on stderr when
+    the threads outnumber the cores."""
+    cores = usable_cores()
+    plan = engine_plan(
+        cores, running_llama_servers(cores=cores), cfg.engine_servers, cfg.engine_threads
+    )
+    if plan.warning:
+        console.print(f"[yellow]warning[/]: {plan.warning}", highlight=False, soft_wrap=True)
+    return plan
+
+
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -102,9 +115,10 @@ def _llama_cpp_server(
     name: str,
     cache: ResponseCache,
     n_ctx: int,
+    threads: ThreadPlan,
 ) -> ServerGenerator:
-    """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes)
-    for the life of ``stack``."""
+    """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes,
+    each with the last part's ``threads``) for the life of ``stack``."""
     from mindmirror.deployment.export_gguf import write_gguf
     from mindmirror.embedded import llama_server
 
@@ -113,15 +127,15 @@ def _llama_cpp_server(
     )
     alias = f"mindmirror-{name}-{_file_digest(path)}"
     servers = cfg.engine_servers
-    threads = cfg.engine_threads or max(1, (os.cpu_count() or 2) // 2 // servers)
     urls = [
         stack.enter_context(
             llama_server(
                 path,
                 alias=alias,
                 n_ctx=n_ctx,
-                n_threads=threads,
+                n_threads=threads.threads[-1],
                 log_path=folder / f"{name}-server-{index}.log",
+                passive_wait=threads.warning is not None,
             )
         )
         for index in range(servers)
@@ -177,8 +191,11 @@ def generation_engine(
             where = cfg.engine_url
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mindmirror-")))
+            threads = server_threads(cfg)
             try:
-                server = _llama_cpp_server(stack, student, cfg, folder, "student", samples, n_ctx)
+                server = _llama_cpp_server(
+                    stack, student, cfg, folder, "student", samples, n_ctx, threads
+                )
             except UserError as error:
                 if cfg.engine != "auto":
                     raise
@@ -190,7 +207,9 @@ def generation_engine(
             if judge is not None and llama_cpp_blocker(judge) is None:
                 judge = replace(
                     judge,
-                    server=_llama_cpp_server(stack, judge, cfg, folder, "judge", samples, n_ctx),
+                    server=_llama_cpp_server(
+                        stack, judge, cfg, folder, "judge", samples, n_ctx, threads
+                    ),
                 )
             served = replace(student, server=server, judge=judge)
             where = f"llama.cpp ({cfg.gguf_type} GGUF) at {', '.join(server.urls)}"

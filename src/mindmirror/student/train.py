@@ -52,6 +52,7 @@ from mindmirror.student.trainer import EvenEvaluations, RichProgress, StudentTra
 from mindmirror.student.validate import ValItem, metric_name, validation_items
 from mindmirror.tasks import build_task
 from mindmirror.tasks.base import Task
+from mindmirror.threads import share_torch_threads
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "mindmirror")
 #: A step interval no stage reaches (Trainer still validates at a stage's last step).
@@ -386,6 +387,7 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         UserError: missing or malformed records, no rows or no validation items, a student
             that cannot be loaded.
     """
+    share_torch_threads(quiet)
     task = build_task(recipe.task)
     records = read_records(run.records)
     init: str | Path = recipe.train.student
