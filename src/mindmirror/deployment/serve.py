@@ -31,7 +31,6 @@ The model runs one request at a time (a lock); requests queue.
 from __future__ import annotations
 
 import errno
-import json
 import socket
 import threading
 import time
@@ -45,11 +44,18 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindmirror.config import EvalConfig, InferMode, ServeConfig
+from mindmirror.deployment.chat_request import (
+    ApiError,
+    ChatRequest,
+    error_response,
+    parse_request,
+    read_body,
+)
 from mindmirror.deployment.serve_auth import read_api_key, require_key
 from mindmirror.errors import UserError
 from mindmirror.predict import (
@@ -67,43 +73,6 @@ from mindmirror.tasks.base import Task
 console = Console(stderr=True)
 
 
-class ApiError(Exception):
-    """A bad request: answered with ``status`` and an OpenAI-style error body."""
-
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-
-
-class Message(BaseModel):
-    """A chat message; ``content`` may be a string or a list of OpenAI content parts."""
-
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        """The message's text (text parts joined)."""
-        if isinstance(self.content, list):
-            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatRequest(BaseModel):
-    """The subset of the chat-completions request this server reads; other fields are ignored."""
-
-    model_config = ConfigDict(extra="allow")
-    model: str | None = None
-    messages: list[Message] = Field(min_length=1)
-    n: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stream: bool | None = False
-    mindmirror: dict[str, Any] | None = None
-
-
 @dataclass
 class Served:
     """What the server holds: the student, the task that parses answers, and settings."""
@@ -116,12 +85,6 @@ class Served:
     api_key: str | None = None
     #: The training method (None when unknown): ``mirror`` is refused for one without verdicts.
     method: str | None = None
-
-
-def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
-    return JSONResponse(body, status_code=status)
 
 
 def _check(
@@ -261,68 +224,6 @@ def complete(served: Served, req: ChatRequest) -> dict[str, Any]:
     }
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to pass ``limit`` bytes: from its
-    ``Content-Length``, or while reading a chunked body (the rest is never read or held)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-def _lone_surrogate(data: Any) -> bool:
-    """Whether any string (key or value) in parsed JSON holds a lone surrogate, which JSON's
-    ``\\ud800`` escapes allow but no tokenizer or UTF-8 reply can carry (iterative: any depth)."""
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
-
-
-def parse_request(body: bytes) -> ChatRequest:
-    """The chat request in ``body``; ApiError 400 naming the problem when it is not UTF-8,
-    not JSON, nested past json's recursion limit, holds a lone surrogate, or has a bad field."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ApiError(
-            400, f"the request body is not valid UTF-8 (byte {error.start}): send UTF-8 JSON"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise ApiError(400, "the request body is not valid JSON") from None
-    except RecursionError:
-        raise ApiError(400, "the request body is nested too deeply to be a chat request") from None
-    if _lone_surrogate(data):
-        raise ApiError(
-            400,
-            "the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape): "
-            "send valid Unicode text",
-        )
-    try:
-        return ChatRequest.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(400, f"{where}: {first['msg']}", where or None) from None
-
-
 def create_app(served: Served) -> FastAPI:
     """The FastAPI application over a loaded student."""
     app = FastAPI(title="mindmirror student", docs_url=None, redoc_url=None)
@@ -330,8 +231,8 @@ def create_app(served: Served) -> FastAPI:
         require_key(app, served.api_key)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    async def httperror_response(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -355,11 +256,11 @@ def create_app(served: Served) -> FastAPI:
     async def chat(request: Request) -> JSONResponse:
         body = await read_body(request, served.serve.max_body_bytes)
         if body is None:
-            return _error(413, f"request body over {served.serve.max_body_bytes} bytes")
+            return error_response(413, f"request body over {served.serve.max_body_bytes} bytes")
         try:
             req = parse_request(body)
         except ApiError as error:
-            return _error(error.status, error.message, error.param)
+            return error_response(error.status, error.message, error.param)
 
         def run() -> dict[str, Any]:
             with served.lock:
@@ -368,7 +269,7 @@ def create_app(served: Served) -> FastAPI:
         try:
             return JSONResponse(await run_in_threadpool(run))
         except ApiError as error:
-            return _error(error.status, error.message, error.param)
+            return error_response(error.status, error.message, error.param)
 
     return app
 
