@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,6 +18,7 @@ import typer
 from rich.console import Console
 
 from mindmirror.config import Recipe, load_recipe
+from mindmirror.embedded import embedded_endpoint
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console, quiet_libraries
 from mindmirror.rundir import RunDir, usable_run_dir
@@ -84,25 +84,6 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@contextmanager
-def teacher_endpoint(recipe: Recipe, quiet: bool = False) -> Iterator[Recipe]:
-    """For ``backend: embedded``, serve the packaged GGUF with llama.cpp on loopback for the
-    duration of the block and point the recipe at it; other backends pass through unchanged.
-    ``quiet`` leaves out the start line."""
-    if recipe.teacher.backend != "embedded":
-        yield recipe
-        return
-    from mindmirror.embedded import EMBEDDED_MODEL, llama_server
-
-    if not quiet:
-        console.print("[dim]starting the embedded llama.cpp teacher server on loopback...[/]")
-    with llama_server() as url:
-        teacher = recipe.teacher.model_copy(
-            update={"backend": "openai", "base_url": url, "model": EMBEDDED_MODEL}
-        )
-        yield recipe.model_copy(update={"teacher": teacher})
-
-
 def open_run(recipe: Path, overrides: list[str] | None) -> tuple[Recipe, RunDir]:
     """The resolved recipe (with ``--set`` overrides) and its run directory."""
     resolved = load_recipe(recipe, overrides)
@@ -110,18 +91,14 @@ def open_run(recipe: Path, overrides: list[str] | None) -> tuple[Recipe, RunDir]
 
 
 def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool = True) -> None:
-    """Teach (starting the embedded server only if needed) unless matching records exist.
-
-    ``show_summary=False`` leaves the teacher table to the caller (the demo prints it last)."""
-    from mindmirror.grid_teaching import teaching_needed
+    """Teach unless matching records exist, and print the teacher table (``show_summary=False``
+    leaves it to the caller: the demo prints it last)."""
+    from mindmirror.grid_teaching import teach_unless_taught
     from mindmirror.teacher.summary import summary_table
-    from mindmirror.teacher.teach import teach as run_teach
 
-    if teaching_needed(recipe, run):
-        with teacher_endpoint(recipe, quiet) as live:
-            summary = run_teach(live, run, quiet=quiet)
-        if show_summary:
-            Console().print(summary_table(summary))
+    summary = teach_unless_taught(recipe, run, quiet)
+    if summary is not None and show_summary:
+        Console().print(summary_table(summary))
 
 
 @app.command()
@@ -165,7 +142,7 @@ def teach(
     from mindmirror.teacher.teach import teach as run_teach
 
     resolved, run = open_run(recipe, set_)
-    with teacher_endpoint(resolved, quiet) as live:
+    with embedded_endpoint(resolved, quiet) as live:
         summary = run_teach(live, run, quiet=quiet, pay_again=pay_again)
     Console().print(summary_table(summary))
     console.print(f"records: {run.records}")

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import httpx
 
+from mindmirror.config import Recipe
 from mindmirror.errors import UserError
+from mindmirror.progress import log_console
 from mindmirror.threads import server_env, usable_cores
 
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -139,3 +141,20 @@ def llama_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def embedded_endpoint(recipe: Recipe, quiet: bool = False) -> Iterator[Recipe]:
+    """For ``backend: embedded``, serve the packaged GGUF with llama.cpp on loopback for the
+    duration of the block and point the recipe at it; other backends pass through unchanged.
+    ``quiet`` leaves out the start line."""
+    if recipe.teacher.backend != "embedded":
+        yield recipe
+        return
+    if not quiet:
+        log_console().print("[dim]starting the embedded llama.cpp teacher server on loopback...[/]")
+    with llama_server() as url:
+        teacher = recipe.teacher.model_copy(
+            update={"backend": "openai", "base_url": url, "model": EMBEDDED_MODEL}
+        )
+        yield recipe.model_copy(update={"teacher": teacher})

@@ -137,3 +137,15 @@ def link_records(parent: RunDir, cell: RunDir) -> None:
         os.link(parent.records, cell.records)
     except OSError:
         shutil.copyfile(parent.records, cell.records)
+
+
+def teach_unless_taught(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any] | None:
+    """Teach (serving the embedded teacher only for the while) unless the run already holds
+    matching records; the teacher summary when it taught, else None."""
+    from mindmirror.embedded import embedded_endpoint
+    from mindmirror.teacher.teach import teach
+
+    if not teaching_needed(recipe, run):
+        return None
+    with embedded_endpoint(recipe, quiet) as live:
+        return teach(live, run, quiet=quiet)
