@@ -1,16 +1,17 @@
-"""Peak memory and time of full fine-tuning with and without `train.gradient_checkpointing`.
+"""Peak memory and time of a protocol cell's training: glibc's default heap, `train.release_memory`
+(freed blocks go back to the system), and that with `train.gradient_checkpointing`.
 
 Workload: the costliest SVAMP protocol cell in memory, ``mind_mirror_joint`` at N = 5 with
 full fine-tuning of the embedded SmolLM2-135M student (``recipes/svamp_repro_cpu.yaml``, the
 tuned optimisation: batch 8 examples = 16 rows, 384 + 256 tokens), trained for ``--steps``
-steps through mindmirror's own ``train``. Length-grouped batches put the longest batch first,
-so a few steps reach the stage's peak. Each arm runs ``--repeats`` times, interleaved, each
+steps through mindmirror's own ``train``. Each arm runs ``--repeats`` times, interleaved, each
 in its own subprocess (a clean peak). Reported per arm: peak resident memory (``VmHWM``: the
-whole process, model load included) and the stage's wall time (training plus one validation
-pass over ``--val`` questions and one checkpoint save, the same work in both arms, so the time
-ratio understates the per-step cost); median and spread. Last lines:
-``RESULT train_memory <ratio>`` (peak without / with) and ``RESULT train_memory_time <ratio>``
-(time with / without).
+whole process, model load included), the resident memory left at the end (``VmRSS``: what a
+long stage keeps), and the stage's wall time (training plus one validation pass over
+``--val`` questions and one checkpoint save, the same work in every arm); median and spread.
+Last lines: ``RESULT train_memory_release <ratio>`` (peak default / release),
+``RESULT train_memory <ratio>`` (peak release / release + checkpointing) and
+``RESULT train_memory_time <ratio>`` (time release + checkpointing / default).
 
     python bench/train_memory.py                 # 8 steps, 3 repeats per arm
 """
@@ -31,6 +32,7 @@ from train_throughput import worker_result
 
 from mindmirror.cell_records import cpu_name
 from mindmirror.config import load_recipe
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import resolve_precision
@@ -47,12 +49,12 @@ CELL = {
 }
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``VmHWM``), in MB."""
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident memory, in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -65,12 +67,14 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "eval_steps": cfg["steps"],
         "val_limit": cfg["val"],
         "gradient_checkpointing": cfg["checkpointing"],
+        "release_memory": cfg["release"],
     }
     overrides = [f"train.{key}={json.dumps(value)}" for key, value in settings.items()]
     recipe = load_recipe(RECIPE, [f"run_dir={run.root}", *overrides])
     stage = train(recipe, run, quiet=True)["stages"]["joint"]
     return {
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": rss_mb("VmHWM"),
+        "end_rss_mb": rss_mb("VmRSS"),
         "seconds": stage["train_seconds"],
         "steps": stage["steps"],
         "batch_rows": stage["batch_rows"],
@@ -78,8 +82,24 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The arms: (name, release_memory, gradient_checkpointing).
+ARMS = (
+    ("glibc default", False, False),
+    ("release_memory", True, False),
+    ("release + checkpointing", True, True),
+)
+
+
+def spread(values: list[float], digits: int = 0) -> tuple[float, str]:
+    """The median of ``values`` and "median (min-max)"."""
+    ordered = sorted(values)
+    mid = statistics.median(ordered)
+    return mid, f"{mid:.{digits}f} ({ordered[0]:.{digits}f}-{ordered[-1]:.{digits}f})"
+
+
 def main() -> None:
-    """Run both arms ``--repeats`` times in subprocesses and print the comparison."""
+    """Run every arm ``--repeats`` times in subprocesses and print the comparison."""
+    quiet_libraries()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run")
     parser.add_argument("--val", type=int, default=4, help="validation questions per run")
@@ -95,42 +115,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         taught = RunDir(Path(tmp) / "teach")
         teach(recipe.model_copy(update={"run_dir": str(taught.root)}), taught, quiet=True)
-        runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in ARMS}
         for repeat in range(args.repeats):
-            for on in (False, True):
+            for name, release, checkpointing in ARMS:
                 worker = {
                     "records": str(taught.records),
-                    "out": str(Path(tmp) / f"{on}{repeat}"),
+                    "out": str(Path(tmp) / f"{release}{checkpointing}{repeat}"),
                     "steps": args.steps,
                     "val": args.val,
-                    "checkpointing": on,
+                    "checkpointing": checkpointing,
+                    "release": release,
                 }
-                runs[on].append(worker_result(__file__, worker, f"checkpointing={on}"))
-                r = runs[on][-1]
+                runs[name].append(worker_result(__file__, worker, name))
+                r = runs[name][-1]
                 print(
-                    f"repeat {repeat + 1} checkpointing={on}: {r['peak_rss_mb']:.0f} MB, "
-                    f"{r['seconds']:.1f} s",
+                    f"repeat {repeat + 1} {name}: peak {r['peak_rss_mb']:.0f} MB, end "
+                    f"{r['end_rss_mb']:.0f} MB, {r['seconds']:.1f} s",
                     flush=True,
                 )
-    first = runs[False][0]
+    first = runs[ARMS[0][0]][0]
     print(
         f"{CELL['method']} N = {CELL['num_cots']}, full fine-tuning, {first['batch_rows']} rows "
         f"per step, {first['steps']} steps, {first['precision']} "
         f"({resolve_precision('auto')} auto), {cpu_name()}, {os.cpu_count()} cores, "
         f"{args.repeats} repeats, load average at end {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'gradient_checkpointing':24} {'peak RSS MB (min-max)':>24} {'time s (min-max)':>20}")
-    median = {}
-    for on, results in runs.items():
-        peaks = sorted(r["peak_rss_mb"] for r in results)
-        times = sorted(r["seconds"] for r in results)
-        median[on] = (statistics.median(peaks), statistics.median(times))
-        print(
-            f"{on!s:24} {f'{median[on][0]:.0f} ({peaks[0]:.0f}-{peaks[-1]:.0f})':>24} "
-            f"{f'{median[on][1]:.1f} ({times[0]:.1f}-{times[-1]:.1f})':>20}"
-        )
-    print(f"RESULT train_memory {median[False][0] / median[True][0]:.2f}")
-    print(f"RESULT train_memory_time {median[True][1] / median[False][1]:.2f}")
+    print(f"{'arm':24} {'peak RSS MB':>20} {'end RSS MB':>20} {'time s':>20}")
+    peak, seconds = {}, {}
+    for name, results in runs.items():
+        peak[name], peaks = spread([r["peak_rss_mb"] for r in results])
+        _, ends = spread([r["end_rss_mb"] for r in results])
+        seconds[name], times = spread([r["seconds"] for r in results], 1)
+        print(f"{name:24} {peaks:>20} {ends:>20} {times:>20}")
+    default, release, both = (name for name, _, _ in ARMS)
+    print(f"RESULT train_memory_release {peak[default] / peak[release]:.2f}")
+    print(f"RESULT train_memory {peak[release] / peak[both]:.2f}")
+    print(f"RESULT train_memory_time {seconds[both] / seconds[default]:.2f}")
 
 
 if __name__ == "__main__":

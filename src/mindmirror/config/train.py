@@ -166,6 +166,13 @@ class TrainConfig(Strict):
         "Dropout's random state is replayed, so it does not change what is learnt; turn it on "
         "when a full fine-tuning stage does not fit in memory.",
     )
+    release_memory: bool = Field(
+        True,
+        description="glibc only: map large blocks (128 KiB on) one by one and give them back to "
+        "the system when freed (`student/heap.py`), so a long stage's resident memory stays near "
+        "what a step holds instead of growing with a fragmented heap; costs page faults. false: "
+        "glibc's default. Engineering only: what is learnt does not change.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     report_to: Tracker | list[Tracker] = Field(
         "none",

@@ -45,6 +45,7 @@ from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.formats import SHORT_TASKS
+from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.precision import resolve_precision
 from mindmirror.student.rows import Row, RowSpec, Stage, build_rows, stages
@@ -174,8 +175,9 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
         # Stage 1's length cannot change stage 2 except through stage 1, whose own settings
         # are checked first; a finished single-stage run stays reusable when it changes.
         train["stage1_epochs"] = None
-    # Neither keeping checkpoints afterwards nor recomputing activations changes a result.
-    del train["keep_checkpoints"], train["gradient_checkpointing"]
+    # Neither keeping checkpoints afterwards, recomputing activations nor how freed memory goes
+    # back to the system changes a result.
+    del train["keep_checkpoints"], train["gradient_checkpointing"], train["release_memory"]
     return {
         "stage": stage,
         "init": str(init),
@@ -388,6 +390,8 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
             that cannot be loaded.
     """
     share_torch_threads(quiet)
+    if recipe.train.release_memory:
+        release_freed_memory()
     task = build_task(recipe.task)
     records = read_records(run.records)
     init: str | Path = recipe.train.student
