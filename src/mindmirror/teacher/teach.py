@@ -105,8 +105,9 @@ def _choose_shots(train: list[Example], count: int, seed: int) -> list[Example]:
 _NO_COTS = Imported()
 
 
-def _plan(recipe: Recipe) -> Plan:
-    """Resolve and validate the recipe without writing anything."""
+def plan_teaching(recipe: Recipe, live: bool = True) -> Plan:
+    """Resolve and validate the recipe without writing anything; ``live=False`` builds no
+    backend (and calls none): what ``teach --estimate`` needs."""
     from mindmirror.tasks import load_task
 
     cfg = recipe.teacher
@@ -124,18 +125,18 @@ def _plan(recipe: Recipe) -> Plan:
         imported = import_outputs(cfg.import_, examples, cfg.num_cots)
         if cfg.import_.drop_unmatched:
             examples = [ex for ex in examples if imported.by_id.get(ex.id, _NO_COTS).cots]
-        live = cfg.import_.evaluate_with
-        if needs_eval and live is None and not imported.has_evaluations:
+        evaluate_with = cfg.import_.evaluate_with
+        if needs_eval and evaluate_with is None and not imported.has_evaluations:
             raise UserError(
                 f"{cfg.import_.path} holds no evaluations: set teacher.import.evaluate_with "
                 "(openai or local) to evaluate the imported CoTs, or teacher.evaluator=gold, "
                 "or teacher.num_evals=0"
             )
-        if needs_eval and live is not None:
-            backend = _live_backend(cfg, live, recipe.seed)
+        if needs_eval and evaluate_with is not None:
+            backend = _live_backend(cfg, evaluate_with, recipe.seed) if live else None
         model = f"import:{cfg.import_.format}:{os.path.basename(cfg.import_.path.rstrip('/'))}"
     else:
-        backend = _live_backend(cfg, cfg.backend, recipe.seed)
+        backend = _live_backend(cfg, cfg.backend, recipe.seed) if live else None
         model = cfg.model
     info = TeacherInfo(
         model=model,
@@ -311,7 +312,7 @@ def teach(
     """
     started = time.perf_counter()
     cfg = recipe.teacher
-    plan = _plan(recipe)
+    plan = plan_teaching(recipe)
     if plan.backend is not None and not pay_again:
         refuse_paying_again(run)
     run.teacher.mkdir(parents=True, exist_ok=True)
