@@ -179,7 +179,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if summary.get("evaluator") == "gold":
         table.add_row("evaluator", "gold (NOT the paper's self-evaluation)")
     if summary.get("budget_exhausted"):
-        table.add_row("budget", "[bold red]stopped: budget_usd reached[/]")
+        planned = sum((summary.get("questions_planned") or {}).values())
+        taught = sum(questions.values())
+        scope = f": {taught:,} of {planned:,} questions taught" if planned else ""
+        table.add_row("budget", f"[bold red]stopped: budget reached{scope}[/]")
     imported = summary.get("imported")
     if imported:
         table.add_row(
