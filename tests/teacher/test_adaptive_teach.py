@@ -199,6 +199,7 @@ def test_bad_adaptive_and_budget_values_are_one_line_errors(tmp_path: Path) -> N
         ({"budget": {"usd": 1.0, "tokens": 5}}, "exactly one of budget.usd or budget.tokens"),
         ({"adaptive_evals": {"rule": "beta", "threshold": 0.4}}, "threshold"),
         ({"adaptive_cots": {"rule": "vote"}}, "rule"),
+        ({"budget": {"tokens": 5}, "batch": True}, "teacher.budget does not cap Batch API"),
     ):
         with pytest.raises(UserError) as caught:
             recipe_from_dict(generic_recipe(tmp_path, **teacher))

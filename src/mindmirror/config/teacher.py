@@ -249,6 +249,11 @@ class TeacherConfig(Strict):
                 "batch: true needs backend `openai` (or import.evaluate_with: openai); "
                 "set teacher.batch=false"
             )
+        if self.budget is not None and self.batch:
+            raise ValueError(
+                "teacher.budget does not cap Batch API requests: set teacher.batch=false, or "
+                "use teacher.budget_usd (which batches respect)"
+            )
         if self.adaptive_cots is not None and self.adaptive_cots.first > self.num_cots:
             raise ValueError(
                 f"adaptive_cots.first={self.adaptive_cots.first} is more than "

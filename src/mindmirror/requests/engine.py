@@ -32,7 +32,9 @@ or the budget stopped it. What the engine does for that:
 - Money: tokens and USD (per-million prices) are counted apart for paid and cached samples. With
   ``budget_usd`` no call is sent whose worst case (its prompt plus ``max_tokens * n``) could
   take the engine's spending (all its runs together) past the cap; the remaining samples are
-  None and ``stats.budget_exhausted`` says so.
+  None and ``stats.budget_exhausted`` says so. A ``budget`` (``RunBudget``, set by ``teach``
+  for ``teacher.budget``) caps the same way the run's whole bill in dollars or tokens, the
+  samples found in the cache included (``mindmirror.requests.accounting``).
 - Batch: with a ``batch`` hook (``teacher.batch``, ``mindmirror.teacher.batch``) the cache
   misses go to the Batch API first (committed through ``commit`` at the batch price); only
   what it leaves unfilled is requested online.
