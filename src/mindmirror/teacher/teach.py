@@ -9,6 +9,10 @@ Order of work, so that a mistake costs nothing and a kill costs little:
 3. Request the self-evaluations of every CoT that came back (or derive them from gold).
 4. Write ``teacher/records.jsonl`` (atomically) and ``teacher/summary.json``.
 
+With ``teacher.adaptive_cots`` / ``adaptive_evals`` steps 2 and 3 draw in rounds until the
+answers (verdicts) are settled; with ``teacher.budget`` the questions go through steps 2-3 in
+split-interleaved waves until the budget runs out (``mindmirror.teacher.rounds``).
+
 Every sample is committed to ``teacher/cache.sqlite`` as it arrives, so re-running after a kill
 requests only the missing samples and then rewrites records and summary in full.
 """
