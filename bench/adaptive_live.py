@@ -135,8 +135,9 @@ def main() -> None:
     full = {r.id: majority([cot.answer for cot in r.cots]) for r in fixed["records"]}
     out: dict[str, Any] = {}
     print(
-        "| run | CoTs | evaluations (a call each) | prompt tokens | completion tokens | majority accuracy "
-        "| = fixed majority | verdict agreement (per evaluation / per CoT majority) | wall s |"
+        "| run | CoTs | evaluations (a call each) | prompt tokens | completion tokens "
+        "| majority accuracy | = fixed majority "
+        "| verdict agreement (per evaluation / per CoT majority) | wall s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, arm in (("fixed", fixed), ("adaptive", adaptive)):
