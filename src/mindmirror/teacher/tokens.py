@@ -32,7 +32,12 @@ class TokenCounter:
             if isinstance(messages, str):
                 return len(messages) // 4
             return sum(len(m.get("content", "")) for m in messages) // 4 + 4 * len(messages)
-        text = messages if isinstance(messages, str) else self._formatter(messages=messages).prompt
+        if isinstance(messages, str):
+            text = messages
+        elif self._formatter is None:
+            text = "\n".join(m.get("content", "") for m in messages)
+        else:
+            text = self._formatter(messages=messages).prompt
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def completion(self, text: str) -> int:
