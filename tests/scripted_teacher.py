@@ -26,16 +26,20 @@ def is_evaluation(body: dict[str, Any]) -> bool:
     return "careful grader" in body["messages"][0]["content"]
 
 
-def completion(content: str) -> dict[str, Any]:
-    """A chat-completion body with one choice."""
+def completion(content: str, cached_tokens: int = 0) -> dict[str, Any]:
+    """A chat-completion body with one choice; ``cached_tokens`` > 0 reports that many prompt
+    tokens as served from the provider's prompt cache (``usage.prompt_tokens_details``)."""
     message = {"role": "assistant", "content": content}
+    usage: dict[str, Any] = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    if cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return {
         "id": "x",
         "object": "chat.completion",
         "created": 0,
         "model": "m",
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        "usage": usage,
     }
 
 
@@ -54,8 +58,9 @@ class ScriptedTeacher:
 
 
 @contextmanager
-def scripted_teacher(answer: Answer) -> Iterator[ScriptedTeacher]:
-    """Serve ``answer`` (body -> (status, content or error message)) on a free loopback port."""
+def scripted_teacher(answer: Answer, cached_tokens: int = 0) -> Iterator[ScriptedTeacher]:
+    """Serve ``answer`` (body -> (status, content or error message)) on a free loopback port;
+    each completion reports ``cached_tokens`` of its 5 prompt tokens as provider-cached."""
     lock = threading.Lock()
     teacher = ScriptedTeacher("")
 
@@ -83,7 +88,9 @@ def scripted_teacher(answer: Answer) -> Iterator[ScriptedTeacher]:
             with lock:
                 teacher.bodies.append(body)
                 status, text = answer(body)
-            payload = completion(text) if status == 200 else {"error": {"message": text}}
+            payload = (
+                completion(text, cached_tokens) if status == 200 else {"error": {"message": text}}
+            )
             self._send(status, payload)
 
         def log_message(self, *args: object) -> None:

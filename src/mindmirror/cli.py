@@ -127,6 +127,14 @@ def teach(
             "emptied or lost (teach refuses without it when teacher/summary.json records them).",
         ),
     ] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Request nothing: print the expected requests, tokens and dollars of the "
+            "recipe (fixed and adaptive settings) and write teacher/estimate.json.",
+        ),
+    ] = False,
 ) -> None:
     """Sample N CoTs per question from the teacher, then M self-evaluations per CoT.
 
@@ -142,6 +150,11 @@ def teach(
     from mindmirror.teacher.teach import teach as run_teach
 
     resolved, run = open_run(recipe, set_)
+    if estimate:
+        from mindmirror.teacher.estimate import write_estimate
+
+        Console().print(write_estimate(resolved, run))
+        return
     with embedded_endpoint(resolved, quiet) as live:
         summary = run_teach(live, run, quiet=quiet, pay_again=pay_again)
     Console().print(summary_table(summary))

@@ -35,6 +35,7 @@ OPERATIONAL_KEYS = (
     "send_seed",
     "price_input_per_mtok",
     "price_output_per_mtok",
+    "price_cached_input_per_mtok",
     "budget_usd",
     "batch_size",
     "max_failed_share",

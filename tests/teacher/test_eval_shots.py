@@ -11,7 +11,9 @@ from mindmirror.tasks.base import Example
 from mindmirror.tasks.families import EquationTask, NumberTask
 from mindmirror.teacher.eval_shots import corrupt_rationale, worked_evaluations
 from mindmirror.teacher.prompts import parse_verdict
-from mindmirror.teacher.teach import _eval_prompts, _Plan, cot_prompts
+from mindmirror.teacher.sampling import Plan as _Plan
+from mindmirror.teacher.sampling import cot_prompts
+from mindmirror.teacher.sampling import eval_prompts as _eval_prompts
 
 ARITH = EquationTask("arith")
 GSM8K = NumberTask("gsm8k")

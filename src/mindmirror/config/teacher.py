@@ -47,6 +47,53 @@ class ImportConfig(Strict):
     )
 
 
+class AdaptiveConfig(Strict):
+    """A stopping rule for adaptive teaching (``mindmirror.teacher.adaptive``): samples are
+    drawn in rounds, ``first`` then ``step`` more at a time, until the rule says the majority
+    is settled or the limit (``num_cots`` or ``num_evals``) is reached."""
+
+    rule: Literal["beta", "margin"] = Field(
+        "margin",
+        description="beta: stop once P(leader truly leads) under a Beta posterior on the two "
+        "leading answers reaches `threshold` (Adaptive-Consistency); margin: stop once the "
+        "leader has `margin` votes more than the runner-up.",
+    )
+    threshold: float = Field(
+        0.95, gt=0.5, lt=1.0, description="beta rule: the posterior probability that stops."
+    )
+    margin: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="margin rule: the lead that stops (2: two agreeing samples settle it).",
+    )
+    first: int = Field(2, ge=1, le=64, description="Samples drawn in the first round.")
+    step: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Samples added per later round (a large step keeps the rounds, each of "
+        "which sends the prompt again, few).",
+    )
+
+
+class BudgetConfig(Strict):
+    """A budget for a whole run: what its records' samples may cost, paid now or on an earlier
+    `teach` of the same run (cached samples count, so a re-run with the same budget requests
+    nothing and a larger budget continues where the last one stopped)."""
+
+    usd: float | None = Field(
+        None, gt=0, description="Dollars at the configured prices (price_*_per_mtok)."
+    )
+    tokens: int | None = Field(None, gt=0, description="Prompt plus completion tokens.")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError("give exactly one of budget.usd or budget.tokens")
+        return self
+
+
 class TeacherConfig(Strict):
     """The teacher: where CoTs and self-evaluations come from, and how they are requested."""
 
@@ -127,6 +174,35 @@ class TeacherConfig(Strict):
         ge=0,
         description="Stop requesting once the run's cost reaches this (cache hits are free).",
     )
+    budget: BudgetConfig | None = Field(
+        None,
+        description="Budget of the whole run in dollars ({usd: 2.5}) or tokens ({tokens: "
+        "300000}), cached samples included: questions are served round-robin over the splits, "
+        "`teach` stops cleanly when the next request could pass it (records hold what was "
+        "taught) and resumes, paying nothing twice, with a larger one. None = no budget.",
+    )
+    adaptive_cots: AdaptiveConfig | None = Field(
+        None,
+        description="Ours, not the paper's: draw a question's CoTs in rounds and stop when its "
+        "majority answer is settled (up to num_cots); None = num_cots for every question, as "
+        "published.",
+    )
+    adaptive_evals: AdaptiveConfig | None = Field(
+        None,
+        description="Ours, not the paper's: evaluate a CoT again only while its verdicts "
+        "disagree (up to num_evals); None = num_evals for every CoT, as published.",
+    )
+    share_duplicate_evals: bool = Field(
+        False,
+        description="Ours, not the paper's (whose code evaluates duplicates separately): "
+        "identical CoTs of a question share one set of evaluations.",
+    )
+    price_cached_input_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="USD per 1M prompt tokens the provider served from its prompt cache (as "
+        "reported in usage.prompt_tokens_details.cached_tokens); None = price_input_per_mtok.",
+    )
     max_failed_share: float = Field(
         0.5,
         ge=0.0,
@@ -172,5 +248,20 @@ class TeacherConfig(Strict):
             raise ValueError(
                 "batch: true needs backend `openai` (or import.evaluate_with: openai); "
                 "set teacher.batch=false"
+            )
+        if self.budget is not None and self.batch:
+            raise ValueError(
+                "teacher.budget does not cap Batch API requests: set teacher.batch=false, or "
+                "use teacher.budget_usd (which batches respect)"
+            )
+        if self.adaptive_cots is not None and self.adaptive_cots.first > self.num_cots:
+            raise ValueError(
+                f"adaptive_cots.first={self.adaptive_cots.first} is more than "
+                f"num_cots={self.num_cots}: lower it or raise num_cots"
+            )
+        if self.adaptive_evals is not None and self.adaptive_evals.first > self.num_evals:
+            raise ValueError(
+                f"adaptive_evals.first={self.adaptive_evals.first} is more than "
+                f"num_evals={self.num_evals}: lower it or raise num_evals"
             )
         return self

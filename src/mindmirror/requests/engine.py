@@ -32,7 +32,9 @@ or the budget stopped it. What the engine does for that:
 - Money: tokens and USD (per-million prices) are counted apart for paid and cached samples. With
   ``budget_usd`` no call is sent whose worst case (its prompt plus ``max_tokens * n``) could
   take the engine's spending (all its runs together) past the cap; the remaining samples are
-  None and ``stats.budget_exhausted`` says so.
+  None and ``stats.budget_exhausted`` says so. A ``budget`` (``RunBudget``, set by ``teach``
+  for ``teacher.budget``) caps the same way the run's whole bill in dollars or tokens, the
+  samples found in the cache included (``mindmirror.requests.accounting``).
 - Batch: with a ``batch`` hook (``teacher.batch``, ``mindmirror.teacher.batch``) the cache
   misses go to the Batch API first (committed through ``commit`` at the batch price); only
   what it leaves unfilled is requested online.
@@ -54,6 +56,7 @@ from typing import Any
 
 from mindmirror.errors import UserError
 from mindmirror.progress import ProgressReport
+from mindmirror.requests.accounting import RunBudget, price
 from mindmirror.requests.cache import ResponseCache, cache_key
 from mindmirror.requests.limits import (
     TokenBucket,
@@ -119,10 +122,12 @@ class RequestEngine:
         # Per-run asyncio state, made inside the running loop by ``run``.
         self._sem: asyncio.Semaphore
         self._budget_lock: asyncio.Condition
-        self._reserved_usd = 0.0
+        self._reserved = [0.0, 0.0]
         self._pause_until = 0.0
         self._aborted = False
         self._report: ProgressReport | None = None
+        #: Set by ``teach`` for ``teacher.budget``: the cap on the run's whole bill.
+        self.budget: RunBudget | None = None
         #: The error of the latest sample given up on in the latest run (teach reports it once
         #: per kind of request, not per sample).
         self.last_error: str | None = None
@@ -142,43 +147,53 @@ class RequestEngine:
 
     def cost(self, usage: Usage) -> float:
         """USD for ``usage`` at the configured per-million prices."""
-        return (
-            usage.prompt_tokens * self.cfg.price_input_per_mtok
-            + usage.completion_tokens * self.cfg.price_output_per_mtok
-        ) / 1e6
+        return price(usage, self.cfg)
 
-    def _spent_usd(self) -> float:
-        return sum(done.cost_usd for done in self._done) + self.last.cost_usd
+    def _caps(self, worst: Usage) -> list[tuple[float, float, float]]:
+        """(limit, spent, worst case) of each budget in force: ``budget_usd`` over what this
+        engine paid, ``budget`` (``RunBudget``) over the run's whole bill."""
+        usd = self.cost(worst)
+        caps = []
+        if self.cfg.budget_usd is not None:
+            paid = sum(done.cost_usd for done in self._done) + self.last.cost_usd
+            caps.append((self.cfg.budget_usd, paid, usd))
+        if self.budget is not None:
+            caps.append(
+                (self.budget.limit, self.budget.spent(self.stats), self.budget.worst(worst, usd))
+            )
+        return caps
 
-    async def _admit(self, worst_usd: float) -> bool:
-        """Reserve a call's worst-case cost under the budget; False once the budget is reached.
+    async def _admit(self, worst: Usage) -> list[float] | None:
+        """Reserve a call's worst case under every budget; None once a budget is reached (the
+        reservations to release otherwise).
 
         While in-flight calls hold reservations that block this one, wait for them to settle:
         their real cost is usually far below their worst case.
         """
-        budget = self.cfg.budget_usd
-        if budget is None:
-            return True
+        if self.cfg.budget_usd is None and self.budget is None:
+            return []
         async with self._budget_lock:
             while True:
-                if self._budget_exhausted:
-                    self.last.budget_exhausted = True
-                    return False
-                spent = self._spent_usd()
-                if spent + worst_usd > budget:
+                caps = self._caps(worst)
+                if self._budget_exhausted or any(spent + w > cap for cap, spent, w in caps):
                     self._budget_exhausted = self.last.budget_exhausted = True
                     self._budget_lock.notify_all()
-                    return False
-                if spent + self._reserved_usd + worst_usd <= budget:
-                    self._reserved_usd += worst_usd
-                    return True
+                    return None
+                if all(
+                    spent + held + w <= cap
+                    for (cap, spent, w), held in zip(caps, self._reserved, strict=False)
+                ):
+                    self._reserved = [
+                        held + w for (_, _, w), held in zip(caps, self._reserved, strict=False)
+                    ]
+                    return [w for _, _, w in caps]
                 await self._budget_lock.wait()
 
-    async def _release(self, worst_usd: float) -> None:
-        if self.cfg.budget_usd is None:
+    async def _release(self, held: list[float]) -> None:
+        if not held:
             return
         async with self._budget_lock:
-            self._reserved_usd -= worst_usd
+            self._reserved = [mine - w for mine, w in zip(self._reserved, held, strict=False)]
             self._budget_lock.notify_all()
 
     def _advance(self, samples: int, failed: int = 0) -> None:
@@ -246,6 +261,7 @@ class RequestEngine:
         usage = reply.usage
         stats = self.last
         stats.prompt_tokens += usage.prompt_tokens
+        stats.prompt_tokens_cached += usage.cached_prompt_tokens
         stats.completion_tokens += usage.completion_tokens
         stats.cost_usd += self.cost(usage) * price_factor
         stats.samples_new += len(texts)
@@ -281,9 +297,7 @@ class RequestEngine:
         n = len(indices)
         seed = request_seed(self._key(prompt, indices[0])) if self.cfg.send_seed else None
         estimate = estimate_tokens(prompt, n)
-        worst_usd = self.cost(
-            Usage(estimate - prompt.sampling.max_tokens * n, prompt.sampling.max_tokens * n)
-        )
+        worst = Usage(estimate - prompt.sampling.max_tokens * n, prompt.sampling.max_tokens * n)
         stats = self.last
         attempts = self.cfg.max_retries + 1
         error = RetryableError("not sent")
@@ -293,7 +307,8 @@ class RequestEngine:
                     return 0
                 await self._wait_pause()
                 await self._wait_rate(estimate)
-                if not await self._admit(worst_usd):
+                held = await self._admit(worst)
+                if held is None:
                     stats.samples_skipped += n
                     self._advance(n)
                     return 0
@@ -312,7 +327,7 @@ class RequestEngine:
                         return self._store(prompt, indices, reply, estimate)
                     error = RetryableError("the server returned no choices")
                 finally:
-                    await self._release(worst_usd)
+                    await self._release(held)
             if attempt + 1 == attempts:
                 break
             delay = backoff_delay(attempt, error.retry_after, self.backoff_base_s, rng=self._rng)
@@ -384,14 +399,15 @@ class RequestEngine:
                 raise ValueError(f"duplicate prompt key {prompt.key}")
             slots: list[str | None] = [None] * prompt.n
             self._results[prompt.key] = slots
-            keys = [self._key(prompt, index) for index in range(prompt.n)]
+            wanted = range(prompt.first, prompt.n)
+            keys = [self._key(prompt, index) for index in wanted]
             if claimed.intersection(keys):
                 # Two prompts on one cache key would pay twice and keep one sample.
                 raise ValueError(f"prompt {prompt.key} repeats another's request: set instance")
             claimed.update(keys)
             found = self.cache.get_many(keys)
             missing = []
-            for index, key in enumerate(keys):
+            for index, key in zip(wanted, keys, strict=True):
                 hit = found.get(key)
                 if hit is None:
                     missing.append(index)
@@ -402,7 +418,7 @@ class RequestEngine:
                 stats.cached_completion_tokens += hit.usage.completion_tokens
                 factor = self.batch.price_factor(key) if self.batch is not None else 1.0
                 stats.cached_cost_usd += self.cost(hit.usage) * factor
-            stats.samples += prompt.n
+            stats.samples += len(keys)
             if missing:
                 pending.append((prompt, missing))
         try:
@@ -418,7 +434,7 @@ class RequestEngine:
     async def _run_pending(self, pending: list[tuple[Prompt, list[int]]]) -> None:
         self._sem = asyncio.Semaphore(self.cfg.concurrency)
         self._budget_lock = asyncio.Condition()
-        self._reserved_usd = 0.0
+        self._reserved = [0.0, 0.0]
         self._pause_until = 0.0
         self._aborted = False
         try:

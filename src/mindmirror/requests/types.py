@@ -32,7 +32,10 @@ class Prompt:
     or a raw prompt string (``PromptText``); ``prompt_version`` names the template so that a
     changed template never reuses old cached answers. ``instance`` (part of the cache key when
     set) gives a prompt whose messages repeat another prompt's of the same run samples of its
-    own: two identical CoTs of a question are evaluated separately.
+    own: two identical CoTs of a question are evaluated separately. ``first`` > 0 asks only for
+    samples ``first`` .. ``n - 1`` (a later round of adaptive teaching: the earlier ones were
+    looked up by an earlier round, so none is counted twice); the same sample index always has
+    the same cache key, whichever round asks for it.
     """
 
     key: tuple[str, ...]
@@ -41,14 +44,17 @@ class Prompt:
     sampling: Sampling
     prompt_version: str
     instance: str | None = None
+    first: int = 0
 
 
 @dataclass
 class Usage:
-    """Token counts of one backend call."""
+    """Token counts of one backend call; ``cached_prompt_tokens`` of the prompt tokens were
+    served from the provider's prompt cache (where the API reports it)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
 
 
 @dataclass
@@ -102,7 +108,10 @@ class EngineSettings(Protocol):
 
 @dataclass
 class EngineStats:
-    """What a run did. ``paid`` figures are new requests; ``cached_*`` were served from cache."""
+    """What a run did. ``paid`` figures are new requests; ``cached_*`` were served from cache.
+
+    ``prompt_tokens_cached`` counts the paid prompt tokens that the provider reported as
+    served from its own prompt cache (``usage.prompt_tokens_details.cached_tokens``)."""
 
     samples: int = 0
     cache_hits: int = 0
@@ -114,6 +123,7 @@ class EngineStats:
     waited_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_tokens_cached: int = 0
     cost_usd: float = 0.0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0

@@ -106,6 +106,8 @@ def usage(engine: RequestEngine | None) -> dict[str, Any]:
         # Tokens and cost of every sample in the records, whether paid now or on an earlier run.
         "tokens_in": get("prompt_tokens", 0) + get("cached_prompt_tokens", 0),
         "tokens_out": get("completion_tokens", 0) + get("cached_completion_tokens", 0),
+        # Paid prompt tokens the provider served from its own prompt cache (where reported).
+        "prompt_tokens_cached": get("prompt_tokens_cached", 0),
         "cost_usd": round(get("cost_usd", 0.0) + get("cached_cost_usd", 0.0), 6),
         "cost_usd_this_run": round(get("cost_usd", 0.0), 6),
         "budget_exhausted": bool(get("budget_exhausted", False)),
@@ -177,7 +179,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if summary.get("evaluator") == "gold":
         table.add_row("evaluator", "gold (NOT the paper's self-evaluation)")
     if summary.get("budget_exhausted"):
-        table.add_row("budget", "[bold red]stopped: budget_usd reached[/]")
+        planned = sum((summary.get("questions_planned") or {}).values())
+        taught = sum(questions.values())
+        scope = f": {taught:,} of {planned:,} questions taught" if planned else ""
+        table.add_row("budget", f"[bold red]stopped: budget reached{scope}[/]")
     imported = summary.get("imported")
     if imported:
         table.add_row(

@@ -9,6 +9,10 @@ Order of work, so that a mistake costs nothing and a kill costs little:
 3. Request the self-evaluations of every CoT that came back (or derive them from gold).
 4. Write ``teacher/records.jsonl`` (atomically) and ``teacher/summary.json``.
 
+With ``teacher.adaptive_cots`` / ``adaptive_evals`` steps 2 and 3 draw in rounds until the
+answers (verdicts) are settled; with ``teacher.budget`` the questions go through steps 2-3 in
+split-interleaved waves until the budget runs out (``mindmirror.teacher.rounds``).
+
 Every sample is committed to ``teacher/cache.sqlite`` as it arrives, so re-running after a kill
 requests only the missing samples and then rewrites records and summary in full.
 """
@@ -20,7 +24,6 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +33,38 @@ from rich.markup import escape
 from mindmirror.config import Recipe, TeacherConfig, dump_recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
+from mindmirror.requests.accounting import RunBudget
 from mindmirror.requests.cache import ResponseCache, cached_samples
 from mindmirror.requests.engine import RequestEngine
-from mindmirror.requests.types import Backend, FatalError, Prompt, Sampling
+from mindmirror.requests.types import Backend, FatalError
 from mindmirror.rundir import RunDir
-from mindmirror.tasks.base import Example, Task
+from mindmirror.tasks.base import Example
 from mindmirror.teacher.backends.importers import Imported, ImportResult, import_outputs
 from mindmirror.teacher.batch import batch_runner
-from mindmirror.teacher.prompts import (
-    format_cot_messages,
-    format_eval_messages,
-    load_template,
-    parse_verdict,
+from mindmirror.teacher.prompts import load_template, parse_verdict
+from mindmirror.teacher.rounds import WAVE_MIN, draw, waves
+from mindmirror.teacher.sampling import (
+    Plan,
+    cot_prompts,
+    eval_prompts,
+    gold_evaluation,
+    make_cot,
+    own_samples,
+    share_evaluations,
+    teacher_evaluation,
 )
 from mindmirror.teacher.summary import summarize, usage, warn_cut_critiques
 
-
-@dataclass
-class _Plan:
-    """What a validated recipe resolves to: the task, the questions, and the sources."""
-
-    task: Task
-    examples: list[Example]
-    shots: list[Example]
-    backend: Backend | None
-    imported: ImportResult | None
-    info: TeacherInfo
-    questions: dict[str, int] = field(default_factory=dict)
+__all__ = [
+    "Plan",
+    "cot_prompts",
+    "eval_prompts",
+    "gold_evaluation",
+    "make_cot",
+    "own_samples",
+    "teach",
+    "teacher_evaluation",
+]
 
 
 # ---------------------------------------------------------------------------- start-up checks
@@ -101,8 +109,9 @@ def _choose_shots(train: list[Example], count: int, seed: int) -> list[Example]:
 _NO_COTS = Imported()
 
 
-def _plan(recipe: Recipe) -> _Plan:
-    """Resolve and validate the recipe without writing anything."""
+def plan_teaching(recipe: Recipe, live: bool = True) -> Plan:
+    """Resolve and validate the recipe without writing anything; ``live=False`` builds no
+    backend (and calls none): what ``teach --estimate`` needs."""
     from mindmirror.tasks import load_task
 
     cfg = recipe.teacher
@@ -120,18 +129,18 @@ def _plan(recipe: Recipe) -> _Plan:
         imported = import_outputs(cfg.import_, examples, cfg.num_cots)
         if cfg.import_.drop_unmatched:
             examples = [ex for ex in examples if imported.by_id.get(ex.id, _NO_COTS).cots]
-        live = cfg.import_.evaluate_with
-        if needs_eval and live is None and not imported.has_evaluations:
+        evaluate_with = cfg.import_.evaluate_with
+        if needs_eval and evaluate_with is None and not imported.has_evaluations:
             raise UserError(
                 f"{cfg.import_.path} holds no evaluations: set teacher.import.evaluate_with "
                 "(openai or local) to evaluate the imported CoTs, or teacher.evaluator=gold, "
                 "or teacher.num_evals=0"
             )
-        if needs_eval and live is not None:
-            backend = _live_backend(cfg, live, recipe.seed)
+        if needs_eval and evaluate_with is not None:
+            backend = _live_backend(cfg, evaluate_with, recipe.seed) if live else None
         model = f"import:{cfg.import_.format}:{os.path.basename(cfg.import_.path.rstrip('/'))}"
     else:
-        backend = _live_backend(cfg, cfg.backend, recipe.seed)
+        backend = _live_backend(cfg, cfg.backend, recipe.seed) if live else None
         model = cfg.model
     info = TeacherInfo(
         model=model,
@@ -143,134 +152,20 @@ def _plan(recipe: Recipe) -> _Plan:
     )
     shots = _choose_shots(splits.get("train", []), cfg.few_shot, recipe.seed)
     questions = {split: sum(ex.split == split for ex in examples) for split in cfg.splits}
-    return _Plan(task, examples, shots, backend, imported, info, questions)
-
-
-# ---------------------------------------------------------------------------- CoTs
-
-
-def _shots_for(plan: _Plan, example: Example, count: int) -> list[Example]:
-    return [shot for shot in plan.shots if shot.id != example.id][:count]
-
-
-def own_samples(prompts: list[Prompt]) -> list[Prompt]:
-    """``prompts``, each one that repeats the request of an earlier one (the same messages,
-    sampling and template: two identical CoTs of a question, two copies of a question) given
-    cache keys of its own through ``Prompt.instance`` (its handle, e.g. ``eval/<id>/2`` for
-    CoT 2), so that each copy is sampled separately, as the published code does, and no paid
-    sample lands on the key of another.
-
-    The first of them keeps the plain key: every sample in a cache written before copies were
-    told apart is still found.
-    """
-    seen: set[str] = set()
-    distinct = []
-    for prompt in prompts:
-        request = json.dumps(
-            [prompt.messages, asdict(prompt.sampling), prompt.prompt_version], sort_keys=True
-        )
-        if request in seen:
-            prompt = replace(prompt, instance="/".join(prompt.key))
-        seen.add(request)
-        distinct.append(prompt)
-    return distinct
-
-
-def cot_prompts(plan: _Plan, cfg: TeacherConfig) -> list[Prompt]:
-    """One prompt per question asking for ``num_cots`` samples."""
-    sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
-    version = load_template(cfg.cot_prompt).version
-    return own_samples(
-        [
-            Prompt(
-                key=("cot", ex.id),
-                messages=format_cot_messages(
-                    plan.task, ex, _shots_for(plan, ex, cfg.few_shot), cfg.cot_prompt
-                ),
-                n=cfg.num_cots,
-                sampling=sampling,
-                prompt_version=version,
-            )
-            for ex in plan.examples
-        ]
-    )
-
-
-def make_cot(task: Task, example: Example, text: str | None) -> Cot:
-    """A CoT record from one sample: parsed, scored against gold; None text = failed request."""
-    if text is None:
-        return Cot(text="", answer=None, parsed=False, correct=None, status="error")
-    answer = task.parse_answer(text, example.choices, example.question)
-    return Cot(
-        text=text,
-        answer=answer,
-        parsed=answer is not None,
-        correct=task.is_correct(answer, example.gold, example.choices),
-        status="ok" if answer is not None else "unparsed",
-    )
-
-
-# ---------------------------------------------------------------------------- evaluations
-
-
-def gold_evaluation(cot: Cot) -> Evaluation:
-    """The `gold` evaluator (not the paper's): correct/wrong from gold, no critique, no calls.
-
-    A CoT without a parsed answer is wrong; without gold there is no verdict.
-    """
-    if cot.correct is None and cot.parsed:
-        return Evaluation(text="", verdict=None, parsed=False, source="gold")
-    return Evaluation(
-        text="", verdict="correct" if cot.correct else "wrong", parsed=True, source="gold"
-    )
-
-
-def teacher_evaluation(text: str | None) -> Evaluation:
-    """An evaluation record from one sample; None text = failed request (kept, unparsed)."""
-    if text is None:
-        return Evaluation(text="", verdict=None, parsed=False)
-    verdict = parse_verdict(text)
-    return Evaluation(text=text, verdict=verdict, parsed=verdict is not None)
-
-
-def _eval_prompts(
-    plan: _Plan, cfg: TeacherConfig, cots: dict[str, list[Cot]], have: dict[str, list[int]]
-) -> list[Prompt]:
-    """Prompts for the evaluations still missing: M per CoT minus those imported; identical
-    CoTs of a question are evaluated separately (``own_samples``)."""
-    sampling = Sampling(cfg.eval_temperature, cfg.top_p, cfg.eval_max_tokens)
-    version = load_template(cfg.eval_prompt).version
-    prompts = []
-    for ex in plan.examples:
-        for index, cot in enumerate(cots[ex.id]):
-            wanted = cfg.num_evals - have[ex.id][index]
-            if cot.status == "error" or wanted <= 0:
-                continue
-            prompts.append(
-                Prompt(
-                    key=("eval", ex.id, str(index)),
-                    messages=format_eval_messages(
-                        plan.task, ex, cot.text, cfg.eval_prompt, _shots_for(plan, ex, cfg.few_shot)
-                    ),
-                    n=wanted,
-                    sampling=sampling,
-                    prompt_version=version,
-                )
-            )
-    return own_samples(prompts)
+    return Plan(task, examples, shots, backend, imported, info, questions)
 
 
 # ---------------------------------------------------------------------------- the stage
 
 
 def _imported_cots(
-    plan: _Plan, cfg: TeacherConfig
+    plan: Plan, cfg: TeacherConfig, wave: list[Example]
 ) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
     """CoTs from the import files, with the files' evaluations (at most M) when they have any."""
     assert plan.imported is not None
     cots: dict[str, list[Cot]] = {}
     evaluations: dict[str, list[list[Evaluation]]] = {}
-    for ex in plan.examples:
+    for ex in wave:
         got = plan.imported.by_id.get(ex.id)
         texts = got.cots if got else []
         from_file = got.evaluations if got and cfg.evaluator == "teacher" else None
@@ -283,43 +178,103 @@ def _imported_cots(
 
 
 def _requested_cots(
-    plan: _Plan, cfg: TeacherConfig, engine: RequestEngine
+    plan: Plan, cfg: TeacherConfig, engine: RequestEngine, wave: list[Example]
 ) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
-    """N CoTs per question from the live teacher (failed samples become status ``error``)."""
-    texts = engine.run_sync(cot_prompts(plan, cfg), description="CoTs")
-    check_failures(engine, "CoTs", cfg.max_failed_share)
-    cots = {
-        ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in plan.examples
-    }
+    """The CoTs of the questions of ``wave`` from the live teacher: N each, or drawn in rounds
+    until the answer is settled (``teacher.adaptive_cots``); failed samples become status
+    ``error``."""
+    examples = {ex.id: ex for ex in wave}
+    prompts = [p for p in cot_prompts(plan, cfg) if p.key[1] in examples]
+
+    def vote(key: tuple[str, ...], text: str | None) -> str | None:
+        cot = make_cot(plan.task, examples[key[1]], text)
+        choices = examples[key[1]].choices
+        return plan.task.canonical(cot.answer, choices) if cot.answer is not None else None
+
+    def check() -> None:
+        check_failures(engine, "CoTs", cfg.max_failed_share)
+
+    texts = draw(engine, prompts, cfg.adaptive_cots, vote, "CoTs", check)
+    cots = {ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in wave}
     return cots, {ex_id: [[] for _ in items] for ex_id, items in cots.items()}
 
 
 def _evaluate(
-    plan: _Plan,
+    plan: Plan,
     cfg: TeacherConfig,
     engine: RequestEngine | None,
     cots: dict[str, list[Cot]],
     evaluations: dict[str, list[list[Evaluation]]],
 ) -> None:
-    """Fill ``evaluations`` in place: from gold, or the missing ones from the live teacher."""
+    """Fill ``evaluations`` in place: from gold, or the missing ones from the live teacher
+    (M per CoT, or drawn in rounds while the verdicts disagree: ``teacher.adaptive_evals``;
+    identical CoTs share theirs with ``teacher.share_duplicate_evals``)."""
     if cfg.num_evals == 0:
         return
     if cfg.evaluator == "gold":
-        for ex in plan.examples:
-            evaluations[ex.id] = [
-                [gold_evaluation(cot)] if cot.status != "error" else [] for cot in cots[ex.id]
+        for ex_id, items in cots.items():
+            evaluations[ex_id] = [
+                [gold_evaluation(cot)] if cot.status != "error" else [] for cot in items
             ]
         return
     if engine is None:  # imported CoTs that keep only the files' own evaluations
         return
-    have = {ex.id: [len(e) for e in evaluations[ex.id]] for ex in plan.examples}
-    prompts = _eval_prompts(plan, cfg, cots, have)
+    have = {ex_id: [len(e) for e in evaluations[ex_id]] for ex_id in cots}
+    prompts = eval_prompts(plan, cfg, cots, have)
     if not prompts:
         return
-    replies = engine.run_sync(prompts, description="evaluations")
-    check_failures(engine, "self-evaluations", cfg.max_failed_share)
+
+    def check() -> None:
+        check_failures(engine, "self-evaluations", cfg.max_failed_share)
+
+    replies = draw(
+        engine,
+        prompts,
+        cfg.adaptive_evals,
+        lambda _, text: parse_verdict(text) if text is not None else None,
+        "evaluations",
+        check,
+    )
     for (_, ex_id, index), samples in replies.items():
         evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
+    if cfg.share_duplicate_evals:
+        share_evaluations(cots, evaluations)
+
+
+def _teach_waves(
+    plan: Plan, cfg: TeacherConfig, engine: RequestEngine | None
+) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
+    """CoTs and evaluations of the questions taught: all of them, or with ``teacher.budget``
+    those of the waves finished before it ran out (``mindmirror.teacher.rounds``)."""
+    cots: dict[str, list[Cot]] = {}
+    evaluations: dict[str, list[list[Evaluation]]] = {}
+    size = None
+    if cfg.budget is not None:
+        size = max(WAVE_MIN, 2 * cfg.concurrency)
+        if engine is not None:
+            unit = "usd" if cfg.budget.usd is not None else "tokens"
+            engine.budget = RunBudget(float(cfg.budget.usd or cfg.budget.tokens or 0), unit)
+    for wave in waves(plan.examples, size):
+        if plan.imported is not None:
+            wave_cots, wave_evals = _imported_cots(plan, cfg, wave)
+        else:
+            assert engine is not None  # every non-import plan has a live backend
+            wave_cots, wave_evals = _requested_cots(plan, cfg, engine, wave)
+        if engine is None or not engine.stats.budget_exhausted:
+            _evaluate(plan, cfg, engine, wave_cots, wave_evals)
+        if engine is not None and engine.budget is not None and engine.stats.budget_exhausted:
+            break
+        cots.update(wave_cots)
+        evaluations.update(wave_evals)
+    return cots, evaluations
+
+
+def _budget_line(engine: RequestEngine | None) -> dict[str, Any] | None:
+    """The run budget's unit, limit and what the records' samples cost in it (None without)."""
+    if engine is None or engine.budget is None:
+        return None
+    spent = engine.budget.spent(engine.stats)
+    return {"unit": engine.budget.unit, "limit": engine.budget.limit, "spent": round(spent, 6)}
 
 
 def _samples_recorded(summary: Path) -> int:
@@ -361,7 +316,7 @@ def teach(
     """
     started = time.perf_counter()
     cfg = recipe.teacher
-    plan = _plan(recipe)
+    plan = plan_teaching(recipe)
     if plan.backend is not None and not pay_again:
         refuse_paying_again(run)
     run.teacher.mkdir(parents=True, exist_ok=True)
@@ -374,12 +329,7 @@ def teach(
         engine = RequestEngine(plan.backend, cache, cfg, quiet=quiet)
         engine.batch = batch_runner(cfg, run.teacher / "batches.json", quiet=quiet)
     try:
-        if plan.imported is not None:
-            cots, evaluations = _imported_cots(plan, cfg)
-        else:
-            assert engine is not None  # every non-import plan has a live backend
-            cots, evaluations = _requested_cots(plan, cfg, engine)
-        _evaluate(plan, cfg, engine, cots, evaluations)
+        cots, evaluations = _teach_waves(plan, cfg, engine)
     finally:
         if cache is not None:
             cache.close()
@@ -398,9 +348,11 @@ def teach(
             teacher=plan.info,
         )
         for ex in plan.examples
+        if ex.id in cots
     ]
     write_records(run.records, records)
-    summary = summarize(records, plan.questions)
+    taught = {split: sum(r.split == split for r in records) for split in plan.questions}
+    summary = summarize(records, taught if cfg.budget is not None else plan.questions)
     summary.update(
         task=recipe.task.name,
         backend=cfg.backend,
@@ -413,6 +365,10 @@ def teach(
         **usage(engine),
         wall_s=round(time.perf_counter() - started, 3),
         imported=plan.imported.summary() if plan.imported is not None else None,
+        adaptive_cots=cfg.adaptive_cots is not None,
+        adaptive_evals=cfg.adaptive_evals is not None,
+        questions_planned=plan.questions,
+        budget=_budget_line(engine),
     )
     _write_json(run.summary, summary)
     warn_cut_critiques(summary, cfg.eval_max_tokens, quiet)

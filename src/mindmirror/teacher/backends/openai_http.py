@@ -186,11 +186,13 @@ class OpenAIBackend:
         choices = sorted(response.choices or [], key=lambda choice: choice.index)
         texts = [choice.message.content or "" for choice in choices if choice.message]
         usage = response.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return Reply(
             texts=texts,
             usage=Usage(
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
+                cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
             ),
         )
 
