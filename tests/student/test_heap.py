@@ -27,8 +27,8 @@ from pathlib import Path
 from mindmirror.student.heap import release_freed_memory
 applied = release_freed_memory() if sys.argv[1] == "1" else None
 def rss():
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS"))
-    return int(line.split()[1]) / 1024
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(x for x in lines if x.startswith("VmRSS")).split()[1]) / 1024
 del_me = bytearray(20 * 2**20); del del_me
 before = rss()
 blocks = [bytearray(2 * 2**20 + i) for i in range(100)]
