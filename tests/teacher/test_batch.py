@@ -29,7 +29,8 @@ from mindmirror.requests.engine import RequestEngine
 from mindmirror.requests.types import Prompt, Sampling, Usage
 from mindmirror.rundir import RunDir
 from mindmirror.teacher.backends import OpenAIBackend
-from mindmirror.teacher.batch import BatchRunner, load_state
+from mindmirror.teacher.batch import BatchRunner
+from mindmirror.teacher.batch_files import load_state
 from mindmirror.teacher.teach import teach
 from tests.batch_server import BatchServerHandle, batch_server
 

@@ -15,7 +15,7 @@ import pytest
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.requests.cache import cache_key
-from mindmirror.teacher.batch import STATE_SCHEMA, load_state
+from mindmirror.teacher.batch_files import STATE_SCHEMA, load_state
 from tests.teacher.test_batch import make_engine, prompts
 
 # Past this many status checks the server answers 404, so that code which never gives up

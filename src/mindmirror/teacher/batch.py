@@ -46,16 +46,21 @@ from mindmirror.progress import log_console
 from mindmirror.requests.limits import estimate_tokens, request_seed
 from mindmirror.requests.types import Prompt, Reply, Usage
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
+from mindmirror.teacher.batch_files import (
+    batch_priced_keys,
+    failure_status,
+    load_state,
+    output_reply,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from mindmirror.requests.engine import RequestEngine
 
 log = logging.getLogger("mindmirror.teacher")
 
-STATE_SCHEMA = "mindmirror.batches/1"
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-FILLED = frozenset({"ok", "partial"})
 # OpenAI's limits per batch: 50,000 requests and a 200 MB input file (kept well below).
 MAX_LINES = 50_000
 MAX_BYTES = 190_000_000
@@ -85,58 +90,6 @@ class _Line:
     indices: list[int]
     keys: list[str]
     body: dict[str, Any]
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def load_state(path: Path) -> dict[str, Any]:
-    """The batch state of a run (``{"schema", "batches": [...]}``; empty when there is none)."""
-    if not path.is_file():
-        return {"schema": STATE_SCHEMA, "batches": []}
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise UserError(
-            f"{path} is not valid JSON: restore it, or delete it to forget the batches it lists"
-        ) from None
-    if state.get("schema") != STATE_SCHEMA:
-        raise UserError(f"{path}: unknown schema {state.get('schema')!r} (want {STATE_SCHEMA})")
-    return dict(state)
-
-
-def batch_priced_keys(state: dict[str, Any]) -> set[str]:
-    """Cache keys of the samples that batches filled (priced at the batch rate)."""
-    keys: set[str] = set()
-    for entry in state["batches"]:
-        for request in entry["requests"].values():
-            if request.get("status") in FILLED:
-                keys.update(request["keys"][: request.get("filled", 0)])
-    return keys
-
-
-def _reply(body: dict[str, Any]) -> Reply:
-    """Texts (in choice order) and usage of a chat-completion body from an output file."""
-    choices = sorted(body.get("choices") or [], key=lambda choice: choice.get("index", 0))
-    texts = [(choice.get("message") or {}).get("content") or "" for choice in choices]
-    usage = body.get("usage") or {}
-    return Reply(
-        texts, Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-    )
-
-
-def _failure(line: dict[str, Any]) -> str:
-    """The status of a request the batch did not answer: ``expired`` or ``failed: <why>``."""
-    error = line.get("error") or {}
-    response = line.get("response") or {}
-    if error.get("code") == "batch_expired":
-        return "expired"
-    inner = (response.get("body") or {}).get("error") or {}
-    why = error.get("message") or inner.get("message") or f"HTTP {response.get('status_code')}"
-    return "failed: " + " ".join(str(why).split())[:200]
 
 
 class BatchRunner:
@@ -435,15 +388,15 @@ class BatchRunner:
             if request is None:
                 continue
             if response.get("status_code") != 200:
-                request["status"] = _failure(line)
+                request["status"] = failure_status(line)
                 continue
-            reply = _reply(response.get("body") or {})
+            reply = output_reply(response.get("body") or {})
             request["filled"] = self._commit(engine, entry, request, reply, wanted)
             request["status"] = "ok" if len(reply.texts) >= len(request["keys"]) else "partial"
         for line in await self._file_lines(client, batch.error_file_id):
             request = requests.get(line.get("custom_id"))
             if request is not None and request["status"] == "pending":
-                request["status"] = _failure(line)
+                request["status"] = failure_status(line)
         why = "failed: the batch failed" if batch.status == "failed" else "missing"
         for request in requests.values():
             if request["status"] == "pending":
@@ -511,7 +464,7 @@ class BatchRunner:
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(self.state_path, self.state)
+        write_json(self.state_path, self.state)
 
 
 def batch_runner(cfg: Any, state_path: Path, *, quiet: bool = False) -> BatchRunner | None:
