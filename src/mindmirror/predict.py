@@ -54,6 +54,8 @@ BUILTIN_TASKS = ("svamp", "gsm8k", "cqa", "anli", "arith")
 FAMILIES = ("equation", "number", "choice")
 #: The training stage that distils self-evaluation alone (``mind_mirror``'s stage 1).
 SELF_EVALUATION_STAGE = "evaluation"
+#: The judge trained on the student's own CoTs (``train.own_judge``); it judges when present.
+OWN_JUDGE_STAGE = "own_judge"
 #: Where ``mindmirror export --format hf`` puts that stage's student inside the export.
 EXPORTED_JUDGE = "judge"
 #: Methods whose students never learnt ``explain:`` (no CoTs): they default to ``answer``.
@@ -83,9 +85,10 @@ def run_recipe(path: Path) -> Recipe | None:
 
 
 def judge_folder(path: Path) -> Path | None:
-    """The self-evaluation stage's best student of the run whose final student ``path`` is, when
-    that run trained it as a separate stage (``mind_mirror``), or the one ``mindmirror export``
-    put beside an exported student (``judge/``); else None."""
+    """The separate judge of the run whose final student ``path`` is: its own-CoT judge
+    (``train.own_judge``) when it trained one, else its self-evaluation stage's best student
+    when that was a separate stage (``mind_mirror``), or the one ``mindmirror export`` put
+    beside an exported student (``judge/``); else None."""
     if (path / EXPORTED_JUDGE / "config.json").is_file():
         return path / EXPORTED_JUDGE
     root = _run_root(path)
@@ -93,7 +96,8 @@ def judge_folder(path: Path) -> Path | None:
     if root is None or summary_path is None or not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    stage = (summary.get("stages") or {}).get(SELF_EVALUATION_STAGE) or {}
+    stages = summary.get("stages") or {}
+    stage = stages.get(OWN_JUDGE_STAGE) or stages.get(SELF_EVALUATION_STAGE) or {}
     final = summary.get("final")
     if not stage.get("best") or not final or stage["best"] == final:
         return None
@@ -103,7 +107,9 @@ def judge_folder(path: Path) -> Path | None:
 
 def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
     """Load the student at ``path`` and, with ``judge="auto"``, the separate self-evaluation
-    student of its run (see ``EvalConfig.judge``)."""
+    student of its run (see ``EvalConfig.judge``), with the combined confidence fitted beside
+    that judge (``train.own_judge``), if any."""
+    from mindmirror.confidence import CONFIDENCE_FILE, ConfidenceModel
     from mindmirror.student.model import load_student
 
     model, tok, kind = load_student(path)
@@ -112,6 +118,8 @@ def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
     if folder is not None:
         j_model, j_tok, j_kind = load_student(folder)
         student.judge = Student(j_model, j_tok, j_kind)
+        if (folder / CONFIDENCE_FILE).is_file():
+            student.confidence = ConfidenceModel.load(folder / CONFIDENCE_FILE)
     return student
 
 
