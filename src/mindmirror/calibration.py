@@ -47,36 +47,64 @@ Metric = Callable[[Sequence[float], Sequence[bool]], float | None]
 
 def paired_metric(
     metric: Metric,
-    first: Sequence[float],
-    second: Sequence[float],
-    correct: Sequence[bool],
+    first: Sequence[Sequence[float]],
+    second: Sequence[Sequence[float]],
+    correct: Sequence[Sequence[bool]],
+    question: Sequence[Sequence[int]] | None = None,
     *,
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, float | int | None]:
-    """``metric(second) - metric(first)`` on the same questions, with a paired percentile
-    bootstrap interval (questions resampled together; resamples where the metric is undefined,
-    e.g. AUROC with one class, are dropped). Returns ``{"diff", "low", "high", "n"}``."""
-    if not len(first) == len(second) == len(correct):
-        raise ValueError("paired confidences need the same questions")
-    a, b = metric(first, correct), metric(second, correct)
-    diff = None if a is None or b is None else b - a
-    n = len(correct)
-    result: dict[str, float | int | None] = {"diff": diff, "low": diff, "high": diff, "n": n}
-    if diff is None or resamples <= 0 or n == 0:
-        return result
-    x, z, y = (np.asarray(v) for v in (first, second, correct))
-    rng = np.random.default_rng(seed)
-    deltas = []
-    for idx in rng.integers(0, n, size=(resamples, n)):
-        outcome = y[idx].tolist()
-        left, right = metric(x[idx].tolist(), outcome), metric(z[idx].tolist(), outcome)
-        if left is not None and right is not None:
+    """``metric(second) - metric(first)``, averaged over seeds, with a paired percentile
+    bootstrap interval over *questions*.
+
+    Each argument holds one sequence per seed, over the same items of that seed. ``question``
+    gives each item's question index (several sampled CoTs of one question share it; default:
+    one item per question, the same questions in every seed): a resample draws questions with
+    replacement and takes all their items in every seed, so question difficulty cancels out
+    between the two confidences and across seeds. Resamples where the metric is undefined
+    (AUROC with one class) are dropped. Returns ``{"diff", "low", "high", "n"}`` (``n``:
+    questions).
+    """
+    if not len(first) == len(second) == len(correct) or not first:
+        raise ValueError("paired confidences need the same seeds")
+    for a, b, y in zip(first, second, correct, strict=True):
+        if not len(a) == len(b) == len(y):
+            raise ValueError("paired confidences need the same items")
+    groups = question or [range(len(y)) for y in correct]
+    n = max((max(g, default=-1) for g in groups), default=-1) + 1
+    runs = [
+        (np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(y, dtype=bool))
+        for a, b, y in zip(first, second, correct, strict=True)
+    ]
+    members = [
+        [np.flatnonzero(np.asarray(g) == q) for q in range(n)] for g in (list(g) for g in groups)
+    ]
+
+    def diff(pick: Sequence[int] | None) -> float | None:
+        deltas = []
+        for (a, b, y), by_q in zip(runs, members, strict=True):
+            idx = np.concatenate([by_q[q] for q in pick]) if pick is not None else slice(None)
+            left, right = (
+                metric(a[idx].tolist(), y[idx].tolist()),
+                metric(b[idx].tolist(), y[idx].tolist()),
+            )
+            if left is None or right is None:
+                return None
             deltas.append(right - left)
-    if deltas:
+        return float(np.mean(deltas))
+
+    point = diff(None)
+    result: dict[str, float | int | None] = {"diff": point, "low": point, "high": point, "n": n}
+    if point is None or resamples <= 0 or n == 0:
+        return result
+    rng = np.random.default_rng(seed)
+    draws = [diff(pick) for pick in rng.integers(0, n, size=(resamples, n)).tolist()]
+    kept = [d for d in draws if d is not None]
+    if kept:
         tail = (1.0 - level) / 2 * 100
-        low, high = np.percentile(deltas, [tail, 100 - tail])
+        low, high = np.percentile(kept, [tail, 100 - tail])
         result.update(low=float(low), high=float(high))
     return result
 

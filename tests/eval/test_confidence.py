@@ -93,10 +93,17 @@ def test_calibration_figures_and_paired_intervals() -> None:
     right = [True, False] * 20
     good = [0.9 if ok else 0.1 for ok in right]
     bad = [0.5] * 40
-    diff = paired_metric(auroc, bad, good, right, resamples=200)
+    diff = paired_metric(auroc, [bad], [good], [right], resamples=200)
     assert diff["diff"] == pytest.approx(0.5) and diff["low"] > 0 and diff["n"] == 40
-    lower = paired_metric(aurc_of, bad, good, right, resamples=200)
+    lower = paired_metric(aurc_of, [bad], [good], [right], resamples=200)
     assert lower["diff"] < 0 and lower["high"] < 0
     assert ranking_and_calibration(good, right)["auroc"] == 1.0
     with pytest.raises(ValueError):
-        paired_metric(auroc, [0.1], [0.1, 0.2], [True, False])
+        paired_metric(auroc, [[0.1]], [[0.1, 0.2]], [[True, False]])
+    # Two seeds, several items per question: the mean difference, questions counted once.
+    q = [[0, 0, 1, 1], [0, 1, 1, 1]]
+    y = [[True, False, True, False], [True, False, True, True]]
+    same = [[0.5] * 4, [0.5] * 4]
+    perfect = [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]
+    two = paired_metric(auroc, same, perfect, y, q, resamples=50)
+    assert two["diff"] == pytest.approx(0.5) and two["n"] == 2

@@ -63,7 +63,7 @@ def test_own_judge_samples_labels_and_trains_a_separate_judge(
     assert own["best"] == "student/own_judge/best"
     assert own["init"].endswith("student/evaluation/best")
     assert own["label_source"] == "gold" and own["mix"] == "own"
-    samples = [json.loads(x) for x in (run.stage("own_judge") / "samples.jsonl").open()]
+    samples = [json.loads(x) for x in (run.stage("own_cots") / "samples.jsonl").open()]
     # 8 train + 3 validation questions, 2 CoTs each, every one labelled against gold.
     assert len(samples) == 22 and {s["split"] for s in samples} == {"train", "validation"}
     assert all(isinstance(s["correct"], bool) and s["logprob"] is not None for s in samples)
@@ -86,7 +86,7 @@ def test_mixed_labels_fit_a_confidence_that_predict_returns(
     write_records(run.records, records)
     recipe = own_recipe(run, tiny_llama, mix="own+teacher")
     # Own CoTs as a student that is sometimes right would write them (kept samples are reused).
-    folder = run.stage("own_judge")
+    folder = run.stage("own_cots")
     folder.mkdir(parents=True)
     rows = []
     for k, record in enumerate(r for r in records if r.split in ("train", "validation")):

@@ -5,8 +5,8 @@ asked about the student's (shorter, mostly wrong, other mistakes). After the las
 module:
 
 1. samples K CoTs per train and validation question from the final student (the inference
-   engine of ``eval.engine``; kept in ``student/own_judge/samples.jsonl`` with their labels, so
-   a rerun samples nothing twice);
+   engine of ``eval.engine``; kept in ``student/own_cots/samples.jsonl`` with their labels, so
+   a rerun, or a judge of the other ``mix``, samples nothing twice);
 2. labels each with the task's scorer against gold (the answer read by the task's parser);
 3. builds ``verdict:`` rows in the self-evaluation stage's format (``mix: own+teacher`` adds
    that stage's rows on the teacher's CoTs) and fine-tunes a copy of the self-evaluation
@@ -46,6 +46,8 @@ from mindmirror.student.validate import ValItem
 from mindmirror.tasks.base import Task
 
 OWN_JUDGE_STAGE = "own_judge"
+#: The folder of the sampled, labelled CoTs (shared by judges of either ``mix``).
+OWN_COTS = "own_cots"
 SPLITS = ("train", "validation")
 
 
@@ -279,17 +281,20 @@ def train_own_judge(
     task: Task,
     results: dict[str, Any],
     quiet: bool = False,
+    name: str = OWN_JUDGE_STAGE,
 ) -> dict[str, Any]:
     """Sample, label, train the own-CoT judge and fit the combined confidence; return the
-    stage's result with the sampling cost and label counts (``best`` is the new judge)."""
+    stage's result with the sampling cost and label counts (``best`` is the new judge).
+    ``name`` is the judge's folder under ``student/`` (``eval.judge: auto`` uses
+    ``own_judge``'s; a benchmark may train the other ``mix`` beside it)."""
     from mindmirror.student.model import load_student
 
-    folder = run.stage(OWN_JUDGE_STAGE)
+    folder = run.stage(name)
     final_path = run.root / results[list(results)[-1]]["best"]
     model, tok, kind = load_student(final_path)
     final = Student(model, tok, kind)
     samples, sampling_seconds = sample_own_cots(
-        final, final_path, records, task, recipe, folder, quiet
+        final, final_path, records, task, recipe, run.stage(OWN_COTS), quiet
     )
     if not any(s["split"] == "validation" for s in samples):
         raise UserError(
@@ -305,7 +310,7 @@ def train_own_judge(
         stage_recipe(recipe),
         run,
         quiet,
-        name=OWN_JUDGE_STAGE,
+        name=name,
         data=data,
     )
     best = run.root / result["best"]
