@@ -70,13 +70,13 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def own_cell(recipe: Recipe, seed: int, folder: Path) -> Recipe:
-    """The protocol's ``mind_mirror`` cell at ``seed`` with the own-CoT judge on (the
-    recipe's ``train.own_judge`` settings over ``OWN_JUDGE``; ``mix: own``)."""
+def own_cell(recipe: Recipe, seed: int, folder: Path, settings: dict[str, Any]) -> Recipe:
+    """The protocol's ``mind_mirror`` cell at ``seed`` with the own-CoT judge on (``settings``
+    over ``OWN_JUDGE``; ``mix: own``)."""
     cell = Cell("mind_mirror", recipe.train.num_cots, seed, ("answer", "vote", "mirror"))
     data = cell_recipe(recipe, cell, folder).model_dump(mode="json", by_alias=True)
-    own = {"samples": recipe.eval.num_samples, **OWN_JUDGE, **(data["train"]["own_judge"] or {})}
-    data["train"].update(explain_target="cot", own_judge={**own, "mix": "own"})
+    own = {"samples": recipe.eval.num_samples, **OWN_JUDGE, **settings, "mix": "own"}
+    data["train"].update(explain_target="cot", own_judge=own)
     return recipe_from_dict(data)
 
 
@@ -284,6 +284,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="test questions scored")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--own-judge", type=json.loads, default={}, help="train.own_judge settings, JSON"
+    )
     parser.add_argument("--summarise", action="store_true", help="from the records only")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -303,7 +306,7 @@ def main() -> None:
             sub.teacher.mkdir(parents=True, exist_ok=True)
             if not sub.records.is_file():
                 shutil.copyfile(run.records, sub.records)
-            cell = own_cell(recipe, seed, sub.root)
+            cell = own_cell(recipe, seed, sub.root, args.own_judge)
             log(f"seed {seed}: training")
             trained = train_cell(cell, sub, args.quiet)
             log(f"seed {seed}: measuring on {len(test)} test questions")

@@ -9,7 +9,9 @@
 
 Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
 output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
-summed P(correct) over K (so agreement and self-judged correctness both raise it).
+summed P(correct) over K (so agreement and self-judged correctness both raise it), or, when
+the run fitted one (``train.own_judge``), the combined confidence of ``mindmirror.confidence``,
+under whose validation-chosen threshold ``mirror`` abstains.
 ``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
