@@ -117,3 +117,10 @@ def test_mixed_labels_fit_a_confidence_that_predict_returns(
     assert 0.0 <= pred.confidence <= 1.0
     assert pred.abstained == (pred.canonical is None or pred.confidence < model.threshold)
     assert all(s.logprob is not None for s in pred.samples)
+    # Another target accuracy refits the threshold only: the judge is not trained again.
+    stricter = own_recipe(run, tiny_llama, mix="own+teacher", target_accuracy=0.95)
+    again = train(stricter, run, quiet=True)["stages"]["own_judge"]
+    assert again["train_seconds"] == own["train_seconds"]
+    assert again["confidence"]["target_accuracy"] == 0.95
+    refit = ConfidenceModel.load(run.root / own["best"] / CONFIDENCE_FILE)
+    assert refit.target_accuracy == 0.95 and refit.threshold >= model.threshold

@@ -260,7 +260,12 @@ def fit_validation_confidence(
         model = fit_confidence(rows, correct, cfg.target_accuracy)
     except UserError as error:
         # Nothing to calibrate on (all right or all wrong): mirror keeps its own confidence.
-        return {"validation_questions": len(rows), "skipped": str(error)}
+        target.unlink(missing_ok=True)
+        return {
+            "validation_questions": len(rows),
+            "target_accuracy": cfg.target_accuracy,
+            "skipped": str(error),
+        }
     model.save(target)
     scores = [model.confidence(row) for row in rows]
     answered = [ok for s, ok in zip(scores, correct, strict=True) if s >= model.threshold]
@@ -289,6 +294,8 @@ def train_own_judge(
     ``own_judge``'s; a benchmark may train the other ``mix`` beside it)."""
     from mindmirror.student.model import load_student
 
+    cfg = recipe.train.own_judge
+    assert cfg is not None
     folder = run.stage(name)
     final_path = run.root / results[list(results)[-1]]["best"]
     model, tok, kind = load_student(final_path)
@@ -316,8 +323,12 @@ def train_own_judge(
     best = run.root / result["best"]
     fit_path = folder / "confidence_fit.json"
     fit = json.loads(fit_path.read_text()) if fit_path.is_file() else {}
-    # A fit of an earlier training of this stage (its result.json was deleted) is refitted.
-    if fit.get("judge_train_seconds") != result["train_seconds"]:
+    # A fit of an earlier training of this stage (its result.json was deleted), or for another
+    # target accuracy, is done again.
+    if (
+        fit.get("judge_train_seconds") != result["train_seconds"]
+        or fit.get("target_accuracy") != cfg.target_accuracy
+    ):
         started = time.perf_counter()
         j_model, j_tok, j_kind = load_student(best)
         judge = Student(j_model, j_tok, j_kind)
@@ -330,8 +341,8 @@ def train_own_judge(
     return {
         **result,
         "labels": label_counts(samples),
-        "label_source": recipe.train.own_judge.labels if recipe.train.own_judge else None,
-        "mix": data.settings["mix"],
+        "label_source": cfg.labels,
+        "mix": cfg.mix,
         "sampling_seconds": sampling_seconds,
         "confidence": fit,
     }
