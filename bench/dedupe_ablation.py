@@ -23,8 +23,8 @@ from pathlib import Path
 
 from mindmirror.config import load_recipe
 from mindmirror.evaluate import evaluate
-from mindmirror.experiment import teaching_needed
-from mindmirror.metrics import paired_difference
+from mindmirror.grid_teaching import teaching_needed
+from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import resolve_precision
 from mindmirror.student.train import train

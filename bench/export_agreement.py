@@ -2,7 +2,7 @@
 
 The demo-sized student (SmolLM2-135M-Instruct, the embedded model) is trained briefly on the
 ``predict:`` answer format (``--rows`` generated arithmetic problems, ``--steps`` full-batch
-Adam steps), exported by ``mindmirror.export`` at each GGUF type, served by the llama.cpp
+Adam steps), exported by ``mindmirror.deployment.export`` at each GGUF type, served by the llama.cpp
 server, and asked ``--questions`` unseen questions greedily (16 new tokens); the baseline is
 the same student in PyTorch (fp32) in the same run. Prints one line per type and
 ``RESULT gguf_agreement_<type> <share>``.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mindmirror.deployment.export_gguf import write_gguf
 from mindmirror.embedded import llama_server
-from mindmirror.export_gguf import write_gguf
 from mindmirror.student.formats import PREDICT, reasoning_input
 from mindmirror.student.model import load_student
 from mindmirror.tasks.arith_problems import generate_problems

@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mindmirror.calibration import aurc_of, brier, ece, paired_metric
-from mindmirror.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, teaching_needed
-from mindmirror.metrics import (
+from mindmirror.records import read_records
+from mindmirror.reporting.calibration import aurc_of, brier, ece, paired_metric
+from mindmirror.reporting.metrics import (
     COVERAGES,
     auroc,
     mean_interval,
@@ -44,9 +44,9 @@ from mindmirror.metrics import (
     risk_coverage,
     selective_accuracy,
 )
-from mindmirror.records import read_records
 from mindmirror.rundir import RunDir
 from mindmirror.signals import PROBABILITY_SIGNALS, run_signals
+from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.student.formats import EXPLAIN, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.infer import Judged, Student, infer
 from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge

@@ -27,7 +27,8 @@ import torch
 
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
-from mindmirror.experiment import SELF_EVAL_METHODS, experiment, teaching_needed
+from mindmirror.experiment import SELF_EVAL_METHODS, experiment
+from mindmirror.grid_teaching import teaching_needed
 from mindmirror.records import read_records
 from mindmirror.rundir import RunDir
 from mindmirror.tasks import load_task, question_key

@@ -54,12 +54,13 @@ from svamp_summary import (
 from mindmirror.cell_records import train_record
 from mindmirror.config import ExperimentConfig, Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
-from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells, teaching_needed
-from mindmirror.figures import SELF_EVAL_METHODS
+from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
+from mindmirror.grid_teaching import teaching_needed
 from mindmirror.records import read_records, write_records
+from mindmirror.reporting.figures import SELF_EVAL_METHODS
+from mindmirror.reporting.tables import method_num_cots
 from mindmirror.rundir import RunDir
 from mindmirror.student.train import train
-from mindmirror.tables import method_num_cots
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]

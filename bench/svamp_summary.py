@@ -23,7 +23,7 @@ from mindmirror.cell_records import (
     record_metrics,
     tables_from_records,
 )
-from mindmirror.report import report
+from mindmirror.reporting.report import report
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import stages
 

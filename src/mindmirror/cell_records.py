@@ -35,10 +35,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mindmirror.metrics import risk_coverage
+from mindmirror.reporting.metrics import risk_coverage
+from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
 from mindmirror.rundir import RunDir
 from mindmirror.student.precision import CPUINFO, cpuinfo_field
-from mindmirror.tables import Correctness, Row, paired_differences, row_order, row_results
 
 if TYPE_CHECKING:
     from mindmirror.config import Recipe

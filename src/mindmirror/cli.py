@@ -113,7 +113,7 @@ def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool
     """Teach (starting the embedded server only if needed) unless matching records exist.
 
     ``show_summary=False`` leaves the teacher table to the caller (the demo prints it last)."""
-    from mindmirror.experiment import teaching_needed
+    from mindmirror.grid_teaching import teaching_needed
     from mindmirror.teacher.summary import summary_table
     from mindmirror.teacher.teach import teach as run_teach
 
@@ -208,8 +208,8 @@ def eval_(
 @user_errors
 def report(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Write report.md, report.html and plots/*.png from what the run directory holds."""
-    from mindmirror.report import main_table
-    from mindmirror.report import report as write_report
+    from mindmirror.reporting.report import main_table
+    from mindmirror.reporting.report import report as write_report
 
     _, run = open_run(recipe, set_)
     path = write_report(run)
@@ -222,8 +222,8 @@ def report(recipe: RecipeArg, set_: SetOpt = None) -> None:
 def run(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """The whole pipeline from one recipe: teach -> train -> eval -> report (each resumes)."""
     from mindmirror.evaluate import evaluate, summary_lines
-    from mindmirror.report import main_table
-    from mindmirror.report import report as write_report
+    from mindmirror.reporting.report import main_table
+    from mindmirror.reporting.report import report as write_report
     from mindmirror.student.train import train as run_train
 
     resolved, rundir = open_run(recipe, set_)
@@ -323,7 +323,7 @@ def serve(
     engine_url: EngineUrlOpt = None,
 ) -> None:
     """Serve a trained student as an OpenAI-compatible API (/v1/chat/completions)."""
-    from mindmirror.serve import serve_main
+    from mindmirror.deployment.serve import serve_main
 
     serve_main(
         path, host, port, mode=mode, task=task, api_key_env=api_key_env, engine=engine,
@@ -365,7 +365,7 @@ def export(
     ] = None,
 ) -> None:
     """Export a trained student for deployment: Hugging Face folder, GGUF, or Ollama."""
-    from mindmirror.export import export as run_export
+    from mindmirror.deployment.export import export as run_export
 
     result = run_export(path, format_, output, quant=quant, push_to_hub=push_to_hub)
     for file in result.files:

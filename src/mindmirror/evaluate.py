@@ -2,7 +2,7 @@
 
 ``evaluate`` scores the run's final student (or ``eval.checkpoint``) on the TEST split in each
 requested mode and writes ``eval/predictions.jsonl`` (one line per question and mode) and
-``eval/metrics.json``; the metric functions it uses live in ``mindmirror.metrics``.
+``eval/metrics.json``; the metric functions it uses live in ``mindmirror.reporting.metrics``.
 
 Checkpoints are chosen on validation by training; this module only reads test, once.
 """
@@ -18,10 +18,10 @@ from typing import Any
 
 from mindmirror.config import EvalConfig, InferMode, Recipe
 from mindmirror.errors import UserError
-from mindmirror.figures import applicable_modes
-from mindmirror.metrics import agreement, auroc, mode_metrics
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
+from mindmirror.reporting.figures import applicable_modes
+from mindmirror.reporting.metrics import agreement, auroc, mode_metrics
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import VERDICT, evaluation_input
 from mindmirror.student.infer import (
@@ -233,8 +233,8 @@ def evaluate(
     Raises:
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
-    from mindmirror.predict import OWN_JUDGE_STAGE, judge_folder, load_for_inference
     from mindmirror.student.engines import generation_engine
+    from mindmirror.student.loading import OWN_JUDGE_STAGE, judge_folder, load_for_inference
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval

@@ -3,8 +3,8 @@
 Order of work, so that a killed experiment resumes where it stopped:
 
 1. Teach once: reuse ``teacher/records.jsonl`` when it was made with this recipe's task and
-   teacher (a different one is a UserError naming what differs), else run ``teach`` (whose
-   cache makes a re-run free).
+   teacher (a different one is a UserError naming what differs; ``grid_teaching``), else run
+   ``teach`` (whose cache makes a re-run free).
 2. Each cell trains and evaluates in its own run directory ``cells/<method>-n<N>-s<seed>/``
    holding a link to (or copy of) the parent's records; the student side reads nothing else
    of the teacher. A cell is finished when its ``eval/metrics.json`` exists and holds every
@@ -12,7 +12,8 @@ Order of work, so that a killed experiment resumes where it stopped:
    half-trained ones resume from their last checkpoint, and a re-run asking for one more mode
    scores only that mode. With ``experiment.records``, each finished cell leaves a durable
    record (``cell_records``), which stands for the cell where its run directory is gone.
-3. ``experiment.json`` and ``experiment.md`` get the tables of ``tables.py``: the paper's
+3. ``experiment.json`` and ``experiment.md`` get the tables of ``reporting.tables`` (as
+   Markdown by ``reporting.grid_markdown``): the paper's
    layout (standard fine-tuning, standard distillation, 1 CoT, N CoTs, 1 and N CoTs with
    self-evaluation, our ``mirror`` mode beside the paper's ``answer`` mode, mean +- std over
    seeds), paired differences with bootstrap intervals, selective prediction; then ``report``
@@ -24,16 +25,11 @@ hold none, and gold verdicts (``evaluator: gold``) are labelled as not the paper
 
 from __future__ import annotations
 
-import filecmp
 import json
 import os
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from mindmirror.cell_records import (
     keep_record,
@@ -44,44 +40,27 @@ from mindmirror.cell_records import (
     recorded_cell,
 )
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
-from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
-from mindmirror.figures import COT_METHODS, SELF_EVAL_METHODS, EvalSource, applicable_modes
+from mindmirror.grid_teaching import data_seed, evaluation_source, link_records, teaching_needed
 from mindmirror.progress import log_console
-from mindmirror.records import Record, read_records
-from mindmirror.rundir import RunDir
-from mindmirror.tables import (
+from mindmirror.records import read_records
+from mindmirror.reporting.figures import (
+    COT_METHODS,
+    SELF_EVAL_METHODS,
+    applicable_modes,
+)
+from mindmirror.reporting.grid_markdown import markdown, teacher_lines
+from mindmirror.reporting.tables import (
     Correctness,
     RowKey,
-    markdown,
     method_num_cots,
     paired_differences,
     row_results,
     table_rows,
-    teacher_lines,
 )
+from mindmirror.rundir import RunDir
 
 SCHEMA = "mindmirror.experiment/1"
-#: Teacher settings that change how requests are made, never what the records hold.
-OPERATIONAL_KEYS = (
-    "base_url",
-    "api_key_env",
-    "concurrency",
-    "rpm",
-    "tpm",
-    "timeout_s",
-    "max_retries",
-    "use_n",
-    "send_seed",
-    "price_input_per_mtok",
-    "price_output_per_mtok",
-    "budget_usd",
-    "batch_size",
-    "max_failed_share",
-    "batch",
-    "price_batch_factor",
-    "batch_poll_s",
-)
 
 
 @dataclass(frozen=True)
@@ -130,11 +109,6 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
     return cells
 
 
-def data_seed(recipe: Recipe) -> int:
-    """The seed of the task's questions, the same for every cell whatever its training seed."""
-    return recipe.task.split_seed if recipe.task.split_seed is not None else recipe.seed
-
-
 def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
     """The parent recipe with the cell's method, N, training seed, modes and run directory,
     the method's ``experiment.train_by_method`` settings (and with
@@ -159,99 +133,6 @@ def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
     rows = {row.name: row for row in recipe.experiment.extra_rows}
     overrides = rows[cell.variant].set if cell.variant else {}
     return recipe_from_dict(data, [f"{key}={json.dumps(v)}" for key, v in overrides.items()])
-
-
-# ---------------------------------------------------------------------------- the records
-
-
-def _teaching_settings(recipe: Recipe) -> dict[str, Any]:
-    """What decides the records' content: the task, the data seed, the teacher."""
-    teacher = recipe.teacher.model_dump(mode="json", by_alias=True)
-    for key in OPERATIONAL_KEYS:
-        teacher.pop(key, None)
-    if teacher["backend"] == "embedded":
-        # The CLI serves the embedded model over HTTP, so teach records it as `openai`.
-        teacher.update(backend="openai", model=EMBEDDED_MODEL)
-    task = recipe.task.model_dump(mode="json")
-    task["split_seed"] = data_seed(recipe)
-    return {"task": task, "teacher": teacher}
-
-
-def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    keys = []
-    for section in now:
-        old, new = before.get(section, {}), now[section]
-        keys += [f"{section}.{k}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
-    return keys
-
-
-def _recorded_settings(run: RunDir) -> dict[str, Any] | None:
-    """Teaching settings of the recipe that made the run's records (None when unknown)."""
-    if not run.recipe.is_file():
-        return None
-    try:
-        data = yaml.safe_load(run.recipe.read_text(encoding="utf-8")) or {}
-        return _teaching_settings(Recipe.model_validate(data))
-    except (yaml.YAMLError, ValueError):
-        return None
-
-
-def teaching_needed(recipe: Recipe, run: RunDir) -> bool:
-    """Whether ``experiment`` will call the teacher (the CLI starts a teacher server only then).
-
-    Raises:
-        UserError: the run's records were made with another task or teacher.
-    """
-    if not run.records.is_file():
-        return True
-    before = _recorded_settings(run)
-    now = _teaching_settings(recipe)
-    if before is not None and before != now:
-        raise UserError(
-            f"{run.records} was made with other teaching settings "
-            f"({', '.join(_differences(before, now))} differ); use another run_dir or delete "
-            f"{run.teacher} to teach again"
-        )
-    return False
-
-
-def evaluation_source(records: Sequence[Record]) -> EvalSource:
-    """Where the self-evaluations that training would use come from.
-
-    ``none`` unless both train and validation CoTs carry parsed verdicts (stage 1 trains on
-    the first and chooses its checkpoint on the second); ``teacher`` when any is the teacher's.
-    """
-    sources: dict[str, set[str]] = {"train": set(), "validation": set()}
-    for record in records:
-        if record.split not in sources:
-            continue
-        for cot in record.cots:
-            sources[record.split] |= {
-                e.source for e in cot.evaluations if e.parsed and e.verdict is not None
-            }
-    if not sources["train"] or not sources["validation"]:
-        return "none"
-    return "teacher" if "teacher" in sources["train"] else "gold"
-
-
-def _link_records(parent: RunDir, cell: RunDir) -> None:
-    """Give the cell the parent's records: a hard link where possible, else a copy.
-
-    An existing cell file must hold the same records, or the finished cell would be reported
-    beside cells trained on other data.
-    """
-    if cell.records.is_file():
-        if not filecmp.cmp(parent.records, cell.records, shallow=False):
-            raise UserError(
-                f"{cell.root} was trained on other teacher records than {parent.records}; "
-                f"delete {cell.root.parent} to run the grid again"
-            )
-        return
-    cell.teacher.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(parent.records, cell.records)
-    except OSError:
-        shutil.copyfile(parent.records, cell.records)
 
 
 # ---------------------------------------------------------------------------- the cells
@@ -316,7 +197,7 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
     from mindmirror.student.train import train
 
     sub = cell_run(run, cell)
-    _link_records(run, sub)
+    link_records(run, sub)
     before = scored_modes(recipe, run, cell)
     missing = [m for m in cell.modes if before is None or m not in before["modes"]]
     if before is not None and not missing:
@@ -370,7 +251,7 @@ def experiment(
             no records with ``only_finished``, or any error of teach, train or eval (finished
             cells stay; re-run to resume).
     """
-    from mindmirror.report import report
+    from mindmirror.reporting.report import report
     from mindmirror.teacher.teach import teach
 
     cfg = recipe.experiment

@@ -46,34 +46,25 @@ from mindmirror.config import (
     recipe_from_dict,
 )
 from mindmirror.errors import UserError
-from mindmirror.figures import SELF_EVAL_METHODS
+from mindmirror.reporting.figures import SELF_EVAL_METHODS
 from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
+
+# EXPORTED_JUDGE and judge_folder stay importable from here (the Python API named them here).
+from mindmirror.student.loading import EXPORTED_JUDGE as EXPORTED_JUDGE
+from mindmirror.student.loading import judge_folder as judge_folder
+from mindmirror.student.loading import load_for_inference, run_root
 from mindmirror.tasks.base import Task
 
 BUILTIN_TASKS = ("svamp", "gsm8k", "cqa", "anli", "arith")
 FAMILIES = ("equation", "number", "choice")
-#: The training stage that distils self-evaluation alone (``mind_mirror``'s stage 1).
-SELF_EVALUATION_STAGE = "evaluation"
-#: The judge trained on the student's own CoTs (``train.own_judge``); it judges when present.
-OWN_JUDGE_STAGE = "own_judge"
-#: Where ``mindmirror export --format hf`` puts that stage's student inside the export.
-EXPORTED_JUDGE = "judge"
 #: Methods whose students never learnt ``explain:`` (no CoTs): they default to ``answer``.
 NO_COT_METHODS = ("standard", "distill")
-
-
-def _run_root(path: Path) -> Path | None:
-    """The run directory holding ``path`` (a run directory or a student folder inside one)."""
-    for folder in [path, *path.resolve().parents][:5]:
-        if (folder / "student" / "train.json").is_file() or (folder / "recipe.yaml").is_file():
-            return folder
-    return None
 
 
 def run_recipe(path: Path) -> Recipe | None:
     """The recipe of the run holding ``path``: its ``recipe.yaml``, else the one training
     recorded in ``student/train.json``; None outside a run directory."""
-    root = _run_root(path)
+    root = run_root(path)
     if root is None:
         return None
     if (root / "recipe.yaml").is_file():
@@ -82,45 +73,6 @@ def run_recipe(path: Path) -> Recipe | None:
     if not summary.get("recipe"):
         return None
     return recipe_from_dict(yaml.safe_load(summary["recipe"]), source=f"{root}/student/train.json")
-
-
-def judge_folder(path: Path) -> Path | None:
-    """The separate judge of the run whose final student ``path`` is: its own-CoT judge
-    (``train.own_judge``) when it trained one, else its self-evaluation stage's best student
-    when that was a separate stage (``mind_mirror``), or the one ``mindmirror export`` put
-    beside an exported student (``judge/``); else None."""
-    if (path / EXPORTED_JUDGE / "config.json").is_file():
-        return path / EXPORTED_JUDGE
-    root = _run_root(path)
-    summary_path = root / "student" / "train.json" if root else None
-    if root is None or summary_path is None or not summary_path.is_file():
-        return None
-    summary = json.loads(summary_path.read_text())
-    stages = summary.get("stages") or {}
-    stage = stages.get(OWN_JUDGE_STAGE) or stages.get(SELF_EVALUATION_STAGE) or {}
-    final = summary.get("final")
-    if not stage.get("best") or not final or stage["best"] == final:
-        return None
-    is_final = path.resolve() in (root.resolve(), (root / final).resolve())
-    return root / stage["best"] if is_final else None
-
-
-def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
-    """Load the student at ``path`` and, with ``judge="auto"``, the separate self-evaluation
-    student of its run (see ``EvalConfig.judge``), with the combined confidence fitted beside
-    that judge (``train.own_judge``), if any."""
-    from mindmirror.confidence import CONFIDENCE_FILE, ConfidenceModel
-    from mindmirror.student.model import load_student
-
-    model, tok, kind = load_student(path)
-    student = Student(model, tok, kind)
-    folder = judge_folder(Path(path)) if judge == "auto" else None
-    if folder is not None:
-        j_model, j_tok, j_kind = load_student(folder)
-        student.judge = Student(j_model, j_tok, j_kind)
-        if (folder / CONFIDENCE_FILE).is_file():
-            student.confidence = ConfidenceModel.load(folder / CONFIDENCE_FILE)
-    return student
 
 
 def resolve_task(path: Path, task: str | None) -> tuple[TaskConfig, Recipe | None]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mindmirror.confidence import LOGPROB_FLOOR, ConfidenceModel, question_features
+from mindmirror.student.confidence import LOGPROB_FLOOR, ConfidenceModel, question_features
 from mindmirror.student.infer import Judged, Prediction, mirror_prediction, vote_prediction
 from mindmirror.tasks.base import Example, Task
 

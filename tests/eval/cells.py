@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mindmirror.evaluate import own_cot_judgement, prediction_rows
-from mindmirror.metrics import mode_metrics
+from mindmirror.reporting.metrics import mode_metrics
 from mindmirror.rundir import RunDir
 from mindmirror.student.infer import Judged, ModeRun, Prediction
 from mindmirror.student.rows import stages

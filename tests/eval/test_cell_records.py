@@ -27,8 +27,8 @@ from mindmirror.config import ExperimentConfig, Recipe
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
 from mindmirror.records import write_records
+from mindmirror.reporting.tables import table_rows
 from mindmirror.rundir import RunDir
-from mindmirror.tables import table_rows
 from tests.eval.cells import fake_cell, identity, size
 from tests.student.conftest import toy_records
 

@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mindmirror.calibration import aurc_of, brier, ece, paired_metric, ranking_and_calibration
-from mindmirror.confidence import (
+from mindmirror.errors import UserError
+from mindmirror.reporting.calibration import (
+    aurc_of,
+    brier,
+    ece,
+    paired_metric,
+    ranking_and_calibration,
+)
+from mindmirror.reporting.metrics import auroc
+from mindmirror.student.confidence import (
     FEATURES,
     ConfidenceModel,
     calibrated,
@@ -17,8 +25,6 @@ from mindmirror.confidence import (
     fit_confidence,
     question_features,
 )
-from mindmirror.errors import UserError
-from mindmirror.metrics import auroc
 from mindmirror.student.infer import Judged, Prediction, mirror_prediction
 
 

@@ -13,16 +13,11 @@ import mindmirror.evaluate
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
-from mindmirror.experiment import (
-    Cell,
-    evaluation_source,
-    experiment,
-    finished,
-    plan_cells,
-    teaching_needed,
-)
+from mindmirror.experiment import Cell, experiment, finished, plan_cells
+from mindmirror.grid_teaching import evaluation_source, teaching_needed
+from mindmirror.reporting.grid_markdown import markdown, markdown_table
+from mindmirror.reporting.tables import row_results, table_rows
 from mindmirror.rundir import RunDir
-from mindmirror.tables import markdown, markdown_table, row_results, table_rows
 from tests.student.conftest import toy_records
 
 

@@ -17,10 +17,11 @@ from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner, Result
 
 from mindmirror.cli import app
+from mindmirror.deployment.export import export
+from mindmirror.deployment.export_gguf import chat_template
 from mindmirror.errors import UserError
-from mindmirror.export import export
-from mindmirror.export_gguf import chat_template
-from mindmirror.predict import Predictor, judge_folder
+from mindmirror.predict import Predictor
+from mindmirror.student.loading import judge_folder
 from mindmirror.student.model import add_lora, load_student, save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, fitted, write_run
 

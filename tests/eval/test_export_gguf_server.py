@@ -15,8 +15,8 @@ import gguf
 import httpx
 import pytest
 
+from mindmirror.deployment.export import export
 from mindmirror.embedded import llama_server
-from mindmirror.export import export
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.model import load_student, save_student
 from mindmirror.tasks.arith_problems import Problem, generate_problems

@@ -6,7 +6,7 @@ import pytest
 
 from mindmirror.errors import UserError
 from mindmirror.evaluate import check_modes
-from mindmirror.metrics import (
+from mindmirror.reporting.metrics import (
     accuracy_interval,
     agreement,
     aurc,
@@ -67,7 +67,7 @@ def test_unknown_mode_is_a_user_error() -> None:
 
 
 def test_risk_coverage_averages_over_tied_confidences() -> None:
-    from mindmirror.metrics import aurc, risk_coverage, selective_accuracy
+    from mindmirror.reporting.metrics import aurc, risk_coverage, selective_accuracy
 
     confidence = [0.9, 0.5, 0.5, 0.5, 0.1]
     correct = [True, True, False, False, True]
@@ -84,7 +84,7 @@ def test_risk_coverage_averages_over_tied_confidences() -> None:
 
 
 def test_paired_difference_cancels_question_difficulty() -> None:
-    from mindmirror.metrics import paired_difference
+    from mindmirror.reporting.metrics import paired_difference
 
     first = [0.0, 1.0, 0.0, 1.0] * 25
     second = [1.0, 1.0, 0.0, 1.0] * 25  # right on every question `first` is, and 25 more
@@ -98,8 +98,8 @@ def test_paired_difference_cancels_question_difficulty() -> None:
 
 
 def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
-    from mindmirror.metrics import paired_difference
-    from mindmirror.tables import paired_lines
+    from mindmirror.reporting.grid_markdown import paired_lines
+    from mindmirror.reporting.metrics import paired_difference
 
     # 0.1 + 0.2 - 0.3 is 5.6e-17 in floats: the exact difference is 0, and so must the report be.
     for first, second in [([0.0, 0.0, 0.3], [0.1, 0.2, 0.0]), ([0.1, 0.2, 0.0], [0.0, 0.0, 0.3])]:
@@ -111,7 +111,8 @@ def test_float_noise_never_decides_that_an_interval_excludes_zero() -> None:
 
 
 def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran() -> None:
-    from mindmirror.tables import paired_differences, paired_lines
+    from mindmirror.reporting.grid_markdown import paired_lines
+    from mindmirror.reporting.tables import paired_differences
 
     def row(label: str, seeds: list[int]) -> dict[str, object]:
         modes = {"answer": {"judge": None}}
@@ -150,7 +151,7 @@ def test_rows_that_ran_different_seeds_are_also_compared_on_the_seeds_both_ran()
 
 
 def test_mirror_modes_are_paired_by_judge() -> None:
-    from mindmirror.tables import paired_differences
+    from mindmirror.reporting.tables import paired_differences
 
     staged = {
         "mirror": {"judge": "stage-1 student"},

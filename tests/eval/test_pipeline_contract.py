@@ -17,7 +17,7 @@ from mindmirror.config import recipe_from_dict
 from mindmirror.evaluate import evaluate
 from mindmirror.predict import predict
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
-from mindmirror.report import report
+from mindmirror.reporting.report import report
 from mindmirror.rundir import RunDir
 from mindmirror.student.train import train
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import mindmirror.predict
 from mindmirror.config import dump_recipe
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor, judge_folder, load_for_inference, predict, predict_file
+from mindmirror.predict import Predictor, predict, predict_file
+from mindmirror.student.loading import judge_folder, load_for_inference
 from mindmirror.student.model import save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, write_run
 
@@ -106,6 +108,7 @@ def test_two_stage_runs_judge_with_their_self_evaluation_student(
     assert judge_folder(run.stage("evaluation") / "best") is None  # not the final student
     assert load_for_inference(run.root).judge is not None
     assert load_for_inference(run.root, judge="final").judge is None
+    assert mindmirror.predict.judge_folder is judge_folder  # still importable from predict
 
 
 def test_mirror_needs_a_student_that_learnt_to_judge(tmp_path: Path, fitted_causal: Fitted) -> None:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from mindmirror.config import ServeConfig, dump_recipe
+from mindmirror.deployment.serve import load_served
 from mindmirror.predict import Predictor, default_mode
-from mindmirror.serve import load_served
 from tests.cli.test_cli_errors import mindmirror
 from tests.eval.conftest import Q_RIGHT, Q_WRONG, Fitted, write_run
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from mindmirror.errors import UserError
-from mindmirror.metrics import accuracy_interval, aurc, risk_coverage
-from mindmirror.report import main_table, report
+from mindmirror.reporting.metrics import accuracy_interval, aurc, risk_coverage
+from mindmirror.reporting.report import main_table, report
 from mindmirror.rundir import RunDir
 
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mindmirror.cli import app
+from mindmirror.deployment.serve_auth import key_matches
 from mindmirror.embedded import free_port
-from mindmirror.serve_auth import key_matches
 from mindmirror.student.model import save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Fitted
 

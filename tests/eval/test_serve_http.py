@@ -30,7 +30,8 @@ def serving(path: Path, **options: object) -> Iterator[str]:
     port = free_port()
     keywords = "".join(f", {key}={value!r}" for key, value in options.items())
     code = (
-        f"from mindmirror.serve import serve_main; serve_main({str(path)!r}, port={port}{keywords})"
+        "from mindmirror.deployment.serve import serve_main; "
+        f"serve_main({str(path)!r}, port={port}{keywords})"
     )
     log_path = path.parent / "serve.log"
     log = log_path.open("wb")

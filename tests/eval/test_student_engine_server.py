@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from mindmirror.config import EvalConfig
+from mindmirror.deployment.export import export
 from mindmirror.embedded import llama_server
 from mindmirror.evaluate import evaluate
-from mindmirror.export import export
 from mindmirror.student.engines import generation_engine
 from mindmirror.student.formats import VERDICT, causal_prompt, evaluation_input
 from mindmirror.student.infer import Student, infer_modes

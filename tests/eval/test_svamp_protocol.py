@@ -17,7 +17,7 @@ import pytest
 
 from mindmirror.cell_records import cell_record, train_record, write_record
 from mindmirror.config import Recipe, load_recipe
-from mindmirror.metrics import paired_difference
+from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from tests.eval.cells import fake_cell, fake_training, identity
 

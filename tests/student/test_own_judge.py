@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from mindmirror.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.config import recipe_from_dict
 from mindmirror.errors import UserError
-from mindmirror.predict import Predictor, judge_folder
+from mindmirror.predict import Predictor
 from mindmirror.records import Record, write_records
 from mindmirror.rundir import RunDir
+from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.student.formats import VERDICT
+from mindmirror.student.loading import judge_folder
 from mindmirror.student.own_judge import sampling_settings
 from mindmirror.student.train import train
 

@@ -18,9 +18,10 @@ import pytest
 from mindmirror.config import TeacherConfig
 from mindmirror.errors import UserError
 from mindmirror.requests.cache import ResponseCache
-from mindmirror.requests.engine import EngineStats, RequestEngine
+from mindmirror.requests.engine import RequestEngine
 from mindmirror.requests.limits import TokenBucket, backoff_delay, estimate_tokens
 from mindmirror.requests.types import (
+    EngineStats,
     FatalError,
     Messages,
     Prompt,

@@ -50,8 +50,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
 from mindmirror.errors import UserError
 from mindmirror.progress import ProgressReport
@@ -63,74 +62,19 @@ from mindmirror.requests.limits import (
     request_seed,
     split_evenly,
 )
-from mindmirror.requests.types import Backend, FatalError, Prompt, Reply, RetryableError, Usage
+from mindmirror.requests.types import (
+    Backend,
+    BatchHook,
+    EngineSettings,
+    EngineStats,
+    FatalError,
+    Prompt,
+    Reply,
+    RetryableError,
+    Usage,
+)
 
 log = logging.getLogger("mindmirror.requests")
-
-
-class EngineSettings(Protocol):
-    """The engine's settings; ``mindmirror.config.TeacherConfig`` has all of them."""
-
-    concurrency: int
-    rpm: int | None
-    tpm: int | None
-    max_retries: int
-    use_n: bool
-    send_seed: bool
-    price_input_per_mtok: float
-    price_output_per_mtok: float
-    budget_usd: float | None
-    timeout_s: float
-
-
-@dataclass
-class EngineStats:
-    """What a run did. ``paid`` figures are new requests; ``cached_*`` were served from cache."""
-
-    samples: int = 0
-    cache_hits: int = 0
-    samples_new: int = 0
-    samples_failed: int = 0
-    samples_skipped: int = 0
-    requests: int = 0
-    retries: int = 0
-    waited_s: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    cached_prompt_tokens: int = 0
-    cached_completion_tokens: int = 0
-    cached_cost_usd: float = 0.0
-    wall_s: float = 0.0
-    budget_exhausted: bool = False
-    n_ignored: bool = False
-    batch_requests: int = 0
-    samples_batch: int = 0
-
-    def __add__(self, other: EngineStats) -> EngineStats:
-        total = EngineStats()
-        for spec in fields(EngineStats):
-            mine, theirs = getattr(self, spec.name), getattr(other, spec.name)
-            setattr(total, spec.name, (mine or theirs) if isinstance(mine, bool) else mine + theirs)
-        return total
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (for ``summary.json``)."""
-        return asdict(self)
-
-
-class BatchHook(Protocol):
-    """Fills cache misses before the online requests (``mindmirror.teacher.batch``)."""
-
-    def price_factor(self, key: str) -> float:
-        """Price multiplier of the cached sample ``key`` (1.0 for online samples)."""
-        ...
-
-    async def fill(
-        self, engine: RequestEngine, pending: list[tuple[Prompt, list[int]]]
-    ) -> list[tuple[Prompt, list[int]]]:
-        """Fill what it can of ``pending`` through ``engine.commit``; return the rest."""
-        ...
 
 
 def _first_fatal(group: BaseExceptionGroup[Any]) -> FatalError | None:

@@ -47,7 +47,7 @@ VERDICT_TOKENS = 16
 
 def llama_cpp_blocker(student: Student) -> str | None:
     """Why ``student`` cannot generate through llama.cpp here (None: it can)."""
-    from mindmirror.export_gguf import check_gguf_student
+    from mindmirror.deployment.export_gguf import check_gguf_student
 
     if student.kind != "causal":
         return "seq2seq students have no llama.cpp path; they generate with transformers"
@@ -105,8 +105,8 @@ def _llama_cpp_server(
 ) -> ServerGenerator:
     """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes)
     for the life of ``stack``."""
+    from mindmirror.deployment.export_gguf import write_gguf
     from mindmirror.embedded import llama_server
-    from mindmirror.export_gguf import write_gguf
 
     path = write_gguf(
         student.model, student.tokenizer, folder / f"{name}-{cfg.gguf_type}.gguf", cfg.gguf_type

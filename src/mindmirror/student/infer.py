@@ -10,8 +10,8 @@
 Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
 output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
 summed P(correct) over K (so agreement and self-judged correctness both raise it), or, when
-the run fitted one (``train.own_judge``), the combined confidence of ``mindmirror.confidence``,
-under whose validation-chosen threshold ``mirror`` abstains.
+the run fitted one (``train.own_judge``), the combined confidence of
+``mindmirror.student.confidence``, under whose validation-chosen threshold ``mirror`` abstains.
 ``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
@@ -33,8 +33,8 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mindmirror.confidence import ConfidenceModel, calibrated
 from mindmirror.config import EvalConfig, InferMode
+from mindmirror.student.confidence import ConfidenceModel, calibrated
 from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.generate import Generator, Sample, TransformersGenerator
 from mindmirror.tasks.base import Task
@@ -54,8 +54,8 @@ class Student:
     self-evaluation stage's best student of a two-stage run); None means this one judges.
     ``server`` generates and judges for it when set (a llama.cpp or other OpenAI-compatible
     server hosting it: ``mindmirror.student.engines``); None means transformers.
-    ``confidence`` is the run's combined confidence (``mindmirror.confidence``, fitted beside
-    an own-CoT judge): when set, ``mirror`` returns it and abstains under its threshold.
+    ``confidence`` is the run's combined confidence (``mindmirror.student.confidence``, fitted
+    beside an own-CoT judge): when set, ``mirror`` returns it and abstains under its threshold.
     """
 
     model: PreTrainedModel

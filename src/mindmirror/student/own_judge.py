@@ -14,7 +14,7 @@ module:
    method), chosen on the validation questions' own CoTs by ``train.verdict_metric``; the
    answering student is never touched, so ``eval.judge: auto`` judges with the new judge and
    ``answer`` accuracy cannot move;
-4. fits the combined confidence (``mindmirror.confidence``) on the validation questions'
+4. fits the combined confidence (``mindmirror.student.confidence``) on the validation questions'
    ``mirror`` answers and saves it as ``best/confidence.json``.
 """
 
@@ -26,12 +26,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mindmirror.calibration import ranking_and_calibration
-from mindmirror.confidence import CONFIDENCE_FILE, fit_confidence, question_features
 from mindmirror.config import Recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Record
+from mindmirror.reporting.calibration import ranking_and_calibration
 from mindmirror.rundir import RunDir
+from mindmirror.student.confidence import CONFIDENCE_FILE, fit_confidence, question_features
 from mindmirror.student.formats import (
     EXPLAIN,
     VERDICT,

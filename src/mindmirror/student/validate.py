@@ -20,8 +20,8 @@ from typing import Any, Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mindmirror.metrics import auroc
 from mindmirror.records import VERDICTS, Record
+from mindmirror.reporting.metrics import auroc
 from mindmirror.student.encoding import prompt_batch
 from mindmirror.student.formats import PREDICT, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.model import StudentKind

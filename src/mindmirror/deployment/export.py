@@ -221,7 +221,7 @@ def _export_hf(
     folder: Path,
     recipe: Recipe | None,
 ) -> list[Path]:
-    from mindmirror.predict import judge_folder
+    from mindmirror.student.loading import judge_folder
     from mindmirror.student.model import load_student, save_student, student_info
 
     name = recipe.serve.model_name if recipe is not None else DEFAULT_NAME
@@ -274,7 +274,7 @@ def export(
             no way to push, a student that cannot be loaded, a non-Llama or seq2seq student
             for GGUF, or an output that is a file, a folder of other files or not writable.
     """
-    from mindmirror.export_gguf import check_gguf_student, quant_type, write_gguf
+    from mindmirror.deployment.export_gguf import check_gguf_student, quant_type, write_gguf
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: choose from {', '.join(FORMATS)}")

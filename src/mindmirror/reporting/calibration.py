@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mindmirror.metrics import aurc, auroc, risk_coverage
+from mindmirror.reporting.metrics import aurc, auroc, risk_coverage
 
 
 def brier(confidence: Sequence[float], correct: Sequence[bool]) -> float | None:

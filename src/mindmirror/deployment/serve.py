@@ -17,7 +17,7 @@ students trained without CoTs (standard, distill), else ``serve.mode``, ``cot`` 
   always sample (``temperature`` 0 or unset means ``eval.temperature``).
 
 Authentication: with ``serve.api_key_env`` (``--api-key-env NAME``) every request needs
-``Authorization: Bearer $NAME`` (401 otherwise; ``mindmirror.serve_auth``).
+``Authorization: Bearer $NAME`` (401 otherwise; ``mindmirror.deployment.serve_auth``).
 
 Limits: loopback by default; request bodies over ``serve.max_body_bytes`` get 413 (reading
 stops at the limit, chunked bodies included);
@@ -50,6 +50,7 @@ from rich.console import Console
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindmirror.config import EvalConfig, InferMode, ServeConfig
+from mindmirror.deployment.serve_auth import read_api_key, require_key
 from mindmirror.errors import UserError
 from mindmirror.predict import (
     Predictor,
@@ -59,7 +60,6 @@ from mindmirror.predict import (
     trained_method,
     untrained_mode,
 )
-from mindmirror.serve_auth import read_api_key, require_key
 from mindmirror.student.formats import EXPLAIN, PREDICT, reasoning_input
 from mindmirror.student.infer import MODES, Prediction, Student, infer_modes, sample_confidence
 from mindmirror.tasks.base import Task

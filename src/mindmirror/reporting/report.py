@@ -13,14 +13,11 @@ bootstrap 95% interval of the evaluation.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import os
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +28,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
-from mindmirror.figures import AGREEMENT_FIGURES
+from mindmirror.reporting.documents import Section, html_document, markdown_document, write_atomic
+from mindmirror.reporting.figures import AGREEMENT_FIGURES
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS
 
@@ -39,15 +37,6 @@ MODE_ORDER = ("answer", "cot", "vote", "mirror")
 #: More series than this in one plot: distinct colours, the legend beside the axes, long labels
 #: slanted (an experiment grid has a dozen or more).
 CROWDED = 4
-
-
-@dataclass
-class Section:
-    """One part of the report: a title, Markdown body lines and plot file names."""
-
-    title: str
-    lines: list[str] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)
 
 
 def _read_json(path: Path) -> Any:
@@ -388,62 +377,6 @@ def build_sections(run: RunDir) -> list[Section]:
     return [p for p in parts if p is not None]
 
 
-def _markdown(title: str, sections: list[Section]) -> str:
-    out = [f"# {title}", ""]
-    for section in sections:
-        out += [f"## {section.title}", "", *section.lines, ""]
-        out += [f"![{name}](plots/{name})" for name in section.plots]
-        out.append("")
-    return "\n".join(out)
-
-
-def _html(title: str, sections: list[Section], run: RunDir) -> str:
-    style = (
-        "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-        "padding:.25em .6em;text-align:left}img{max-width:100%}"
-    )
-    out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-    ]
-    for section in sections:
-        out.append(f"<h2>{html.escape(section.title)}</h2>")
-        out.append(_lines_html(section.lines))
-        for name in section.plots:
-            data = base64.b64encode((run.plots / name).read_bytes()).decode("ascii")
-            out.append(f"<p><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></p>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-def _lines_html(lines: list[str]) -> str:
-    """Markdown tables become HTML tables; other lines become paragraphs."""
-    out, table = [], []
-    for line in [*lines, ""]:
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        if table:
-            cells = [[c.strip() for c in row.strip("|").split("|")] for row in table]
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in cells[2:]
-            )
-            out.append(f"<table><tr>{head}</tr>{body}</table>")
-            table = []
-        if line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    return "\n".join(out)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def report(run: RunDir) -> Path:
     """Write ``report.md``, ``report.html`` and ``plots/*.png``; return the HTML's path.
 
@@ -458,9 +391,9 @@ def report(run: RunDir) -> Path:
             f"{run.root}: nothing to report yet; run `mindmirror teach`, `train` or `eval` first"
         )
     title = f"mindmirror report: {run.root.name}"
-    _write(run.root / "report.md", _markdown(title, sections))
+    write_atomic(run.root / "report.md", markdown_document(title, sections))
     out = run.root / "report.html"
-    _write(out, _html(title, sections, run))
+    write_atomic(out, html_document(title, sections, run.plots))
     return out
 
 
