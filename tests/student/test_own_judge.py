@@ -125,3 +125,17 @@ def test_mixed_labels_fit_a_confidence_that_predict_returns(
     assert again["confidence"]["target_accuracy"] == 0.95
     refit = ConfidenceModel.load(run.root / own["best"] / CONFIDENCE_FILE)
     assert refit.target_accuracy == 0.95 and refit.threshold >= model.threshold
+
+
+def test_choosing_the_own_judge_on_auroc_needs_both_kinds_of_own_cots(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    recipe = own_recipe(run, tiny_llama)
+    recipe = recipe.model_copy(
+        update={"train": recipe.train.model_copy(update={"verdict_metric": "auroc"})}
+    )
+    # The random student is never right: its own validation CoTs are all wrong.
+    with pytest.raises(UserError, match=r"all wrong: train\.verdict_metric auroc"):
+        train(recipe, run, quiet=True)

@@ -309,6 +309,14 @@ def train_own_judge(
             "teach the `validation` split first"
         )
     data = stage_data(samples, records, task, recipe, final_path)
+    verdicts = {item.reference for item in data.items}
+    if recipe.train.verdict_metric == "auroc" and len(verdicts) < 2:
+        raise UserError(
+            f"the final student's {len(data.items)} sampled validation CoTs are all "
+            f"{verdicts.pop() if verdicts else 'empty'}: train.verdict_metric auroc cannot choose "
+            "the own-CoT judge on them; sample more (train.own_judge.samples) or choose "
+            "agreement or balanced_agreement"
+        )
     result = train_stage(
         "evaluation",
         judge_init(run, results),
