@@ -40,12 +40,12 @@ from mindmirror.student.formats import (
     verdict_target,
 )
 from mindmirror.student.infer import Judged, Student, infer, mirror_prediction
+from mindmirror.student.loading import OWN_JUDGE_STAGE
 from mindmirror.student.rows import Row, RowStats, build_rows, short_or_long_weight
 from mindmirror.student.train import StageData, row_spec, train_stage
 from mindmirror.student.validate import ValItem
 from mindmirror.tasks.base import Task
 
-OWN_JUDGE_STAGE = "own_judge"
 #: The folder of the sampled, labelled CoTs (shared by judges of either ``mix``).
 OWN_COTS = "own_cots"
 SPLITS = ("train", "validation")
