@@ -234,7 +234,7 @@ def evaluate(
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
     from mindmirror.student.engines import generation_engine
-    from mindmirror.student.loading import load_for_inference
+    from mindmirror.student.loading import OWN_JUDGE_STAGE, judge_folder, load_for_inference
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
@@ -266,8 +266,12 @@ def evaluate(
     check_trained(run, cfg.checkpoint)
     source = cfg.checkpoint or run.root
     student = load_for_inference(source, cfg.judge)
+    separate = judge_folder(Path(source)) if cfg.judge == "auto" else None
+    own = separate is not None and separate.parent.name == OWN_JUDGE_STAGE
     judge_names = {
-        "mirror": "stage-1 student" if student.judge else "the student itself",
+        "mirror": ("own-CoT judge" if own else "stage-1 student")
+        if student.judge
+        else "the student itself",
         OWN_JUDGE_MODE: "the student itself",
     }
     if not quiet:

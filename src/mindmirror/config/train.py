@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mindmirror.config.base import Strict
+from mindmirror.config.own_judge import OwnJudgeConfig
 
 #: Trackers Trainer reports to (``report_to`` of transformers' ``TrainingArguments``).
 Tracker = Literal[
@@ -173,6 +174,12 @@ class TrainConfig(Strict):
         "what a step holds instead of growing with a fragmented heap; costs page faults. false: "
         "glibc's default. Engineering only: what is learnt does not change.",
     )
+    own_judge: OwnJudgeConfig | None = Field(
+        None,
+        description="Train a separate judge on the student's own sampled CoTs after the last "
+        "stage, and a combined confidence (see OwnJudgeConfig; ours). null (the paper): the "
+        "judge has seen the teacher's CoTs only.",
+    )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     report_to: Tracker | list[Tracker] = Field(
         "none",
@@ -187,5 +194,16 @@ class TrainConfig(Strict):
         if self.eval_steps is not None and self.evaluations is not None:
             raise ValueError(
                 "set train.eval_steps or train.evaluations, not both (both say when to validate)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _own_judge_applies(self) -> TrainConfig:
+        if self.own_judge is not None and (
+            self.method not in ("mind_mirror", "mind_mirror_joint") or self.explain_target != "cot"
+        ):
+            raise ValueError(
+                "train.own_judge needs a student that writes CoTs with their answer and judges "
+                "them: method mind_mirror or mind_mirror_joint with explain_target cot"
             )
         return self

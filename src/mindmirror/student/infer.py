@@ -9,7 +9,9 @@
 
 Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
 output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
-summed P(correct) over K (so agreement and self-judged correctness both raise it).
+summed P(correct) over K (so agreement and self-judged correctness both raise it), or, when
+the run fitted one (``train.own_judge``), the combined confidence of
+``mindmirror.student.confidence``, under whose validation-chosen threshold ``mirror`` abstains.
 ``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
@@ -32,6 +34,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
+from mindmirror.student.confidence import ConfidenceModel, calibrated
 from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.generate import Generator, Sample, TransformersGenerator
 from mindmirror.tasks.base import Task
@@ -51,6 +54,8 @@ class Student:
     self-evaluation stage's best student of a two-stage run); None means this one judges.
     ``server`` generates and judges for it when set (a llama.cpp or other OpenAI-compatible
     server hosting it: ``mindmirror.student.engines``); None means transformers.
+    ``confidence`` is the run's combined confidence (``mindmirror.student.confidence``, fitted
+    beside an own-CoT judge): when set, ``mirror`` returns it and abstains under its threshold.
     """
 
     model: PreTrainedModel
@@ -58,6 +63,7 @@ class Student:
     kind: str
     judge: Student | None = None
     server: Generator | None = None
+    confidence: ConfidenceModel | None = None
 
     @property
     def generator(self) -> Generator:
@@ -72,12 +78,14 @@ class Student:
 
 @dataclass
 class Judged:
-    """One sampled CoT with its parsed answer and, in ``mirror`` mode, the student's verdict."""
+    """One sampled CoT with its parsed answer and, in ``mirror`` mode, the student's verdict
+    (``logprob``: its mean token log-probability, when sampling asked for it)."""
 
     text: str
     answer: str | None
     canonical: str | None
     probs: dict[str, float] | None = None
+    logprob: float | None = None
 
     @property
     def p_correct(self) -> float:
@@ -137,10 +145,12 @@ def weighted_vote(
     return winner, min(1.0, totals[winner] / len(canonicals))
 
 
-def _judged(task: Task, text: str, choices: Choices, question: str) -> Judged:
+def _judged(
+    task: Task, text: str, choices: Choices, question: str, logprob: float | None = None
+) -> Judged:
     answer = task.parse_answer(text, choices, question)
     canonical = task.canonical(answer, choices) if answer is not None else None
-    return Judged(text=text, answer=answer, canonical=canonical)
+    return Judged(text=text, answer=answer, canonical=canonical, logprob=logprob)
 
 
 def _greedy(
@@ -203,12 +213,12 @@ def _sample_cots(
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
         max_input_tokens=cfg.max_input_tokens,
-        logprobs=False,
+        logprobs=student.confidence is not None,
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
         seed=seed,
     )
     return [
-        [_judged(task, s.text, opts, question) for s in samples]
+        [_judged(task, s.text, opts, question, s.logprob) for s in samples]
         for question, opts, samples in zip(questions, choices, outputs, strict=True)
     ]
 
@@ -330,7 +340,33 @@ def infer_modes(
                     for q, s in zip(questions, judged, strict=True)
                 ]
                 runs[name] = ModeRun(preds, sampling + judging)
+        if "mirror" in modes and student.confidence is not None:
+            runs["mirror"] = _calibrated_mirror(
+                student, task, questions, opts, cfg, quiet, runs["mirror"], runs.get("answer")
+            )
     return {mode: runs[mode] for mode in (*modes, OWN_JUDGE_MODE) if mode in runs}
+
+
+def _calibrated_mirror(
+    student: Student,
+    task: Task,
+    questions: Sequence[str],
+    choices: Sequence[Choices],
+    cfg: EvalConfig,
+    quiet: bool,
+    mirror: ModeRun,
+    answer: ModeRun | None,
+) -> ModeRun:
+    """``mirror`` with the run's combined confidence (greedy ``predict:`` answers, one of its
+    features, are generated here when ``answer`` mode did not run)."""
+    assert student.confidence is not None
+    start = time.perf_counter()
+    if answer is None:
+        answers = _greedy(student, task, questions, choices, PREDICT, cfg, quiet)
+    else:
+        answers = answer.predictions
+    preds = calibrated(mirror.predictions, answers, student.confidence)
+    return ModeRun(preds, mirror.seconds + time.perf_counter() - start)
 
 
 def infer(

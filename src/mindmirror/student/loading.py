@@ -3,7 +3,9 @@
 A two-stage ``mind_mirror`` run trains self-evaluation alone first (the ``evaluation`` stage),
 then reasoning; stage 2 can erode the final student's verdict skill, so with
 ``eval.judge: auto`` that first stage's best student judges the final student's CoTs. An
-exported student carries that judge beside it in ``judge/``.
+exported student carries that judge beside it in ``judge/``. A run that trained a judge on the
+student's own CoTs (``train.own_judge``) judges with that one instead, and the combined
+confidence fitted beside it (``confidence.json``) is loaded with it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from mindmirror.student.infer import Student
 
 #: The training stage that distils self-evaluation alone (``mind_mirror``'s stage 1).
 SELF_EVALUATION_STAGE = "evaluation"
+#: The judge trained on the student's own CoTs (``train.own_judge``); it judges when present.
+OWN_JUDGE_STAGE = "own_judge"
 #: Where ``mindmirror export --format hf`` puts that stage's student inside the export.
 EXPORTED_JUDGE = "judge"
 
@@ -28,9 +32,10 @@ def run_root(path: Path) -> Path | None:
 
 
 def judge_folder(path: Path) -> Path | None:
-    """The self-evaluation stage's best student of the run whose final student ``path`` is, when
-    that run trained it as a separate stage (``mind_mirror``), or the one ``mindmirror export``
-    put beside an exported student (``judge/``); else None."""
+    """The separate judge of the run whose final student ``path`` is: its own-CoT judge
+    (``train.own_judge``) when it trained one, else its self-evaluation stage's best student
+    when that was a separate stage (``mind_mirror``), or the one ``mindmirror export`` put
+    beside an exported student (``judge/``); else None."""
     if (path / EXPORTED_JUDGE / "config.json").is_file():
         return path / EXPORTED_JUDGE
     root = run_root(path)
@@ -38,7 +43,8 @@ def judge_folder(path: Path) -> Path | None:
     if root is None or summary_path is None or not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    stage = (summary.get("stages") or {}).get(SELF_EVALUATION_STAGE) or {}
+    stages = summary.get("stages") or {}
+    stage = stages.get(OWN_JUDGE_STAGE) or stages.get(SELF_EVALUATION_STAGE) or {}
     final = summary.get("final")
     if not stage.get("best") or not final or stage["best"] == final:
         return None
@@ -48,7 +54,9 @@ def judge_folder(path: Path) -> Path | None:
 
 def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
     """Load the student at ``path`` and, with ``judge="auto"``, the separate self-evaluation
-    student of its run (see ``EvalConfig.judge``)."""
+    student of its run (see ``EvalConfig.judge``), with the combined confidence fitted beside
+    that judge (``train.own_judge``), if any."""
+    from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
     from mindmirror.student.model import load_student
 
     model, tok, kind = load_student(path)
@@ -57,4 +65,6 @@ def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
     if folder is not None:
         j_model, j_tok, j_kind = load_student(folder)
         student.judge = Student(j_model, j_tok, j_kind)
+        if (folder / CONFIDENCE_FILE).is_file():
+            student.confidence = ConfidenceModel.load(folder / CONFIDENCE_FILE)
     return student

@@ -28,7 +28,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.precision import resolve_precision
-from mindmirror.student.rows import Row, RowSpec, Stage, build_rows, stages
+from mindmirror.student.rows import Row, RowSpec, RowStats, Stage, build_rows, stages
 from mindmirror.student.trainer import EvenEvaluations, RichProgress, StudentTrainer
 from mindmirror.student.validate import ValItem, metric_name, validation_items
 from mindmirror.tasks import build_task
@@ -176,8 +176,10 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
         # are checked first; a finished single-stage run stays reusable when it changes.
         train["stage1_epochs"] = None
     # Neither keeping checkpoints afterwards, recomputing activations nor how freed memory goes
-    # back to the system changes a result.
-    del train["keep_checkpoints"], train["gradient_checkpointing"], train["release_memory"]
+    # back to the system changes a result; the own-CoT judge comes after every stage and
+    # changes none of them.
+    for key in ("keep_checkpoints", "gradient_checkpointing", "release_memory", "own_judge"):
+        del train[key]
     return {
         "stage": stage,
         "init": str(init),
@@ -267,6 +269,17 @@ def make_trainer(
     return trainer
 
 
+@dataclass(frozen=True)
+class StageData:
+    """Rows and validation items built elsewhere than from the teacher records (the own-CoT
+    judge's), with ``settings``: what else decides the stage's result."""
+
+    rows: list[Row]
+    stats: RowStats
+    items: list[ValItem]
+    settings: dict[str, Any]
+
+
 def train_stage(
     stage: Stage,
     init: str | Path,
@@ -275,28 +288,37 @@ def train_stage(
     recipe: Recipe,
     run: RunDir,
     quiet: bool = False,
+    *,
+    name: str | None = None,
+    data: StageData | None = None,
 ) -> dict[str, Any]:
     """Train one stage from ``init``; return its result (also in ``student/<stage>/result.json``).
 
     A finished stage (its ``result.json`` exists) is returned as it is; an interrupted one
-    resumes from its last checkpoint.
+    resumes from its last checkpoint. ``name`` is the stage's folder (default ``stage``);
+    ``data`` replaces the rows and validation items built from ``records``.
     """
     cfg = recipe.train
-    folder = run.stage(stage)
+    folder = run.stage(name or stage)
     result_path = folder / "result.json"
     settings = stage_settings(recipe, stage, init)
+    if data is not None:
+        settings["data"] = data.settings
     check_settings(folder / "settings.json", settings)
     if result_path.is_file() and (folder / "best").is_dir():
         return json.loads(result_path.read_text())
     console = log_console(quiet=quiet)
-    rows, stats = build_rows(records, task, row_spec(cfg), stage)
+    if data is None:
+        rows, stats = build_rows(records, task, row_spec(cfg), stage)
+        items = validation_items(records, stage, limit=cfg.val_limit)
+    else:
+        rows, stats, items = data.rows, data.stats, data.items
     if not rows:
         raise UserError(
             f"{run.records}: no training rows for method {cfg.method} stage {stage} "
             f"({stats.questions} train questions, {stats.questions_skipped} skipped, "
             f"{stats.cots_unparsed} unparsed CoTs, {stats.evals_unparsed} unparsed evaluations)"
         )
-    items = validation_items(records, stage, limit=cfg.val_limit)
     if not items:
         need = "CoTs with parsed evaluations" if stage == "evaluation" else "questions with gold"
         raise UserError(
@@ -404,6 +426,11 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         # cycle that only a full collection frees: free this stage's student now, not after
         # the next stage or grid cell has loaded its own.
         gc.collect()
+    if recipe.train.own_judge is not None:
+        # Imported here: the own-CoT judge module trains its stage with train_stage.
+        from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge
+
+        results[OWN_JUDGE_STAGE] = train_own_judge(recipe, run, records, task, results, quiet)
     summary = {
         "method": recipe.train.method,
         "seed": recipe.seed,

@@ -1,0 +1,330 @@
+"""Self-evaluation where it is used (issue 25): the judge trained on the student's own CoTs.
+
+Per seed, one ``mind_mirror`` cell of the SVAMP protocol (``recipes/svamp_repro_cpu.yaml``,
+gold verdicts) trains its two stages, then ``train.own_judge`` (judge on the student's own
+CoTs, ``mix: own``, and beside it ``mix: own+teacher`` in ``student/own_judge_mixed``). On the
+test questions the final student samples K CoTs once; every signal is read from those same
+samples (``mindmirror.signals``): the judge trained on teacher CoTs, the own-CoT judges, the
+combined confidence (fitted on validation), vote share, the ``predict:`` answer's token
+probability, the CoTs' mean token log-probability and their length. Each finished cell leaves
+a record under ``<records>/cells/``; the summary (``--out``) is computed from the records
+alone: per signal AUROC (per question and per CoT), AURC, ECE, Brier, selective accuracy at
+50% and 80% coverage, mean over seeds with the seeds and n_test; per pair of signals the paired
+bootstrap interval over questions; judge-weighted against plain majority voting; the seconds
+per cell of the extra sampling and training. Label sources: the own-CoT judges learn the
+task's scorer against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
+
+    python bench/own_judge.py                          # 3 seeds, 200 test questions (CPU-hours)
+    python bench/own_judge.py --seeds 0 --limit 20     # a first look
+    python bench/own_judge.py --summarise              # the summary from the records only
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mindmirror.config import Recipe, load_recipe, recipe_from_dict
+from mindmirror.errors import UserError
+from mindmirror.experiment import Cell, cell_recipe, teaching_needed
+from mindmirror.records import read_records
+from mindmirror.reporting.calibration import aurc_of, brier, ece, paired_metric
+from mindmirror.reporting.metrics import (
+    COVERAGES,
+    auroc,
+    mean_interval,
+    paired_difference,
+    risk_coverage,
+    selective_accuracy,
+)
+from mindmirror.rundir import RunDir
+from mindmirror.signals import PROBABILITY_SIGNALS, run_signals
+from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
+from mindmirror.student.formats import EXPLAIN, VERDICT, evaluation_input, reasoning_input
+from mindmirror.student.infer import Judged, Student, infer
+from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge
+from mindmirror.student.train import train
+from mindmirror.tasks import build_task, load_task
+from mindmirror.tasks.base import Example, Task
+from mindmirror.teacher.teach import teach
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "svamp_repro_cpu.yaml"
+RECORDS = ROOT / "docs" / "results" / "own_judge"
+OUT = ROOT / "docs" / "results" / "own_judge.json"
+#: The judge trained on own + teacher CoTs, beside ``own_judge`` (own CoTs only).
+MIXED = "own_judge_mixed"
+#: The own-CoT judge's settings in every cell (gold labels; K as the test sampling's).
+OWN_JUDGE = {"epochs": 1.0, "target_accuracy": 0.8}
+
+
+def log(message: str) -> None:
+    """A progress line on stderr with the time of day."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def own_cell(recipe: Recipe, seed: int, folder: Path, settings: dict[str, Any]) -> Recipe:
+    """The protocol's ``mind_mirror`` cell at ``seed`` with the own-CoT judge on (``settings``
+    over ``OWN_JUDGE``; ``mix: own``)."""
+    cell = Cell("mind_mirror", recipe.train.num_cots, seed, ("answer", "vote", "mirror"))
+    data = cell_recipe(recipe, cell, folder).model_dump(mode="json", by_alias=True)
+    own = {"samples": recipe.eval.num_samples, **OWN_JUDGE, **settings, "mix": "own"}
+    data["train"].update(explain_target="cot", own_judge=own)
+    return recipe_from_dict(data)
+
+
+def mixed_cell(recipe: Recipe) -> Recipe:
+    """The same cell with the own-CoT judge's rows mixed with the teacher-CoT rows."""
+    own = recipe.train.own_judge
+    assert own is not None
+    train = recipe.train.model_copy(
+        update={"own_judge": own.model_copy(update={"mix": "own+teacher"})}
+    )
+    return recipe.model_copy(update={"train": train})
+
+
+def train_cell(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any]:
+    """Train the cell (both stages and the own-CoT judge), then the own+teacher judge."""
+    summary = train(recipe, run, quiet=quiet)
+    mixed = mixed_cell(recipe)
+    stages = {k: v for k, v in summary["stages"].items() if k != OWN_JUDGE_STAGE}
+    task = build_task(recipe.task)
+    result = train_own_judge(mixed, run, read_records(run.records), task, stages, quiet, MIXED)
+    return {"summary": summary, "mixed": result}
+
+
+def _load(folder: Path) -> Student:
+    from mindmirror.student.model import load_student
+
+    model, tok, kind = load_student(folder)
+    return Student(model, tok, kind)
+
+
+def _judged(task: Task, example: Example, text: str, logprob: float | None) -> Judged:
+    answer = task.parse_answer(text, example.choices, example.question)
+    canonical = task.canonical(answer, example.choices) if answer is not None else None
+    return Judged(text=text, answer=answer, canonical=canonical, logprob=logprob)
+
+
+def measure(
+    recipe: Recipe, run: RunDir, task: Task, test: list[Example], quiet: bool
+) -> dict[str, Any]:
+    """Sample the test questions once, judge the samples with every judge, read the signals."""
+    from mindmirror.student.engines import generation_engine
+
+    cfg = recipe.eval
+    summary = json.loads((run.student / "train.json").read_text())
+    final = _load(run.root / summary["final"])
+    questions = [e.question for e in test]
+    choices = [e.choices for e in test]
+    started = time.perf_counter()
+    with generation_engine(final, cfg, cache=run.evaluation / "own_judge.sqlite") as served:
+        outputs = served.generator.generate(
+            [reasoning_input(EXPLAIN, q) for q in questions],
+            num_samples=cfg.num_samples,
+            sample=True,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
+            logprobs=True,
+            progress=None if quiet else "sampling test CoTs",
+            seed=recipe.seed,
+        )
+        answers = infer(served, task, questions, "answer", cfg, choices=choices)
+    sampled = [
+        [_judged(task, e, s.text, s.logprob) for s in samples]
+        for e, samples in zip(test, outputs, strict=True)
+    ]
+    folders = {
+        "teacher": run.root / summary["stages"]["evaluation"]["best"],
+        "own": run.stage(OWN_JUDGE_STAGE) / "best",
+        "own_teacher": run.stage(MIXED) / "best",
+    }
+    inputs = [
+        evaluation_input(VERDICT, e.question, s.text)
+        for e, ss in zip(test, sampled, strict=True)
+        for s in ss
+    ]
+    judges = {}
+    for name, folder in folders.items():
+        flat = iter(
+            _load(folder).generator.verdict_probs(
+                inputs, batch_size=cfg.batch_size, max_input_tokens=cfg.max_input_tokens
+            )
+        )
+        judges[name] = [[next(flat) for _ in ss] for ss in sampled]
+    path = folders["own"] / CONFIDENCE_FILE
+    model = ConfidenceModel.load(path) if path.is_file() else None
+    signals = run_signals(task, test, sampled, judges, answers, model)
+    return {"signals": signals.to_dict(), "seconds": time.perf_counter() - started}
+
+
+def cell_record(
+    recipe: Recipe, trained: dict[str, Any], measured: dict[str, Any]
+) -> dict[str, Any]:
+    """What a finished cell leaves: its signals, label sources and the cost of each step."""
+    own = trained["summary"]["stages"][OWN_JUDGE_STAGE]
+    mixed = trained["mixed"]
+    return {
+        "seed": recipe.seed,
+        "n_test": len(measured["signals"]["question_correct"]),
+        "label_sources": {
+            "judge_teacher": f"teacher CoTs, teacher.evaluator {recipe.teacher.evaluator}",
+            "judge_own": f"own CoTs, {own['label_source']} (task scorer)",
+            "judge_own_teacher": f"own CoTs ({mixed['label_source']}) + teacher CoTs",
+        },
+        "labels": own["labels"],
+        "confidence_validation": own["confidence"],
+        "cost_seconds": {
+            "own_sampling": own["sampling_seconds"],
+            "own_judge_training": own["train_seconds"],
+            "own_teacher_judge_training": mixed["train_seconds"],
+            "confidence_fit": own["confidence"].get("seconds"),
+            "test_measurement": measured["seconds"],
+        },
+        **measured["signals"],
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.fmean(kept) if kept else None
+
+
+def signal_figures(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """One signal's figures per seed and their means over seeds."""
+    per_seed = []
+    for r in records:
+        conf, right = r["questions"][name], r["question_correct"]
+        curve = risk_coverage(conf, right)
+        figures = {
+            "seed": r["seed"],
+            "auroc": auroc(conf, right),
+            "auroc_cots": auroc(r["cots"][name], r["cot_correct"]),
+            "aurc": aurc_of(conf, right),
+            **{f"selective_{c:g}": selective_accuracy(curve, c) for c in COVERAGES},
+        }
+        if name in PROBABILITY_SIGNALS:
+            figures.update(ece=ece(conf, right), brier=brier(conf, right))
+        per_seed.append(figures)
+    keys = [k for k in per_seed[0] if k != "seed"]
+    return {**{k: _mean([f[k] for f in per_seed]) for k in keys}, "per_seed": per_seed}
+
+
+def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> dict[str, Any]:
+    """The published summary, from cell records alone."""
+    records = sorted(records, key=lambda r: r["seed"])
+    names = [n for n in records[0]["questions"] if all(n in r["questions"] for r in records)]
+    out: dict[str, Any] = {
+        "command": command,
+        "seeds": [r["seed"] for r in records],
+        "n_test": records[0]["n_test"],
+        "answer_choice": "mirror weighted by the own-CoT judge (the deployed answer)",
+        "label_sources": records[0]["label_sources"],
+        "signals": {n: signal_figures(records, n) for n in names},
+        "pairs": {},
+    }
+    q_correct = [r["question_correct"] for r in records]
+    for a, b in itertools.combinations(names, 2):
+        first, second = [r["questions"][a] for r in records], [r["questions"][b] for r in records]
+        out["pairs"][f"{b} - {a}"] = {
+            "auroc": paired_metric(auroc, first, second, q_correct, resamples=resamples),
+            "aurc": paired_metric(aurc_of, first, second, q_correct, resamples=resamples),
+            "auroc_cots": paired_metric(
+                auroc,
+                [r["cots"][a] for r in records],
+                [r["cots"][b] for r in records],
+                [r["cot_correct"] for r in records],
+                [r["cot_question"] for r in records],
+                resamples=resamples,
+            ),
+        }
+    rules = list(records[0]["accuracy"])
+    by_rule = {
+        rule: [
+            statistics.fmean(r["accuracy"][rule][i] for r in records) for i in range(out["n_test"])
+        ]
+        for rule in rules
+    }
+    out["accuracy"] = {
+        rule: mean_interval(v, resamples=resamples)[0] for rule, v in by_rule.items()
+    }
+    out["voting"] = {
+        f"{rule} - vote": paired_difference(by_rule["vote"], by_rule[rule], resamples=resamples)
+        for rule in rules
+        if rule.startswith("mirror")
+    }
+    out["answer_unchanged"] = (
+        "the own-CoT judge is a separate checkpoint; the answering student's weights are the "
+        "reasoning stage's, so `answer` accuracy is the same with and without it (difference 0)"
+    )
+    costs = [r["cost_seconds"] for r in records]
+    out["cost_seconds"] = {k: _mean([c[k] for c in costs]) for k in costs[0]}
+    out["cost_seconds_per_seed"] = costs
+    return out
+
+
+def main() -> None:
+    """Teach if needed, train and measure each seed's cell, publish from the records."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", type=Path, default=RECIPE)
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/own_judge"))
+    parser.add_argument("--records", type=Path, default=RECORDS)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--limit", type=int, default=200, help="test questions scored")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--own-judge", type=json.loads, default={}, help="train.own_judge settings, JSON"
+    )
+    parser.add_argument("--summarise", action="store_true", help="from the records only")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    cells = args.records / "cells"
+    if not args.summarise:
+        recipe = load_recipe(args.recipe, [f"run_dir={args.run_dir}", *args.overrides])
+        run = RunDir(recipe.resolved_run_dir())
+        if teaching_needed(recipe, run):
+            teach(recipe, run, quiet=args.quiet)
+        task, splits = load_task(recipe.task, recipe.seed)
+        test = list(splits["test"])[: args.limit]
+        for seed in args.seeds:
+            path = cells / f"mind_mirror-own_judge-s{seed}.json"
+            if path.is_file():
+                continue
+            sub = RunDir(run.root / "cells" / f"own_judge-s{seed}")
+            sub.teacher.mkdir(parents=True, exist_ok=True)
+            if not sub.records.is_file():
+                shutil.copyfile(run.records, sub.records)
+            cell = own_cell(recipe, seed, sub.root, args.own_judge)
+            log(f"seed {seed}: training")
+            trained = train_cell(cell, sub, args.quiet)
+            log(f"seed {seed}: measuring on {len(test)} test questions")
+            record = cell_record(cell, trained, measure(cell, sub, task, test, args.quiet))
+            cells.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record) + "\n")
+    records = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
+    if not records:
+        raise UserError(f"no cell records in {cells}: run without --summarise first")
+    command = "python bench/own_judge.py " + " ".join(sys.argv[1:])
+    out = summarise(records, args.bootstrap, command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    log(f"wrote {args.out}: {len(records)} seeds, {out['n_test']} test questions")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:  # a user's mistake: one line, no traceback
+        sys.exit(f"error: {error}")

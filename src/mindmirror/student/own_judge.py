@@ -1,0 +1,356 @@
+"""The own-CoT judge (``train.own_judge``, issue 25): a judge trained on the student's own CoTs.
+
+The paper's judge learns verdicts on the *teacher's* CoTs (long, mostly right) and is then
+asked about the student's (shorter, mostly wrong, other mistakes). After the last stage this
+module:
+
+1. samples K CoTs per train and validation question from the final student (the inference
+   engine of ``eval.engine``; kept in ``student/own_cots/samples.jsonl`` with their labels, so
+   a rerun, or a judge of the other ``mix``, samples nothing twice);
+2. labels each with the task's scorer against gold (the answer read by the task's parser);
+3. builds ``verdict:`` rows in the self-evaluation stage's format (``mix: own+teacher`` adds
+   that stage's rows on the teacher's CoTs) and fine-tunes a copy of the self-evaluation
+   stage's best student into ``student/own_judge/best/`` (``joint``'s for the one-stage
+   method), chosen on the validation questions' own CoTs by ``train.verdict_metric``; the
+   answering student is never touched, so ``eval.judge: auto`` judges with the new judge and
+   ``answer`` accuracy cannot move;
+4. fits the combined confidence (``mindmirror.student.confidence``) on the validation questions'
+   ``mirror`` answers and saves it as ``best/confidence.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mindmirror.config import Recipe
+from mindmirror.errors import UserError
+from mindmirror.records import Record
+from mindmirror.reporting.calibration import ranking_and_calibration
+from mindmirror.rundir import RunDir
+from mindmirror.student.confidence import CONFIDENCE_FILE, fit_confidence, question_features
+from mindmirror.student.formats import (
+    EXPLAIN,
+    VERDICT,
+    evaluation_input,
+    reasoning_input,
+    verdict_target,
+)
+from mindmirror.student.infer import Judged, Student, infer, mirror_prediction
+from mindmirror.student.loading import OWN_JUDGE_STAGE
+from mindmirror.student.rows import Row, RowStats, build_rows, short_or_long_weight
+from mindmirror.student.train import StageData, row_spec, train_stage
+from mindmirror.student.validate import ValItem
+from mindmirror.tasks.base import Task
+
+#: The folder of the sampled, labelled CoTs (shared by judges of either ``mix``).
+OWN_COTS = "own_cots"
+SPLITS = ("train", "validation")
+
+
+def sampling_settings(recipe: Recipe, final: Path) -> dict[str, Any]:
+    """What decides the sampled CoTs: the student, the seed and the sampling settings."""
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    keys = ("samples", "temperature", "top_p", "max_new_tokens", "labels")
+    return {"student": str(final), "seed": recipe.seed, **{k: getattr(cfg, k) for k in keys}}
+
+
+def sample_own_cots(
+    student: Student,
+    final: Path,
+    records: list[Record],
+    task: Task,
+    recipe: Recipe,
+    folder: Path,
+    quiet: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """K sampled CoTs per train and validation question with gold, each labelled against gold,
+    and the seconds sampling took; read back from ``samples.jsonl`` when it holds the same
+    settings' samples."""
+    from mindmirror.student.engines import generation_engine
+
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    settings = sampling_settings(recipe, final)
+    meta_path, path = folder / "samples.json", folder / "samples.jsonl"
+    if meta_path.is_file() and path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta["settings"] == settings:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+            return rows, meta["seconds"]
+    questions = [r for r in records if r.split in SPLITS and r.gold is not None]
+    engine_cfg = recipe.eval.model_copy(update={"max_new_tokens": cfg.max_new_tokens})
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    with generation_engine(
+        student, engine_cfg, cache=folder / "samples.sqlite", quiet=quiet
+    ) as served:
+        outputs = served.generator.generate(
+            [reasoning_input(EXPLAIN, r.question) for r in questions],
+            num_samples=cfg.samples,
+            sample=True,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=engine_cfg.batch_size,
+            max_input_tokens=engine_cfg.max_input_tokens,
+            logprobs=True,
+            progress=None if quiet else f"sampling {cfg.samples} own CoTs",
+            seed=recipe.seed,
+        )
+    seconds = time.perf_counter() - started
+    rows = []
+    for record, samples in zip(questions, outputs, strict=True):
+        choices = tuple(record.choices) if record.choices else None
+        for k, sample in enumerate(samples):
+            answer = task.parse_answer(sample.text, choices, record.question)
+            rows.append(
+                {
+                    "id": record.id,
+                    "split": record.split,
+                    "sample": k,
+                    "text": sample.text,
+                    "logprob": sample.logprob,
+                    "answer": answer,
+                    "correct": bool(task.is_correct(answer, record.gold, choices)),
+                }
+            )
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    meta_path.write_text(json.dumps({"settings": settings, "seconds": seconds}, indent=2) + "\n")
+    return rows, seconds
+
+
+def own_rows(
+    samples: list[dict[str, Any]], questions: dict[str, str], alpha: float
+) -> tuple[list[Row], RowStats]:
+    """``verdict:`` rows of the train questions' own CoTs (empty CoTs are not judged)."""
+    stats = RowStats()
+    rows = []
+    weight = short_or_long_weight(VERDICT, alpha)
+    for s in samples:
+        if s["split"] != "train" or not s["text"].strip():
+            continue
+        verdict = verdict_target("correct" if s["correct"] else "wrong")
+        text_in = evaluation_input(VERDICT, questions[s["id"]], s["text"])
+        example = f"{s['id']}#own{s['sample']}"
+        rows.append(Row(VERDICT, text_in, verdict, weight, s["id"], example=example))
+    stats.questions = len({s["id"] for s in samples if s["split"] == "train"})
+    stats.evals_used = len(rows)
+    return rows, stats
+
+
+def own_items(
+    samples: list[dict[str, Any]], questions: dict[str, str], limit: int | None
+) -> list[ValItem]:
+    """Validation items: the first ``limit`` validation questions' own CoTs, gold-labelled."""
+    ids = list(dict.fromkeys(s["id"] for s in samples if s["split"] == "validation"))
+    kept = set(ids[:limit] if limit else ids)
+    return [
+        ValItem(
+            evaluation_input(VERDICT, questions[s["id"]], s["text"]),
+            "correct" if s["correct"] else "wrong",
+            cot=s["text"],
+        )
+        for s in samples
+        if s["id"] in kept and s["text"].strip()
+    ]
+
+
+def stage_data(
+    samples: list[dict[str, Any]], records: list[Record], task: Task, recipe: Recipe, final: Path
+) -> StageData:
+    """The judge's rows (own, or own + the teacher-CoT rows) and validation items."""
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    questions = {r.id: r.question for r in records}
+    rows, stats = own_rows(samples, questions, recipe.train.alpha)
+    if cfg.mix == "own+teacher":
+        teacher, teacher_stats = build_rows(records, task, row_spec(recipe.train), "evaluation")
+        rows += teacher
+        stats.evals_used += teacher_stats.evals_used
+    stats.rows_before_dedupe = stats.rows = len(rows)
+    stats.by_prefix = dict(Counter(row.prefix for row in rows))
+    items = own_items(samples, questions, recipe.train.val_limit)
+    settings = {"mix": cfg.mix, "labels": cfg.labels, "samples": sampling_settings(recipe, final)}
+    return StageData(rows, stats, items, settings)
+
+
+def stage_recipe(recipe: Recipe) -> Recipe:
+    """The recipe the judge stage trains with: the own-CoT judge's epochs and learning rate."""
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    train = recipe.train.model_copy(
+        update={
+            "epochs": cfg.epochs,
+            "stage1_epochs": None,
+            "learning_rate": cfg.learning_rate or recipe.train.learning_rate,
+        }
+    )
+    return recipe.model_copy(update={"train": train})
+
+
+def judge_init(run: RunDir, results: dict[str, Any]) -> Path:
+    """The judge the own-CoT judge starts from: the self-evaluation stage's best student, or
+    the joint stage's (the one-stage method judges with its final student)."""
+    stage = results.get("evaluation") or results["joint"]
+    return run.root / stage["best"]
+
+
+def label_counts(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per split: sampled CoTs, questions and the share of right CoTs."""
+    counts: dict[str, Any] = {}
+    for split in SPLITS:
+        mine = [s for s in samples if s["split"] == split]
+        counts[split] = {
+            "cots": len(mine),
+            "questions": len({s["id"] for s in mine}),
+            "correct_share": sum(s["correct"] for s in mine) / len(mine) if mine else None,
+        }
+    return counts
+
+
+def fit_validation_confidence(
+    final: Student,
+    judge: Student,
+    samples: list[dict[str, Any]],
+    records: list[Record],
+    task: Task,
+    recipe: Recipe,
+    target: Path,
+) -> dict[str, Any]:
+    """Judge the validation questions' own CoTs with ``judge``, vote as ``mirror`` does, fit the
+    combined confidence on those answers and save it to ``target``; return its validation
+    figures (the threshold, calibration and ranking, coverage at the threshold)."""
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    by_id = {r.id: r for r in records}
+    ids = list(dict.fromkeys(s["id"] for s in samples if s["split"] == "validation"))
+    questions = [by_id[i] for i in ids]
+    choices = [tuple(r.choices) if r.choices else None for r in questions]
+    mine = [[s for s in samples if s["id"] == i and s["split"] == "validation"] for i in ids]
+    inputs = [
+        evaluation_input(VERDICT, r.question, s["text"])
+        for r, ss in zip(questions, mine, strict=True)
+        for s in ss
+    ]
+    probs = iter(judge.generator.verdict_probs(inputs, batch_size=recipe.eval.batch_size))
+    answers = infer(
+        final, task, [r.question for r in questions], "answer", recipe.eval, choices=choices
+    )
+    rows, correct = [], []
+    for record, opts, ss, answer in zip(questions, choices, mine, answers, strict=True):
+        judged = [
+            Judged(
+                text=s["text"],
+                answer=s["answer"],
+                canonical=task.canonical(s["answer"], opts) if s["answer"] else None,
+                probs=next(probs),
+                logprob=s["logprob"],
+            )
+            for s in ss
+        ]
+        prediction = mirror_prediction(record.question, judged, 0.0)
+        rows.append(question_features(prediction, answer))
+        correct.append(bool(task.is_correct(prediction.answer, record.gold, opts)))
+    try:
+        model = fit_confidence(rows, correct, cfg.target_accuracy)
+    except UserError as error:
+        # Nothing to calibrate on (all right or all wrong): mirror keeps its own confidence.
+        target.unlink(missing_ok=True)
+        return {
+            "validation_questions": len(rows),
+            "target_accuracy": cfg.target_accuracy,
+            "skipped": str(error),
+        }
+    model.save(target)
+    scores = [model.confidence(row) for row in rows]
+    answered = [ok for s, ok in zip(scores, correct, strict=True) if s >= model.threshold]
+    return {
+        "validation_questions": len(rows),
+        "validation_accuracy": sum(correct) / len(correct),
+        "threshold": model.threshold,
+        "target_accuracy": cfg.target_accuracy,
+        "coverage_at_threshold": len(answered) / len(rows),
+        **{f"validation_{k}": v for k, v in ranking_and_calibration(scores, correct).items()},
+    }
+
+
+def train_own_judge(
+    recipe: Recipe,
+    run: RunDir,
+    records: list[Record],
+    task: Task,
+    results: dict[str, Any],
+    quiet: bool = False,
+    name: str = OWN_JUDGE_STAGE,
+) -> dict[str, Any]:
+    """Sample, label, train the own-CoT judge and fit the combined confidence; return the
+    stage's result with the sampling cost and label counts (``best`` is the new judge).
+    ``name`` is the judge's folder under ``student/`` (``eval.judge: auto`` uses
+    ``own_judge``'s; a benchmark may train the other ``mix`` beside it)."""
+    from mindmirror.student.model import load_student
+
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    folder = run.stage(name)
+    final_path = run.root / results[list(results)[-1]]["best"]
+    model, tok, kind = load_student(final_path)
+    final = Student(model, tok, kind)
+    samples, sampling_seconds = sample_own_cots(
+        final, final_path, records, task, recipe, run.stage(OWN_COTS), quiet
+    )
+    if not any(s["split"] == "validation" for s in samples):
+        raise UserError(
+            f"{run.records}: no validation questions with gold to choose the own-CoT judge on; "
+            "teach the `validation` split first"
+        )
+    data = stage_data(samples, records, task, recipe, final_path)
+    verdicts = {item.reference for item in data.items}
+    if recipe.train.verdict_metric == "auroc" and len(verdicts) < 2:
+        raise UserError(
+            f"the final student's {len(data.items)} sampled validation CoTs are all "
+            f"{verdicts.pop() if verdicts else 'empty'}: train.verdict_metric auroc cannot choose "
+            "the own-CoT judge on them; sample more (train.own_judge.samples) or choose "
+            "agreement or balanced_agreement"
+        )
+    result = train_stage(
+        "evaluation",
+        judge_init(run, results),
+        records,
+        task,
+        stage_recipe(recipe),
+        run,
+        quiet,
+        name=name,
+        data=data,
+    )
+    best = run.root / result["best"]
+    fit_path = folder / "confidence_fit.json"
+    fit = json.loads(fit_path.read_text()) if fit_path.is_file() else {}
+    # A fit of an earlier training of this stage (its result.json was deleted), or for another
+    # target accuracy, is done again.
+    if (
+        fit.get("judge_train_seconds") != result["train_seconds"]
+        or fit.get("target_accuracy") != cfg.target_accuracy
+    ):
+        started = time.perf_counter()
+        j_model, j_tok, j_kind = load_student(best)
+        judge = Student(j_model, j_tok, j_kind)
+        fit = fit_validation_confidence(
+            final, judge, samples, records, task, recipe, best / CONFIDENCE_FILE
+        )
+        fit["seconds"] = time.perf_counter() - started
+        fit["judge_train_seconds"] = result["train_seconds"]
+        fit_path.write_text(json.dumps(fit, indent=2) + "\n")
+    return {
+        **result,
+        "labels": label_counts(samples),
+        "label_source": cfg.labels,
+        "mix": cfg.mix,
+        "sampling_seconds": sampling_seconds,
+        "confidence": fit,
+    }

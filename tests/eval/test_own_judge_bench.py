@@ -1,0 +1,99 @@
+"""`bench/own_judge.py` (issue 25): one tiny cell trained and measured end to end, and the
+summary's figures and paired intervals from hand-made records."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mindmirror.config import recipe_from_dict
+from mindmirror.records import write_records
+from mindmirror.rundir import RunDir
+from mindmirror.tasks.base import Example
+from mindmirror.tasks.families import EquationTask
+from tests.student.conftest import corpus, save_tiny_student, toy_records
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import own_judge  # noqa: E402
+
+
+def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) -> None:
+    student = save_tiny_student("causal", tmp_path / "student", corpus())
+    run = RunDir(tmp_path / "run")
+    records = toy_records()
+    write_records(run.records, records)
+    recipe = recipe_from_dict(
+        {
+            "run_dir": str(run.root),
+            "seed": 1,
+            "train": {
+                "student": str(student),
+                "method": "mind_mirror",
+                "explain_target": "cot",
+                "num_cots": 2,
+                "epochs": 1,
+                "batch_size": 4,
+                "eval_max_new_tokens": 8,
+                "own_judge": {"samples": 2, "max_new_tokens": 12},
+            },
+            "eval": {
+                "engine": "transformers",
+                "num_samples": 3,
+                "max_new_tokens": 12,
+                "answer_max_tokens": 8,
+            },
+        }
+    )
+    trained = own_judge.train_cell(recipe, run, quiet=True)
+    assert trained["mixed"]["mix"] == "own+teacher"
+    assert (run.stage(own_judge.MIXED) / "best").is_dir()
+    test = [Example(r.id, r.split, r.question, r.gold) for r in records if r.split == "test"]
+    measured = own_judge.measure(recipe, run, EquationTask("svamp"), test, quiet=True)
+    record = own_judge.cell_record(recipe, trained, measured)
+    assert record["n_test"] == 2 and len(record["cot_correct"]) == 2 * 3
+    names = {"judge_teacher", "judge_own", "judge_own_teacher", "vote_share"}
+    assert names | {"answer_prob", "logprob", "length"} <= set(record["cots"])
+    assert all(len(v) == 6 for v in record["cots"].values())
+    assert all(len(v) == 2 for v in record["questions"].values())
+    assert set(record["accuracy"]) >= {"answer", "vote", "mirror_own", "mirror_teacher"}
+    assert record["cost_seconds"]["own_sampling"] > 0
+    summary = own_judge.summarise([record], resamples=10, command="test")
+    assert summary["n_test"] == 2 and summary["seeds"] == [1]
+    assert "judge_own - judge_teacher" in summary["pairs"]
+
+
+def _record(seed: int, n: int = 60) -> dict[str, Any]:
+    right = [i % 2 == 0 for i in range(n)]
+    good = [0.8 if ok else 0.2 for ok in right]
+    flat = [0.5] * n
+    return {
+        "seed": seed,
+        "n_test": n,
+        "label_sources": {},
+        "questions": {"judge_teacher": flat, "judge_own": good, "length": [-5.0] * n},
+        "question_correct": right,
+        "cots": {"judge_teacher": flat * 2, "judge_own": good * 2, "length": [-5.0] * 2 * n},
+        "cot_correct": right * 2,
+        "cot_question": list(range(n)) * 2,
+        "accuracy": {"vote": [False] * n, "mirror_own": right},
+        "cost_seconds": {"own_sampling": 10.0 + seed, "test_measurement": 1.0},
+    }
+
+
+def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
+    summary = own_judge.summarise([_record(1), _record(0)], resamples=50, command="c")
+    assert summary["seeds"] == [0, 1]
+    own = summary["signals"]["judge_own"]
+    assert own["auroc"] == 1.0 and own["auroc_cots"] == 1.0 and own["ece"] == pytest.approx(0.2)
+    assert [s["seed"] for s in own["per_seed"]] == [0, 1]
+    assert "ece" not in summary["signals"]["length"]  # not a probability
+    pair = summary["pairs"]["judge_own - judge_teacher"]
+    assert pair["auroc"]["diff"] == 0.5 and pair["auroc"]["low"] > 0
+    assert pair["aurc"]["high"] < 0 and pair["auroc_cots"]["n"] == 60
+    assert summary["accuracy"] == {"vote": 0.0, "mirror_own": 0.5}
+    assert summary["voting"]["mirror_own - vote"]["diff"] == 0.5
+    assert summary["cost_seconds"]["own_sampling"] == 10.5

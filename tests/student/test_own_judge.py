@@ -1,0 +1,141 @@
+"""The own-CoT judge stage (train.own_judge) on a tiny student: sampling, labels, rows, the
+separate judge, the combined confidence, and what predict then uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mindmirror.config import recipe_from_dict
+from mindmirror.errors import UserError
+from mindmirror.predict import Predictor
+from mindmirror.records import Record, write_records
+from mindmirror.rundir import RunDir
+from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
+from mindmirror.student.formats import VERDICT
+from mindmirror.student.loading import judge_folder
+from mindmirror.student.own_judge import sampling_settings
+from mindmirror.student.train import train
+
+
+def own_recipe(run: RunDir, student: Path, **own: Any) -> Any:
+    settings = {
+        "student": str(student),
+        "method": "mind_mirror",
+        "explain_target": "cot",
+        "num_cots": 2,
+        "epochs": 1,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "eval_batch_size": 8,
+        "eval_max_new_tokens": 8,
+        "own_judge": {"samples": 2, "max_new_tokens": 12, "target_accuracy": 0.6, **own},
+    }
+    return recipe_from_dict(
+        {
+            "run_dir": str(run.root),
+            "seed": 1,
+            "train": settings,
+            "eval": {"engine": "transformers", "max_new_tokens": 12, "answer_max_tokens": 8},
+        }
+    )
+
+
+def test_own_judge_needs_a_student_that_writes_and_judges_cots() -> None:
+    with pytest.raises(UserError, match="own_judge needs"):
+        recipe_from_dict({"train": {"method": "multi_cot", "own_judge": {}}})
+    with pytest.raises(UserError, match="own_judge needs"):
+        recipe_from_dict({"train": {"method": "mind_mirror", "own_judge": {}}})
+    assert recipe_from_dict({}).train.own_judge is None
+
+
+def test_own_judge_samples_labels_and_trains_a_separate_judge(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    summary = train(own_recipe(run, tiny_llama), run, quiet=True)
+    own = summary["stages"]["own_judge"]
+    # The answering student is the reasoning stage's; the judge is a new checkpoint.
+    assert summary["final"] == summary["stages"]["reasoning"]["best"]
+    assert own["best"] == "student/own_judge/best"
+    assert own["init"].endswith("student/evaluation/best")
+    assert own["label_source"] == "gold" and own["mix"] == "own"
+    samples = [json.loads(x) for x in (run.stage("own_cots") / "samples.jsonl").open()]
+    # 8 train + 3 validation questions, 2 CoTs each, every one labelled against gold.
+    assert len(samples) == 22 and {s["split"] for s in samples} == {"train", "validation"}
+    assert all(isinstance(s["correct"], bool) and s["logprob"] is not None for s in samples)
+    assert own["labels"]["train"]["cots"] == 16
+    assert own["rows"]["by_prefix"] == {VERDICT: own["rows"]["rows"]}
+    assert judge_folder(run.root) == run.root / "student" / "own_judge" / "best"
+    # The random student is never right: nothing to calibrate on, said so, mirror unchanged.
+    assert "skipped" in own["confidence"]
+    assert not (run.root / own["best"] / CONFIDENCE_FILE).exists()
+    # A second run pays nothing twice: the samples are read back, the stage is reused.
+    again = train(own_recipe(run, tiny_llama), run, quiet=True)
+    assert again["stages"]["own_judge"]["train_seconds"] == own["train_seconds"]
+    assert again["stages"]["own_judge"]["sampling_seconds"] == own["sampling_seconds"]
+
+
+def test_mixed_labels_fit_a_confidence_that_predict_returns(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    recipe = own_recipe(run, tiny_llama, mix="own+teacher")
+    # Own CoTs as a student that is sometimes right would write them (kept samples are reused).
+    folder = run.stage("own_cots")
+    folder.mkdir(parents=True)
+    rows = []
+    for k, record in enumerate(r for r in records if r.split in ("train", "validation")):
+        right, wrong = record.cots[0].text, "Tom has 2 apples. The answer is (1 + 1)."
+        for j, text in enumerate([right, wrong] if k % 3 else [wrong, wrong]):
+            ok = text == right
+            answer = record.cots[0].answer if ok else "(1 + 1)"
+            rows.append(
+                {"id": record.id, "split": record.split, "sample": j, "text": text,
+                 "logprob": -0.5 if ok else -2.0, "answer": answer, "correct": ok}
+            )  # fmt: skip
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = run.root / "student" / "reasoning" / "best"
+    meta = {"settings": sampling_settings(recipe, final), "seconds": 1.5}
+    (folder / "samples.json").write_text(json.dumps(meta))
+    summary = train(recipe, run, quiet=True)
+    own = summary["stages"]["own_judge"]
+    assert own["sampling_seconds"] == 1.5
+    # Own rows (2 per train question) plus the teacher-CoT verdict rows.
+    assert own["rows"]["evals_used"] > 16
+    fit = own["confidence"]
+    assert "skipped" not in fit and 0.0 <= fit["validation_brier"] <= 1.0
+    model = ConfidenceModel.load(run.root / own["best"] / CONFIDENCE_FILE)
+    assert model.features[0] == "judge" and model.fitted_on == 3
+    with Predictor.load(run.root) as predictor:
+        assert predictor.student.confidence == model
+        (pred,) = predictor.predict([records[9].question], mode="mirror")
+    assert 0.0 <= pred.confidence <= 1.0
+    assert pred.abstained == (pred.canonical is None or pred.confidence < model.threshold)
+    assert all(s.logprob is not None for s in pred.samples)
+    # Another target accuracy refits the threshold only: the judge is not trained again.
+    stricter = own_recipe(run, tiny_llama, mix="own+teacher", target_accuracy=0.95)
+    again = train(stricter, run, quiet=True)["stages"]["own_judge"]
+    assert again["train_seconds"] == own["train_seconds"]
+    assert again["confidence"]["target_accuracy"] == 0.95
+    refit = ConfidenceModel.load(run.root / own["best"] / CONFIDENCE_FILE)
+    assert refit.target_accuracy == 0.95 and refit.threshold >= model.threshold
+
+
+def test_choosing_the_own_judge_on_auroc_needs_both_kinds_of_own_cots(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    recipe = own_recipe(run, tiny_llama)
+    recipe = recipe.model_copy(
+        update={"train": recipe.train.model_copy(update={"verdict_metric": "auroc"})}
+    )
+    # The random student is never right: its own validation CoTs are all wrong.
+    with pytest.raises(UserError, match=r"all wrong: train\.verdict_metric auroc"):
+        train(recipe, run, quiet=True)
