@@ -21,6 +21,7 @@ from mindmirror.deployment.export import export
 from mindmirror.deployment.export_gguf import chat_template
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
+from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.student.loading import judge_folder
 from mindmirror.student.model import add_lora, load_student, save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, fitted, write_run
@@ -102,6 +103,24 @@ def test_a_two_stage_run_exports_its_judge(tmp_path: Path, fitted_causal: Fitted
     folder = export(run.root, "hf", tmp_path / "exported").folder
     assert judge_folder(folder) == folder / "judge"
     assert Predictor.load(folder).student.judge is not None
+
+
+def test_an_own_cot_judge_exports_with_its_confidence(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    """`train.own_judge`: the exported judge is the own-CoT one, its combined confidence beside
+    it, and the exported student loads both."""
+    _, run = write_run(tmp_path, fitted_causal)
+    judge = saved(fitted_causal, run.stage("own_judge") / "best")
+    fitted = ConfidenceModel(("judge_p",), (0.5,), (0.2,), (1.5,), 0.1, 0.6, 0.8, 40)
+    fitted.save(judge / CONFIDENCE_FILE)
+    stages = {"evaluation": {"best": "student/evaluation/best"}}
+    stages["own_judge"] = {"best": "student/own_judge/best"}
+    summary = {"final": "student/stage2/best", "stages": stages}
+    (run.student / "train.json").write_text(json.dumps(summary))
+    folder = export(run.root, "hf", tmp_path / "exported").folder
+    assert (folder / "judge" / CONFIDENCE_FILE).is_file()
+    assert Predictor.load(folder).student.confidence == fitted
 
 
 def test_lora_adapters_are_merged_into_the_base(tmp_path: Path, fitted_causal: Fitted) -> None:

@@ -221,6 +221,7 @@ def _export_hf(
     folder: Path,
     recipe: Recipe | None,
 ) -> list[Path]:
+    from mindmirror.student.confidence import CONFIDENCE_FILE
     from mindmirror.student.loading import judge_folder
     from mindmirror.student.model import load_student, save_student, student_info
 
@@ -232,6 +233,9 @@ def _export_hf(
     if judge is not None:
         j_model, j_tok, j_kind = load_student(judge)
         save_student(j_model, j_tok, folder / "judge", kind=j_kind)
+        # The combined confidence fitted beside an own-CoT judge travels with it.
+        if (judge / CONFIDENCE_FILE).is_file():
+            shutil.copyfile(judge / CONFIDENCE_FILE, folder / "judge" / CONFIDENCE_FILE)
     if recipe is not None:
         (folder / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
     (folder / "README.md").write_text(
