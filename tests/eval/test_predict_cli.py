@@ -22,7 +22,10 @@ def test_stdout_holds_only_the_answers(tmp_path: Path, fitted_causal: Fitted) ->
     assert [a["canonical"] for a in answers] == ["7", "16"]
     assert "2/2" in result.stderr  # generation progress, as plain lines on the pipe
     quiet = mindmirror(*args, "-q", cwd=tmp_path)
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    # Only a warning may remain: threads outnumbering the cores when llama.cpp servers of
+    # other commands run on this machine (the suite's own teacher server, say).
+    said = [line for line in quiet.stderr.splitlines() if not line.startswith("warning: threads:")]
+    assert quiet.returncode == 0 and said == [], quiet.stderr
 
 
 def test_predict_and_serve_default_to_the_same_mode(tmp_path: Path, fitted_causal: Fitted) -> None:

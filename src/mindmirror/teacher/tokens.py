@@ -9,6 +9,7 @@ per message); ``TokenCounter.name`` says which one was used.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ def _gguf_counter(path: str) -> TokenCounter:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     llama = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    # Cached for the process: close it while the interpreter still works (its __del__ at
+    # shutdown runs after llama.cpp's bindings are gone and prints a traceback).
+    atexit.register(llama.close)
     template = llama.metadata.get("tokenizer.chat_template")
     if not template:
         return TokenCounter(f"gguf vocabulary of {Path(path).name} (no chat template)", llama)
