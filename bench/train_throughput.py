@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.model import load_student
@@ -363,6 +364,7 @@ def main() -> None:
     """Run every arm ``--repeats`` times in subprocesses and print the comparison."""
     from mindmirror.student.precision import resolve_precision
 
+    quiet_libraries()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 questions")
     parser.add_argument("--questions", type=int, default=None, help="training questions Q")
