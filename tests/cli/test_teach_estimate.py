@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mindmirror.config import recipe_from_dict
+from mindmirror.teacher.estimate import within_budget
 from tests.cli.test_cli_errors import generic_recipe, mindmirror, write_recipe
 
 
@@ -42,3 +44,13 @@ def test_estimate_requests_nothing_and_counts_every_prompt(tmp_path: Path) -> No
     usd = (total["prompt_tokens"] * 1.0 + total["completion_tokens"] * 2.0) / 1e6
     assert abs(total["usd"] - usd) < 1e-6
     assert estimate["questions_within_budget"] == 12
+
+
+def test_questions_within_budget_count_whole_waves(tmp_path: Path) -> None:
+    """At 100 tokens a question, a budget that pays for 10 of 12 questions teaches one wave of
+    8 (teach keeps no question of the wave it ran out in), none with waves of 16."""
+    total = {"prompt_tokens": 600, "completion_tokens": 600, "usd": 0.0}
+    result = {"questions": 12, "fixed": {"total": total}}
+    for concurrency, tokens, expected in ((1, 1050, 8), (8, 1050, 0), (1, 1200, 12), (1, 700, 0)):
+        data = generic_recipe(tmp_path, budget={"tokens": tokens}, concurrency=concurrency)
+        assert within_budget(recipe_from_dict(data).teacher, result) == expected, tokens

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from mindmirror.config.teacher import AdaptiveConfig
+from mindmirror.requests.engine import RequestEngine
+from mindmirror.requests.types import EngineStats, Prompt, Sampling
 from mindmirror.tasks.base import Example
 from mindmirror.teacher.adaptive import beta_confidence, majority, next_count, settled, top_two
-from mindmirror.teacher.rounds import interleave, waves
+from mindmirror.teacher.rounds import Failures, Key, draw, interleave, waves
 
 
 def test_beta_confidence_is_the_binomial_tail() -> None:
@@ -75,3 +79,35 @@ def test_interleave_covers_every_split_in_proportion() -> None:
     parts = list(waves(examples, 5))
     assert [len(p) for p in parts] == [5, 5, 4]
     assert list(waves(examples, None)) == [mixed]
+
+
+def test_every_split_starts_in_the_first_wave() -> None:
+    """GSM8K-sized splits: the first wave of 8 starts with a question of each split (a small
+    split's first question rounded to a late place left the first wave without validation)."""
+    examples = _examples("train", 7000) + _examples("validation", 400) + _examples("test", 1319)
+    first = next(waves(examples, 8))
+    assert [e.id for e in first[:3]] == ["train-0", "validation-0", "test-0"]
+    mixed = interleave(examples)
+    assert sorted(e.id for e in mixed) == sorted(e.id for e in examples)
+    assert [e.id for e in mixed if e.split == "test"] == [f"test-{i}" for i in range(1319)]
+
+
+class _StoppedEngine:
+    """One round whose sample 1 the budget skipped (None), then no more budget."""
+
+    def __init__(self) -> None:
+        self.last = EngineStats()
+        self.last_error: str | None = None
+
+    def run_sync(self, prompts: list[Prompt], description: str) -> dict[Key, list[str | None]]:
+        self.last = EngineStats(samples=sum(p.n - p.first for p in prompts), budget_exhausted=True)
+        return {p.key: ["a", None, "c"][: p.n] for p in prompts}
+
+
+def test_a_round_the_budget_stopped_keeps_every_sample_in_its_place() -> None:
+    """Sample 2 stays sample 2 (the older ``budget_usd`` cap stops a round mid-way): a skipped
+    sample is None in its place, not dropped, so CoT indices match a resumed run's."""
+    prompt = Prompt(("cot", "q"), [{"role": "user", "content": "q"}], 3, Sampling(0.7, 1.0, 8), "v")
+    engine = cast(RequestEngine, _StoppedEngine())
+    texts = draw(engine, [prompt], None, lambda _, text: text, "CoTs", Failures("CoTs", 0.5))
+    assert texts == {("cot", "q"): ["a", None, "c"]}

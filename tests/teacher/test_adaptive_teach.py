@@ -207,3 +207,42 @@ def test_bad_adaptive_and_budget_values_are_one_line_errors(tmp_path: Path) -> N
         assert needle in message and "\n" not in message, message
     assert json.dumps(generic_recipe(tmp_path))  # the base recipe itself is valid
     recipe_from_dict(generic_recipe(tmp_path))
+
+
+def test_a_failure_in_a_small_late_round_is_judged_with_the_rounds_before(
+    tmp_path: Path,
+) -> None:
+    """Question 1's CoTs disagree, so it alone draws rounds 2 to 4, one sample each; the one
+    of round 2 fails. 1 failed of the 27 CoT samples is under max_failed_share=0.5: a warning,
+    not the 'no records written' of a round judged alone (1 of 1)."""
+    calls: Counter[int] = Counter()
+
+    def answer(body: dict[str, Any]) -> tuple[int, str]:
+        number = _question(body)
+        calls[number] += 1
+        if number != 1:
+            return 200, f"The answer is {number + 1}."
+        if calls[number] == 3:
+            return 500, "overloaded"
+        return 200, f"The answer is {calls[number]}."
+
+    recipe = _recipe(tmp_path, "", num_cots=5, num_evals=0, adaptive_cots={})
+    with scripted_teacher(answer) as teacher:
+        recipe.teacher.base_url = teacher.url
+        summary = teach(recipe, RunDir(tmp_path / "run"), quiet=True)
+    assert summary["samples_failed"] == 1 and summary["cots"] == 11 * 2 + 5
+    cots = _by_question(tmp_path)[1].cots
+    assert [cot.status for cot in cots] == ["ok", "ok", "error", "ok", "ok"]
+
+
+def test_a_budget_too_small_for_one_wave_is_a_one_line_error(tmp_path: Path) -> None:
+    """Nothing can be taught: a UserError naming the wave and the estimate, no records."""
+    run = RunDir(tmp_path / "run")
+    with scripted_teacher(scripted()) as teacher:
+        recipe = _recipe(tmp_path, teacher.url, num_cots=2, num_evals=1, budget={"tokens": 40})
+        with pytest.raises(UserError) as caught:
+            teach(recipe, run, quiet=True)
+    message = str(caught.value)
+    assert "\n" not in message and "first wave of 8 questions" in message, message
+    assert "WAVE_MIN=8" in message and "teach --estimate` expects about" in message
+    assert not run.records.exists()

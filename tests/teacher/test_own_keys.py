@@ -97,3 +97,49 @@ def test_identical_cots_are_evaluated_separately_and_nothing_paid_is_lost(tmp_pa
         one, two = record.cots
         assert one.text == two.text
         assert one.evaluations[0].text != two.evaluations[0].text
+
+
+def test_copies_in_different_waves_get_keys_of_their_own_and_a_run_without_budget_finds_them(
+    tmp_path: Path,
+) -> None:
+    """Under an evaluation template without the question, every question's CoT "The answer is
+    5." makes the same evaluation request: the copies in the second wave of a budget run are
+    told apart from those of the first (each paid, each its own critique), with the keys of a
+    run without a budget, which then finds every one of them in the cache."""
+    template = tmp_path / "eval_blind.txt"
+    template.write_text(
+        "=== system ===\nYou are a careful grader.\n=== user ===\nGiven answer: {cot}\n"
+    )
+    numbered = {"evaluations": 0}
+
+    def answer(body: dict[str, Any]) -> tuple[int, str]:
+        if not is_evaluation(body):
+            return 200, "The answer is 5."
+        numbered["evaluations"] += 1
+        return 200, f"Critique {numbered['evaluations']}.\nEvaluation result: the answer is wrong."
+
+    run = RunDir(tmp_path / "run")
+    with scripted_teacher(answer) as teacher:
+        data = generic_recipe(
+            tmp_path,
+            base_url=teacher.url,
+            model="m",
+            num_evals=1,
+            use_n=False,
+            few_shot=0,
+            concurrency=1,  # waves of 8: the 12 questions take two
+            eval_prompt=str(template),
+            splits=["train", "validation"],
+            budget={"tokens": 10**6},
+        )
+        data["task"]["val_fraction"] = 0.25
+        budgeted = teach(recipe_from_dict(data), run, quiet=True)
+        assert teacher.count(evaluations=True) == 12
+        critiques = [r.cots[0].evaluations[0].text for r in read_records(run.records)]
+        assert len(critiques) == len(set(critiques)) == 12
+        del data["teacher"]["budget"]
+        paid = len(teacher.bodies)
+        unbudgeted = teach(recipe_from_dict(data), run, quiet=True)
+        assert len(teacher.bodies) == paid
+    assert not budgeted["budget_exhausted"] and budgeted["samples_new"] == 24
+    assert unbudgeted["samples_new"] == 0 and unbudgeted["cache_hits"] == 24 == _rows(run.cache)

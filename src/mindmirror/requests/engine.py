@@ -116,7 +116,8 @@ class RequestEngine:
         self._tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
         self._n_ignored = False
         self._checked = False
-        self._done: list[EngineStats] = []
+        #: The sums of the finished runs, kept as running totals (a budget run makes thousands).
+        self._earlier = EngineStats()
         self.last = EngineStats()
         self._budget_exhausted = False
         # Per-run asyncio state, made inside the running loop by ``run``.
@@ -140,10 +141,7 @@ class RequestEngine:
     @property
     def stats(self) -> EngineStats:
         """Totals over every run of this engine (the current one included)."""
-        total = EngineStats()
-        for done in [*self._done, self.last]:
-            total = total + done
-        return total
+        return self._earlier + self.last
 
     def cost(self, usage: Usage) -> float:
         """USD for ``usage`` at the configured per-million prices."""
@@ -155,7 +153,7 @@ class RequestEngine:
         usd = self.cost(worst)
         caps = []
         if self.cfg.budget_usd is not None:
-            paid = sum(done.cost_usd for done in self._done) + self.last.cost_usd
+            paid = self._earlier.cost_usd + self.last.cost_usd
             caps.append((self.cfg.budget_usd, paid, usd))
         if self.budget is not None:
             caps.append(
@@ -387,7 +385,7 @@ class RequestEngine:
                 sample finished before that is in the cache.
         """
         if self.last.samples:
-            self._done.append(self.last)
+            self._earlier = self._earlier + self.last
         self.last = stats = EngineStats(n_ignored=self._n_ignored)
         self.last_error = None
         started = time.perf_counter()

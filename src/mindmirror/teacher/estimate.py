@@ -18,6 +18,9 @@ backend with ``use_n: false``), so each sample is a request that bills the promp
 Adaptive settings give a range: the least (every question settled by the first round of CoTs,
 every CoT by the first round of verdicts) and the most (every question and CoT drawn to the
 full count, with the prompt sent again each round).
+
+With ``teacher.budget``, ``questions_within_budget`` counts whole waves only
+(``mindmirror.teacher.rounds``): ``teach`` keeps no question of the wave it ran out in.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from rich.table import Table
 
 from mindmirror.config import Recipe, TeacherConfig
 from mindmirror.config.teacher import AdaptiveConfig
+from mindmirror.errors import UserError
 from mindmirror.requests.accounting import price
 from mindmirror.requests.types import Usage
 from mindmirror.rundir import RunDir
 from mindmirror.teacher.prompts import format_cot_messages, format_eval_messages
+from mindmirror.teacher.rounds import WAVE_MIN, wave_size
 from mindmirror.teacher.sampling import Plan, shots_for
 from mindmirror.teacher.tokens import TokenCounter, token_counter
 
@@ -156,21 +161,47 @@ def estimate(recipe: Recipe, plan: Plan) -> dict[str, Any]:
     return result
 
 
+def per_question(cfg: TeacherConfig, result: dict[str, Any]) -> float:
+    """The fixed recipe's expected bill of one question in the run budget's unit (dollars
+    with ``budget.usd``, else tokens)."""
+    total = result["fixed"]["total"]
+    if cfg.budget is not None and cfg.budget.usd is not None:
+        return float(total["usd"]) / result["questions"]
+    return (total["prompt_tokens"] + total["completion_tokens"]) / result["questions"]
+
+
 def within_budget(cfg: TeacherConfig, result: dict[str, Any]) -> int | None:
-    """How many questions the run budget pays for at the fixed recipe's expected bill."""
+    """How many questions the run budget pays for at the fixed recipe's expected bill: all of
+    them, or whole waves only (``wave_size``), since ``teach`` keeps no question of the wave
+    in which the budget ran out."""
     if cfg.budget is None or not result["questions"]:
         return None
-    total = result["fixed"]["total"]
+    questions = result["questions"]
+    cost = per_question(cfg, result)
+    limit = float(cfg.budget.usd if cfg.budget.usd is not None else cfg.budget.tokens or 0)
+    if cost == 0 or limit >= cost * questions:
+        return int(questions)
+    size = wave_size(cfg.concurrency)
+    return math.floor(limit / cost) // size * size
+
+
+def budget_too_small(recipe: Recipe, plan: Plan) -> UserError:
+    """The one-line error of a run budget that ran out before the first wave was taught,
+    with what ``teach --estimate`` expects that wave to cost."""
+    cfg = recipe.teacher
+    assert cfg.budget is not None  # only budget runs are taught in waves
+    wave = min(wave_size(cfg.concurrency), len(plan.examples))
+    expected = per_question(cfg, estimate(recipe, plan)) * wave
     if cfg.budget.usd is not None:
-        per_question = total["usd"] / result["questions"]
-        limit = cfg.budget.usd
+        limit, cost = f"${cfg.budget.usd:g}", f"${expected:.4f}"
     else:
-        per_question = (total["prompt_tokens"] + total["completion_tokens"]) / result["questions"]
-        limit = float(cfg.budget.tokens or 0)
-    return (
-        result["questions"]
-        if per_question == 0
-        else min(result["questions"], math.floor(limit / per_question))
+        limit, cost = f"{cfg.budget.tokens:,} tokens", f"{expected:,.0f} tokens"
+    return UserError(
+        f"teacher.budget ({limit}) ran out before the first wave of {wave} questions was "
+        f"taught: nothing taught, no records written (teach keeps whole waves of WAVE_MIN="
+        f"{WAVE_MIN} questions, or 2 x teacher.concurrency if more, and `mindmirror teach "
+        f"--estimate` expects about {cost} for this one): raise teacher.budget and re-run, which "
+        "pays nothing twice"
     )
 
 

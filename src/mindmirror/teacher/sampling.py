@@ -4,6 +4,7 @@ evaluation records made from the texts that come back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
@@ -37,22 +38,27 @@ def shots_for(plan: Plan, example: Example, count: int) -> list[Example]:
     return [shot for shot in plan.shots if shot.id != example.id][:count]
 
 
-def own_samples(prompts: list[Prompt]) -> list[Prompt]:
+def own_samples(prompts: list[Prompt], seen: set[str] | None = None) -> list[Prompt]:
     """``prompts``, each one that repeats the request of an earlier one (the same messages,
-    sampling and template: two identical CoTs of a question, two copies of a question) given
-    cache keys of its own through ``Prompt.instance`` (its handle, e.g. ``eval/<id>/2`` for
-    CoT 2), so that each copy is sampled separately, as the published code does, and no paid
-    sample lands on the key of another.
+    sampling and template: two identical CoTs of a question, two questions with the same CoT
+    under a template without the question) given cache keys of its own through
+    ``Prompt.instance`` (its handle, e.g. ``eval/<id>/2`` for CoT 2), so that each copy is
+    sampled separately, as the published code does, and no paid sample lands on the key of
+    another.
 
-    The first of them keeps the plain key: every sample in a cache written before copies were
-    told apart is still found.
+    ``seen`` holds (the digests of) the requests of the run's earlier calls and is updated in
+    place: a budget run builds its evaluation prompts wave by wave, and a repeat of an earlier
+    wave's request must get its own keys too. The first of them keeps the plain key: every
+    sample in a cache written before copies were told apart is still found.
     """
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     distinct = []
     for prompt in prompts:
-        request = json.dumps(
-            [prompt.messages, asdict(prompt.sampling), prompt.prompt_version], sort_keys=True
-        )
+        request = hashlib.sha256(
+            json.dumps(
+                [prompt.messages, asdict(prompt.sampling), prompt.prompt_version], sort_keys=True
+            ).encode()
+        ).hexdigest()
         if request in seen:
             prompt = replace(prompt, instance="/".join(prompt.key))
         seen.add(request)
@@ -115,12 +121,17 @@ def teacher_evaluation(text: str | None) -> Evaluation:
 
 
 def eval_prompts(
-    plan: Plan, cfg: TeacherConfig, cots: dict[str, list[Cot]], have: dict[str, list[int]]
+    plan: Plan,
+    cfg: TeacherConfig,
+    cots: dict[str, list[Cot]],
+    have: dict[str, list[int]],
+    requests: set[str] | None = None,
 ) -> list[Prompt]:
     """Prompts for the evaluations still missing of the questions in ``cots``: M per CoT minus
-    those imported; identical CoTs of a question are evaluated separately (``own_samples``),
-    or only the first of them with ``share_duplicate_evals`` (``share_evaluations`` then gives
-    the others its evaluations)."""
+    those imported; identical CoTs of a question are evaluated separately (``own_samples``,
+    which reads and extends ``requests``, the run's earlier requests), or only the first of
+    them with ``share_duplicate_evals`` (``share_evaluations`` then gives the others its
+    evaluations)."""
     sampling = Sampling(cfg.eval_temperature, cfg.top_p, cfg.eval_max_tokens)
     version = load_template(cfg.eval_prompt).version
     prompts = []
@@ -145,7 +156,7 @@ def eval_prompts(
                     prompt_version=version,
                 )
             )
-    return own_samples(prompts)
+    return own_samples(prompts, requests)
 
 
 def share_evaluations(

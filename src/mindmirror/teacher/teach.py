@@ -27,22 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from mindmirror.config import Recipe, TeacherConfig, dump_recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
 from mindmirror.requests.accounting import RunBudget
 from mindmirror.requests.cache import ResponseCache, cached_samples
 from mindmirror.requests.engine import RequestEngine
-from mindmirror.requests.types import Backend, FatalError
+from mindmirror.requests.types import Backend, FatalError, Prompt
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example
 from mindmirror.teacher.backends.importers import Imported, ImportResult, import_outputs
 from mindmirror.teacher.batch import batch_runner
+from mindmirror.teacher.estimate import budget_too_small
 from mindmirror.teacher.prompts import load_template, parse_verdict
-from mindmirror.teacher.rounds import WAVE_MIN, draw, waves
+from mindmirror.teacher.rounds import Failures, draw, wave_size, waves
 from mindmirror.teacher.sampling import (
     Plan,
     cot_prompts,
@@ -178,23 +176,25 @@ def _imported_cots(
 
 
 def _requested_cots(
-    plan: Plan, cfg: TeacherConfig, engine: RequestEngine, wave: list[Example]
+    plan: Plan,
+    cfg: TeacherConfig,
+    engine: RequestEngine,
+    wave: list[Example],
+    every_prompt: list[Prompt],
 ) -> tuple[dict[str, list[Cot]], dict[str, list[list[Evaluation]]]]:
-    """The CoTs of the questions of ``wave`` from the live teacher: N each, or drawn in rounds
-    until the answer is settled (``teacher.adaptive_cots``); failed samples become status
-    ``error``."""
+    """The CoTs of the questions of ``wave`` from the live teacher (their prompts among
+    ``every_prompt``, the run's, built once): N each, or drawn in rounds until the answer is
+    settled (``teacher.adaptive_cots``); failed samples become status ``error``."""
     examples = {ex.id: ex for ex in wave}
-    prompts = [p for p in cot_prompts(plan, cfg) if p.key[1] in examples]
+    prompts = [p for p in every_prompt if p.key[1] in examples]
 
     def vote(key: tuple[str, ...], text: str | None) -> str | None:
         cot = make_cot(plan.task, examples[key[1]], text)
         choices = examples[key[1]].choices
         return plan.task.canonical(cot.answer, choices) if cot.answer is not None else None
 
-    def check() -> None:
-        check_failures(engine, "CoTs", cfg.max_failed_share)
-
-    texts = draw(engine, prompts, cfg.adaptive_cots, vote, "CoTs", check)
+    failures = Failures("CoTs", cfg.max_failed_share)
+    texts = draw(engine, prompts, cfg.adaptive_cots, vote, "CoTs", failures)
     cots = {ex.id: [make_cot(plan.task, ex, t) for t in texts[("cot", ex.id)]] for ex in wave}
     return cots, {ex_id: [[] for _ in items] for ex_id, items in cots.items()}
 
@@ -205,10 +205,12 @@ def _evaluate(
     engine: RequestEngine | None,
     cots: dict[str, list[Cot]],
     evaluations: dict[str, list[list[Evaluation]]],
+    requests: set[str],
 ) -> None:
     """Fill ``evaluations`` in place: from gold, or the missing ones from the live teacher
     (M per CoT, or drawn in rounds while the verdicts disagree: ``teacher.adaptive_evals``;
-    identical CoTs share theirs with ``teacher.share_duplicate_evals``)."""
+    identical CoTs share theirs with ``teacher.share_duplicate_evals``). ``requests`` holds
+    the evaluation requests of the run's earlier waves (``own_samples``)."""
     if cfg.num_evals == 0:
         return
     if cfg.evaluator == "gold":
@@ -220,20 +222,16 @@ def _evaluate(
     if engine is None:  # imported CoTs that keep only the files' own evaluations
         return
     have = {ex_id: [len(e) for e in evaluations[ex_id]] for ex_id in cots}
-    prompts = eval_prompts(plan, cfg, cots, have)
+    prompts = eval_prompts(plan, cfg, cots, have, requests)
     if not prompts:
         return
-
-    def check() -> None:
-        check_failures(engine, "self-evaluations", cfg.max_failed_share)
-
     replies = draw(
         engine,
         prompts,
         cfg.adaptive_evals,
         lambda _, text: parse_verdict(text) if text is not None else None,
         "evaluations",
-        check,
+        Failures("self-evaluations", cfg.max_failed_share),
     )
     for (_, ex_id, index), samples in replies.items():
         evaluations[ex_id][int(index)].extend(teacher_evaluation(t) for t in samples)
@@ -250,18 +248,22 @@ def _teach_waves(
     evaluations: dict[str, list[list[Evaluation]]] = {}
     size = None
     if cfg.budget is not None:
-        size = max(WAVE_MIN, 2 * cfg.concurrency)
+        size = wave_size(cfg.concurrency)
         if engine is not None:
             unit = "usd" if cfg.budget.usd is not None else "tokens"
             engine.budget = RunBudget(float(cfg.budget.usd or cfg.budget.tokens or 0), unit)
+    # Built once for the run: each wave asks for its own, with the keys they have in a run
+    # without waves (every copy of a request told apart over all of them).
+    every_cot = cot_prompts(plan, cfg) if plan.imported is None else []
+    requests: set[str] = set()
     for wave in waves(plan.examples, size):
         if plan.imported is not None:
             wave_cots, wave_evals = _imported_cots(plan, cfg, wave)
         else:
             assert engine is not None  # every non-import plan has a live backend
-            wave_cots, wave_evals = _requested_cots(plan, cfg, engine, wave)
+            wave_cots, wave_evals = _requested_cots(plan, cfg, engine, wave, every_cot)
         if engine is None or not engine.stats.budget_exhausted:
-            _evaluate(plan, cfg, engine, wave_cots, wave_evals)
+            _evaluate(plan, cfg, engine, wave_cots, wave_evals, requests)
         if engine is not None and engine.budget is not None and engine.stats.budget_exhausted:
             break
         cots.update(wave_cots)
@@ -270,7 +272,10 @@ def _teach_waves(
 
 
 def _budget_line(engine: RequestEngine | None) -> dict[str, Any] | None:
-    """The run budget's unit, limit and what the records' samples cost in it (None without)."""
+    """The run budget's unit, limit and the run's whole bill in it, the one the cap was
+    checked against (None without a budget). It includes the samples of the wave left out of
+    the records when the budget ran out: they were paid, stay cached and a larger budget
+    reuses them."""
     if engine is None or engine.budget is None:
         return None
     spent = engine.budget.spent(engine.stats)
@@ -312,7 +317,9 @@ def teach(
             endpoint or rejected key, a run whose cache lost the samples its summary records
             (all before anything is written), a fatal backend error mid-run, or more than
             ``teacher.max_failed_share`` of the CoTs or of the self-evaluations failed
-            (everything finished is cached; re-running resumes).
+            (``mindmirror.teacher.rounds.Failures``), or a ``teacher.budget`` that ran out
+            before the first wave was taught (everything finished is cached; re-running
+            resumes).
     """
     started = time.perf_counter()
     cfg = recipe.teacher
@@ -333,6 +340,8 @@ def teach(
     finally:
         if cache is not None:
             cache.close()
+    if not cots and engine is not None and engine.stats.budget_exhausted:
+        raise budget_too_small(recipe, plan)
 
     records = [
         Record(
@@ -373,32 +382,6 @@ def teach(
     _write_json(run.summary, summary)
     warn_cut_critiques(summary, cfg.eval_max_tokens, quiet)
     return summary
-
-
-def check_failures(engine: RequestEngine, kind: str, max_share: float) -> None:
-    """One line about the samples of the engine's latest run (one kind of request: the CoTs,
-    or the self-evaluations) that it gave up on: a UserError (before any record is written, so
-    ``teach && train`` stops) when all of them or more than ``max_share`` failed, else a
-    warning when any did. Each kind is judged alone: evaluations that all failed leave stage 1
-    nothing to train on, however many CoTs came back."""
-    stats = engine.last
-    failed, total = stats.samples_failed, stats.samples
-    if not failed:
-        return
-    what = f"{failed} of {total} teacher samples failed after every retry for the {kind}"
-    last = f"last error: {engine.last_error or 'not recorded'}"
-    if failed == total or failed / total > max_share:
-        raise UserError(
-            f"{what} ({last}); no records written: fix the endpoint (teacher.base_url, "
-            "teacher.model, its log) and re-run `mindmirror teach`, which requests only the "
-            f"missing samples (teacher.max_failed_share={max_share} sets the tolerance)"
-        )
-    Console(stderr=True).print(
-        f"[yellow]warning[/]: {what} ({escape(last)}); re-run `mindmirror teach` to request only "
-        "those again",
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 def _write_json(path: Any, data: dict[str, Any]) -> None:
