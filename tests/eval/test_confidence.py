@@ -124,7 +124,7 @@ def test_the_confidence_is_refused_for_another_k(tmp_path: Path) -> None:
     model.save(tmp_path / "c.json")
     assert ConfidenceModel.load(tmp_path / "c.json").samples == 4
     model.check_samples(4, "eval.num_samples")
-    with pytest.raises(UserError, match="fitted on 4 sampled CoTs per question, eval.num_s"):
+    with pytest.raises(UserError, match=r"fitted on 4 sampled CoTs per question, eval\.num_s"):
         model.check_samples(5, "eval.num_samples")
 
 

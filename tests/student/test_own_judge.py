@@ -53,9 +53,7 @@ def own_recipe(run: RunDir, student: Path, **own: Any) -> Any:
 
 def without_own_judge(recipe: Any) -> Any:
     """The same recipe with the own-CoT judge off (its stages train the same)."""
-    return recipe.model_copy(
-        update={"train": recipe.train.model_copy(update={"own_judge": None})}
-    )
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"own_judge": None})})
 
 
 def test_the_own_cots_are_sampled_as_mirror_samples_unless_set(tmp_path: Path) -> None:
@@ -166,9 +164,7 @@ def test_mixed_labels_fit_a_confidence_that_predict_returns(
     # The stages first: the kept samples name the final student's training.
     train(without_own_judge(recipe), run, quiet=True)
     trained = json.loads((run.stage("reasoning") / "result.json").read_text())
-    judge_ids, fit_ids = split_validation(
-        [{"id": r.id, "split": r.split} for r in records], recipe
-    )
+    _, fit_ids = split_validation([{"id": r.id, "split": r.split} for r in records], recipe)
     # Own CoTs as a student that is sometimes right would write them (kept samples are
     # reused); of the questions the confidence is fitted on, one always right, one never.
     fixed = {fit_ids[0]: [True, True], fit_ids[1]: [False, False]}
@@ -204,7 +200,7 @@ def test_mixed_labels_fit_a_confidence_that_predict_returns(
         (pred,) = predictor.predict([records[9].question], mode="mirror")
         # The confidence is refused for CoTs sampled another number at a time.
         other = predictor.eval.model_copy(update={"num_samples": 3})
-        with pytest.raises(UserError, match="fitted on 2 sampled CoTs .* eval.num_samples is 3"):
+        with pytest.raises(UserError, match=r"fitted on 2 sampled CoTs .* eval\.num_samples is 3"):
             infer(predictor.student, predictor.task, ["q"], "mirror", other)
     assert 0.0 <= pred.confidence <= 1.0
     assert pred.abstained == (pred.canonical is None or pred.confidence < model.threshold)

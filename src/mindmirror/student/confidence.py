@@ -102,16 +102,17 @@ class ConfidenceModel:
     def load(cls, path: Path) -> ConfidenceModel:
         """Read a model written by ``save``; UserError naming the file when it is not one
         (unreadable, not JSON, other fields, or features other than ``FEATURES``)."""
+        fix = "delete it (mirror then judges without it) or train train.own_judge again"
         try:
             data = json.loads(path.read_text())
             model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
             sizes = {len(model.mean), len(model.scale), len(model.coef)}
         except (OSError, ValueError, TypeError, AttributeError) as error:
-            raise UserError(f"{path}: not a confidence model ({error})") from None
+            raise UserError(f"{path}: not a confidence model ({error}); {fix}") from None
         if model.features != FEATURES or sizes != {len(FEATURES)}:
             raise UserError(
-                f"{path}: a confidence model of features {list(model.features)}, this version "
-                f"reads {list(FEATURES)}; train train.own_judge again"
+                f"{path}: a confidence model of {len(model.coef)} coefficients for features "
+                f"{list(model.features)}, this version reads {list(FEATURES)}; {fix}"
             )
         return model
 
