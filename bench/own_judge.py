@@ -7,21 +7,27 @@ test questions the final student samples K CoTs once; every signal is read from 
 samples (``mindmirror.signals``): the judge trained on teacher CoTs, the own-CoT judges, the
 combined confidence (fitted on validation), vote share, the ``predict:`` answer's token
 probability, the CoTs' mean token log-probability and their length. Each finished cell leaves
-a record under ``<records>/cells/``; the summary (``--out``) is computed from the records
-alone: per signal AUROC (per question and per CoT), AURC, ECE, Brier, selective accuracy at
-50% and 80% coverage, mean over seeds with the seeds and n_test; per pair of signals the paired
-bootstrap interval over questions; judge-weighted against plain majority voting; the seconds
-per cell of the extra sampling and training. Label sources: the own-CoT judges learn the
-task's scorer against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
+a record under ``<records>/cells/``, named by its seed and a short hash of its settings (the
+cell's recipe but its seed, and the test questions scored), so that a first look and the full
+run, or runs of other settings, keep their own records (and runs of other training settings
+their own run directories). The summary (``--out``) is computed from the records of one
+settings hash alone (after a run, that run's; ``--summarise --key`` picks one): per signal
+AUROC (per question and per CoT), AURC, ECE, Brier, selective accuracy at 50% and 80%
+coverage, mean over seeds with the seeds and n_test; per pair of signals the paired bootstrap
+interval over questions; judge-weighted against plain majority voting; the seconds per cell of
+the extra sampling and training. Label sources: the own-CoT judges learn the task's scorer
+against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
 
     python bench/own_judge.py                          # 3 seeds, 200 test questions (CPU-hours)
     python bench/own_judge.py --seeds 0 --limit 20     # a first look
     python bench/own_judge.py --summarise              # the summary from the records only
+    python bench/own_judge.py --summarise --key KEY    # ... of one settings hash of several
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import shutil
@@ -61,7 +67,7 @@ RECORDS = ROOT / "docs" / "results" / "own_judge"
 OUT = ROOT / "docs" / "results" / "own_judge.json"
 #: The judge trained on own + teacher CoTs, beside ``own_judge`` (own CoTs only).
 MIXED = "own_judge_mixed"
-#: The own-CoT judge's settings in every cell (gold labels; K as the test sampling's).
+#: The own-CoT judge's settings in every cell (gold labels; sampled as the test questions).
 OWN_JUDGE = {"epochs": 1.0, "target_accuracy": 0.8}
 
 
@@ -75,9 +81,22 @@ def own_cell(recipe: Recipe, seed: int, folder: Path, settings: dict[str, Any]) 
     over ``OWN_JUDGE``; ``mix: own``)."""
     cell = Cell("mind_mirror", recipe.train.num_cots, seed, ("answer", "vote", "mirror"))
     data = cell_recipe(recipe, cell, folder).model_dump(mode="json", by_alias=True)
-    own = {"samples": recipe.eval.num_samples, **OWN_JUDGE, **settings, "mix": "own"}
+    own = {**OWN_JUDGE, **settings, "mix": "own"}
     data["train"].update(explain_target="cot", own_judge=own)
     return recipe_from_dict(data)
+
+
+def cell_settings(cell: Recipe, limit: int) -> dict[str, Any]:
+    """What decides a cell's record but its seed: the cell's recipe (without its seed, name
+    and run directory) and the test questions scored."""
+    recipe = cell.model_dump(mode="json", by_alias=True, exclude={"name", "run_dir", "seed"})
+    return {"limit": limit, "recipe": recipe}
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """A short hash of a cell's settings (``cell_settings``): its records' and run's name."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def mixed_cell(recipe: Recipe) -> Recipe:
@@ -164,18 +183,23 @@ def measure(
         judges[name] = [[next(flat) for _ in ss] for ss in sampled]
     path = folders["own"] / CONFIDENCE_FILE
     model = ConfidenceModel.load(path) if path.is_file() else None
+    if model is not None:
+        model.check_samples(cfg.num_samples, "eval.num_samples")
     signals = run_signals(task, test, sampled, judges, answers, model)
     return {"signals": signals.to_dict(), "seconds": time.perf_counter() - started}
 
 
 def cell_record(
-    recipe: Recipe, trained: dict[str, Any], measured: dict[str, Any]
+    recipe: Recipe, trained: dict[str, Any], measured: dict[str, Any], settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """What a finished cell leaves: its signals, label sources and the cost of each step."""
+    """What a finished cell leaves: its settings (``cell_settings``) and their hash, its
+    signals, label sources and the cost of each step."""
     own = trained["summary"]["stages"][OWN_JUDGE_STAGE]
     mixed = trained["mixed"]
     return {
         "seed": recipe.seed,
+        "settings_key": settings_key(settings),
+        "settings": settings,
         "n_test": len(measured["signals"]["question_correct"]),
         "label_sources": {
             "judge_teacher": f"teacher CoTs, teacher.evaluator {recipe.teacher.evaluator}",
@@ -221,13 +245,26 @@ def signal_figures(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> dict[str, Any]:
-    """The published summary, from cell records alone."""
+    """The published summary, from cell records alone.
+
+    Raises:
+        UserError: records of other settings or numbers of test questions.
+    """
+    keys = sorted({str(r.get("settings_key")) for r in records})
+    sizes = sorted({r["n_test"] for r in records})
+    if len(keys) > 1 or len(sizes) > 1:
+        raise UserError(
+            f"cell records of {len(keys)} settings ({', '.join(keys)}) and n_test "
+            f"{', '.join(map(str, sizes))} cannot be summarised together: pick one with --key"
+        )
     records = sorted(records, key=lambda r: r["seed"])
     names = [n for n in records[0]["questions"] if all(n in r["questions"] for r in records)]
     out: dict[str, Any] = {
         "command": command,
         "seeds": [r["seed"] for r in records],
         "n_test": records[0]["n_test"],
+        "settings_key": records[0].get("settings_key"),
+        "settings": records[0].get("settings"),
         "answer_choice": "mirror weighted by the own-CoT judge (the deployed answer)",
         "label_sources": records[0]["label_sources"],
         "signals": {n: signal_figures(records, n) for n in names},
@@ -288,9 +325,11 @@ def main() -> None:
         "--own-judge", type=json.loads, default={}, help="train.own_judge settings, JSON"
     )
     parser.add_argument("--summarise", action="store_true", help="from the records only")
+    parser.add_argument("--key", help="--summarise: the records of this settings hash only")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     cells = args.records / "cells"
+    key = args.key
     if not args.summarise:
         recipe = load_recipe(args.recipe, [f"run_dir={args.run_dir}", *args.overrides])
         run = RunDir(recipe.resolved_run_dir())
@@ -299,10 +338,15 @@ def main() -> None:
         task, splits = load_task(recipe.task, recipe.seed)
         test = list(splits["test"])[: args.limit]
         for seed in args.seeds:
-            path = cells / f"mind_mirror-own_judge-s{seed}.json"
+            settings = cell_settings(own_cell(recipe, seed, run.root, args.own_judge), args.limit)
+            key = settings_key(settings)
+            path = cells / f"mind_mirror-own_judge-s{seed}-{key}.json"
             if path.is_file():
                 continue
-            sub = RunDir(run.root / "cells" / f"own_judge-s{seed}")
+            # The limit decides what is measured, not what is trained: a cell's training is
+            # shared by every limit.
+            trained_on = settings_key({"recipe": settings["recipe"]})
+            sub = RunDir(run.root / "cells" / f"own_judge-s{seed}-{trained_on}")
             sub.teacher.mkdir(parents=True, exist_ok=True)
             if not sub.records.is_file():
                 shutil.copyfile(run.records, sub.records)
@@ -310,17 +354,23 @@ def main() -> None:
             log(f"seed {seed}: training")
             trained = train_cell(cell, sub, args.quiet)
             log(f"seed {seed}: measuring on {len(test)} test questions")
-            record = cell_record(cell, trained, measure(cell, sub, task, test, args.quiet))
+            measured = measure(cell, sub, task, test, args.quiet)
+            record = cell_record(cell, trained, measured, settings)
             cells.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record) + "\n")
     records = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
+    records = [r for r in records if key is None or r.get("settings_key") == key]
     if not records:
-        raise UserError(f"no cell records in {cells}: run without --summarise first")
+        raise UserError(
+            f"no cell records{f' of settings {key}' if key else ''} in {cells}: "
+            "run without --summarise first"
+        )
     command = "python bench/own_judge.py " + " ".join(sys.argv[1:])
     out = summarise(records, args.bootstrap, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    log(f"wrote {args.out}: {len(records)} seeds, {out['n_test']} test questions")
+    n, size, shown = len(records), out["n_test"], out["settings_key"]
+    log(f"wrote {args.out}: {n} seeds, {size} test questions, settings {shown}")
 
 
 if __name__ == "__main__":

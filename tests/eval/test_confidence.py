@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_fit_learns_the_informative_feature_and_round_trips_as_json(tmp_path: Pa
         row["length"] = float(rng.integers(5, 50))  # noise
         rows.append(row)
         right.append(ok)
-    model = fit_confidence(rows, right, target_accuracy=0.9)
+    model = fit_confidence(rows, right, target_accuracy=0.9, samples=5)
     scores = [model.confidence(r) for r in rows]
     assert auroc(scores, right) > 0.95
     assert ece(scores, right) < 0.1
@@ -76,14 +77,59 @@ def test_fit_learns_the_informative_feature_and_round_trips_as_json(tmp_path: Pa
     assert "coef" in json.loads((tmp_path / "c.json").read_text())
     assert ConfidenceModel.load(tmp_path / "c.json") == model
     with pytest.raises(UserError, match="both right and wrong"):
-        fit_confidence(rows[:3], [True] * 3, 0.9)
+        fit_confidence(rows[:3], [True] * 3, 0.9, 5)
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UserError, match="not a confidence model"):
         ConfidenceModel.load(tmp_path / "bad.json")
 
 
+def plain_model(samples: int = 1) -> ConfidenceModel:
+    """The judge's P(correct) alone, threshold 0.5, fitted on ``samples`` CoTs per question."""
+    coef = (10.0, 0.0, 0.0, 0.0, 0.0)
+    return ConfidenceModel(FEATURES, (0.0,) * 5, (1.0,) * 5, coef, -5.0, 0.5, 0.8, 9, samples)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "not a confidence model"),  # JSON, but a list
+        ("{not json", "not a confidence model"),
+        (None, "not a confidence model"),  # a folder: unreadable
+        ("features", "features"),  # a feature this version does not compute
+        ("coef", "features"),  # fewer coefficients than features
+        ("samples", "not a confidence model"),  # an older model without its K
+    ],
+)
+def test_a_bad_confidence_file_is_one_user_error(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "confidence.json"
+    data = dataclasses.asdict(plain_model())
+    if content is None:
+        path.mkdir()
+    elif content == "features":
+        path.write_text(json.dumps({**data, "features": ["judge", "vote", *FEATURES[2:]]}))
+    elif content == "coef":
+        path.write_text(json.dumps({**data, "coef": [1.0, 2.0]}))
+    elif content == "samples":
+        path.write_text(json.dumps({k: v for k, v in data.items() if k != "samples"}))
+    else:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        ConfidenceModel.load(path)
+
+
+def test_the_confidence_is_refused_for_another_k(tmp_path: Path) -> None:
+    model = plain_model(samples=4)
+    model.save(tmp_path / "c.json")
+    assert ConfidenceModel.load(tmp_path / "c.json").samples == 4
+    model.check_samples(4, "eval.num_samples")
+    with pytest.raises(UserError, match=r"fitted on 4 sampled CoTs per question, eval\.num_s"):
+        model.check_samples(5, "eval.num_samples")
+
+
 def test_calibrated_predictions_abstain_under_the_threshold() -> None:
-    model = ConfidenceModel(FEATURES, (0.0,) * 5, (1.0,) * 5, (10.0, 0, 0, 0, 0), -5.0, 0.5, 0.8, 9)
+    model = plain_model()
     sure = mirror_prediction("q", [judged("7", 0.9)], 0.0)
     unsure = mirror_prediction("q", [judged("7", 0.1)], 0.0)
     out = calibrated([sure, unsure], [None, None], model)
@@ -113,3 +159,11 @@ def test_calibration_figures_and_paired_intervals() -> None:
     perfect = [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]
     two = paired_metric(auroc, same, perfect, y, q, resamples=50)
     assert two["diff"] == pytest.approx(0.5) and two["n"] == 2
+
+
+def test_question_groups_may_be_a_numpy_array() -> None:
+    q = np.array([[0, 0, 1, 1]])
+    y = [[True, False, True, False]]
+    perfect = [[1.0, 0.0, 1.0, 0.0]]
+    out = paired_metric(auroc, [[0.5] * 4], perfect, y, q, resamples=20)
+    assert out["diff"] == pytest.approx(0.5) and out["n"] == 2 and isinstance(out["n"], int)

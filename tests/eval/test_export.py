@@ -21,7 +21,7 @@ from mindmirror.deployment.export import export
 from mindmirror.deployment.export_gguf import chat_template
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
-from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
+from mindmirror.student.confidence import CONFIDENCE_FILE, FEATURES, ConfidenceModel
 from mindmirror.student.loading import judge_folder
 from mindmirror.student.model import add_lora, load_student, save_student
 from tests.eval.conftest import COT_RIGHT, Q_RIGHT, Q_WRONG, Fitted, fitted, write_run
@@ -112,7 +112,8 @@ def test_an_own_cot_judge_exports_with_its_confidence(
     it, and the exported student loads both."""
     _, run = write_run(tmp_path, fitted_causal)
     judge = saved(fitted_causal, run.stage("own_judge") / "best")
-    fitted = ConfidenceModel(("judge_p",), (0.5,), (0.2,), (1.5,), 0.1, 0.6, 0.8, 40)
+    unit = (0.5,) * len(FEATURES)
+    fitted = ConfidenceModel(FEATURES, unit, unit, unit, 0.1, 0.6, 0.8, 40, 5)
     fitted.save(judge / CONFIDENCE_FILE)
     stages = {"evaluation": {"best": "student/evaluation/best"}}
     stages["own_judge"] = {"best": "student/own_judge/best"}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mindmirror.config import recipe_from_dict
+from mindmirror.errors import UserError
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example
@@ -38,7 +39,7 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
                 "epochs": 1,
                 "batch_size": 4,
                 "eval_max_new_tokens": 8,
-                "own_judge": {"samples": 2, "max_new_tokens": 12},
+                "own_judge": {},
             },
             "eval": {
                 "engine": "transformers",
@@ -53,7 +54,8 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
     assert (run.stage(own_judge.MIXED) / "best").is_dir()
     test = [Example(r.id, r.split, r.question, r.gold) for r in records if r.split == "test"]
     measured = own_judge.measure(recipe, run, EquationTask("svamp"), test, quiet=True)
-    record = own_judge.cell_record(recipe, trained, measured)
+    settings = own_judge.cell_settings(recipe, 2)
+    record = own_judge.cell_record(recipe, trained, measured, settings)
     assert record["n_test"] == 2 and len(record["cot_correct"]) == 2 * 3
     names = {"judge_teacher", "judge_own", "judge_own_teacher", "vote_share"}
     assert names | {"answer_prob", "logprob", "length"} <= set(record["cots"])
@@ -66,12 +68,13 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
     assert "judge_own - judge_teacher" in summary["pairs"]
 
 
-def _record(seed: int, n: int = 60) -> dict[str, Any]:
+def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
     right = [i % 2 == 0 for i in range(n)]
     good = [0.8 if ok else 0.2 for ok in right]
     flat = [0.5] * n
     return {
         "seed": seed,
+        "settings_key": key,
         "n_test": n,
         "label_sources": {},
         "questions": {"judge_teacher": flat, "judge_own": good, "length": [-5.0] * n},
@@ -97,3 +100,29 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     assert summary["accuracy"] == {"vote": 0.0, "mirror_own": 0.5}
     assert summary["voting"]["mirror_own - vote"]["diff"] == 0.5
     assert summary["cost_seconds"]["own_sampling"] == 10.5
+
+
+def test_the_summary_refuses_records_of_other_settings() -> None:
+    with pytest.raises(UserError, match="n_test 20, 60 cannot be summarised together"):
+        own_judge.summarise([_record(0, n=20), _record(1)], resamples=0, command="c")
+    with pytest.raises(UserError, match=r"2 settings \(a, b\)"):
+        own_judge.summarise([_record(0, key="a"), _record(1, key="b")], resamples=0, command="c")
+    one = own_judge.summarise([_record(0, key="a")], resamples=5, command="c")
+    assert one["settings_key"] == "a"
+
+
+def test_a_record_is_keyed_by_its_settings_but_not_its_seed(tmp_path: Path) -> None:
+    train = {"method": "mind_mirror", "explain_target": "cot", "num_cots": 2}
+    recipe = recipe_from_dict({"run_dir": str(tmp_path), "train": train})
+
+    def key(seed: int, limit: int, settings: dict[str, Any]) -> str:
+        cell = own_judge.own_cell(recipe, seed, tmp_path / "cell", settings)
+        return own_judge.settings_key(own_judge.cell_settings(cell, limit))
+
+    first = key(0, 20, {})
+    assert key(1, 20, {}) == first and len(first) == 10
+    assert key(0, 200, {}) != first
+    assert key(0, 20, {"epochs": 2.0}) != first
+    # The own CoTs are sampled as the test questions are unless set.
+    cell = own_judge.own_cell(recipe, 0, tmp_path / "cell", {})
+    assert cell.train.own_judge is not None and cell.train.own_judge.samples is None

@@ -16,7 +16,9 @@ from mindmirror.records import Record, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.student.formats import VERDICT
+from mindmirror.student.infer import infer
 from mindmirror.student.loading import judge_folder
+from mindmirror.student.own_confidence import split_validation
 from mindmirror.student.own_judge import sampling_settings
 from mindmirror.student.train import train
 
@@ -32,15 +34,73 @@ def own_recipe(run: RunDir, student: Path, **own: Any) -> Any:
         "learning_rate": 1e-3,
         "eval_batch_size": 8,
         "eval_max_new_tokens": 8,
-        "own_judge": {"samples": 2, "max_new_tokens": 12, "target_accuracy": 0.6, **own},
+        "own_judge": {"target_accuracy": 0.6, **own},
     }
     return recipe_from_dict(
         {
             "run_dir": str(run.root),
             "seed": 1,
             "train": settings,
-            "eval": {"engine": "transformers", "max_new_tokens": 12, "answer_max_tokens": 8},
+            "eval": {
+                "engine": "transformers",
+                "num_samples": 2,
+                "max_new_tokens": 12,
+                "answer_max_tokens": 8,
+            },
         }
+    )
+
+
+def without_own_judge(recipe: Any) -> Any:
+    """The same recipe with the own-CoT judge off (its stages train the same)."""
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"own_judge": None})})
+
+
+def test_the_own_cots_are_sampled_as_mirror_samples_unless_set(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    recipe = own_recipe(run, tmp_path / "student")
+    recipe = recipe.model_copy(
+        update={
+            "eval": recipe.eval.model_copy(
+                update={"num_samples": 3, "temperature": 0.5, "top_p": 0.9, "max_new_tokens": 40}
+            )
+        }
+    )
+    final = run.root / "student" / "reasoning" / "best"
+    settings = sampling_settings(recipe, final, {"train_seconds": 12.5})
+    assert settings["samples"] == 3 and settings["temperature"] == 0.5
+    assert settings["top_p"] == 0.9 and settings["max_new_tokens"] == 40
+    # The final stage's training is part of what decides the samples.
+    assert settings["student_train_seconds"] == 12.5
+    assert sampling_settings(recipe, final, {"train_seconds": 13.0}) != settings
+    own = recipe.train.own_judge
+    assert own is not None
+    train_cfg = recipe.train.model_copy(
+        update={"own_judge": own.model_copy(update={"samples": 6, "temperature": 1.0})}
+    )
+    mine = sampling_settings(recipe.model_copy(update={"train": train_cfg}), final, {})
+    assert mine["samples"] == 6 and mine["temperature"] == 1.0 and mine["top_p"] == 0.9
+
+
+def test_the_validation_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    recipe = own_recipe(RunDir(tmp_path / "run"), tmp_path / "student")
+    samples = [{"id": f"v{i}", "split": "validation"} for i in range(7) for _ in range(2)]
+    samples += [{"id": "t0", "split": "train"}]
+    judge, fit = split_validation(samples, recipe)
+    assert len(judge) == 4 and len(fit) == 3 and not set(judge) & set(fit)
+    assert set(judge) | set(fit) == {f"v{i}" for i in range(7)}
+    assert split_validation(samples, recipe) == (judge, fit)
+    seeds = [recipe.model_copy(update={"seed": seed}) for seed in range(2, 6)]
+    assert any(split_validation(samples, other)[0] != judge for other in seeds)
+    own = recipe.train.own_judge
+    assert own is not None
+    unsplit = recipe.train.model_copy(
+        update={"own_judge": own.model_copy(update={"split_validation": False})}
+    )
+    every = [f"v{i}" for i in range(7)]
+    assert split_validation(samples, recipe.model_copy(update={"train": unsplit})) == (
+        every,
+        every,
     )
 
 
@@ -71,6 +131,9 @@ def test_own_judge_samples_labels_and_trains_a_separate_judge(
     assert own["labels"]["train"]["cots"] == 16
     assert own["rows"]["by_prefix"] == {VERDICT: own["rows"]["rows"]}
     assert judge_folder(run.root) == run.root / "student" / "own_judge" / "best"
+    # The judge is chosen on 2 of the 3 validation questions, the confidence fitted on the 3rd.
+    assert own["judge_chosen_on"] == 2 and own["validation_items"] <= 4
+    assert own["confidence"]["validation_questions"] == 1
     # The random student is never right: nothing to calibrate on, said so, mirror unchanged.
     assert "skipped" in own["confidence"]
     assert not (run.root / own["best"] / CONFIDENCE_FILE).exists()
@@ -78,43 +141,67 @@ def test_own_judge_samples_labels_and_trains_a_separate_judge(
     again = train(own_recipe(run, tiny_llama), run, quiet=True)
     assert again["stages"]["own_judge"]["train_seconds"] == own["train_seconds"]
     assert again["stages"]["own_judge"]["sampling_seconds"] == own["sampling_seconds"]
+    # The final student trained again in place: its old CoTs are not reused.
+    result_path = run.stage("reasoning") / "result.json"
+    result = json.loads(result_path.read_text())
+    result_path.write_text(json.dumps({**result, "train_seconds": result["train_seconds"] + 1}))
+    with pytest.raises(UserError, match="own_judge was trained with other settings"):
+        train(own_recipe(run, tiny_llama), run, quiet=True)
+    meta = json.loads((run.stage("own_cots") / "samples.json").read_text())
+    assert meta["settings"]["student_train_seconds"] == result["train_seconds"] + 1
+    assert meta["seconds"] != own["sampling_seconds"]
 
 
 def test_mixed_labels_fit_a_confidence_that_predict_returns(
     tmp_path: Path, records: list[Record], tiny_llama: Path
 ) -> None:
     run = RunDir(tmp_path / "run")
+    # Six validation questions: the judge is chosen on three, the confidence fitted on three.
+    more = [r.model_copy(update={"id": f"{r.id}-b"}) for r in records if r.split == "validation"]
+    records = records + more
     write_records(run.records, records)
     recipe = own_recipe(run, tiny_llama, mix="own+teacher")
-    # Own CoTs as a student that is sometimes right would write them (kept samples are reused).
+    # The stages first: the kept samples name the final student's training.
+    train(without_own_judge(recipe), run, quiet=True)
+    trained = json.loads((run.stage("reasoning") / "result.json").read_text())
+    _, fit_ids = split_validation([{"id": r.id, "split": r.split} for r in records], recipe)
+    # Own CoTs as a student that is sometimes right would write them (kept samples are
+    # reused); of the questions the confidence is fitted on, one always right, one never.
+    fixed = {fit_ids[0]: [True, True], fit_ids[1]: [False, False]}
     folder = run.stage("own_cots")
     folder.mkdir(parents=True)
     rows = []
     for k, record in enumerate(r for r in records if r.split in ("train", "validation")):
         right, wrong = record.cots[0].text, "Tom has 2 apples. The answer is (1 + 1)."
-        for j, text in enumerate([right, wrong] if k % 3 else [wrong, wrong]):
-            ok = text == right
-            answer = record.cots[0].answer if ok else "(1 + 1)"
+        for j, ok in enumerate(fixed.get(record.id, [True, False] if k % 3 else [False, False])):
+            text, answer = (right, record.cots[0].answer) if ok else (wrong, "(1 + 1)")
             rows.append(
                 {"id": record.id, "split": record.split, "sample": j, "text": text,
                  "logprob": -0.5 if ok else -2.0, "answer": answer, "correct": ok}
             )  # fmt: skip
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     final = run.root / "student" / "reasoning" / "best"
-    meta = {"settings": sampling_settings(recipe, final), "seconds": 1.5}
+    meta = {"settings": sampling_settings(recipe, final, trained), "seconds": 1.5}
     (folder / "samples.json").write_text(json.dumps(meta))
     summary = train(recipe, run, quiet=True)
     own = summary["stages"]["own_judge"]
     assert own["sampling_seconds"] == 1.5
     # Own rows (2 per train question) plus the teacher-CoT verdict rows.
     assert own["rows"]["evals_used"] > 16
+    # The judge is chosen on the own CoTs of one half, the confidence fitted on the other.
+    assert own["judge_chosen_on"] == 3 and own["validation_items"] == 6
     fit = own["confidence"]
     assert "skipped" not in fit and 0.0 <= fit["validation_brier"] <= 1.0
+    assert fit["validation_questions"] == 3 and fit["figures"].startswith("in-sample for the fit")
     model = ConfidenceModel.load(run.root / own["best"] / CONFIDENCE_FILE)
-    assert model.features[0] == "judge" and model.fitted_on == 3
+    assert model.features[0] == "judge" and model.fitted_on == 3 and model.samples == 2
     with Predictor.load(run.root) as predictor:
         assert predictor.student.confidence == model
         (pred,) = predictor.predict([records[9].question], mode="mirror")
+        # The confidence is refused for CoTs sampled another number at a time.
+        other = predictor.eval.model_copy(update={"num_samples": 3})
+        with pytest.raises(UserError, match=r"fitted on 2 sampled CoTs .* eval\.num_samples is 3"):
+            infer(predictor.student, predictor.task, ["q"], "mirror", other)
     assert 0.0 <= pred.confidence <= 1.0
     assert pred.abstained == (pred.canonical is None or pred.confidence < model.threshold)
     assert all(s.logprob is not None for s in pred.samples)

@@ -18,12 +18,25 @@ class OwnJudgeConfig(Strict):
     answering student's weights are untouched); then fit the combined confidence on validation.
     """
 
-    samples: int = Field(
-        4, ge=1, le=64, description="K: CoTs sampled from the final student per question."
+    samples: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="K: CoTs sampled from the final student per question (default: "
+        "eval.num_samples). The combined confidence is fitted on the validation questions' K "
+        "CoTs and keeps K: `mirror` refuses it with another eval.num_samples.",
     )
-    temperature: float = Field(0.7, gt=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling.")
-    max_new_tokens: int = Field(256, ge=1, description="Max generated tokens per sampled CoT.")
+    temperature: float | None = Field(
+        None, gt=0.0, le=2.0, description="Sampling temperature (default: eval.temperature)."
+    )
+    top_p: float | None = Field(
+        None, gt=0.0, le=1.0, description="Nucleus sampling (default: eval.top_p)."
+    )
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Max generated tokens per sampled CoT (default: eval.max_new_tokens).",
+    )
     labels: Literal["gold"] = Field(
         "gold",
         description="Label source of each sampled CoT: gold (the task's scorer against the gold "
@@ -44,6 +57,14 @@ class OwnJudgeConfig(Strict):
         gt=0.0,
         le=1.0,
         description="The combined confidence's abstention threshold is the lowest one at which "
-        "the answered validation questions reach this accuracy (`predict`/`serve` abstain "
-        "below it).",
+        "the answered validation questions it is fitted on reach this accuracy "
+        "(`predict`/`serve` abstain below it).",
+    )
+    split_validation: bool = Field(
+        True,
+        description="Split the validation questions in two halves (seeded by the recipe's "
+        "seed): the judge's checkpoint is chosen on the first half's own CoTs, the combined "
+        "confidence is fitted and its threshold chosen on the second half, so the reported "
+        "validation figures are not on the questions the judge was chosen on. false: both on "
+        "every validation question (the figures are then in-sample; for small splits).",
     )

@@ -173,6 +173,14 @@ def _aggregate(
     if max_tokens:
         update["max_new_tokens"] = max_tokens
     cfg = served.eval.model_copy(update=update)
+    fitted = served.student.confidence
+    if mode == "mirror" and fitted is not None and cfg.num_samples != fitted.samples:
+        raise ApiError(
+            400,
+            f"mirror's combined confidence was fitted on {fitted.samples} CoTs per question: "
+            f"send n={fitted.samples} (got {cfg.num_samples})",
+            "n",
+        )
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     runs = infer_modes(served.student, served.task, [question], [mode], cfg, seed=seed)
     pred = runs[mode].predictions[0]

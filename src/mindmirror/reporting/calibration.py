@@ -72,8 +72,8 @@ def paired_metric(
     for a, b, y in zip(first, second, correct, strict=True):
         if not len(a) == len(b) == len(y):
             raise ValueError("paired confidences need the same items")
-    groups = question or [range(len(y)) for y in correct]
-    n = max((max(g, default=-1) for g in groups), default=-1) + 1
+    groups = [range(len(y)) for y in correct] if question is None else question
+    n = int(max((max(g, default=-1) for g in groups), default=-1)) + 1
     runs = [
         (np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(y, dtype=bool))
         for a, b, y in zip(first, second, correct, strict=True)

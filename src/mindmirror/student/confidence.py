@@ -14,8 +14,9 @@ reads:
 ``fit_confidence`` fits a logistic regression (scikit-learn) on standardised features of the
 validation questions against "the chosen answer is right", and chooses the abstention
 threshold there: the lowest confidence at which the answered validation questions reach the
-target accuracy. The model is kept as JSON (coefficients, feature names, threshold), never a
-pickle, and applied here with numpy alone.
+target accuracy. The model is kept as JSON (coefficients, feature names, threshold, and K: the
+sampled CoTs per question it was fitted on), never a pickle, and applied here with numpy
+alone. ``vote_share`` only takes the values of k/K, so a model is refused for another K.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def question_features(prediction: Prediction, answer: Prediction | None) -> dict
 
 @dataclass(frozen=True)
 class ConfidenceModel:
-    """A fitted logistic regression over standardised ``features`` and its threshold."""
+    """A fitted logistic regression over standardised ``features`` and its threshold;
+    ``samples``: K, the sampled CoTs per question of the questions it was fitted on."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -75,6 +77,7 @@ class ConfidenceModel:
     threshold: float
     target_accuracy: float
     fitted_on: int
+    samples: int
 
     def confidence(self, values: dict[str, float]) -> float:
         """P(the chosen answer is right) for one question's features."""
@@ -85,14 +88,33 @@ class ConfidenceModel:
         """Write the model as JSON."""
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
+    def check_samples(self, samples: int, where: str) -> None:
+        """UserError unless ``samples`` CoTs per question is the K the model was fitted on
+        (``where``: the setting that gave ``samples``)."""
+        if samples != self.samples:
+            raise UserError(
+                f"the combined confidence was fitted on {self.samples} sampled CoTs per "
+                f"question, {where} is {samples}: set it to {self.samples}, or train "
+                "train.own_judge again with this K"
+            )
+
     @classmethod
     def load(cls, path: Path) -> ConfidenceModel:
-        """Read a model written by ``save``; UserError naming the file when it is not one."""
+        """Read a model written by ``save``; UserError naming the file when it is not one
+        (unreadable, not JSON, other fields, or features other than ``FEATURES``)."""
+        fix = "delete it (mirror then judges without it) or train train.own_judge again"
         try:
             data = json.loads(path.read_text())
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-        except (json.JSONDecodeError, TypeError) as error:
-            raise UserError(f"{path}: not a confidence model ({error})") from None
+            model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            sizes = {len(model.mean), len(model.scale), len(model.coef)}
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise UserError(f"{path}: not a confidence model ({error}); {fix}") from None
+        if model.features != FEATURES or sizes != {len(FEATURES)}:
+            raise UserError(
+                f"{path}: a confidence model of {len(model.coef)} coefficients for features "
+                f"{list(model.features)}, this version reads {list(FEATURES)}; {fix}"
+            )
+        return model
 
 
 def choose_threshold(
@@ -111,9 +133,13 @@ def choose_threshold(
 
 
 def fit_confidence(
-    rows: Sequence[dict[str, float]], correct: Sequence[bool], target_accuracy: float
+    rows: Sequence[dict[str, float]],
+    correct: Sequence[bool],
+    target_accuracy: float,
+    samples: int,
 ) -> ConfidenceModel:
-    """Fit the combined confidence on validation questions' features and outcomes.
+    """Fit the combined confidence on validation questions' features and outcomes (each
+    question's features read from ``samples`` sampled CoTs).
 
     Raises:
         UserError: fewer than two questions, or only right (or only wrong) answers.
@@ -139,6 +165,7 @@ def fit_confidence(
         threshold=0.0,
         target_accuracy=target_accuracy,
         fitted_on=len(rows),
+        samples=samples,
     )
     scores = [fitted.confidence(row) for row in rows]
     return replace(fitted, threshold=choose_threshold(scores, correct, target_accuracy))

@@ -312,7 +312,13 @@ def infer_modes(
     When the student has a separate judge, ``mirror`` is judged by it and ``mirror_final``
     (the same samples judged by the student itself) is returned too. Sampling is seeded with
     ``seed``.
+
+    Raises:
+        UserError: ``mirror`` with a combined confidence fitted on another K than
+            ``cfg.num_samples``.
     """
+    if "mirror" in modes and student.confidence is not None:
+        student.confidence.check_samples(cfg.num_samples, "eval.num_samples")
     opts: Sequence[Choices] = choices if choices is not None else [None] * len(questions)
     runs: dict[str, ModeRun] = {}
     for mode, prefix in (("answer", PREDICT), ("cot", EXPLAIN)):

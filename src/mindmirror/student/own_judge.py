@@ -5,17 +5,19 @@ asked about the student's (shorter, mostly wrong, other mistakes). After the las
 module:
 
 1. samples K CoTs per train and validation question from the final student (the inference
-   engine of ``eval.engine``; kept in ``student/own_cots/samples.jsonl`` with their labels, so
-   a rerun, or a judge of the other ``mix``, samples nothing twice);
+   engine of ``eval.engine``, ``eval``'s sampling settings unless ``own_judge`` sets its own;
+   kept in ``student/own_cots/samples.jsonl`` with their labels, so a rerun, or a judge of the
+   other ``mix``, samples nothing twice; a retrained final student samples again);
 2. labels each with the task's scorer against gold (the answer read by the task's parser);
 3. builds ``verdict:`` rows in the self-evaluation stage's format (``mix: own+teacher`` adds
    that stage's rows on the teacher's CoTs) and fine-tunes a copy of the self-evaluation
    stage's best student into ``student/own_judge/best/`` (``joint``'s for the one-stage
-   method), chosen on the validation questions' own CoTs by ``train.verdict_metric``; the
+   method), chosen by ``train.verdict_metric`` on the own CoTs of half the validation
+   questions (``own_judge.split_validation``; ``mindmirror.student.own_confidence``); the
    answering student is never touched, so ``eval.judge: auto`` judges with the new judge and
    ``answer`` accuracy cannot move;
-4. fits the combined confidence (``mindmirror.student.confidence``) on the validation questions'
-   ``mirror`` answers and saves it as ``best/confidence.json``.
+4. fits the combined confidence (``mindmirror.student.confidence``) on the other half's
+   ``mirror`` answers and saves it as ``best/confidence.json`` with K.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mindmirror.config import Recipe
+from mindmirror.config import EvalConfig, Recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Record
-from mindmirror.reporting.calibration import ranking_and_calibration
 from mindmirror.rundir import RunDir
-from mindmirror.student.confidence import CONFIDENCE_FILE, fit_confidence, question_features
 from mindmirror.student.formats import (
     EXPLAIN,
     VERDICT,
@@ -39,8 +39,9 @@ from mindmirror.student.formats import (
     reasoning_input,
     verdict_target,
 )
-from mindmirror.student.infer import Judged, Student, infer, mirror_prediction
+from mindmirror.student.infer import Student
 from mindmirror.student.loading import OWN_JUDGE_STAGE
+from mindmirror.student.own_confidence import confidence_fit, split_validation
 from mindmirror.student.rows import Row, RowStats, build_rows, short_or_long_weight
 from mindmirror.student.train import StageData, row_spec, train_stage
 from mindmirror.student.validate import ValItem
@@ -51,31 +52,55 @@ OWN_COTS = "own_cots"
 SPLITS = ("train", "validation")
 
 
-def sampling_settings(recipe: Recipe, final: Path) -> dict[str, Any]:
-    """What decides the sampled CoTs: the student, the seed and the sampling settings."""
+def own_sampling(recipe: Recipe) -> EvalConfig:
+    """How the own CoTs are sampled: ``eval``'s settings (those ``mirror`` samples with at
+    deploy time) with ``own_judge``'s K, temperature, top_p and max_new_tokens where set."""
     cfg = recipe.train.own_judge
     assert cfg is not None
-    keys = ("samples", "temperature", "top_p", "max_new_tokens", "labels")
-    return {"student": str(final), "seed": recipe.seed, **{k: getattr(cfg, k) for k in keys}}
+    update = {
+        "num_samples": cfg.samples,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_new_tokens": cfg.max_new_tokens,
+    }
+    return recipe.eval.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+def sampling_settings(recipe: Recipe, final: Path, trained: dict[str, Any]) -> dict[str, Any]:
+    """What decides the sampled CoTs: the student (its path and ``trained``, the final stage's
+    result, so that a student trained again in place samples again), the seed and the
+    sampling settings."""
+    cfg = recipe.train.own_judge
+    assert cfg is not None
+    sampling = own_sampling(recipe)
+    return {
+        "student": str(final),
+        "student_train_seconds": trained.get("train_seconds"),
+        "seed": recipe.seed,
+        "samples": sampling.num_samples,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_new_tokens": sampling.max_new_tokens,
+        "max_input_tokens": sampling.max_input_tokens,
+        "labels": cfg.labels,
+    }
 
 
 def sample_own_cots(
     student: Student,
-    final: Path,
     records: list[Record],
     task: Task,
     recipe: Recipe,
     folder: Path,
+    settings: dict[str, Any],
     quiet: bool,
 ) -> tuple[list[dict[str, Any]], float]:
     """K sampled CoTs per train and validation question with gold, each labelled against gold,
-    and the seconds sampling took; read back from ``samples.jsonl`` when it holds the same
-    settings' samples."""
+    and the seconds sampling took; read back from ``samples.jsonl`` when it holds the samples
+    of the same ``settings`` (``sampling_settings``)."""
     from mindmirror.student.engines import generation_engine
 
-    cfg = recipe.train.own_judge
-    assert cfg is not None
-    settings = sampling_settings(recipe, final)
+    cfg = own_sampling(recipe)
     meta_path, path = folder / "samples.json", folder / "samples.jsonl"
     if meta_path.is_file() and path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -83,23 +108,20 @@ def sample_own_cots(
             rows = [json.loads(line) for line in path.read_text().splitlines() if line]
             return rows, meta["seconds"]
     questions = [r for r in records if r.split in SPLITS and r.gold is not None]
-    engine_cfg = recipe.eval.model_copy(update={"max_new_tokens": cfg.max_new_tokens})
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    with generation_engine(
-        student, engine_cfg, cache=folder / "samples.sqlite", quiet=quiet
-    ) as served:
+    with generation_engine(student, cfg, cache=folder / "samples.sqlite", quiet=quiet) as served:
         outputs = served.generator.generate(
             [reasoning_input(EXPLAIN, r.question) for r in questions],
-            num_samples=cfg.samples,
+            num_samples=cfg.num_samples,
             sample=True,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_new_tokens=cfg.max_new_tokens,
-            batch_size=engine_cfg.batch_size,
-            max_input_tokens=engine_cfg.max_input_tokens,
+            batch_size=cfg.batch_size,
+            max_input_tokens=cfg.max_input_tokens,
             logprobs=True,
-            progress=None if quiet else f"sampling {cfg.samples} own CoTs",
+            progress=None if quiet else f"sampling {cfg.num_samples} own CoTs",
             seed=recipe.seed,
         )
     seconds = time.perf_counter() - started
@@ -144,10 +166,10 @@ def own_rows(
 
 
 def own_items(
-    samples: list[dict[str, Any]], questions: dict[str, str], limit: int | None
+    samples: list[dict[str, Any]], questions: dict[str, str], ids: list[str], limit: int | None
 ) -> list[ValItem]:
-    """Validation items: the first ``limit`` validation questions' own CoTs, gold-labelled."""
-    ids = list(dict.fromkeys(s["id"] for s in samples if s["split"] == "validation"))
+    """Validation items: the own CoTs of the first ``limit`` of the validation questions
+    ``ids`` (those the judge is chosen on), gold-labelled."""
     kept = set(ids[:limit] if limit else ids)
     return [
         ValItem(
@@ -156,14 +178,20 @@ def own_items(
             cot=s["text"],
         )
         for s in samples
-        if s["id"] in kept and s["text"].strip()
+        if s["split"] == "validation" and s["id"] in kept and s["text"].strip()
     ]
 
 
 def stage_data(
-    samples: list[dict[str, Any]], records: list[Record], task: Task, recipe: Recipe, final: Path
+    samples: list[dict[str, Any]],
+    records: list[Record],
+    task: Task,
+    recipe: Recipe,
+    judge_ids: list[str],
+    sampling: dict[str, Any],
 ) -> StageData:
-    """The judge's rows (own, or own + the teacher-CoT rows) and validation items."""
+    """The judge's rows (own, or own + the teacher-CoT rows) and validation items (the own
+    CoTs of the validation questions ``judge_ids``; ``sampling``: the samples' settings)."""
     cfg = recipe.train.own_judge
     assert cfg is not None
     questions = {r.id: r.question for r in records}
@@ -174,8 +202,13 @@ def stage_data(
         stats.evals_used += teacher_stats.evals_used
     stats.rows_before_dedupe = stats.rows = len(rows)
     stats.by_prefix = dict(Counter(row.prefix for row in rows))
-    items = own_items(samples, questions, recipe.train.val_limit)
-    settings = {"mix": cfg.mix, "labels": cfg.labels, "samples": sampling_settings(recipe, final)}
+    items = own_items(samples, questions, judge_ids, recipe.train.val_limit)
+    settings = {
+        "mix": cfg.mix,
+        "labels": cfg.labels,
+        "samples": sampling,
+        "split_validation": cfg.split_validation,
+    }
     return StageData(rows, stats, items, settings)
 
 
@@ -213,72 +246,6 @@ def label_counts(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return counts
 
 
-def fit_validation_confidence(
-    final: Student,
-    judge: Student,
-    samples: list[dict[str, Any]],
-    records: list[Record],
-    task: Task,
-    recipe: Recipe,
-    target: Path,
-) -> dict[str, Any]:
-    """Judge the validation questions' own CoTs with ``judge``, vote as ``mirror`` does, fit the
-    combined confidence on those answers and save it to ``target``; return its validation
-    figures (the threshold, calibration and ranking, coverage at the threshold)."""
-    cfg = recipe.train.own_judge
-    assert cfg is not None
-    by_id = {r.id: r for r in records}
-    ids = list(dict.fromkeys(s["id"] for s in samples if s["split"] == "validation"))
-    questions = [by_id[i] for i in ids]
-    choices = [tuple(r.choices) if r.choices else None for r in questions]
-    mine = [[s for s in samples if s["id"] == i and s["split"] == "validation"] for i in ids]
-    inputs = [
-        evaluation_input(VERDICT, r.question, s["text"])
-        for r, ss in zip(questions, mine, strict=True)
-        for s in ss
-    ]
-    probs = iter(judge.generator.verdict_probs(inputs, batch_size=recipe.eval.batch_size))
-    answers = infer(
-        final, task, [r.question for r in questions], "answer", recipe.eval, choices=choices
-    )
-    rows, correct = [], []
-    for record, opts, ss, answer in zip(questions, choices, mine, answers, strict=True):
-        judged = [
-            Judged(
-                text=s["text"],
-                answer=s["answer"],
-                canonical=task.canonical(s["answer"], opts) if s["answer"] else None,
-                probs=next(probs),
-                logprob=s["logprob"],
-            )
-            for s in ss
-        ]
-        prediction = mirror_prediction(record.question, judged, 0.0)
-        rows.append(question_features(prediction, answer))
-        correct.append(bool(task.is_correct(prediction.answer, record.gold, opts)))
-    try:
-        model = fit_confidence(rows, correct, cfg.target_accuracy)
-    except UserError as error:
-        # Nothing to calibrate on (all right or all wrong): mirror keeps its own confidence.
-        target.unlink(missing_ok=True)
-        return {
-            "validation_questions": len(rows),
-            "target_accuracy": cfg.target_accuracy,
-            "skipped": str(error),
-        }
-    model.save(target)
-    scores = [model.confidence(row) for row in rows]
-    answered = [ok for s, ok in zip(scores, correct, strict=True) if s >= model.threshold]
-    return {
-        "validation_questions": len(rows),
-        "validation_accuracy": sum(correct) / len(correct),
-        "threshold": model.threshold,
-        "target_accuracy": cfg.target_accuracy,
-        "coverage_at_threshold": len(answered) / len(rows),
-        **{f"validation_{k}": v for k, v in ranking_and_calibration(scores, correct).items()},
-    }
-
-
 def train_own_judge(
     recipe: Recipe,
     run: RunDir,
@@ -296,26 +263,28 @@ def train_own_judge(
 
     cfg = recipe.train.own_judge
     assert cfg is not None
-    folder = run.stage(name)
-    final_path = run.root / results[list(results)[-1]]["best"]
+    trained = results[list(results)[-1]]
+    final_path = run.root / trained["best"]
     model, tok, kind = load_student(final_path)
     final = Student(model, tok, kind)
+    sampling = sampling_settings(recipe, final_path, trained)
     samples, sampling_seconds = sample_own_cots(
-        final, final_path, records, task, recipe, run.stage(OWN_COTS), quiet
+        final, records, task, recipe, run.stage(OWN_COTS), sampling, quiet
     )
     if not any(s["split"] == "validation" for s in samples):
         raise UserError(
             f"{run.records}: no validation questions with gold to choose the own-CoT judge on; "
             "teach the `validation` split first"
         )
-    data = stage_data(samples, records, task, recipe, final_path)
+    judge_ids, fit_ids = split_validation(samples, recipe)
+    data = stage_data(samples, records, task, recipe, judge_ids, sampling)
     verdicts = {item.reference for item in data.items}
     if recipe.train.verdict_metric == "auroc" and len(verdicts) < 2:
         raise UserError(
-            f"the final student's {len(data.items)} sampled validation CoTs are all "
-            f"{verdicts.pop() if verdicts else 'empty'}: train.verdict_metric auroc cannot choose "
-            "the own-CoT judge on them; sample more (train.own_judge.samples) or choose "
-            "agreement or balanced_agreement"
+            f"the final student's {len(data.items)} sampled CoTs of the validation questions "
+            f"the own-CoT judge is chosen on are all {verdicts.pop() if verdicts else 'empty'}: "
+            "train.verdict_metric auroc cannot choose it on them; sample more "
+            "(train.own_judge.samples) or choose agreement or balanced_agreement"
         )
     result = train_stage(
         "evaluation",
@@ -328,29 +297,31 @@ def train_own_judge(
         name=name,
         data=data,
     )
-    best = run.root / result["best"]
-    fit_path = folder / "confidence_fit.json"
-    fit = json.loads(fit_path.read_text()) if fit_path.is_file() else {}
-    # A fit of an earlier training of this stage (its result.json was deleted), or for another
-    # target accuracy, is done again.
-    if (
-        fit.get("judge_train_seconds") != result["train_seconds"]
-        or fit.get("target_accuracy") != cfg.target_accuracy
-    ):
-        started = time.perf_counter()
-        j_model, j_tok, j_kind = load_student(best)
-        judge = Student(j_model, j_tok, j_kind)
-        fit = fit_validation_confidence(
-            final, judge, samples, records, task, recipe, best / CONFIDENCE_FILE
-        )
-        fit["seconds"] = time.perf_counter() - started
-        fit["judge_train_seconds"] = result["train_seconds"]
-        fit_path.write_text(json.dumps(fit, indent=2) + "\n")
+    # A fit of an earlier training of this stage (its result.json was deleted), or of other
+    # settings (target accuracy, split, samples), is done again.
+    fit_settings = {
+        "judge_train_seconds": result["train_seconds"],
+        "target_accuracy": cfg.target_accuracy,
+        "split_validation": cfg.split_validation,
+        "sampling": sampling,
+    }
+    fit = confidence_fit(
+        final,
+        samples,
+        fit_ids,
+        records,
+        task,
+        recipe,
+        run.root / result["best"],
+        run.stage(name) / "confidence_fit.json",
+        fit_settings,
+    )
     return {
         **result,
         "labels": label_counts(samples),
         "label_source": cfg.labels,
         "mix": cfg.mix,
         "sampling_seconds": sampling_seconds,
+        "judge_chosen_on": len(judge_ids),
         "confidence": fit,
     }
