@@ -53,8 +53,8 @@ from mindmirror.reporting.metrics import (
 from mindmirror.rundir import RunDir
 from mindmirror.signals import PROBABILITY_SIGNALS, run_signals
 from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
-from mindmirror.student.formats import EXPLAIN, VERDICT, evaluation_input, reasoning_input
-from mindmirror.student.infer import Judged, Student, infer
+from mindmirror.student.formats import VERDICT, evaluation_input
+from mindmirror.student.infer import Judged, Student, infer, sample_cots
 from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge
 from mindmirror.student.train import train
 from mindmirror.tasks import build_task, load_task
@@ -145,15 +145,10 @@ def measure(
     choices = [e.choices for e in test]
     started = time.perf_counter()
     with generation_engine(final, cfg, cache=run.evaluation / "own_judge.sqlite") as served:
-        outputs = served.generator.generate(
-            [reasoning_input(EXPLAIN, q) for q in questions],
-            num_samples=cfg.num_samples,
-            sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-            max_input_tokens=cfg.max_input_tokens,
+        outputs = sample_cots(
+            served.generator,
+            questions,
+            cfg,
             logprobs=True,
             progress=None if quiet else "sampling test CoTs",
             seed=recipe.seed,

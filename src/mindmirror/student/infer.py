@@ -195,6 +195,31 @@ def sample_confidence(sample: Sample) -> float:
     return math.exp(sample.logprob)
 
 
+def sample_cots(
+    generator: Generator,
+    questions: Sequence[str],
+    cfg: EvalConfig,
+    *,
+    logprobs: bool,
+    progress: str | None,
+    seed: int,
+) -> list[list[Sample]]:
+    """``cfg.num_samples`` CoTs per question (``explain:``), sampled as the sampled modes do."""
+    return generator.generate(
+        [reasoning_input(EXPLAIN, q) for q in questions],
+        num_samples=cfg.num_samples,
+        sample=True,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        max_input_tokens=cfg.max_input_tokens,
+        logprobs=logprobs,
+        progress=progress,
+        seed=seed,
+    )
+
+
 def _sample_cots(
     student: Student,
     task: Task,
@@ -204,15 +229,10 @@ def _sample_cots(
     quiet: bool,
     seed: int,
 ) -> list[list[Judged]]:
-    outputs = student.generator.generate(
-        [reasoning_input(EXPLAIN, q) for q in questions],
-        num_samples=cfg.num_samples,
-        sample=True,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-        max_input_tokens=cfg.max_input_tokens,
+    outputs = sample_cots(
+        student.generator,
+        questions,
+        cfg,
         logprobs=student.confidence is not None,
         progress=None if quiet else f"sampling {cfg.num_samples} CoTs",
         seed=seed,

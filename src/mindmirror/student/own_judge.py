@@ -33,13 +33,11 @@ from mindmirror.errors import UserError
 from mindmirror.records import Record
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import (
-    EXPLAIN,
     VERDICT,
     evaluation_input,
-    reasoning_input,
     verdict_target,
 )
-from mindmirror.student.infer import Student
+from mindmirror.student.infer import Student, sample_cots
 from mindmirror.student.loading import OWN_JUDGE_STAGE
 from mindmirror.student.own_confidence import confidence_fit, split_validation
 from mindmirror.student.rows import Row, RowStats, build_rows, short_or_long_weight
@@ -111,15 +109,10 @@ def sample_own_cots(
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     with generation_engine(student, cfg, cache=folder / "samples.sqlite", quiet=quiet) as served:
-        outputs = served.generator.generate(
-            [reasoning_input(EXPLAIN, r.question) for r in questions],
-            num_samples=cfg.num_samples,
-            sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-            max_input_tokens=cfg.max_input_tokens,
+        outputs = sample_cots(
+            served.generator,
+            [r.question for r in questions],
+            cfg,
             logprobs=True,
             progress=None if quiet else f"sampling {cfg.num_samples} own CoTs",
             seed=recipe.seed,
