@@ -7,9 +7,10 @@ sample the same questions (``explain: <question>``, the student's own format) wi
 - transformers: ``generate`` on the loaded student, K samples per input in one call,
   ``eval.batch_size`` sequences per call (what ``eval`` does with ``eval.engine=transformers``);
 - llama.cpp: the student exported to GGUF (``--gguf-type``, f16 by default) and served by the
-  embedded llama.cpp server, sampled through the request engine (``eval.engine=llama_cpp``);
-  exporting and starting the server happen once, before the timed runs, as in ``eval``
-  (``--servers N``: N server processes, ``eval.engine_servers``).
+  batched llama.cpp server (``--parallel`` sequences decoded together, ``eval.engine_parallel``),
+  sampled through the request engine (``eval.engine=llama_cpp``); exporting and starting the
+  server happen once, before the timed runs, as in ``eval`` (``--servers N``: N server
+  processes, ``eval.engine_servers``).
 
 The student is the demo's (the embedded SmolLM2-135M); it is not trained on the format, so
 many samples run to the token limit: the measure is of long samples. Each path runs
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--gguf-type", default="f16", choices=["f16", "q8_0"])
     parser.add_argument("--threads", type=int, default=None, help="threads per llama.cpp server")
     parser.add_argument("--servers", type=int, default=1, help="llama.cpp server processes")
+    parser.add_argument("--parallel", type=int, default=16, help="sequences decoded together")
     args = parser.parse_args()
     model, tok, kind = load_student("embedded")
     student = Student(model, tok, kind)
@@ -92,6 +94,7 @@ def main() -> None:
         gguf_type=args.gguf_type,
         engine_threads=args.threads,
         engine_servers=args.servers,
+        engine_parallel=args.parallel,
     )
 
     def count(text: str) -> int:
@@ -121,7 +124,7 @@ def main() -> None:
         f"{args.questions} questions x K = {args.samples}, up to {args.max_new_tokens} new "
         f"tokens, {args.repeats} repeats; transformers batch {cfg.batch_size}, "
         f"{torch.get_num_threads()} torch threads; GGUF {args.gguf_type}, {args.servers} llama.cpp "
-        f"server(s), threads {args.threads or 'default'}"
+        f"server(s) of {args.parallel} sequences, threads {args.threads or 'default'}"
     )
     print(f"machine: {os.cpu_count()} cores, load average {load} (1, 5, 15 min)")
     fast = statistics.median(v[0] for v in rates["llama.cpp"])

@@ -86,42 +86,12 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: f
 
 
 @contextmanager
-def llama_server(
-    model: Path | None = None,
-    *,
-    port: int | None = None,
-    n_ctx: int = 2048,
-    n_threads: int | None = None,
-    alias: str = EMBEDDED_MODEL,
-    log_path: Path | None = None,
-    timeout_s: float = 120.0,
-    passive_wait: bool = False,
+def server_process(
+    cmd: list[str], port: int, log_path: Path, *, timeout_s: float, passive_wait: bool
 ) -> Iterator[str]:
-    """Run llama.cpp's OpenAI-compatible server on loopback; yield its base URL (``.../v1``).
-
-    ``alias`` is the model id it lists and answers as. ``n_threads`` (default: every usable
-    core) computes both generation and prompts; ``passive_wait`` makes its OpenMP threads
-    sleep rather than spin while they wait (for a machine whose threads outnumber its cores).
-
-    The server is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens inside.
-    """
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise UserError(
-            "llama.cpp's server is not installed: pip install 'llama-cpp-python[server]' "
-            "(or pip install -e '.[embedded]')"
-        )
-    model = model or embedded_gguf()
-    port = port or free_port()
-    threads = n_threads or usable_cores()
-    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"mindmirror-llama-{port}.log"
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model),
-        "--model_alias", alias,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-        "--verbose", "false",
-    ]  # fmt: skip
+    """Run the OpenAI-compatible server command ``cmd`` (listening on loopback ``port``) as a
+    child that dies with this process; yield its base URL (``.../v1``) once ``/models``
+    answers. It is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -141,6 +111,58 @@ def llama_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def log_file(port: int) -> Path:
+    """Where a server on ``port`` logs when the caller names no file."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"mindmirror-llama-{port}.log"
+
+
+def require_llama_cpp() -> None:
+    """UserError with the install command when llama-cpp-python is missing."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise UserError(
+            "llama.cpp's server is not installed: pip install 'llama-cpp-python[server]' "
+            "(or pip install -e '.[embedded]')"
+        )
+
+
+@contextmanager
+def llama_server(
+    model: Path | None = None,
+    *,
+    port: int | None = None,
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    alias: str = EMBEDDED_MODEL,
+    log_path: Path | None = None,
+    timeout_s: float = 120.0,
+    passive_wait: bool = False,
+) -> Iterator[str]:
+    """Run llama.cpp's OpenAI-compatible server on loopback; yield its base URL (``.../v1``).
+
+    ``alias`` is the model id it lists and answers as. ``n_threads`` (default: every usable
+    core) computes both generation and prompts; ``passive_wait`` makes its OpenMP threads
+    sleep rather than spin while they wait (for a machine whose threads outnumber its cores).
+
+    The server is stopped (SIGTERM, then SIGKILL) when the block ends, whatever happens inside.
+    """
+    require_llama_cpp()
+    model = model or embedded_gguf()
+    port = port or free_port()
+    threads = n_threads or usable_cores()
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model),
+        "--model_alias", alias,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+        "--verbose", "false",
+    ]  # fmt: skip
+    with server_process(
+        cmd, port, log_path or log_file(port), timeout_s=timeout_s, passive_wait=passive_wait
+    ) as url:
+        yield url
 
 
 @contextmanager

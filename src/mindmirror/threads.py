@@ -11,8 +11,9 @@ The rule: parts that compute at the same time share the cores this process may u
 
 - a llama.cpp server started here uses the same threads for generation and for prompt
   processing (``n_threads_batch``, which llama-cpp-python otherwise sets to every core);
-- the student's engine servers get half the cores left by llama.cpp servers already running
-  on the machine (``eval.engine_threads`` overrides);
+- the student's engine servers (batched: more threads pay, unlike a one-sequence server) share
+  the cores left by llama.cpp servers already running on the machine (``eval.engine_threads``
+  overrides);
 - training beside running llama.cpp servers (a teacher or a student server of another
   command) lowers torch's threads to the cores they leave, at least one (never raises
   them; ``OMP_NUM_THREADS`` overrides);
@@ -105,9 +106,12 @@ def _server_threads(argv: list[str], cores: int) -> int | None:
     and reads prompts with all of them; llama.cpp's ``llama-server`` uses the cores for both
     (``-tb`` defaults to ``-t``)."""
     python = "llama_cpp.server" in argv
-    if not python and (not argv or Path(argv[0]).name != "llama-server"):
+    batched = "mindmirror.student.batch_server" in argv
+    if not (python or batched) and (not argv or Path(argv[0]).name != "llama-server"):
         return None
     flags = {flag: int(value) for flag, value in pairwise(argv) if value.isdigit()}
+    if batched:
+        return flags.get("--threads", 1)
     if python:
         generate = flags.get("--n_threads", max(1, cores // 2))
         return max(generate, flags.get("--n_threads_batch", cores))
@@ -145,12 +149,16 @@ def engine_plan(
     cores: int, running: Sequence[int], servers: int, threads: int | None
 ) -> ThreadPlan:
     """Threads of each of the student's ``servers`` engine servers (``threads``: configured)
-    beside the llama.cpp servers ``running`` already: half the cores they leave, at least 1."""
+    beside the llama.cpp servers ``running`` already: the cores they leave, shared, at least 1.
+
+    Eval's own process waits while they sample, so they may take every core left: a batched
+    server decodes 16-20 sequences per step, and a second thread made it about 1.5x faster
+    on 2 cores (docs/benchmarks.md)."""
     parts = [Part("running llama.cpp servers", sum(running))] if running else []
     parts.append(
         Part("engine servers", threads, servers, "eval.engine_threads or eval.engine_servers")
     )
-    return plan_threads(cores, parts, reserve=cores - cores // 2)
+    return plan_threads(cores, parts)
 
 
 def trainer_plan(

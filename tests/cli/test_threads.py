@@ -24,11 +24,12 @@ def test_parts_share_the_cores_and_configured_ones_keep_theirs() -> None:
     assert plan_threads(2, [Part("a", 2), Part("b")]).threads == (2, 1)
 
 
-def test_engine_servers_take_half_the_cores_left_by_running_servers() -> None:
-    assert engine_plan(2, [], servers=1, threads=None).threads == (1,)
+def test_engine_servers_share_the_cores_left_by_running_servers() -> None:
+    assert engine_plan(2, [], servers=1, threads=None).threads == (2,)
     assert engine_plan(2, [], servers=2, threads=None).threads == (1,)
-    assert engine_plan(16, [], servers=2, threads=None).threads == (4,)
-    assert engine_plan(16, [4], servers=1, threads=None).threads == (4, 4)
+    assert engine_plan(16, [], servers=2, threads=None).threads == (8,)
+    assert engine_plan(16, [4], servers=1, threads=None).threads == (4, 12)
+    assert engine_plan(2, [2], servers=1, threads=None).threads == (2, 1)
     assert engine_plan(1, [], servers=1, threads=None) == threads.ThreadPlan((1,), None)
 
 

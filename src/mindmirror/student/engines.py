@@ -5,10 +5,12 @@ judge) ready to sample and judge with the chosen engine:
 
 - ``transformers``: the student as it is (``TransformersGenerator``, the reference);
 - ``llama_cpp``: each student exported to GGUF (``eval.gguf_type``) in a temporary folder and
-  served by the embedded llama.cpp server on loopback for the block (``eval.engine_servers``
-  processes: the Python server decodes one sequence at a time, so several decode several);
-  the model id it answers as carries a hash of the file, so cached samples of other weights
-  are never reused;
+  served on loopback for the block by the batched llama.cpp server
+  (``mindmirror.student.batch_server``: ``eval.engine_parallel`` sequences decoded together,
+  one request per sample so that a slot is refilled as soon as a sample ends;
+  ``eval.engine_servers`` processes); the
+  model id it answers as carries a hash of the file, so cached samples of other weights are
+  never reused;
 - ``openai``: the server at ``eval.engine_url`` already hosting the student (vLLM, llama.cpp);
   a separate judge (a two-stage run's stage-1 student) is not hosted there, so it judges with
   transformers;
@@ -120,20 +122,22 @@ def _llama_cpp_server(
     """Export ``student`` to GGUF in ``folder``; serve it (``cfg.engine_servers`` processes,
     each with the last part's ``threads``) for the life of ``stack``."""
     from mindmirror.deployment.export_gguf import write_gguf
-    from mindmirror.embedded import llama_server
+    from mindmirror.student.batch_server import batch_server
 
     path = write_gguf(
         student.model, student.tokenizer, folder / f"{name}-{cfg.gguf_type}.gguf", cfg.gguf_type
     )
     alias = f"mindmirror-{name}-{_file_digest(path)}"
     servers = cfg.engine_servers
+    parallel = cfg.engine_parallel
     urls = [
         stack.enter_context(
-            llama_server(
+            batch_server(
                 path,
                 alias=alias,
                 n_ctx=n_ctx,
-                n_threads=threads.threads[-1],
+                parallel=parallel,
+                threads=threads.threads[-1],
                 log_path=folder / f"{name}-server-{index}.log",
                 passive_wait=threads.warning is not None,
             )
@@ -146,7 +150,8 @@ def _llama_cpp_server(
         student.tokenizer,
         cache=cache,
         fallback=TransformersGenerator(student.model, student.tokenizer),
-        settings=ServerSettings(concurrency=cfg.engine_concurrency * servers),
+        # One request per slot: every sequence of every server busy until the last samples.
+        settings=ServerSettings(concurrency=parallel * servers),
     )
 
 

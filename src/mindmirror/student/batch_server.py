@@ -1,0 +1,214 @@
+"""The student's batched llama.cpp server: OpenAI-compatible completions over ``BatchDecoder``.
+
+``python -m mindmirror.student.batch_server --model student.gguf --alias NAME --port P`` serves
+``GET /v1/models`` and ``POST /v1/completions`` on loopback; every request in flight shares
+the decoder's batch (``--parallel`` sequence slots), so the request engine's concurrent
+requests are decoded together instead of one after another as llama-cpp-python's server does.
+
+The completions fields honoured: ``prompt`` (one string), ``max_tokens``, ``temperature``,
+``top_p``, ``n`` (up to ``--parallel``), ``seed`` (sample ``i`` draws with ``seed + i``) and
+``logprobs`` (the chosen tokens' log-probabilities; with N > 0 also the top N at the first
+position). llama.cpp's own sampling fields are accepted only at their neutral values
+(``top_k`` 0, ``min_p`` 0, ``repeat_penalty`` 1), so nothing samples differently from what was
+asked; ``stop``, ``echo`` and ``suffix`` are refused. A bad request gets HTTP 400 naming the
+field.
+
+``batch_server`` (in the parent) starts it as a child process for a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse
+
+from mindmirror.student.llama_batch import BatchDecoder, Choice, Request
+
+#: llama.cpp sampling fields and the value that leaves sampling as asked.
+NEUTRAL = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+#: Completions fields this server cannot honour.
+REFUSED = ("stop", "echo", "suffix", "best_of", "logit_bias")
+#: Sequence slots decoded together by default: on 2 AMX cores a 135M student made 88 tokens/s
+#: with 8 and 110-170 with 20 (docs/benchmarks.md).
+PARALLEL = 16
+
+
+class BadRequest(ValueError):
+    """A completions request this server cannot honour (HTTP 400)."""
+
+
+def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+def parse_request(body: Any, tokenize: Any, parallel: int) -> Request:
+    """The ``Request`` a completions body asks for; ``BadRequest`` naming the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequest("prompt must be one string")
+    for name in REFUSED:
+        if body.get(name) not in (None, False, [], {}):
+            raise BadRequest(f"{name} is not supported by this server")
+    for name, neutral in NEUTRAL.items():
+        if body.get(name) is not None and body[name] != neutral:
+            raise BadRequest(f"{name} is only accepted at {neutral} (sampling as asked)")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)):
+        raise BadRequest(f"logprobs must be an integer, got {logprobs!r}")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadRequest(f"seed must be an integer, got {seed!r}")
+    return Request(
+        prompt=tokenize(prompt),
+        n=int(_number(body, "n", 1, 1, parallel)),
+        max_tokens=int(_number(body, "max_tokens", 16, 1, 1 << 20)),
+        temperature=_number(body, "temperature", 1.0, 0.0, 100.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
+        seed=seed if seed is not None else 0,
+        logprobs=logprobs is not None,
+        top_logprobs=min(int(logprobs or 0), 1000),
+    )
+
+
+def _logprobs(choice: Choice, decoder: BatchDecoder) -> dict[str, Any]:
+    tokens = [decoder.piece(t).decode("utf-8", errors="replace") for t in choice.tokens]
+    offsets, offset = [], 0
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    tops: list[dict[str, float]] = [choice.top_logprobs] + [{} for _ in tokens[1:]]
+    return {
+        "tokens": tokens,
+        "token_logprobs": choice.token_logprobs,
+        "top_logprobs": tops if tokens else [],
+        "text_offset": offsets,
+    }
+
+
+def response_body(
+    model: str, request: Request, choices: list[Choice], decoder: BatchDecoder
+) -> dict[str, Any]:
+    """The OpenAI ``text_completion`` object for ``choices``."""
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "text": choice.text,
+                "logprobs": _logprobs(choice, decoder) if request.logprobs else None,
+                "finish_reason": choice.finish_reason,
+            }
+            for i, choice in enumerate(choices)
+        ],
+        "usage": {
+            "prompt_tokens": len(request.prompt),
+            "completion_tokens": sum(len(c.tokens) for c in choices),
+            "total_tokens": len(request.prompt) + sum(len(c.tokens) for c in choices),
+        },
+    }
+
+
+def make_app(decoder: BatchDecoder, alias: str) -> FastAPI:
+    """The FastAPI app serving ``decoder`` as model ``alias``."""
+    app = FastAPI(title="mindmirror batched llama.cpp server")
+
+    def error(status: int, message: str) -> JSONResponse:
+        kind = "invalid_request_error" if status == 400 else "server_error"
+        return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": alias, "object": "model", "owned_by": "local"}]}
+
+    @app.post("/v1/completions")
+    async def completions(http: HttpRequest) -> Any:
+        try:
+            body = await http.json()
+        except ValueError:
+            return error(400, "the body is not JSON")
+        try:
+            request = parse_request(body, decoder.tokenize, decoder.parallel)
+            choices = await asyncio.wrap_future(decoder.submit(request))
+        except (BadRequest, ValueError) as problem:
+            return error(400, str(problem))
+        except RuntimeError as problem:
+            return error(500, str(problem))
+        return response_body(alias, request, choices, decoder)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line, load the model, serve until killed."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Batched llama.cpp completions server.")
+    parser.add_argument("--model", type=Path, required=True, help="GGUF file")
+    parser.add_argument("--alias", required=True, help="model id it answers as")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--n-ctx", type=int, default=1024, help="context per sequence")
+    parser.add_argument("--parallel", type=int, default=PARALLEL, help="sequence slots")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    decoder = BatchDecoder(
+        args.model, parallel=args.parallel, n_ctx=args.n_ctx, threads=args.threads
+    )
+    decoder.start()
+    uvicorn.run(make_app(decoder, args.alias), host=args.host, port=args.port, log_level="warning")
+
+
+@contextmanager
+def batch_server(
+    model: Path,
+    *,
+    alias: str,
+    n_ctx: int,
+    parallel: int = PARALLEL,
+    threads: int = 1,
+    log_path: Path | None = None,
+    timeout_s: float = 120.0,
+    passive_wait: bool = False,
+) -> Iterator[str]:
+    """Serve the GGUF ``model`` as ``alias`` with this module's batched server for the block;
+    yield its base URL (``.../v1``). ``n_ctx`` is the context of each of the ``parallel``
+    sequences."""
+    from mindmirror.embedded import free_port, log_file, require_llama_cpp, server_process
+
+    require_llama_cpp()
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mindmirror.student.batch_server",
+        "--model", str(model), "--alias", alias, "--port", str(port),
+        "--n-ctx", str(n_ctx), "--parallel", str(parallel), "--threads", str(threads),
+    ]  # fmt: skip
+    with server_process(
+        cmd, port, log_path or log_file(port), timeout_s=timeout_s, passive_wait=passive_wait
+    ) as url:
+        yield url
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The batched llama.cpp server: real HTTP on loopback, the embedded GGUF, many sequences at once.
+
+What it must do that llama-cpp-python's server does not: decode concurrent requests (and a
+request's ``n`` samples) together, while every answer stays what that request alone would get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mindmirror.embedded import llama_server
+from mindmirror.student.batch_server import BadRequest, batch_server, parse_request
+from mindmirror.student.server import LLAMA_CPP_NEUTRAL
+from mindmirror.threads import running_llama_servers
+
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="needs llama-cpp-python[server] (pip install -e '.[embedded]')",
+)
+PROMPTS = [
+    "Question: Tom has 12 apples and buys 7 more. How many apples does he have?\nAnswer:",
+    "Question: A box holds 6 eggs. How many eggs are in 4 boxes?\nAnswer:",
+    "Question: Mia reads 15 pages a day. How many pages does she read in 3 days?\nAnswer:",
+]
+
+
+def _tokens(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def test_requests_are_read_field_by_field() -> None:
+    request = parse_request(
+        {"prompt": ["ab"], "n": 3, "max_tokens": 9, "temperature": 0.5, "seed": 4, "logprobs": 2}
+        | LLAMA_CPP_NEUTRAL,
+        _tokens,
+        parallel=4,
+    )
+    assert request.prompt == [97, 98] and request.n == 3 and request.max_tokens == 9
+    assert request.seed == 4 and request.logprobs and request.top_logprobs == 2
+    assert not parse_request({"prompt": "a"}, _tokens, 4).logprobs
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": 3}, "prompt"),
+        ({"prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": "a", "n": 5}, "n"),
+        ({"prompt": "a", "temperature": -1}, "temperature"),
+        ({"prompt": "a", "top_p": 1.5}, "top_p"),
+        ({"prompt": "a", "top_k": 40}, "top_k"),
+        ({"prompt": "a", "repeat_penalty": 1.1}, "repeat_penalty"),
+        ({"prompt": "a", "stop": ["\n"]}, "stop"),
+        ({"prompt": "a", "seed": "x"}, "seed"),
+        ({"prompt": "a", "logprobs": True}, "logprobs"),
+    ],
+)
+def test_what_it_cannot_honour_is_refused_by_name(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(BadRequest, match=field):
+        parse_request(body, _tokens, parallel=4)
+
+
+@pytest.fixture(scope="module")
+def batch_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("needs llama-cpp-python[server] (pip install -e '.[embedded]')")
+    log = tmp_path_factory.mktemp("batch") / "server.log"
+    with batch_server(gguf_path, alias="tiny", n_ctx=256, parallel=4, log_path=log) as url:
+        yield url
+
+
+def _complete(url: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{url}/completions", json={"model": "tiny", **body}, timeout=300)
+
+
+async def _together(url: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=300) as client:
+        replies = await asyncio.gather(
+            *[client.post(f"{url}/completions", json={"model": "tiny", **b}) for b in bodies]
+        )
+    for reply in replies:
+        reply.raise_for_status()
+    return [reply.json() for reply in replies]
+
+
+@needs_llama
+@pytest.mark.server
+def test_greedy_text_and_log_probabilities_are_llama_cpps_own(
+    batch_url: str, gguf_path: Path, tmp_path: Path
+) -> None:
+    body = {"max_tokens": 24, "temperature": 0, "logprobs": 5} | LLAMA_CPP_NEUTRAL
+    # All three at once, so each shares the batch with the others.
+    ours = asyncio.run(_together(batch_url, [{"prompt": p} | body for p in PROMPTS]))
+    with llama_server(gguf_path, n_ctx=256, n_threads=1, log_path=tmp_path / "log") as url:
+        theirs = [_complete(url, prompt=p, **body).json() for p in PROMPTS]
+    for mine, reference in zip(ours, theirs, strict=True):
+        (a,), (b,) = mine["choices"], reference["choices"]
+        assert a["text"] == b["text"]
+        assert a["logprobs"]["token_logprobs"][:5] == pytest.approx(
+            b["logprobs"]["token_logprobs"][:5], abs=0.05
+        )
+        top_a, top_b = a["logprobs"]["top_logprobs"][0], b["logprobs"]["top_logprobs"][0]
+        assert max(top_a, key=top_a.get) == max(top_b, key=top_b.get)
+        # The end token is counted and carries a log-probability (transformers counts it).
+        ended = a["finish_reason"] == "stop"
+        used = mine["usage"]["completion_tokens"]
+        assert used == reference["usage"]["completion_tokens"] + ended
+        assert len(a["logprobs"]["token_logprobs"]) == used
+
+
+@needs_llama
+@pytest.mark.server
+def test_more_requests_than_slots_all_finish_with_their_own_seeded_samples(
+    batch_url: str,
+) -> None:
+    body = {"max_tokens": 16, "temperature": 0.9, "n": 2, "logprobs": 0}
+    # 6 requests of 2 samples on 4 slots: they queue, and each gets its n samples.
+    bodies = [{"prompt": PROMPTS[i % 3], "seed": 100 + i} | body for i in range(6)]
+    replies = asyncio.run(_together(batch_url, bodies))
+    texts = [[c["text"] for c in r["choices"]] for r in replies]
+    assert all(len(t) == 2 for t in texts)
+    assert len({t for row in texts for t in row}) > 6  # seeds draw different samples
+    for reply in replies:
+        for choice in reply["choices"]:
+            logprobs = choice["logprobs"]["token_logprobs"]
+            assert len(logprobs) == len(choice["logprobs"]["tokens"]) <= 16
+            assert all(lp <= 0 for lp in logprobs)
+            assert choice["finish_reason"] in ("stop", "length")
+    # The same request alone draws the same samples again.
+    again = _complete(batch_url, **bodies[0]).json()
+    assert [c["text"] for c in again["choices"]] == texts[0]
+
+
+@needs_llama
+@pytest.mark.server
+def test_bad_requests_get_400_naming_the_problem_and_the_server_lives_on(
+    batch_url: str,
+) -> None:
+    too_long = _complete(batch_url, prompt="word " * 300, max_tokens=8)
+    assert too_long.status_code == 400 and "context" in too_long.json()["error"]["message"]
+    assert _complete(batch_url, prompt="a", n=9).status_code == 400
+    broken = httpx.post(f"{batch_url}/completions", content=b"{", timeout=30)
+    assert broken.status_code == 400
+    assert _complete(batch_url, prompt=PROMPTS[0], max_tokens=2).status_code == 200
+    # A running batched server counts for the thread plans of later commands.
+    assert 1 in running_llama_servers()
