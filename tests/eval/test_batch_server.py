@@ -17,8 +17,9 @@ import pytest
 
 from mindmirror.embedded import llama_server
 from mindmirror.student.batch_server import BadRequest, batch_server, parse_request
+from mindmirror.student.llama_batch import BatchDecoder, Refused, Request
 from mindmirror.student.server import LLAMA_CPP_NEUTRAL
-from mindmirror.threads import running_llama_servers
+from mindmirror.threads import _server_threads
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -52,7 +53,12 @@ def test_requests_are_read_field_by_field() -> None:
     [
         ({"prompt": 3}, "prompt"),
         ({"prompt": ["a", "b"]}, "prompt"),
-        ({"prompt": "a", "n": 5}, "n"),
+        ({"prompt": "a", "n": 5}, r"\bn must"),
+        ({"prompt": "a", "n": 1.5}, r"\bn must"),
+        ({"prompt": "a", "logprobs": -1}, "logprobs"),
+        ({"prompt": "a", "best_of": 2}, "best_of"),
+        ({"prompt": "a", "stream": True}, "stream"),
+        ({"prompt": "a", "presence_penalty": 0.5}, "presence_penalty"),
         ({"prompt": "a", "temperature": -1}, "temperature"),
         ({"prompt": "a", "top_p": 1.5}, "top_p"),
         ({"prompt": "a", "top_k": 40}, "top_k"),
@@ -133,9 +139,18 @@ def test_more_requests_than_slots_all_finish_with_their_own_seeded_samples(
             assert len(logprobs) == len(choice["logprobs"]["tokens"]) <= 16
             assert all(lp <= 0 for lp in logprobs)
             assert choice["finish_reason"] in ("stop", "length")
-    # The same request alone draws the same samples again.
-    again = _complete(batch_url, **bodies[0]).json()
-    assert [c["text"] for c in again["choices"]] == texts[0]
+    # Alone, the same request draws the same samples every time.
+    alone = [_complete(batch_url, **bodies[0]).json()["choices"] for _ in range(2)]
+    assert [c["text"] for c in alone[0]] == [c["text"] for c in alone[1]]
+
+
+@needs_llama
+@pytest.mark.server
+def test_a_narrow_nucleus_leaves_one_token_of_probability_one(batch_url: str) -> None:
+    reply = _complete(
+        batch_url, prompt=PROMPTS[1], max_tokens=8, temperature=1.0, top_p=0.01, logprobs=0
+    ).json()
+    assert reply["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx([0.0] * 8)
 
 
 @needs_llama
@@ -149,5 +164,39 @@ def test_bad_requests_get_400_naming_the_problem_and_the_server_lives_on(
     broken = httpx.post(f"{batch_url}/completions", content=b"{", timeout=30)
     assert broken.status_code == 400
     assert _complete(batch_url, prompt=PROMPTS[0], max_tokens=2).status_code == 200
-    # A running batched server counts for the thread plans of later commands.
-    assert 1 in running_llama_servers()
+    # A running batched server counts, with its threads, in the plans of later commands.
+    port = batch_url.split(":")[-1].split("/")[0]
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = [a.decode() for a in entry.read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if "mindmirror.student.batch_server" in argv and port in argv:
+            found.append(_server_threads(argv, cores=2))
+    assert found == [1]
+
+
+@needs_llama
+def test_a_failed_step_fails_its_requests_and_the_decoder_goes_on(
+    gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    decoder = BatchDecoder(gguf_path, parallel=2, n_ctx=64, threads=1)
+    thread = decoder.start()
+    request = Request(decoder.tokenize(PROMPTS[0]), max_tokens=4, temperature=0.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: 1)
+        failed = decoder.submit(request)
+        with pytest.raises(RuntimeError, match="llama_decode"):
+            failed.result(timeout=60)
+    (choice,) = decoder.submit(request).result(timeout=60)
+    assert len(choice.tokens) == 4 and choice.text
+    with pytest.raises(Refused, match="empty"):
+        decoder.submit(Request([])).result(timeout=5)
+    decoder.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    with pytest.raises(RuntimeError, match="stopped"):
+        decoder.submit(request).result(timeout=5)

@@ -6,12 +6,13 @@ the decoder's batch (``--parallel`` sequence slots), so the request engine's con
 requests are decoded together instead of one after another as llama-cpp-python's server does.
 
 The completions fields honoured: ``prompt`` (one string), ``max_tokens``, ``temperature``,
-``top_p``, ``n`` (up to ``--parallel``), ``seed`` (sample ``i`` draws with ``seed + i``) and
-``logprobs`` (the chosen tokens' log-probabilities; with N > 0 also the top N at the first
-position). llama.cpp's own sampling fields are accepted only at their neutral values
-(``top_k`` 0, ``min_p`` 0, ``repeat_penalty`` 1), so nothing samples differently from what was
-asked; ``stop``, ``echo`` and ``suffix`` are refused. A bad request gets HTTP 400 naming the
-field.
+``top_p``, ``n`` (up to ``--parallel``), ``seed`` (sample ``i`` draws with ``seed + i``; a
+random one when absent) and ``logprobs`` (the chosen tokens' log-probabilities; with N > 0
+also the top N at the first position). The other sampling fields of OpenAI's and
+llama-cpp-python's servers are accepted only at their neutral values (``NEUTRAL``) and
+``stop``, ``echo``, ``stream`` and the like are refused (``REFUSED``), so nothing samples
+differently from what was asked. A bad request gets HTTP 400 naming the field; a failure of
+the decoder, 500.
 
 ``batch_server`` (in the parent) starts it as a child process for a ``with`` block.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
 import time
 import uuid
@@ -32,12 +34,23 @@ from fastapi import FastAPI
 from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse
 
-from mindmirror.student.llama_batch import BatchDecoder, Choice, Request
+from mindmirror.student.llama_batch import BatchDecoder, Choice, Refused, Request
 
-#: llama.cpp sampling fields and the value that leaves sampling as asked.
-NEUTRAL = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
-#: Completions fields this server cannot honour.
-REFUSED = ("stop", "echo", "suffix", "best_of", "logit_bias")
+#: Sampling fields of OpenAI's and llama.cpp's servers, and the value that leaves sampling as
+#: asked (the only one accepted).
+NEUTRAL = {
+    "top_k": 0,
+    "min_p": 0.0,
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "typical_p": 1.0,
+    "tfs_z": 1.0,
+    "mirostat_mode": 0,
+    "best_of": 1,
+}
+#: Completions fields this server cannot honour (refused unless empty or false).
+REFUSED = ("stop", "echo", "suffix", "logit_bias", "stream", "grammar", "logits_processor")
 #: Sequence slots decoded together by default: on 2 AMX cores a 135M student made 88 tokens/s
 #: with 8 and 110-170 with 20 (docs/benchmarks.md).
 PARALLEL = 16
@@ -56,6 +69,15 @@ def _number(body: dict[str, Any], name: str, default: float, low: float, high: f
     return float(value)
 
 
+def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    return value
+
+
 def parse_request(body: Any, tokenize: Any, parallel: int) -> Request:
     """The ``Request`` a completions body asks for; ``BadRequest`` naming the field."""
     if not isinstance(body, dict):
@@ -72,20 +94,16 @@ def parse_request(body: Any, tokenize: Any, parallel: int) -> Request:
         if body.get(name) is not None and body[name] != neutral:
             raise BadRequest(f"{name} is only accepted at {neutral} (sampling as asked)")
     logprobs = body.get("logprobs")
-    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)):
-        raise BadRequest(f"logprobs must be an integer, got {logprobs!r}")
     seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise BadRequest(f"seed must be an integer, got {seed!r}")
     return Request(
         prompt=tokenize(prompt),
-        n=int(_number(body, "n", 1, 1, parallel)),
-        max_tokens=int(_number(body, "max_tokens", 16, 1, 1 << 20)),
+        n=_integer(body, "n", 1, 1, parallel),
+        max_tokens=_integer(body, "max_tokens", 16, 1, 1 << 20),
         temperature=_number(body, "temperature", 1.0, 0.0, 100.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
-        seed=seed if seed is not None else 0,
+        seed=_integer(body, "seed", secrets.randbits(31) if seed is None else 0, 0, 1 << 63),
         logprobs=logprobs is not None,
-        top_logprobs=min(int(logprobs or 0), 1000),
+        top_logprobs=_integer(body, "logprobs", 0, 0, 1000),
     )
 
 
@@ -151,9 +169,9 @@ def make_app(decoder: BatchDecoder, alias: str) -> FastAPI:
         try:
             request = parse_request(body, decoder.tokenize, decoder.parallel)
             choices = await asyncio.wrap_future(decoder.submit(request))
-        except (BadRequest, ValueError) as problem:
+        except (BadRequest, Refused) as problem:
             return error(400, str(problem))
-        except RuntimeError as problem:
+        except Exception as problem:  # a failed decoding step: the client may retry
             return error(500, str(problem))
         return response_body(alias, request, choices, decoder)
 
