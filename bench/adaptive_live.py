@@ -37,8 +37,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mindmirror.cli import demo_recipe_path
 from mindmirror.config import Recipe, load_recipe
+from mindmirror.demo import demo_recipe_path
 from mindmirror.embedded import embedded_endpoint
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir

@@ -10,7 +10,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -90,14 +89,13 @@ def open_run(recipe: Path, overrides: list[str] | None) -> tuple[Recipe, RunDir]
     return resolved, usable_run_dir(resolved.resolved_run_dir())
 
 
-def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool, show_summary: bool = True) -> None:
-    """Teach unless matching records exist, and print the teacher table (``show_summary=False``
-    leaves it to the caller: the demo prints it last)."""
+def teach_if_needed(recipe: Recipe, run: RunDir, quiet: bool) -> None:
+    """Teach unless matching records exist, and print the teacher table."""
     from mindmirror.grid_teaching import teach_unless_taught
     from mindmirror.teacher.summary import summary_table
 
     summary = teach_unless_taught(recipe, run, quiet)
-    if summary is not None and show_summary:
+    if summary is not None:
         Console().print(summary_table(summary))
 
 
@@ -364,11 +362,6 @@ def export(
         console.print(f"uploaded to {result.hub_url}")
 
 
-def demo_recipe_path() -> Path:
-    """The packaged demo recipe (works from any directory, no checkout needed)."""
-    return Path(str(resources.files("mindmirror") / "recipes" / "demo.yaml"))
-
-
 @app.command()
 @user_errors
 def experiment(
@@ -420,30 +413,9 @@ def demo(
     --teacher-url), the student the same small model; the task is generated arithmetic word
     problems. Re-running resumes from what the run directory already holds.
     """
-    from mindmirror.experiment import experiment as run_experiment
-    from mindmirror.teacher.summary import summary_table
+    from mindmirror.demo import run_demo
 
-    overrides = [f"run_dir={run_dir}", *(set_ or [])]
-    if teacher_url:
-        overrides += ["teacher.backend=openai", f"teacher.base_url={teacher_url}"]
-        overrides += [f"teacher.model={teacher_model}"]
-    recipe, rundir = open_run(demo_recipe_path(), overrides)
-    if recipe.teacher.backend == "embedded":
-        console.print(
-            "[bold]mindmirror demo[/]: the embedded teacher is SmolLM2-135M-Instruct, a very "
-            "weak model; the numbers below are what it really gets. Use --teacher-url for a "
-            "real teacher."
-        )
-    teach_if_needed(recipe, rundir, quiet, show_summary=False)
-    result = run_experiment(recipe, rundir, quiet=quiet)
-    Console().print(summary_table(json.loads(rundir.summary.read_text())))
-    print(result["markdown"])
-    console.print(
-        "What to look at: 'answer (paper)' is the paper's score; in 'Selective prediction', a "
-        "student whose own verdicts tell it when it is wrong scores clearly higher on its most "
-        "confident 50% than at full coverage."
-    )
-    console.print(f"report: {result['report']} (report.md and plots/ beside it)")
+    run_demo(run_dir, teacher_url, teacher_model, set_, quiet)
 
 
 def main() -> None:

@@ -6,12 +6,12 @@ from typing import cast
 
 import pytest
 
-from mindmirror.config.teacher import AdaptiveConfig
+from mindmirror.config.teacher import AdaptiveConfig, TeacherConfig
 from mindmirror.requests.engine import RequestEngine
 from mindmirror.requests.types import EngineStats, Prompt, Sampling
 from mindmirror.tasks.base import Example
 from mindmirror.teacher.adaptive import beta_confidence, majority, next_count, settled, top_two
-from mindmirror.teacher.rounds import Failures, Key, draw, interleave, waves
+from mindmirror.teacher.rounds import WAVE_MIN, Failures, Key, draw, interleave, wave_size, waves
 
 
 def test_beta_confidence_is_the_binomial_tail() -> None:
@@ -90,6 +90,14 @@ def test_every_split_starts_in_the_first_wave() -> None:
     mixed = interleave(examples)
     assert sorted(e.id for e in mixed) == sorted(e.id for e in examples)
     assert [e.id for e in mixed if e.split == "test"] == [f"test-{i}" for i in range(1319)]
+
+
+def test_the_budget_field_tells_how_questions_are_served() -> None:
+    """The recipe field's description (shown to users) names the real wave size."""
+    description = TeacherConfig.model_fields["budget"].description or ""
+    assert f"waves of at least {WAVE_MIN} " in description
+    assert wave_size(1) == WAVE_MIN and "2 x concurrency if more" in description
+    assert "interleaves the splits" in description and "larger one" in description
 
 
 class _StoppedEngine:

@@ -177,9 +177,11 @@ class TeacherConfig(Strict):
     budget: BudgetConfig | None = Field(
         None,
         description="Budget of the whole run in dollars ({usd: 2.5}) or tokens ({tokens: "
-        "300000}), cached samples included: questions are served round-robin over the splits, "
-        "`teach` stops cleanly when the next request could pass it (records hold what was "
-        "taught) and resumes, paying nothing twice, with a larger one. None = no budget.",
+        "300000}), cached samples included. Questions are served in waves of at least 8 "
+        "(2 x concurrency if more) whose order interleaves the splits, so every split is "
+        "covered from the first wave on; `teach` stops cleanly when the next request could "
+        "pass the budget (the records hold the finished waves) and resumes, paying nothing "
+        "twice, with a larger one. None = no budget.",
     )
     adaptive_cots: AdaptiveConfig | None = Field(
         None,

@@ -34,7 +34,8 @@ or the budget stopped it. What the engine does for that:
   take the engine's spending (all its runs together) past the cap; the remaining samples are
   None and ``stats.budget_exhausted`` says so. A ``budget`` (``RunBudget``, set by ``teach``
   for ``teacher.budget``) caps the same way the run's whole bill in dollars or tokens, the
-  samples found in the cache included (``mindmirror.requests.accounting``).
+  samples found in the cache included (``mindmirror.requests.accounting``; calls are admitted
+  by ``mindmirror.requests.budget_gate``).
 - Batch: with a ``batch`` hook (``teacher.batch``, ``mindmirror.teacher.batch``) the cache
   misses go to the Batch API first (committed through ``commit`` at the batch price); only
   what it leaves unfilled is requested online.
@@ -57,6 +58,7 @@ from typing import Any
 from mindmirror.errors import UserError
 from mindmirror.progress import ProgressReport
 from mindmirror.requests.accounting import RunBudget, price
+from mindmirror.requests.budget_gate import BudgetGate, spending_caps
 from mindmirror.requests.cache import ResponseCache, cache_key
 from mindmirror.requests.limits import (
     TokenBucket,
@@ -119,11 +121,9 @@ class RequestEngine:
         #: The sums of the finished runs, kept as running totals (a budget run makes thousands).
         self._earlier = EngineStats()
         self.last = EngineStats()
-        self._budget_exhausted = False
+        self._gate = BudgetGate()
         # Per-run asyncio state, made inside the running loop by ``run``.
         self._sem: asyncio.Semaphore
-        self._budget_lock: asyncio.Condition
-        self._reserved = [0.0, 0.0]
         self._pause_until = 0.0
         self._aborted = False
         self._report: ProgressReport | None = None
@@ -147,52 +147,18 @@ class RequestEngine:
         """USD for ``usage`` at the configured per-million prices."""
         return price(usage, self.cfg)
 
-    def _caps(self, worst: Usage) -> list[tuple[float, float, float]]:
-        """(limit, spent, worst case) of each budget in force: ``budget_usd`` over what this
-        engine paid, ``budget`` (``RunBudget``) over the run's whole bill."""
-        usd = self.cost(worst)
-        caps = []
-        if self.cfg.budget_usd is not None:
-            paid = self._earlier.cost_usd + self.last.cost_usd
-            caps.append((self.cfg.budget_usd, paid, usd))
-        if self.budget is not None:
-            caps.append(
-                (self.budget.limit, self.budget.spent(self.stats), self.budget.worst(worst, usd))
-            )
-        return caps
-
     async def _admit(self, worst: Usage) -> list[float] | None:
-        """Reserve a call's worst case under every budget; None once a budget is reached (the
-        reservations to release otherwise).
-
-        While in-flight calls hold reservations that block this one, wait for them to settle:
-        their real cost is usually far below their worst case.
-        """
+        """Reserve a call's worst case under every budget in force (``BudgetGate``); None
+        once a budget is reached (the reservations to release otherwise)."""
         if self.cfg.budget_usd is None and self.budget is None:
             return []
-        async with self._budget_lock:
-            while True:
-                caps = self._caps(worst)
-                if self._budget_exhausted or any(spent + w > cap for cap, spent, w in caps):
-                    self._budget_exhausted = self.last.budget_exhausted = True
-                    self._budget_lock.notify_all()
-                    return None
-                if all(
-                    spent + held + w <= cap
-                    for (cap, spent, w), held in zip(caps, self._reserved, strict=False)
-                ):
-                    self._reserved = [
-                        held + w for (_, _, w), held in zip(caps, self._reserved, strict=False)
-                    ]
-                    return [w for _, _, w in caps]
-                await self._budget_lock.wait()
-
-    async def _release(self, held: list[float]) -> None:
-        if not held:
-            return
-        async with self._budget_lock:
-            self._reserved = [mine - w for mine, w in zip(self._reserved, held, strict=False)]
-            self._budget_lock.notify_all()
+        usd = self.cost(worst)
+        held = await self._gate.admit(
+            lambda: spending_caps(self.cfg.budget_usd, self.budget, self.stats, worst, usd)
+        )
+        if held is None:
+            self.last.budget_exhausted = True
+        return held
 
     def _advance(self, samples: int, failed: int = 0) -> None:
         if self._report is not None:
@@ -325,7 +291,7 @@ class RequestEngine:
                         return self._store(prompt, indices, reply, estimate)
                     error = RetryableError("the server returned no choices")
                 finally:
-                    await self._release(held)
+                    await self._gate.release(held)
             if attempt + 1 == attempts:
                 break
             delay = backoff_delay(attempt, error.retry_after, self.backoff_base_s, rng=self._rng)
@@ -431,8 +397,7 @@ class RequestEngine:
 
     async def _run_pending(self, pending: list[tuple[Prompt, list[int]]]) -> None:
         self._sem = asyncio.Semaphore(self.cfg.concurrency)
-        self._budget_lock = asyncio.Condition()
-        self._reserved = [0.0, 0.0]
+        self._gate.open()
         self._pause_until = 0.0
         self._aborted = False
         try:

@@ -7,7 +7,7 @@ before sending anything online:
    in one line with ``use_n``), with exactly the body the online path would send (model,
    messages, ``n``, sampling, the seed of its first sample), so each result is committed to
    the SQLite cache under the key the online path uses: a later online run, a re-run or a
-   partly failed batch pays for nothing twice.
+   partly failed batch pays for nothing twice (``mindmirror.teacher.batch_input`` writes them).
 2. The file is uploaded (``/files``, purpose ``batch``), the batch created (``/batches``), and
    its status polled with backoff (1 s doubling up to ``teacher.batch_poll_s``) until it is
    completed, failed, expired or cancelled; then the output and error files are read. Status
@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,7 +42,6 @@ import openai
 
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
-from mindmirror.requests.limits import estimate_tokens, request_seed
 from mindmirror.requests.types import Prompt, Reply, Usage
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
 from mindmirror.teacher.batch_files import (
@@ -53,43 +51,30 @@ from mindmirror.teacher.batch_files import (
     output_reply,
     write_json,
 )
+from mindmirror.teacher.batch_input import (
+    ENDPOINT,
+    InputSettings,
+    Pending,
+    input_chunks,
+    request_lines,
+)
 
 if TYPE_CHECKING:
     from mindmirror.requests.engine import RequestEngine
 
 log = logging.getLogger("mindmirror.teacher")
 
-ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-# OpenAI's limits per batch: 50,000 requests and a 200 MB input file (kept well below).
-MAX_LINES = 50_000
-MAX_BYTES = 190_000_000
-
-Pending = list[tuple[Prompt, list[int]]]
 
 
-class BatchSettings(Protocol):
-    """What the batch path reads; ``mindmirror.config.TeacherConfig`` has all of it."""
+class BatchSettings(InputSettings, Protocol):
+    """What the batch path reads (besides ``InputSettings``); ``mindmirror.config.TeacherConfig``
+    has all of it."""
 
     api_key_env: str
     timeout_s: float
-    use_n: bool
-    send_seed: bool
-    budget_usd: float | None
-    price_batch_factor: float
     batch_poll_s: float
     batch_unreachable_s: float
-
-
-@dataclass
-class _Line:
-    """One request line of a batch: ``indices`` of ``prompt``, their cache keys, and the body."""
-
-    custom_id: str
-    prompt: Prompt
-    indices: list[int]
-    keys: list[str]
-    body: dict[str, Any]
 
 
 class BatchRunner:
@@ -211,60 +196,13 @@ class BatchRunner:
                 left.append((prompt, keep))
         return left
 
-    def _lines(self, engine: RequestEngine, pending: Pending) -> list[_Line]:
-        """Request lines for ``pending``, within the budget: the body the online path sends."""
-        lines: list[_Line] = []
-        budget = self.cfg.budget_usd
-        left = None if budget is None else budget - engine.stats.cost_usd
-        for prompt, missing in pending:
-            groups = [missing] if self.cfg.use_n else [[index] for index in missing]
-            for indices in groups:
-                keys = [engine._key(prompt, index) for index in indices]
-                if left is not None:
-                    worst = engine.cost(
-                        Usage(
-                            estimate_tokens(prompt, 0),
-                            prompt.sampling.max_tokens * len(indices),
-                        )
-                    )
-                    worst *= self.cfg.price_batch_factor
-                    if worst > left:
-                        continue
-                    left -= worst
-                body: dict[str, Any] = {
-                    "model": engine.backend.model,
-                    "messages": prompt.messages,
-                    "n": len(indices),
-                    "temperature": prompt.sampling.temperature,
-                    "top_p": prompt.sampling.top_p,
-                    "max_tokens": prompt.sampling.max_tokens,
-                }
-                if self.cfg.send_seed:
-                    body["seed"] = request_seed(keys[0])
-                lines.append(_Line(f"r{len(lines)}", prompt, list(indices), keys, body))
-        return lines
-
-    def _chunks(self, lines: list[_Line]) -> list[list[tuple[_Line, bytes]]]:
-        """Input files within the per-batch limits of lines and bytes."""
-        chunks: list[list[tuple[_Line, bytes]]] = [[]]
-        size = 0
-        for line in lines:
-            record = {"custom_id": line.custom_id, "method": "POST", "url": ENDPOINT}
-            data = (json.dumps({**record, "body": line.body}, ensure_ascii=False) + "\n").encode()
-            if chunks[-1] and (len(chunks[-1]) >= MAX_LINES or size + len(data) > MAX_BYTES):
-                chunks.append([])
-                size = 0
-            chunks[-1].append((line, data))
-            size += len(data)
-        return [chunk for chunk in chunks if chunk]
-
     async def _submit(
         self, client: openai.AsyncOpenAI, engine: RequestEngine, pending: Pending
     ) -> list[dict[str, Any]]:
         """Upload and create one batch per input chunk; return their state entries."""
         entries = []
         folder = self.state_path.parent / "batch-inputs"
-        for chunk in self._chunks(self._lines(engine, pending)):
+        for chunk in input_chunks(request_lines(engine, pending, self.cfg)):
             folder.mkdir(parents=True, exist_ok=True)
             name = f"input-{len(self.state['batches']):04d}.jsonl"
             content = b"".join(data for _, data in chunk)
