@@ -18,9 +18,13 @@ with the seed of its key, so llama.cpp draws the same samples again). Printed fo
   (the full-budget) majority;
 - verdict agreement with gold: per evaluation, and of each CoT's majority verdict.
 
-Then ``teach --estimate`` (computed from the recipe before any request, as the CLI does) is
-compared with the fixed run's real bill (target: within 15%), and the adaptive run's bill with
-the estimate's adaptive range.
+Then, paired on the CoTs both runs hold (the same samples), the agreement of each CoT's
+majority verdict with gold under the fixed and the adaptive evaluations: per question, the
+mean over its CoTs, and the adaptive minus fixed difference with a bootstrap interval over
+questions. Then ``teach --estimate`` (computed from the recipe before any request, as the CLI
+does) is compared with the fixed run's real bill (target: within 15%), and the adaptive run's
+bill with the estimate's adaptive range. ``--summarise`` recomputes the paired figures from the
+two run directories' records (no teaching) into the ``--json`` file.
 
     python bench/adaptive_live.py --questions 12 --set teacher.num_cots=5 --set teacher.num_evals=5
 
@@ -31,16 +35,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mindmirror.cell_records import cpu_name
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.demo import demo_recipe_path
 from mindmirror.embedded import embedded_endpoint
 from mindmirror.records import Record, read_records
+from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from mindmirror.teacher.adaptive import majority
 from mindmirror.teacher.estimate import estimate
@@ -96,6 +104,74 @@ def figures(records: list[Record], full: dict[str, Any] | None) -> dict[str, Any
     }
 
 
+def _majority_verdicts(record: Record) -> dict[str, tuple[str | None, bool | None, int]]:
+    """Per CoT text of ``record``: its majority verdict, gold correctness, evaluations made."""
+    out = {}
+    for cot in record.cots:
+        top = Counter(e.verdict for e in cot.evaluations if e.verdict is not None).most_common(1)
+        out[cot.text] = (top[0][0] if top else None, cot.correct, len(cot.evaluations))
+    return out
+
+
+def paired_verdicts(fixed: list[Record], adaptive: list[Record]) -> dict[str, Any]:
+    """Majority-verdict agreement with gold on the CoTs both runs hold, fixed against adaptive:
+    per question the mean over its shared CoTs, paired over questions (bootstrap interval)."""
+    by_id = {r.id: _majority_verdicts(r) for r in fixed}
+    first: list[float] = []
+    second: list[float] = []
+    cots = same = evals_fixed = evals_adaptive = 0
+    for record in adaptive:
+        mine, theirs = _majority_verdicts(record), by_id.get(record.id, {})
+        shared = [t for t in mine if t in theirs and theirs[t][1] is not None]
+        if not shared:
+            continue
+
+        def agree(verdict: str | None, correct: bool | None) -> float:
+            return float(verdict is not None and (verdict == "correct") == correct)
+
+        first.append(sum(agree(*theirs[t][:2]) for t in shared) / len(shared))
+        second.append(sum(agree(*mine[t][:2]) for t in shared) / len(shared))
+        cots += len(shared)
+        same += sum(mine[t][0] == theirs[t][0] for t in shared)
+        evals_fixed += sum(theirs[t][2] for t in shared)
+        evals_adaptive += sum(mine[t][2] for t in shared)
+    diff = paired_difference(first, second)
+    return {
+        "questions": diff["n"],
+        "cots": cots,
+        "evaluations_fixed": evals_fixed,
+        "evaluations_adaptive": evals_adaptive,
+        "same_majority_verdict": round(same / cots, 4) if cots else None,
+        "agreement_fixed": round(sum(first) / len(first), 4) if first else None,
+        "agreement_adaptive": round(sum(second) / len(second), 4) if second else None,
+        "diff": round(diff["diff"], 4),
+        "low": round(diff["low"], 4),
+        "high": round(diff["high"], 4),
+    }
+
+
+def print_paired(paired: dict[str, Any]) -> None:
+    """One paragraph of the paired comparison."""
+    print(
+        f"paired on {paired['cots']} CoTs of {paired['questions']} questions: evaluations "
+        f"{paired['evaluations_fixed']} fixed, {paired['evaluations_adaptive']} adaptive; same "
+        f"majority verdict {paired['same_majority_verdict']:.1%}; agreement with gold "
+        f"{paired['agreement_fixed']:.1%} fixed, {paired['agreement_adaptive']:.1%} adaptive, "
+        f"difference {paired['diff']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]"
+    )
+
+
+def summarise(run_dir: Path, json_path: Path | None) -> None:
+    """Recompute the paired figures from the two runs' records; merge them into ``json_path``."""
+    runs = {name: read_records(RunDir(run_dir / name).records) for name in ("fixed", "adaptive")}
+    paired = paired_verdicts(runs["fixed"], runs["adaptive"])
+    print_paired(paired)
+    if json_path is not None:
+        out = json.loads(json_path.read_text(encoding="utf-8")) if json_path.exists() else {}
+        out["paired"] = paired
+        json_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
 def run_once(
     base: Path, name: str, args: argparse.Namespace, adaptive: bool, cache: Path | None = None
 ) -> dict[str, Any]:
@@ -129,12 +205,22 @@ def main() -> None:
     parser.add_argument(
         "--live-adaptive", action="store_true", help="the adaptive run from an empty cache"
     )
+    parser.add_argument(
+        "--summarise", action="store_true", help="paired figures from the runs in --run-dir"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        summarise(args.run_dir, args.json)
+        return
     fixed = run_once(args.run_dir, "fixed", args, adaptive=False)
     reuse = None if args.live_adaptive else RunDir(args.run_dir / "fixed").cache
     adaptive = run_once(args.run_dir, "adaptive", args, adaptive=True, cache=reuse)
     full = {r.id: majority([cot.answer for cot in r.cots]) for r in fixed["records"]}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {
+        "command": " ".join(["python bench/adaptive_live.py", *sys.argv[1:]]),
+        "cpu": cpu_name(),
+        "load_average_at_end": round(os.getloadavg()[0], 2),
+    }
     print(
         "| run | CoTs | evaluations (a call each) | prompt tokens | completion tokens "
         "| majority accuracy | = fixed majority "
@@ -177,6 +263,8 @@ def main() -> None:
         out["fixed"]["evaluations"] / out["fixed"]["cots"]
     )
     print(f"evaluation calls saved: {evals:.1%} in all, {per_cot:.1%} per CoT")
+    out["paired"] = paired_verdicts(fixed["records"], adaptive["records"])
+    print_paired(out["paired"])
     out["estimate"] = {
         "fixed_tokens": predicted,
         "fixed_real": real,

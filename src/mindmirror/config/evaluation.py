@@ -83,8 +83,8 @@ class EvalConfig(Strict):
         description="Sequences the llama_cpp engine's batched server decodes together (each "
         "sample is one, with its own KV cache of max_input_tokens plus the longest generation "
         "asked). "
-        "Batching reads the weights once per step for all of them: on 2 cores a 135M student "
-        "made 25 tokens/s one sequence at a time and 110-170 with 16-20 (docs/benchmarks.md).",
+        "One decoding step serves all of them: on 2 cores a 135M student sampled 109 "
+        "tokens/s with 16 against 25 one sequence at a time (docs/benchmarks.md).",
     )
     engine_servers: int = Field(
         1,

@@ -18,9 +18,8 @@ sequence, so attention reads only a sequence's own keys) with continuous batchin
   is not in the text, as transformers counts it); its slot is cleared for the next request;
 - sequences go into the batch in slot order and take the lowest free slot: with a stream per
   sequence llama.cpp splits a batch wherever the slot ids are not consecutive, and each part
-  is another pass over the weights (16 sequences at 300 tokens of context, one thread: 170 ms
-  a step in order, 209 with two gaps, 373 shuffled; one shared stream: 364, its attention
-  reading every sequence's keys).
+  is another pass over the weights; one stream shared by all sequences avoids the splits but
+  its attention reads every sequence's keys (``bench/batch_slot_order.py`` times both).
 
 Log-probabilities are those of the transformers path: each generated token's is taken under
 the distribution it was sampled from (the logits divided by the temperature, renormalised
@@ -124,7 +123,9 @@ class BatchDecoder:
 
     def __init__(self, model_path: Path, *, parallel: int, n_ctx: int, threads: int) -> None:
         import llama_cpp
+        from llama_cpp._logger import set_verbose
 
+        set_verbose(False)  # llama.cpp's errors only, not a line per tensor loaded
         self._llama = llama_cpp
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
