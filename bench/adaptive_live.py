@@ -70,6 +70,17 @@ def recipe(run_dir: Path, questions: int, overrides: list[str], adaptive: bool) 
     return load_recipe(demo_recipe_path(), extra)
 
 
+def majority_verdict(cot: Any) -> str | None:
+    """The most frequent verdict among ``cot``'s evaluations (None: no verdict stated)."""
+    top = Counter(e.verdict for e in cot.evaluations if e.verdict is not None).most_common(1)
+    return top[0][0] if top else None
+
+
+def _agrees(verdict: str | None, correct: bool | None) -> bool:
+    """Whether ``verdict`` says what gold says (no verdict never agrees)."""
+    return verdict is not None and (verdict == "correct") == correct
+
+
 def figures(records: list[Record], full: dict[str, Any] | None) -> dict[str, Any]:
     """Quality figures of one run's records (``full``: the fixed run's majorities by id)."""
     right = agree = cots = evals = ev_agree = ev_total = maj_agree = maj_total = 0
@@ -87,11 +98,11 @@ def figures(records: list[Record], full: dict[str, Any] | None) -> dict[str, Any
             for verdict in verdicts:
                 if verdict is not None and cot.correct is not None:
                     ev_total += 1
-                    ev_agree += (verdict == "correct") == cot.correct
-            top = Counter(v for v in verdicts if v is not None).most_common(1)
-            if top and cot.correct is not None:
+                    ev_agree += _agrees(verdict, cot.correct)
+            top = majority_verdict(cot)
+            if top is not None and cot.correct is not None:
                 maj_total += 1
-                maj_agree += (top[0][0] == "correct") == cot.correct
+                maj_agree += _agrees(top, cot.correct)
     count = len(records)
     return {
         "questions": count,
@@ -106,11 +117,7 @@ def figures(records: list[Record], full: dict[str, Any] | None) -> dict[str, Any
 
 def _majority_verdicts(record: Record) -> dict[str, tuple[str | None, bool | None, int]]:
     """Per CoT text of ``record``: its majority verdict, gold correctness, evaluations made."""
-    out = {}
-    for cot in record.cots:
-        top = Counter(e.verdict for e in cot.evaluations if e.verdict is not None).most_common(1)
-        out[cot.text] = (top[0][0] if top else None, cot.correct, len(cot.evaluations))
-    return out
+    return {c.text: (majority_verdict(c), c.correct, len(c.evaluations)) for c in record.cots}
 
 
 def paired_verdicts(fixed: list[Record], adaptive: list[Record]) -> dict[str, Any]:
@@ -125,12 +132,8 @@ def paired_verdicts(fixed: list[Record], adaptive: list[Record]) -> dict[str, An
         shared = [t for t in mine if t in theirs and theirs[t][1] is not None]
         if not shared:
             continue
-
-        def agree(verdict: str | None, correct: bool | None) -> float:
-            return float(verdict is not None and (verdict == "correct") == correct)
-
-        first.append(sum(agree(*theirs[t][:2]) for t in shared) / len(shared))
-        second.append(sum(agree(*mine[t][:2]) for t in shared) / len(shared))
+        first.append(sum(_agrees(*theirs[t][:2]) for t in shared) / len(shared))
+        second.append(sum(_agrees(*mine[t][:2]) for t in shared) / len(shared))
         cots += len(shared)
         same += sum(mine[t][0] == theirs[t][0] for t in shared)
         evals_fixed += sum(theirs[t][2] for t in shared)

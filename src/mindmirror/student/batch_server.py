@@ -51,8 +51,7 @@ NEUTRAL = {
 }
 #: Completions fields this server cannot honour (refused unless empty or false).
 REFUSED = ("stop", "echo", "suffix", "logit_bias", "stream", "grammar", "logits_processor")
-#: Sequence slots decoded together by default: on 2 AMX cores a 135M student made 88 tokens/s
-#: with 8 and 110-170 with 20 (docs/benchmarks.md).
+#: Sequence slots decoded together by default (``eval.engine_parallel``'s default too).
 PARALLEL = 16
 
 
@@ -60,21 +59,15 @@ class BadRequest(ValueError):
     """A completions request this server cannot honour (HTTP 400)."""
 
 
-def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+def _field(body: dict[str, Any], name: str, default: float, low: float, high: float) -> Any:
+    """``body[name]`` (``default`` when absent) checked against ``[low, high]``; an integer
+    where ``default`` is one."""
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadRequest(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
-    return float(value)
-
-
-def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    kind, noun = (int, "an integer") if isinstance(default, int) else (int | float, "a number")
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        raise BadRequest(f"{name} must be {noun} between {low:g} and {high:g}, got {value!r}")
     return value
 
 
@@ -93,17 +86,15 @@ def parse_request(body: Any, tokenize: Any, parallel: int) -> Request:
     for name, neutral in NEUTRAL.items():
         if body.get(name) is not None and body[name] != neutral:
             raise BadRequest(f"{name} is only accepted at {neutral} (sampling as asked)")
-    logprobs = body.get("logprobs")
-    seed = body.get("seed")
     return Request(
         prompt=tokenize(prompt),
-        n=_integer(body, "n", 1, 1, parallel),
-        max_tokens=_integer(body, "max_tokens", 16, 1, 1 << 20),
-        temperature=_number(body, "temperature", 1.0, 0.0, 100.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
-        seed=_integer(body, "seed", secrets.randbits(31) if seed is None else 0, 0, 1 << 63),
-        logprobs=logprobs is not None,
-        top_logprobs=_integer(body, "logprobs", 0, 0, 1000),
+        n=_field(body, "n", 1, 1, parallel),
+        max_tokens=_field(body, "max_tokens", 16, 1, 1 << 20),
+        temperature=float(_field(body, "temperature", 1.0, 0.0, 100.0)),
+        top_p=float(_field(body, "top_p", 1.0, 0.0, 1.0)),
+        seed=_field(body, "seed", secrets.randbits(31), 0, 1 << 63),
+        logprobs=body.get("logprobs") is not None,
+        top_logprobs=_field(body, "logprobs", 0, 0, 1000),
     )
 
 

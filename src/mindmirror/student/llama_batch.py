@@ -44,9 +44,7 @@ import numpy as np
 
 #: llama.cpp's "no seed given" value: a sampler seeded with it draws a random seed.
 _RANDOM_SEED = 0xFFFFFFFF
-#: Tokens in one ``llama_decode`` call: the running sequences' next tokens plus the prompts
-#: admitted that step (llama.cpp splits it into micro-batches of ``N_UBATCH``).
-N_BATCH = 4096
+#: Tokens per micro-batch llama.cpp splits a ``llama_decode`` call into.
 N_UBATCH = 512
 
 
@@ -136,9 +134,8 @@ class BatchDecoder:
         context.n_ctx = n_ctx * parallel
         context.n_seq_max = parallel
         context.kv_unified = False  # a stream per sequence: attention reads only its own keys
-        # Room for every slot's prompt in one step, so a request never waits for a batch.
-        self.n_batch = max(N_BATCH, n_ctx * parallel)
-        context.n_batch = self.n_batch
+        # Room for a full context in every slot: whatever is admitted fits in one step.
+        context.n_batch = n_ctx * parallel
         context.n_ubatch = N_UBATCH
         # llama.cpp's CPU flash attention sums in f16: log-probabilities moved by up to 0.1 and
         # greedy text parted from llama-cpp-python's server (which turns it off) and transformers.
@@ -153,7 +150,7 @@ class BatchDecoder:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.parallel = parallel
         self.n_ctx = n_ctx
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(n_ctx * parallel, 0, 1)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pieces: dict[int, bytes] = {}
         self._stopped = False
@@ -263,12 +260,15 @@ class BatchDecoder:
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
         choice = sequence.choice
         if request.top_logprobs and not choice.tokens:
-            shifted = logits - logits.max()
-            raw = shifted - np.log(np.exp(shifted).sum())
+            raw = logits - logits.max()
+            raw -= np.log(np.exp(raw).sum())
             top = np.argpartition(-raw, request.top_logprobs)[: request.top_logprobs]
             for candidate in top[np.argsort(-raw[top])]:
                 text = self.piece(int(candidate)).decode("utf-8", errors="replace")
                 choice.top_logprobs.setdefault(text, float(raw[candidate]))
+            if request.temperature <= 0:  # greedy: drawn from the model's own distribution
+                choice.token_logprobs.append(float(raw[token]))
+                return
         scaled = logits / request.temperature if request.temperature > 0 else logits
         scaled -= scaled.max()
         weights = np.exp(scaled)
@@ -327,7 +327,6 @@ class BatchDecoder:
         waiting: _Job | None = None
         stopping = False
         while True:
-            budget = self.n_batch - len(running)
             while not stopping:
                 if waiting is None:
                     try:
@@ -337,12 +336,10 @@ class BatchDecoder:
                 if waiting is None:
                     stopping = True
                     break
-                need = waiting.request.n * len(waiting.request.prompt)
-                if waiting.request.n > len(free) or need > budget:
+                if waiting.request.n > len(free):
                     break  # first come, first served: it waits for slots
                 if waiting.future.set_running_or_notify_cancel():
                     running.extend(self._admit(waiting, free))
-                    budget -= need
                 waiting = None
             if not running:
                 if stopping:
