@@ -33,6 +33,7 @@ One resumable command; every step skips what a previous run (or its records) fin
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -51,8 +52,14 @@ from svamp_summary import (
     write_tuning,
 )
 
-from mindmirror.cell_records import train_record
-from mindmirror.config import ExperimentConfig, Recipe, load_recipe, recipe_from_dict
+from mindmirror.cell_records import settings_differ, train_record
+from mindmirror.config import (
+    ExperimentConfig,
+    Recipe,
+    TrainConfig,
+    load_recipe,
+    recipe_from_dict,
+)
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
 from mindmirror.grid_teaching import teaching_needed
@@ -90,26 +97,59 @@ def tuned_num_cots(method: str, cfg: ExperimentConfig, headline: int) -> int:
     return headline if headline in ns else ns[-1]
 
 
+def recorded_tuning(
+    folder: Path, method: str, candidate: str, train: TrainConfig, records_sha256: str
+) -> bool:
+    """Whether this tuning training is recorded, made with these ``train:`` settings and
+    teacher records (their hash).
+
+    Raises:
+        UserError: a record made by another training (other settings, other teacher records):
+            reusing it would choose on another protocol.
+    """
+    path = tuning_path(folder, method, candidate)
+    if not path.is_file():
+        return False
+    made = json.loads(path.read_text(encoding="utf-8")).get("provenance")
+    differ = ["no provenance recorded"]
+    if made is not None:
+        differ = settings_differ(made["train_settings"], train)
+        if made["records_sha256"] != records_sha256:
+            differ.append("teacher records")
+    if differ:
+        raise UserError(
+            f"{path}: made by another training than this run's (differs in: "
+            f"{', '.join(differ)}); delete it to tune it again"
+        )
+    return True
+
+
 def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, dict[str, Any]]:
     """Train every candidate x method of the grid that has no tuning record yet (seed 0, the
     cell's own configuration, validation only) and record it; return the choice per method."""
     methods = recipe.experiment.methods
+    records_sha256 = hashlib.sha256(run.records.read_bytes()).hexdigest()
     for method in methods:
         n = tuned_num_cots(method, recipe.experiment, recipe.train.num_cots)
         for name, settings in CANDIDATES.items():
-            if tuning_path(folder, method, name).is_file():
-                continue
             sub = RunDir(run.root / "tune" / f"{method}-{name}")
-            sub.teacher.mkdir(parents=True, exist_ok=True)
-            if not sub.records.is_file():
-                shutil.copyfile(run.records, sub.records)
             tuned = recipe.experiment.model_copy(
                 update={"equal_examples": True, "train_by_method": {method: settings}}
             )
             base = recipe.model_copy(update={"experiment": tuned})
+            resolved = cell_recipe(base, Cell(method, n, 0, ("answer",)), sub.root)
+            if recorded_tuning(folder, method, name, resolved.train, records_sha256):
+                continue
+            sub.teacher.mkdir(parents=True, exist_ok=True)
+            if not sub.records.is_file():
+                shutil.copyfile(run.records, sub.records)
             log(f"tune {method} (N={n}) {name}")
-            train(cell_recipe(base, Cell(method, n, 0, ("answer",)), sub.root), sub, quiet=quiet)
-            record = tuning_record(method, n, name, settings, train_record(sub))
+            train(resolved, sub, quiet=quiet)
+            provenance = {
+                "train_settings": resolved.train.model_dump(mode="json"),
+                "records_sha256": records_sha256,
+            }
+            record = tuning_record(method, n, name, settings, train_record(sub), provenance)
             write_tuning(folder, record)
             log(f"tune {method} {name}: validation {record['validation']:.3f}")
     chosen, _, _ = choose(folder, methods, CANDIDATES)

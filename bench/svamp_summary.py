@@ -9,6 +9,7 @@ is computed here from those files, so that it can be rebuilt on any machine.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -39,10 +40,16 @@ def tuning_path(folder: Path, method: str, candidate: str) -> Path:
 
 
 def tuning_record(
-    method: str, num_cots: int, candidate: str, settings: dict[str, Any], train: dict[str, Any]
+    method: str,
+    num_cots: int,
+    candidate: str,
+    settings: dict[str, Any],
+    train: dict[str, Any],
+    provenance: dict[str, Any],
 ) -> dict[str, Any]:
     """A tuning training's record: the candidate, its validation accuracy (the final stage's
-    best, the figure it is chosen on) and its compact train summary."""
+    best, the figure it is chosen on), its compact train summary and its ``provenance`` (what
+    made it: the training's ``train:`` settings and the teacher records' hash)."""
     final = train["stages"][stages(method)[-1]]  # type: ignore[arg-type]
     return {
         "method": method,
@@ -51,14 +58,17 @@ def tuning_record(
         "settings": settings,
         "validation": final["best_metric"]["eval_accuracy"],
         "train": train,
+        "provenance": provenance,
     }
 
 
 def write_tuning(folder: Path, record: dict[str, Any]) -> None:
-    """Write a tuning record (sorted keys: the same training, the same bytes)."""
+    """Write a tuning record atomically (sorted keys: the same training, the same bytes)."""
     path = tuning_path(folder, record["method"], record["candidate"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(record), encoding="utf-8")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(dumps(record), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def choose(
@@ -133,6 +143,43 @@ def protocol_records(folder: Path) -> list[dict[str, Any]]:
     return [*read_cell_records(folder), *palm]
 
 
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values that exist (None when none does)."""
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def judge_table(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per row trained on self-evaluation: the judge's AUROC on the validation teacher CoTs at
+    the checkpoint chosen, beside what CoT length alone reaches on the same CoTs, and the same
+    pair on the student's own sampled test CoTs (``mirror``); per seed and their mean."""
+    table: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r["seed"]):
+        stage = record["train"]["stages"].get("evaluation")
+        if stage is None:
+            continue
+        chosen = [f for f in stage.get("figures", []) if f["step"] == stage["best_step"]]
+        figures = chosen[0] if chosen else {}
+        own = (record["modes"].get("mirror") or {}).get("own_cots") or {}
+        row = table.setdefault(record["label"], {"seeds": [], "values": defaultdict(list)})
+        row["seeds"].append(record["seed"])
+        for key, value in (
+            ("validation_auroc", figures.get("eval_verdict_auroc")),
+            ("validation_length_auroc", figures.get("eval_length_auroc")),
+            ("own_cots_auroc", own.get("auroc")),
+            ("own_cots_length_auroc", own.get("length_auroc")),
+        ):
+            row["values"][key].append(value)
+    return {
+        label: {
+            "seeds": row["seeds"],
+            **{key: _mean(values) for key, values in row["values"].items()},
+            "values": dict(row["values"]),
+        }
+        for label, row in table.items()
+    }
+
+
 def summary(
     folder: Path,
     candidates: dict[str, dict[str, Any]],
@@ -142,7 +189,8 @@ def summary(
 ) -> dict[str, Any]:
     """The published summary, from the records under ``folder`` alone: per row and mode mean,
     std, seeds and n_test; every paired interval; per method the optimisation chosen on
-    validation and the tuning table; per cell its seconds, the machines, and the protocol's
+    validation and the tuning table; the judge beside the CoT-length-only baseline
+    (``judge_table``); per cell its seconds, the machines and engines, and the protocol's
     CPU hours (tuning + cells). ``planned`` names every cell the protocol runs (those without
     a record are listed as missing)."""
     records = protocol_records(folder)
@@ -151,8 +199,10 @@ def summary(
     chosen, tuning, tuning_missing = choose(folder, methods, candidates)
     costs = {r["cell"]: cell_seconds(r) for r in records}
     machines: dict[str, list[str]] = defaultdict(list)
+    engines: dict[str, list[str]] = defaultdict(list)
     for r in records:
         machines[f"{r['cpu']} ({r['train']['precision']})"].append(r["cell"])
+        engines[str(r.get("engine"))].append(r["cell"])
     cells_s = sum(sum(c.values()) for c in costs.values())
     tuning_s = sum(row["train_s"] for row in tuning)
     done = {r["cell"] for r in records}
@@ -165,6 +215,7 @@ def summary(
         "tuning_total_s": round(tuning_s, 1),
         "protocol_cpu_hours": round((cells_s + tuning_s) / 3600, 2),
         "machines": dict(sorted(machines.items())),
+        "engines": dict(sorted(engines.items())),
         "chosen": chosen,
         "tuning": tuning,
         "cells": {
@@ -175,6 +226,7 @@ def summary(
             for row in tables["rows"]
         },
         "paired": tables["paired"],
+        "judge": judge_table(records),
     }
 
 

@@ -18,8 +18,9 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
 - ``samples``: the sampled modes' sets of K CoTs (``vote`` and ``mirror`` share one when scored
   together): per question the K parsed answers and their correctness (a string of 0/1);
 - ``self_evaluation``, ``self_evaluation_final``: the judge's agreement on teacher CoTs;
-- ``train``: per stage the step chosen on validation, its validation figure and curve, steps,
-  seconds, loss and precision; the final stage's precision.
+- ``engine``: what generated the test answers (``transformers``, ``llama_cpp``, ...);
+- ``train``: per stage the step chosen on validation, its validation figure and curve, every
+  figure of each validation, steps, seconds, loss and precision; the final stage's precision.
 
 What a record leaves out is derived from what it keeps: the risk-coverage curve (from the
 confidences and correctness) and the per-mode question count.
@@ -34,6 +35,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from mindmirror.reporting.metrics import risk_coverage
 from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
@@ -76,10 +79,15 @@ def _bits(values: Iterable[bool]) -> str:
     return "".join("1" if v else "0" for v in values)
 
 
+def _figure(key: str) -> bool:
+    """Whether a validation log key is a figure of quality (not a timing)."""
+    return key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))
+
+
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
-    validation, its figure, the validation curve (``[step, figure]`` per evaluation), steps,
-    seconds, loss and precision."""
+    validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
+    figure of each evaluation (``figures``), steps, seconds, loss and precision."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
     stages = {}
     for name, stage in summary["stages"].items():
@@ -88,6 +96,9 @@ def train_record(sub: RunDir) -> dict[str, Any]:
         curve_path = sub.stage(name) / "curve.json"
         curve = json.loads(curve_path.read_text(encoding="utf-8")) if curve_path.is_file() else []
         kept["validation"] = [[p.get("step"), p[metric]] for p in curve if metric in p]
+        # Every figure of each validation (the judge's AUROC beside the CoT-length-only AUROC,
+        # the loss), not only the one chosen on: timings left out, they say nothing of quality.
+        kept["figures"] = [{k: v for k, v in p.items() if k == "step" or _figure(k)} for p in curve]
         stages[name] = kept
     return {"stages": stages, "precision": summary.get("precision")}
 
@@ -143,6 +154,7 @@ def cell_record(
         "samples": sets,
         "self_evaluation": metrics.get("self_evaluation"),
         "self_evaluation_final": metrics.get("self_evaluation_final"),
+        "engine": metrics.get("engine"),
         "train": train_record(sub),
     }
 
@@ -187,6 +199,19 @@ def keep_teacher_summary(folder: Path, run: RunDir) -> None:
         shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
 
 
+def settings_differ(made: dict[str, Any], now: BaseModel) -> list[str]:
+    """The fields in which recorded settings (``made``, a config's JSON dump) differ from the
+    config ``now``. A field the record does not hold (added to the config since) differs only
+    where ``now`` leaves its default: new options default to the behaviour before them."""
+    current = now.model_dump(mode="json")
+    defaults = type(now)().model_dump(mode="json")
+    return sorted(
+        key
+        for key in {*made, *current}
+        if made.get(key, defaults.get(key)) != current.get(key, defaults.get(key))
+    )
+
+
 def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] | None:
     """The record of a cell that another machine finished, when it holds every mode the cell
     asks for, trained and scored with the cell's settings (``resolved``: its recipe); None
@@ -198,7 +223,7 @@ def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] 
     scored, asked = dict(record["settings"]), resolved.eval.model_dump(mode="json")
     scored.pop("modes")
     asked.pop("modes")
-    same = (record["train_settings"], scored) == (resolved.train.model_dump(mode="json"), asked)
+    same = not settings_differ(record["train_settings"], resolved.train) and scored == asked
     return record if same and set(cell.modes) <= set(record["modes"]) else None
 
 

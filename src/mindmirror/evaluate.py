@@ -53,10 +53,12 @@ def own_cot_judgement(
 ) -> dict[str, Any] | None:
     """How well the judge's P(correct) ranks the student's *own* sampled CoTs by gold
     correctness (every sample of every question, ``correct`` from ``sample_correctness``):
-    AUROC, and the share of correct samples."""
-    scores, labels = [], []
+    AUROC beside ``length_auroc`` (shorter CoTs, in words, ranked as more likely right: the
+    bar a judge must pass), and the share of correct samples."""
+    scores, shortness, labels = [], [], []
     for prediction, oks in zip(mode_run.predictions, correct, strict=True):
         scores += [sample.p_correct for sample in prediction.samples]
+        shortness += [-float(len(sample.text.split())) for sample in prediction.samples]
         labels += list(oks)
     if not scores:
         return None
@@ -64,6 +66,7 @@ def own_cot_judgement(
         "samples": len(scores),
         "correct_share": sum(labels) / len(labels),
         "auroc": auroc(scores, labels),
+        "length_auroc": auroc(shortness, labels),
     }
 
 

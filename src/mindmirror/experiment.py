@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mindmirror.cell_records import (
     keep_record,
     keep_teacher_summary,
@@ -38,6 +40,7 @@ from mindmirror.cell_records import (
     record_correctness,
     record_metrics,
     recorded_cell,
+    settings_differ,
 )
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
 from mindmirror.errors import UserError
@@ -112,8 +115,9 @@ def plan_cells(cfg: ExperimentConfig, *, explain_target: str, self_eval: bool = 
 def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
     """The parent recipe with the cell's method, N, training seed, modes and run directory,
     the method's ``experiment.train_by_method`` settings (and with
-    ``experiment.equal_examples``, epochs divided by N for the CoT methods), then an extra
-    row's settings.
+    ``experiment.equal_examples``, epochs divided by N for the CoT methods and, for
+    ``mind_mirror``, the self-evaluation stage's epochs set to epochs / (teacher.num_cots x
+    train.num_evals)), then an extra row's settings.
 
     Raises:
         UserError: an extra row's setting that is not a valid recipe value.
@@ -127,7 +131,13 @@ def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
     train.update(recipe.experiment.train_by_method.get(cell.method, {}))
     train.update(method=cell.method, num_cots=cell.num_cots)
     if recipe.experiment.equal_examples and cell.method in COT_METHODS:
-        train["stage1_epochs"] = train["stage1_epochs"] or train["epochs"]
+        if cell.method == "mind_mirror":
+            # Stage 1 has a verdict row per judged CoT and evaluation (every CoT, whatever
+            # N): as many examples as 1 CoT sees at the (tuned) epochs, not a fixed share.
+            verdicts = data["teacher"]["num_cots"] * train["num_evals"]
+            train["stage1_epochs"] = train["epochs"] / verdicts
+        else:
+            train["stage1_epochs"] = train["stage1_epochs"] or train["epochs"]
         train["epochs"] = train["epochs"] / cell.num_cots
     data["eval"]["modes"] = list(cell.modes)
     rows = {row.name: row for row in recipe.experiment.extra_rows}
@@ -150,16 +160,28 @@ def _scoring(recipe: Recipe) -> dict[str, Any]:
     return settings
 
 
+def trained_as_asked(recipe: Recipe, run: RunDir, cell: Cell) -> bool:
+    """Whether the cell's student was trained with the cell's ``train:`` settings (its
+    ``student/train.json``), so that its scores may stand for the cell."""
+    path = cell_run(run, cell).student / "train.json"
+    if not path.is_file():
+        return False
+    made = yaml.safe_load(json.loads(path.read_text(encoding="utf-8"))["recipe"])["train"]
+    wanted = cell_recipe(recipe, cell, cell_run(run, cell).root).train
+    return not settings_differ(made, wanted)
+
+
 def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | None:
     """The cell's metrics when they were scored with the cell's evaluation settings (the
     recipe's, or an extra row's).
 
-    None when the cell was never scored or was scored with other settings (then every mode is
-    scored again); metrics missing some of ``cell.modes`` are returned as they are.
+    None when the cell was never scored, was scored with other settings, or its student was
+    trained with other ``train:`` settings (then every mode is scored again, after training
+    refuses the stale stages); metrics missing some of ``cell.modes`` are returned as they are.
     """
     sub = cell_run(run, cell)
     path = sub.evaluation / "metrics.json"
-    if not path.is_file():
+    if not path.is_file() or not trained_as_asked(recipe, run, cell):
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
     settings = dict(metrics.get("settings") or {})

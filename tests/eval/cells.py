@@ -55,6 +55,7 @@ def fake_cell(
         "seed": seed,
         "questions": questions,
         "settings": {"bootstrap": 200, "num_samples": k, "modes": list(modes)},
+        "engine": "llama_cpp",
         "modes": {},
         "self_evaluation": None,
     }
@@ -102,6 +103,10 @@ def fake_training(sub: RunDir, method: str, *, validation: float, seconds: float
             {"step": 10 * (e + 1), "epoch": e + 1.0, metric: validation - 0.1 / (e + 1)}
             for e in range(2)
         ] + [{"step": 30, "epoch": 3.0, metric: validation}]
+        if stage == "evaluation":  # the judge's ranking beside length alone, and a timing
+            for point in curve:
+                point.update(eval_verdict_auroc=validation, eval_length_auroc=0.68)
+                point.update(eval_runtime=12.5)
         summary["stages"][stage] = {
             "best_metric": {metric: validation},
             "best_step": 30,

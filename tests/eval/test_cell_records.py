@@ -127,6 +127,18 @@ def test_a_realistic_cell_record_is_kilobytes_and_gives_back_its_metrics(tmp_pat
     assert len(record["samples"]) == 1  # vote and both mirror modes share their samples
     assert record_metrics(record)["modes"] == metrics["modes"]
     assert record_correctness(record) == read_correctness(sub.evaluation / "predictions.jsonl")
+    # The judge beside CoT length alone, on validation teacher CoTs and on its own CoTs (all
+    # of one length here: no ranking); what generated the answers; no timings of validation.
+    judge = record["train"]["stages"]["evaluation"]["figures"][-1]
+    assert judge == {
+        "step": 30,
+        "eval_verdict_agreement": 0.4,
+        "eval_verdict_auroc": 0.4,
+        "eval_length_auroc": 0.68,
+    }
+    own = record["modes"]["mirror"]["own_cots"]
+    assert own["length_auroc"] == 0.5 and 0 <= own["auroc"] <= 1
+    assert record["engine"] == "llama_cpp"
 
 
 def test_extra_rows_and_method_settings_shape_their_cells(tmp_path: Path) -> None:

@@ -149,6 +149,11 @@ def test_a_mode_added_later_rescores_finished_cells_without_training(
     wider = recipe.eval.model_copy(update={"num_samples": 3})
     other = recipe.model_copy(update={"experiment": with_cot, "eval": wider})
     assert not finished(other, run, Cell("step_by_step", 1, 0, ("answer",)))
+    # So do other training settings: the scores were not made by the student asked for.
+    assert finished(recipe, run, Cell("step_by_step", 1, 0, ("answer",)))
+    faster = recipe.train.model_copy(update={"learning_rate": recipe.train.learning_rate * 2})
+    retrained = recipe.model_copy(update={"experiment": with_cot, "train": faster})
+    assert not finished(retrained, run, Cell("step_by_step", 1, 0, ("answer",)))
 
 
 def test_records_from_other_teaching_settings_are_refused(grid: tuple[Recipe, RunDir]) -> None:
@@ -367,7 +372,9 @@ def test_equal_examples_divides_the_epochs_of_cot_cells_by_n(grid: tuple[Recipe,
     five = cell_recipe(base, Cell("multi_cot", 5, 0, ("answer",)), run.root / "c")
     assert five.train.epochs == 2.0
     mirror = cell_recipe(base, Cell("mind_mirror", 5, 0, ("answer",)), run.root / "c")
-    assert (mirror.train.epochs, mirror.train.stage1_epochs) == (2.0, 10.0)
+    # Stage 1: a verdict row per judged CoT and evaluation, as many examples as 1 CoT sees.
+    verdicts = base.teacher.num_cots * base.train.num_evals
+    assert (mirror.train.epochs, mirror.train.stage1_epochs) == (2.0, 10.0 / verdicts)
     standard = cell_recipe(base, Cell("standard", 1, 0, ("answer",)), run.root / "c")
     assert standard.train.epochs == 10.0
 

@@ -6,6 +6,8 @@ Checked on the cells the protocol really builds from ``recipes/svamp_repro_cpu.y
 - every stage of every cell validates as many times, whatever its length (per epoch, the
   3-epoch cells chose among 3 checkpoints and the 0.3- to 1-epoch ones had no choice);
 - the self-evaluation stage does not choose on raw agreement with mostly-"correct" verdicts;
+- at every tuned schedule, each kind of example is seen as often in every cell: a self-
+  evaluation stage sees as many verdict examples as 1 CoT sees (question, CoT) examples;
 - sampled CoTs may be as long as the longest training target, so none is cut before its answer.
 Shipped recipes that sample CoTs are held to the last point too.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mindmirror.config import load_recipe
+from mindmirror.config import Recipe, load_recipe
 from mindmirror.evaluate import cut_cot_warning
 from mindmirror.experiment import cell_recipe, plan_cells
 from mindmirror.student.rows import stages
@@ -56,6 +58,41 @@ def test_protocol_cells_choose_among_as_many_checkpoints(tmp_path) -> None:
             steps = max(30, round(epochs * 60))
             counts.add(len(evaluation_steps(steps, recipe.train.evaluations)))
     assert counts == {3}
+
+
+def _doses(recipe: Recipe, epochs: float) -> dict[str, float]:
+    """Per cell of the protocol at ``epochs`` (a tuned schedule, as svamp_repro.py sets it),
+    the examples of each kind seen per training question: reasoning examples (N per
+    question, N = 1 for standard's answer rows) and verdict examples (one per judged CoT and
+    evaluation: teacher.num_cots x num_evals, whatever N)."""
+    tuned = recipe.experiment.model_copy(
+        update={
+            "equal_examples": True,
+            "train_by_method": {m: {"epochs": epochs} for m in recipe.experiment.methods},
+        }
+    )
+    grid = recipe.model_copy(update={"experiment": tuned})
+    doses = {}
+    for cell in plan_cells(tuned, explain_target=recipe.train.explain_target):
+        if cell.variant or cell.seed:
+            continue
+        train = cell_recipe(grid, cell, Path("/unused") / cell.name).train
+        verdicts = recipe.teacher.num_cots * train.num_evals
+        for stage in stages(train.method):
+            if stage == "evaluation":
+                doses[f"{cell.name}/verdict"] = train.stage1_epochs * verdicts
+            else:
+                doses[f"{cell.name}/reasoning"] = train.epochs * cell.num_cots
+                if stage == "joint":
+                    doses[f"{cell.name}/verdict"] = train.epochs * verdicts
+    return doses
+
+
+@pytest.mark.parametrize("epochs", [3.0, 5.0])
+def test_every_cell_sees_each_kind_of_example_as_often(epochs: float) -> None:
+    doses = _doses(load_recipe(PROTOCOL), epochs)
+    assert "mind_mirror-n5-s0/verdict" in doses and "standard-n1-s0/reasoning" in doses
+    assert {name: round(d, 9) for name, d in doses.items()} == dict.fromkeys(doses, epochs)
 
 
 def test_protocol_judge_is_not_chosen_on_raw_agreement(tmp_path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from mindmirror.cell_records import cell_record, train_record, write_record
 from mindmirror.config import Recipe, load_recipe
+from mindmirror.errors import UserError
 from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
 from tests.eval.cells import fake_cell, fake_training, identity
@@ -24,7 +25,7 @@ from tests.eval.cells import fake_cell, fake_training, identity
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import svamp_repro  # noqa: E402
-from svamp_summary import tuning_record, write_tuning  # noqa: E402
+from svamp_summary import judge_table, tuning_record, write_tuning  # noqa: E402
 
 STANDARD = "Standard fine-tuning (gold answers)"
 ONE_COT = "1 CoT (Distilling Step-by-Step)"
@@ -86,6 +87,24 @@ def test_each_method_is_tuned_on_its_own_and_recorded_tunings_are_not_trained_ag
     svamp_repro.tune(recipe, run, folder, quiet=True)
     assert [(r.train.method, r.train.epochs) for r in trained] == [("standard", 5.0)]
 
+    # A record made by another training is refused, not chosen on: other settings, other
+    # teacher records, or a record that does not say what made it.
+    other = load_recipe(
+        svamp_repro.RECIPE,
+        [f"run_dir={tmp_path / 'run'}", "experiment.methods=[standard]", "train.batch_size=4"],
+    )
+    with pytest.raises(UserError, match=r"standard-full-lr1e-4-e3\.json: .*batch_size"):
+        svamp_repro.tune(other, run, folder, quiet=True)
+    run.records.write_text("{}\n")
+    with pytest.raises(UserError, match="teacher records"):
+        svamp_repro.tune(recipe, run, folder, quiet=True)
+    run.records.write_text("")
+    path = folder / "tuning" / "standard-full-lr1e-4-e3.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "provenance": None}))
+    with pytest.raises(UserError, match=r"no provenance recorded\); delete it"):
+        svamp_repro.tune(recipe, run, folder, quiet=True)
+    assert not list((folder / "tuning").glob("*.tmp"))
+
 
 def _records(tmp_path: Path) -> Path:
     """Committed records of a partial protocol: three rows at 3 seeds, PaLM at 2, tuning of two
@@ -124,7 +143,8 @@ def _records(tmp_path: Path) -> Path:
         for name, settings in svamp_repro.CANDIDATES.items():
             sub = RunDir(tmp_path / "tune" / f"{method}-{name}")
             fake_training(sub, method, validation=_validation(method, settings), seconds=60.0)
-            write_tuning(folder, tuning_record(method, 1, name, settings, train_record(sub)))
+            made = {"train_settings": {}, "records_sha256": "0" * 64}
+            write_tuning(folder, tuning_record(method, 1, name, settings, train_record(sub), made))
     for made in ("run", "palm", "tune"):
         shutil.rmtree(tmp_path / made)
     return folder
@@ -184,7 +204,29 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert "standard-n1-s0" not in summary["missing_cells"]
     palm_cells = ["palm/step_by_step-n1-s0", "palm/step_by_step-n1-s1"]
     assert summary["machines"]["another CPU (bf16)"] == palm_cells
+    assert list(summary["engines"]) == ["llama_cpp"]
+    assert summary["judge"] == {}  # no row here trained on self-evaluation
     cells_s = sum(sum(c.values()) for c in summary["cell_seconds"].values())
     assert summary["protocol_cpu_hours"] == round((cells_s + 8 * 60.0) / 3600, 2)
     assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
+
+
+def test_the_judge_is_published_beside_cot_length_alone(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    records = []
+    for seed, skill in ((0, 0.6), (1, 0.8)):
+        name = f"mind_mirror-n5-s{seed}"
+        modes = ("answer", "mirror")
+        sub = fake_cell(run, name, method="mind_mirror", seed=seed, modes=modes, skill=skill)
+        metrics = json.loads((sub.evaluation / "metrics.json").read_text())
+        ident = identity(sub, "mind_mirror", seed, "5 CoTs with self-evaluation")
+        records.append(cell_record(sub, ident, metrics, "a CPU"))
+    judge = judge_table(records)["5 CoTs with self-evaluation"]
+    assert judge["seeds"] == [0, 1]
+    # At the checkpoint chosen on validation (the last of 3 here), each seed's figures.
+    assert judge["values"]["validation_auroc"] == [0.6, 0.8]
+    assert judge["validation_auroc"] == pytest.approx(0.7)
+    assert judge["validation_length_auroc"] == pytest.approx(0.68)
+    assert judge["own_cots_length_auroc"] == 0.5  # the fake CoTs share one length
+    assert 0 <= judge["own_cots_auroc"] <= 1
