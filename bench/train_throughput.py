@@ -15,6 +15,9 @@ Three arms, each run ``--repeats`` times (interleaved), median and spread report
   only, padding per batch. Its ratio isolates the engine.
 - ``ours``: the engine plus the options that change the optimisation: identical rows merged
   (``dedupe``) and length-grouped batches.
+- ``compiled`` (with ``--compile``): the engine arm with ``train.compile_layers`` (each decoder
+  layer compiled by ``torch.compile``). It trains two epochs and is timed on the second (the
+  first pays the compile, reported apart), so its figures are those of a long stage.
 
 Same student, precision and sequences per optimizer step (published: B pairs = 2B sequences in
 two passes; engine/ours: 2B rows in one), each run in its own subprocess (clean peak memory).
@@ -24,10 +27,11 @@ peak RSS, and FLOP/s over this machine's measured matmul peak. Last lines:
 ``RESULT train_mfu <fraction>`` (the engine arm's model FLOPs utilisation: useful FLOPs per second
 over the same run's matmul peak at the precision it trains in), then
 ``RESULT train_throughput_engine <ratio>`` and ``RESULT train_throughput <ratio>`` (published
-median epoch time / the arm's).
+median epoch time / the arm's); with ``--compile`` also ``RESULT train_mfu_compiled``.
 
     python bench/train_throughput.py --quick                 # SmolLM2-135M (causal)
     python bench/train_throughput.py --quick --student t5    # a T5-v1.1-small-shaped seq2seq
+    python bench/train_throughput.py --quick --compile       # also the compiled engine arm
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
+from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.model import load_student
 from mindmirror.student.rows import Row, RowSpec, build_rows
@@ -158,12 +163,15 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     )
     rows, stats = build_rows(records, task, spec, "reasoning")
     model, tokenizer, kind = load_student(cfg["student"])
+    compiled = arm == "compiled"
+    if compiled:
+        compile_blocks(model)
     pad = WeightedCollator(
         tokenizer.pad_token_id, kind, getattr(model.config, "decoder_start_token_id", None)
     )
     args = TrainingArguments(
         output_dir=cfg["out"],
-        num_train_epochs=1,
+        num_train_epochs=2 if compiled else 1,
         learning_rate=1e-5,
         report_to="none",
         per_device_train_batch_size=cfg["batch"] * (2 if ours else 1),
@@ -205,22 +213,39 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         )
         fed, logits = _fed_tokens(trainer, ours=False)
     trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
+    epochs = EpochTimes()
+    trainer.add_callback(epochs)
     output = trainer.train()
-    seconds = time.perf_counter() - started
     return {
         "method": arm,
         "rows": stats.rows,
         "row_tokens": sum(_real_tokens(f, kind == "seq2seq") for f in features),
         "sequences": len(features) * (1 if ours else 2),
-        "steps": output.global_step,
-        "seconds": seconds,
+        "steps": output.global_step // len(epochs.seconds),
+        "seconds": epochs.seconds[-1],
+        "first_epoch_seconds": epochs.seconds[0],
         "tokens_fed": fed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "logit_positions": logits,
         "body_params": body_params(model),
         "head_params": model.get_output_embeddings().weight.numel(),
     }
+
+
+class EpochTimes(TrainerCallback):
+    """Wall-clock seconds of each training epoch."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.started = 0.0
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the epoch's clock."""
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop it."""
+        self.seconds.append(time.perf_counter() - self.started)
 
 
 class PublishedTrainer(Trainer):
@@ -288,6 +313,12 @@ def body_params(model: torch.nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------- the driver
+
+
+def model_flops_utilisation(results: list[dict[str, Any]], median: float, peak: float) -> float:
+    """Useful FLOPs per second of the run nearest the median epoch time, over ``peak``."""
+    run = min(results, key=lambda x: abs(x["seconds"] - median))
+    return step_flops(run, useful=True) / run["seconds"] / peak
 
 
 def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
@@ -379,6 +410,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-input", type=int, default=256)
     parser.add_argument("--max-target", type=int, default=256)
+    parser.add_argument(
+        "--compile", action="store_true", help="also the compiled engine arm (train.compile_layers)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -402,9 +436,10 @@ def main() -> None:
             "max_input": args.max_input,
             "max_target": args.max_target,
         }
-        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        arms = (*ARMS, "compiled") if args.compile else ARMS
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
         for repeat in range(args.repeats):
-            for arm in ARMS:
+            for arm in arms:
                 worker = {**cfg, "method": arm, "out": str(Path(tmp) / f"{arm}{repeat}")}
                 runs[arm].append(worker_result(__file__, worker, arm))
                 print(f"repeat {repeat + 1} {arm}: {runs[arm][-1]['seconds']:.1f} s", flush=True)
@@ -437,13 +472,20 @@ def main() -> None:
             f"{tokens / mid:>7.1f} {r['tokens_fed'] / r['seconds']:>9.1f} "
             f"{max(x['peak_rss_mb'] for x in results):>11.0f} {flops / peak:>7.1%}"
         )
-    engine = min(runs["engine"], key=lambda x: abs(x["seconds"] - median["engine"]))
-    mfu = step_flops(engine, useful=True) / engine["seconds"] / peak
+    mfu = {arm: model_flops_utilisation(runs[arm], median[arm], peak) for arm in runs}
     print(
-        f"model FLOPs utilisation of the engine arm: {mfu:.1%} of the {precision} matmul peak "
-        "(6 x matmul parameters x real tokens, padding not counted)"
+        f"model FLOPs utilisation of the engine arm: {mfu['engine']:.1%} of the {precision} "
+        "matmul peak (6 x matmul parameters x real tokens, padding not counted)"
     )
-    print(f"RESULT train_mfu {mfu:.3f}")
+    if "compiled" in runs:
+        first = statistics.median(r["first_epoch_seconds"] for r in runs["compiled"])
+        print(
+            f"compiled arm: {mfu['compiled']:.1%} of the peak in its second epoch; its first "
+            f"epoch (with the compile) took {first:.1f} s, {first - median['compiled']:.1f} s more"
+        )
+    print(f"RESULT train_mfu {mfu['engine']:.3f}")
+    if "compiled" in runs:
+        print(f"RESULT train_mfu_compiled {mfu['compiled']:.3f}")
     print(f"RESULT train_throughput_engine {median['published'] / median['engine']:.2f}")
     print(f"RESULT train_throughput {median['published'] / median['ours']:.2f}")
 
