@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 from torch._dynamo.utils import counters
+from torch.nn.utils import parameters_to_vector
 
 from mindmirror.config import TrainConfig
 from mindmirror.errors import UserError
@@ -70,8 +71,13 @@ def test_compiled_training_learns_what_eager_training_learns(tmp_path, records, 
         # Validation generated (eagerly) and chose a checkpoint.
         assert summaries[on]["best_metric"]["eval_accuracy"] is not None
     eager_loss, compiled_loss = summaries[False]["train_loss"], summaries[True]["train_loss"]
-    assert compiled_loss == pytest.approx(eager_loss, rel=1e-2)
-    for (name, a), b in zip(
-        trained[False].named_parameters(), trained[True].parameters(), strict=True
-    ):
-        torch.testing.assert_close(a, b, rtol=0.0, atol=5e-3, msg=name)
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-3)
+    # The weights moved the same way: what compiling changes (bf16 rounding, amplified by
+    # Adam's normalised steps on weights with tiny gradients; about 2% here) is a small part
+    # of what the 4 steps changed. The saved student holds them under the plain names.
+    base = load_student(tiny_llama)[0]
+    assert trained[True].state_dict().keys() == base.state_dict().keys()
+    start, eager_w, compiled_w = (
+        parameters_to_vector(m.parameters()) for m in (base, trained[False], trained[True])
+    )
+    assert (compiled_w - eager_w).norm() < 0.1 * (eager_w - start).norm()

@@ -7,11 +7,11 @@ few loops, forward and backward alike.
 
 Only the blocks are compiled (regional compilation): every decoder layer runs the same code,
 so one compiled graph serves all of them and the compile cost does not grow with the depth;
-embeddings, the vocabulary projection and the loss stay eager (the loss keeps logits at target
-positions only, which would otherwise break the graph). Shapes are dynamic from the first call:
-batches differ in length and rows, and static shapes would compile again for each new one.
-Generation (validation, the own-CoT judge) runs the blocks eagerly (:func:`eager`): its cached
-single-token steps are other graphs, each to compile for a handful of calls.
+embeddings, the vocabulary projection and the loss (logits at target positions only) stay
+eager. Shapes are dynamic from the first call: batches differ in length and rows, and static
+shapes would compile again for each new one. Validation's generation runs the blocks eagerly
+(:func:`eager`): its cached single-token steps would be other graphs, each compiled for a
+handful of calls. A stage's saved student is a plain model (compiling changes no weight names).
 """
 
 from __future__ import annotations
