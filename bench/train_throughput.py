@@ -15,6 +15,9 @@ Three arms, each run ``--repeats`` times (interleaved), median and spread report
   only, padding per batch. Its ratio isolates the engine.
 - ``ours``: the engine plus the options that change the optimisation: identical rows merged
   (``dedupe``) and length-grouped batches.
+- ``compiled`` (with ``--compile``): the engine arm with ``train.compile_layers`` (each decoder
+  layer compiled by ``torch.compile``). It trains two epochs and is timed on the second (the
+  first pays the compile, reported apart), so its figures are those of a long stage.
 
 Same student, precision and sequences per optimizer step (published: B pairs = 2B sequences in
 two passes; engine/ours: 2B rows in one), each run in its own subprocess (clean peak memory).
@@ -24,10 +27,11 @@ peak RSS, and FLOP/s over this machine's measured matmul peak. Last lines:
 ``RESULT train_mfu <fraction>`` (the engine arm's model FLOPs utilisation: useful FLOPs per second
 over the same run's matmul peak at the precision it trains in), then
 ``RESULT train_throughput_engine <ratio>`` and ``RESULT train_throughput <ratio>`` (published
-median epoch time / the arm's).
+median epoch time / the arm's); with ``--compile`` also ``RESULT train_mfu_compiled``.
 
     python bench/train_throughput.py --quick                 # SmolLM2-135M (causal)
     python bench/train_throughput.py --quick --student t5    # a T5-v1.1-small-shaped seq2seq
+    python bench/train_throughput.py --quick --compile       # also the compiled engine arm
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, Trainer, TrainingArguments
+from published_trainer import PublishedCollator, PublishedTrainer, published_items
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
+from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.model import load_student
-from mindmirror.student.rows import Row, RowSpec, build_rows
+from mindmirror.student.rows import RowSpec, build_rows
 from mindmirror.student.trainer import StudentTrainer
 from mindmirror.tasks import EquationTask
 
@@ -90,55 +96,6 @@ def import_records(folder: Path, num_cots: int) -> Path:
 # ---------------------------------------------------------------------------- the workers
 
 
-def published_items(
-    rows: list[Row], tokenizer: Any, kind: str, cfg: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """One item per (question, CoT) pair: its predict and explain features side by side."""
-    lengths = {"max_input_tokens": cfg["max_input"], "max_target_tokens": cfg["max_target"]}
-    predict = [r for r in rows if r.prefix == "predict"]
-    explain = [r for r in rows if r.prefix == "explain"]
-    assert len(predict) == len(explain), "unmerged rows pair up one predict per explain"
-    items = []
-    for p, e in zip(predict, explain, strict=True):
-        pf, ef = (
-            encode_row(tokenizer, kind, p, **lengths),
-            encode_row(tokenizer, kind, e, **lengths),
-        )
-        items.append(
-            {
-                "pred_input_ids": pf["input_ids"],
-                "pred_labels": pf["labels"],
-                "expl_input_ids": ef["input_ids"],
-                "expl_labels": ef["labels"],
-            }
-        )
-    return items
-
-
-class PublishedCollator:
-    """The published TaskPrefixDataCollator: a pandas DataFrame split into two padded groups."""
-
-    def __init__(self, pad: Any) -> None:
-        self.pad = pad
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import pandas as pd
-
-        frame = pd.DataFrame(features)
-        groups = {}
-        for name in ("pred", "expl"):
-            part = frame[[f"{name}_input_ids", f"{name}_labels"]]
-            part = part.rename(
-                columns={f"{name}_input_ids": "input_ids", f"{name}_labels": "labels"}
-            )
-            extra = {"weight": 1.0, "count": 1.0, "short": name == "pred"}
-            batch = self.pad([{**r, **extra} for r in part.to_dict("records")])
-            for key in extra:
-                batch.pop(key)
-            groups[name] = batch
-        return groups
-
-
 def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train one epoch in this process the published way or ours; return the measurements."""
     torch.set_num_threads(cfg["threads"])
@@ -158,12 +115,15 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     )
     rows, stats = build_rows(records, task, spec, "reasoning")
     model, tokenizer, kind = load_student(cfg["student"])
+    compiled = arm == "compiled"
+    if compiled:
+        compile_blocks(model)
     pad = WeightedCollator(
         tokenizer.pad_token_id, kind, getattr(model.config, "decoder_start_token_id", None)
     )
     args = TrainingArguments(
         output_dir=cfg["out"],
-        num_train_epochs=1,
+        num_train_epochs=2 if compiled else 1,
         learning_rate=1e-5,
         report_to="none",
         per_device_train_batch_size=cfg["batch"] * (2 if ours else 1),
@@ -205,16 +165,17 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
         )
         fed, logits = _fed_tokens(trainer, ours=False)
     trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
+    epochs = EpochTimes()
+    trainer.add_callback(epochs)
     output = trainer.train()
-    seconds = time.perf_counter() - started
     return {
         "method": arm,
         "rows": stats.rows,
         "row_tokens": sum(_real_tokens(f, kind == "seq2seq") for f in features),
         "sequences": len(features) * (1 if ours else 2),
-        "steps": output.global_step,
-        "seconds": seconds,
+        "steps": output.global_step // len(epochs.seconds),
+        "seconds": epochs.seconds[-1],
+        "first_epoch_seconds": epochs.seconds[0],
         "tokens_fed": fed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "logit_positions": logits,
@@ -223,25 +184,20 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class PublishedTrainer(Trainer):
-    """The published trainer: every step is two forward passes, predict then explain."""
+class EpochTimes(TrainerCallback):
+    """Wall-clock seconds of each training epoch."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.model_accepts_loss_kwargs = False
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.started = 0.0
 
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> Any:
-        """``alpha * loss(predict pass) + (1 - alpha) * loss(explain pass)``, alpha = 0.5."""
-        pred = model(**inputs["pred"])
-        expl = model(**inputs["expl"])
-        loss = 0.5 * pred.loss + 0.5 * expl.loss
-        return (loss, {"pred": pred, "expl": expl}) if return_outputs else loss
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the epoch's clock."""
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop it."""
+        self.seconds.append(time.perf_counter() - self.started)
 
 
 def _fed_tokens(trainer: Any, ours: bool) -> tuple[int, int]:
@@ -288,6 +244,12 @@ def body_params(model: torch.nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------- the driver
+
+
+def model_flops_utilisation(results: list[dict[str, Any]], median: float, peak: float) -> float:
+    """Useful FLOPs per second of the run nearest the median epoch time, over ``peak``."""
+    run = min(results, key=lambda x: abs(x["seconds"] - median))
+    return step_flops(run, useful=True) / run["seconds"] / peak
 
 
 def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
@@ -379,6 +341,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-input", type=int, default=256)
     parser.add_argument("--max-target", type=int, default=256)
+    parser.add_argument(
+        "--compile", action="store_true", help="also the compiled engine arm (train.compile_layers)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -402,9 +367,10 @@ def main() -> None:
             "max_input": args.max_input,
             "max_target": args.max_target,
         }
-        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+        arms = (*ARMS, "compiled") if args.compile else ARMS
+        runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
         for repeat in range(args.repeats):
-            for arm in ARMS:
+            for arm in arms:
                 worker = {**cfg, "method": arm, "out": str(Path(tmp) / f"{arm}{repeat}")}
                 runs[arm].append(worker_result(__file__, worker, arm))
                 print(f"repeat {repeat + 1} {arm}: {runs[arm][-1]['seconds']:.1f} s", flush=True)
@@ -437,13 +403,20 @@ def main() -> None:
             f"{tokens / mid:>7.1f} {r['tokens_fed'] / r['seconds']:>9.1f} "
             f"{max(x['peak_rss_mb'] for x in results):>11.0f} {flops / peak:>7.1%}"
         )
-    engine = min(runs["engine"], key=lambda x: abs(x["seconds"] - median["engine"]))
-    mfu = step_flops(engine, useful=True) / engine["seconds"] / peak
+    mfu = {arm: model_flops_utilisation(runs[arm], median[arm], peak) for arm in runs}
     print(
-        f"model FLOPs utilisation of the engine arm: {mfu:.1%} of the {precision} matmul peak "
-        "(6 x matmul parameters x real tokens, padding not counted)"
+        f"model FLOPs utilisation of the engine arm: {mfu['engine']:.1%} of the {precision} "
+        "matmul peak (6 x matmul parameters x real tokens, padding not counted)"
     )
-    print(f"RESULT train_mfu {mfu:.3f}")
+    if "compiled" in runs:
+        first = statistics.median(r["first_epoch_seconds"] for r in runs["compiled"])
+        print(
+            f"compiled arm: {mfu['compiled']:.1%} of the peak in its second epoch; its first "
+            f"epoch (with the compile) took {first:.1f} s, {first - median['compiled']:.1f} s more"
+        )
+    print(f"RESULT train_mfu {mfu['engine']:.3f}")
+    if "compiled" in runs:
+        print(f"RESULT train_mfu_compiled {mfu['compiled']:.3f}")
     print(f"RESULT train_throughput_engine {median['published'] / median['engine']:.2f}")
     print(f"RESULT train_throughput {median['published'] / median['ours']:.2f}")
 

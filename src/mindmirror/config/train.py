@@ -167,6 +167,14 @@ class TrainConfig(Strict):
         "Dropout's random state is replayed, so it does not change what is learnt; turn it on "
         "when a full fine-tuning stage does not fit in memory.",
     )
+    compile_layers: bool = Field(
+        False,
+        description="Compile each of the student's repeated blocks (decoder layers) with "
+        "torch.compile for training (`student/compiled.py`): element-wise kernels and bf16 "
+        "casts fused, the same loss within bf16 rounding (tested). Costs a compile at the start "
+        "of each stage (needs a C++ compiler on CPU); validation generates eagerly. "
+        "Engineering only, off by default.",
+    )
     release_memory: bool = Field(
         True,
         description="glibc only: map large blocks (128 KiB on) one by one and give them back to "

@@ -43,6 +43,7 @@ from mindmirror.errors import UserError
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.rundir import RunDir
+from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.heap import release_freed_memory
@@ -240,6 +241,8 @@ def make_trainer(
             dropout=cfg.lora_dropout,
             targets=cfg.lora_targets or "all-linear",
         )
+    if cfg.compile_layers:
+        compile_blocks(model)
     limits = {"max_input_tokens": cfg.max_input_tokens, "max_target_tokens": cfg.max_target_tokens}
     features = [encode_row(tokenizer, kind, row, **limits) for row in rows]
     collator = WeightedCollator(

@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback
 
 from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.batching import ExampleSampler
+from mindmirror.student.compiled import eager
 from mindmirror.student.generate import verdict_probs
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
 from mindmirror.student.model import StudentKind
@@ -228,27 +229,29 @@ class StudentTrainer(Trainer):
         rank, world = self.args.process_index, self.args.world_size
         mine = items[rank::world]
         start = time.perf_counter()
-        outputs = greedy_generate(
-            self.model,
-            self.processing_class,
-            self.kind,
-            [item.input for item in mine],
-            max_new_tokens=self.eval_max_new_tokens,
-            max_input_tokens=self.eval_max_input_tokens,
-            batch_size=self.args.per_device_eval_batch_size,
-        )
-        counts = torch.tensor(score(self.stage, self.task, mine, outputs), dtype=torch.float64)
-        if world > 1 and dist.is_initialized():
-            dist.all_reduce(counts)
-        hits, parsed, total = counts.tolist()
-        metrics = {
-            f"{metric_key_prefix}_{metric_name(self.stage)}": hits / max(total, 1),
-            f"{metric_key_prefix}_parse_rate": parsed / max(total, 1),
-            f"{metric_key_prefix}_items": total,
-        }
-        if self.stage == "evaluation":
-            judged = self._judge_metrics(items, mine, outputs)
-            metrics |= {f"{metric_key_prefix}_{k}": v for k, v in judged.items()}
+        # Compiled blocks (train.compile_layers) generate eagerly: see student/compiled.py.
+        with eager():
+            outputs = greedy_generate(
+                self.model,
+                self.processing_class,
+                self.kind,
+                [item.input for item in mine],
+                max_new_tokens=self.eval_max_new_tokens,
+                max_input_tokens=self.eval_max_input_tokens,
+                batch_size=self.args.per_device_eval_batch_size,
+            )
+            counts = torch.tensor(score(self.stage, self.task, mine, outputs), dtype=torch.float64)
+            if world > 1 and dist.is_initialized():
+                dist.all_reduce(counts)
+            hits, parsed, total = counts.tolist()
+            metrics = {
+                f"{metric_key_prefix}_{metric_name(self.stage)}": hits / max(total, 1),
+                f"{metric_key_prefix}_parse_rate": parsed / max(total, 1),
+                f"{metric_key_prefix}_items": total,
+            }
+            if self.stage == "evaluation":
+                judged = self._judge_metrics(items, mine, outputs)
+                metrics |= {f"{metric_key_prefix}_{k}": v for k, v in judged.items()}
         metrics[f"{metric_key_prefix}_runtime"] = time.perf_counter() - start
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(
