@@ -156,6 +156,35 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
     return chosen
 
 
+def adopt_tuned_students(
+    run: RunDir, chosen: dict[str, dict[str, Any]], cfg: ExperimentConfig, headline: int
+) -> list[str]:
+    """Give each method's seed-0 cell the student of its chosen tuning training instead of
+    training it again: both train the same settings from the same seed (the tuning trains the
+    cell's own recipe), so they are the same training. The student folder is copied without
+    its checkpoints and its paths moved to the cell; a cell that has a student keeps it, and
+    training checks the copied stages' settings against the cell's as for any resume. Returns
+    the cells adopted."""
+    adopted = []
+    for method, choice in chosen.items():
+        if 0 not in cfg.seeds_by_method.get(method, cfg.seeds):
+            continue
+        n = tuned_num_cots(method, cfg, headline)
+        tuned = run.root / "tune" / f"{method}-{choice['candidate']}"
+        sub = run.cell(Cell(method, n, 0, ()).name)
+        if sub.student.exists() or not (tuned / "student" / "train.json").is_file():
+            continue
+        shutil.copytree(
+            tuned / "student", sub.student, ignore=shutil.ignore_patterns("checkpoints")
+        )
+        for path in sub.student.rglob("*.json"):
+            text = path.read_text(encoding="utf-8")
+            if str(tuned) in text:
+                path.write_text(text.replace(str(tuned), str(sub.root)), encoding="utf-8")
+        adopted.append(sub.root.name)
+    return adopted
+
+
 def palm_reference(
     recipe: Recipe, run: RunDir, folder: Path, seeds: list[int], quiet: bool
 ) -> None:
@@ -248,6 +277,9 @@ def main() -> None:
             },
         }
     )
+    adopted = adopt_tuned_students(run, chosen, grid.experiment, recipe.train.num_cots)
+    if adopted:
+        log(f"seed-0 cells given their tuning training's student: {', '.join(adopted)}")
     # The claims' cells first (every seed), then the rest of the grid: self-evaluation, the
     # extra rows and the extra Ns of accuracy against N.
     headline = [m for m in grid.experiment.methods if m not in SELF_EVAL_METHODS]

@@ -204,7 +204,12 @@ def summary(
         machines[f"{r['cpu']} ({r['train']['precision']})"].append(r["cell"])
         engines[str(r.get("engine"))].append(r["cell"])
     cells_s = sum(sum(c.values()) for c in costs.values())
-    tuning_s = sum(row["train_s"] for row in tuning)
+    # A seed-0 cell trained by its chosen tuning (svamp_repro.adopt_tuned_students) holds the
+    # same training, seconds and all: count it once, in the cells.
+    trained = {(r["method"], costs[r["cell"]]["train_s"]) for r in records if r["seed"] == 0}
+    tuning_s = sum(
+        row["train_s"] for row in tuning if (row["method"], row["train_s"]) not in trained
+    )
     done = {r["cell"] for r in records}
     return {
         "command": command,

@@ -163,6 +163,11 @@ def _scores(folder: Path, cells: list[str]) -> list[float]:
 
 def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) -> None:
     folder = _records(tmp_path)
+    # standard's chosen tuning trained its seed-0 cell (the same 100 s): counted once.
+    chosen = folder / "tuning" / "standard-full-lr2e-4-e5.json"
+    record = json.loads(chosen.read_text())
+    record["train"]["stages"]["reasoning"]["train_seconds"] = 100.0
+    chosen.write_text(json.dumps(record))
     out = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     command = ["bench/svamp_repro.py", "--summarise", "--records", str(folder), "--out", str(out)]
@@ -207,7 +212,7 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert list(summary["engines"]) == ["llama_cpp"]
     assert summary["judge"] == {}  # no row here trained on self-evaluation
     cells_s = sum(sum(c.values()) for c in summary["cell_seconds"].values())
-    assert summary["protocol_cpu_hours"] == round((cells_s + 8 * 60.0) / 3600, 2)
+    assert summary["protocol_cpu_hours"] == round((cells_s + 7 * 60.0) / 3600, 2)
     assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
 
@@ -230,3 +235,32 @@ def test_the_judge_is_published_beside_cot_length_alone(tmp_path: Path) -> None:
     assert judge["validation_length_auroc"] == pytest.approx(0.68)
     assert judge["own_cots_length_auroc"] == 0.5  # the fake CoTs share one length
     assert 0 <= judge["own_cots_auroc"] <= 1
+
+
+def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
+    recipe = load_recipe(svamp_repro.RECIPE, ["experiment.methods=[standard,mind_mirror]"])
+    run = RunDir(tmp_path / "run")
+    tuned = run.root / "tune" / "mind_mirror-full-lr2e-4-e5"
+    fake_training(RunDir(tuned), "mind_mirror", validation=0.5, seconds=60.0)
+    stage1 = tuned / "student" / "evaluation"
+    (stage1 / "checkpoints" / "checkpoint-9").mkdir(parents=True)
+    (tuned / "student" / "reasoning" / "settings.json").write_text(
+        json.dumps({"init": str(stage1 / "best")})
+    )
+    chosen = {
+        "mind_mirror": {"candidate": "full-lr2e-4-e5"},
+        "standard": {"candidate": "full-lr1e-4-e3"},  # its tuning directory is gone
+    }
+    adopted = svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5)
+    assert adopted == ["mind_mirror-n5-s0"]
+    cell = run.cell("mind_mirror-n5-s0")
+    settings = json.loads((cell.student / "reasoning" / "settings.json").read_text())
+    assert settings == {"init": str(cell.student / "evaluation" / "best")}
+    summary = (tuned / "student" / "train.json").read_text()
+    assert (cell.student / "train.json").read_text() == summary
+    assert not (cell.student / "evaluation" / "checkpoints").exists()
+    # A cell that has a student keeps it; a seed list without 0 adopts nothing.
+    assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []
+    later = recipe.experiment.model_copy(update={"seeds": [1, 2]})
+    shutil.rmtree(cell.root)
+    assert svamp_repro.adopt_tuned_students(run, chosen, later, 5) == []

@@ -332,3 +332,21 @@ def test_each_stage_frees_its_student_before_the_next_loads(
         assert [ref() for ref in loaded] == [None, None]
     finally:
         gc.enable()
+
+
+def test_a_stage_from_before_a_new_option_resumes_unless_a_setting_differs(tmp_path) -> None:
+    from mindmirror.config import TrainConfig
+    from mindmirror.student.train import check_settings
+
+    train = TrainConfig().model_dump(mode="json")
+    settings = {"stage": "reasoning", "init": "embedded", "seed": 0, "task": "svamp"}
+    path = tmp_path / "settings.json"
+    older = {k: v for k, v in train.items() if k != "compile_layers"}  # written before it
+    path.write_text(json.dumps({**settings, "train": older}))
+    check_settings(path, {**settings, "train": train})  # the new option at its default
+    with pytest.raises(UserError, match=r"\(compile_layers differ\)"):
+        check_settings(path, {**settings, "train": {**train, "compile_layers": True}})
+    with pytest.raises(UserError, match=r"\(learning_rate differ\)"):
+        check_settings(path, {**settings, "train": {**train, "learning_rate": 1.0}})
+    with pytest.raises(UserError, match=r"\(init differ\)"):
+        check_settings(path, {**settings, "init": "other", "train": train})

@@ -191,16 +191,20 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Resume or reuse a stage only with the settings it was started with."""
+    """Resume or reuse a stage only with the settings it was started with. A ``train:`` field
+    the stage's settings do not hold (an option added since) counts as its default: new
+    options default to the behaviour before them."""
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    if before != settings:
-        changed = sorted(
-            key
-            for key in {*before.get("train", {}), *settings["train"]}
-            if before.get("train", {}).get(key) != settings["train"].get(key)
-        ) or [k for k in settings if before.get(k) != settings[k]]
+    defaults = TrainConfig().model_dump(mode="json")
+    made, now = before.get("train", {}), settings["train"]
+    changed = sorted(
+        key
+        for key in {*made, *now}
+        if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
+    ) + [k for k in settings if k != "train" and before.get(k) != settings[k]]
+    if changed:
         raise UserError(
             f"{path.parent} was trained with other settings ({', '.join(changed)} differ); "
             "use another run_dir or delete that folder to train again"
