@@ -11,7 +11,7 @@ One resumable command; every step skips what a previous run (or its records) fin
    a record (``<records>/tuning/<method>-<candidate>.json``); a recorded one is never trained
    again, even where its run directory is gone. Test is never read here.
 3. The grid (``experiment``), 3 seeds: standard fine-tuning, 1 CoT, 5 CoTs, 5 CoTs with
-   self-evaluation (two-stage and joint; gold verdicts, not the paper's teacher
+   self-evaluation (two-stage; gold verdicts, not the paper's teacher
    self-evaluation), and the recipe's extra rows (``experiment.extra_rows``: the 1-CoT row of
    the earlier table with only the batching fix). The headline cells run first, all seeds.
 4. A DSS-style reference: 1 CoT from PaLM-540B on the same training questions.
@@ -33,14 +33,17 @@ One resumable command; every step skips what a previous run (or its records) fin
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from svamp_grid import check_disjoint  # bench/ is on sys.path when run as a script
 from svamp_summary import (
     PALM,
@@ -62,7 +65,7 @@ from mindmirror.config import (
 )
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
-from mindmirror.grid_teaching import teaching_needed
+from mindmirror.grid_teaching import link_records, teaching_needed
 from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records, write_records
 from mindmirror.reporting.figures import SELF_EVAL_METHODS
@@ -140,9 +143,9 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
             resolved = cell_recipe(base, Cell(method, n, 0, ("answer",)), sub.root)
             if recorded_tuning(folder, method, name, resolved.train, records_sha256):
                 continue
-            sub.teacher.mkdir(parents=True, exist_ok=True)
-            if not sub.records.is_file():
-                shutil.copyfile(run.records, sub.records)
+            # A tuning folder holding other records (taught again since) is refused: its
+            # finished stages would be reused as if trained on these.
+            link_records(run, sub)
             log(f"tune {method} (N={n}) {name}")
             train(resolved, sub, quiet=quiet)
             provenance = {
@@ -164,23 +167,32 @@ def adopt_tuned_students(
     cell's own recipe), so they are the same training. The student folder is copied without
     its checkpoints and its paths moved to the cell; a cell that has a student keeps it, and
     training checks the copied stages' settings against the cell's as for any resume. Returns
-    the cells adopted."""
+    the cells adopted (a tuning folder on other teacher records is not adopted)."""
     adopted = []
     for method, choice in chosen.items():
         if 0 not in cfg.seeds_by_method.get(method, cfg.seeds):
             continue
         n = tuned_num_cots(method, cfg, headline)
-        tuned = run.root / "tune" / f"{method}-{choice['candidate']}"
+        tuned = RunDir(run.root / "tune" / f"{method}-{choice['candidate']}")
         sub = run.cell(Cell(method, n, 0, ()).name)
-        if sub.student.exists() or not (tuned / "student" / "train.json").is_file():
+        summary = tuned.student / "train.json"
+        if sub.student.exists() or not summary.is_file():
             continue
-        shutil.copytree(
-            tuned / "student", sub.student, ignore=shutil.ignore_patterns("checkpoints")
-        )
-        for path in sub.student.rglob("*.json"):
-            text = path.read_text(encoding="utf-8")
-            if str(tuned) in text:
-                path.write_text(text.replace(str(tuned), str(sub.root)), encoding="utf-8")
+        if not filecmp.cmp(tuned.records, run.records, shallow=False):
+            continue
+        # The paths as the tuning spelled them (its run_dir) and as this run spells them.
+        made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
+        spellings = {made["run_dir"], str(tuned.root), str(tuned.root.resolve())}
+        staging = sub.root / "student.adopting"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(tuned.student, staging, ignore=shutil.ignore_patterns("checkpoints"))
+        for path in staging.rglob("*.json"):
+            text = original = path.read_text(encoding="utf-8")
+            for spelling in sorted(spellings, key=len, reverse=True):
+                text = text.replace(spelling, str(sub.root))
+            if text != original:
+                path.write_text(text, encoding="utf-8")
+        os.replace(staging, sub.student)  # a kill before this leaves no half-copied student
         adopted.append(sub.root.name)
     return adopted
 

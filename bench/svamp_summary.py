@@ -152,7 +152,9 @@ def _mean(values: list[float | None]) -> float | None:
 def judge_table(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per row trained on self-evaluation: the judge's AUROC on the validation teacher CoTs at
     the checkpoint chosen, beside what CoT length alone reaches on the same CoTs, and the same
-    pair on the student's own sampled test CoTs (``mirror``); per seed and their mean."""
+    pair on the student's own sampled test CoTs (``mirror``); per seed and their mean. Length
+    counts tokens on validation (the trainer's) and words on the own CoTs (the signals'); a
+    rank statistic barely depends on which."""
     table: dict[str, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: r["seed"]):
         stage = record["train"]["stages"].get("evaluation")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from mindmirror.config.train import ENGINEERING_ONLY
 from mindmirror.reporting.metrics import risk_coverage
 from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
 from mindmirror.rundir import RunDir
@@ -201,13 +202,14 @@ def keep_teacher_summary(folder: Path, run: RunDir) -> None:
 
 def settings_differ(made: dict[str, Any], now: BaseModel) -> list[str]:
     """The fields in which recorded settings (``made``, a config's JSON dump) differ from the
-    config ``now``. A field the record does not hold (added to the config since) differs only
-    where ``now`` leaves its default: new options default to the behaviour before them."""
+    config ``now``, engineering-only fields (``ENGINEERING_ONLY``) left out. A field the record
+    does not hold (added to the config since) differs only where ``now`` leaves its default:
+    new options default to the behaviour before them."""
     current = now.model_dump(mode="json")
     defaults = type(now)().model_dump(mode="json")
     return sorted(
         key
-        for key in {*made, *current}
+        for key in {*made, *current} - set(ENGINEERING_ONLY)
         if made.get(key, defaults.get(key)) != current.get(key, defaults.get(key))
     )
 

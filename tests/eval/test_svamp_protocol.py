@@ -242,10 +242,17 @@ def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     tuned = run.root / "tune" / "mind_mirror-full-lr2e-4-e5"
     fake_training(RunDir(tuned), "mind_mirror", validation=0.5, seconds=60.0)
+    # The tuning spelled its run directory relative to where it ran.
+    made = json.loads((tuned / "student" / "train.json").read_text())
+    made["recipe"] = f"run_dir: {tuned.relative_to(tmp_path)}\n"
+    (tuned / "student" / "train.json").write_text(json.dumps(made))
+    for folder in (run.root, tuned):
+        (folder / "teacher").mkdir(parents=True, exist_ok=True)
+        (folder / "teacher" / "records.jsonl").write_text("{}\n")
     stage1 = tuned / "student" / "evaluation"
     (stage1 / "checkpoints" / "checkpoint-9").mkdir(parents=True)
     (tuned / "student" / "reasoning" / "settings.json").write_text(
-        json.dumps({"init": str(stage1 / "best")})
+        json.dumps({"init": str(stage1 / "best"), "also": str(stage1.relative_to(tmp_path))})
     )
     chosen = {
         "mind_mirror": {"candidate": "full-lr2e-4-e5"},
@@ -255,12 +262,16 @@ def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
     assert adopted == ["mind_mirror-n5-s0"]
     cell = run.cell("mind_mirror-n5-s0")
     settings = json.loads((cell.student / "reasoning" / "settings.json").read_text())
-    assert settings == {"init": str(cell.student / "evaluation" / "best")}
-    summary = (tuned / "student" / "train.json").read_text()
-    assert (cell.student / "train.json").read_text() == summary
+    evaluation = cell.student / "evaluation"
+    assert settings == {"init": str(evaluation / "best"), "also": str(evaluation)}
+    assert json.loads((cell.student / "train.json").read_text())["stages"] == made["stages"]
+    assert not (cell.root / "student.adopting").exists()
     assert not (cell.student / "evaluation" / "checkpoints").exists()
     # A cell that has a student keeps it; a seed list without 0 adopts nothing.
     assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []
     later = recipe.experiment.model_copy(update={"seeds": [1, 2]})
     shutil.rmtree(cell.root)
     assert svamp_repro.adopt_tuned_students(run, chosen, later, 5) == []
+    # A tuning trained on other teacher records (taught again since) is not adopted.
+    (tuned / "teacher" / "records.jsonl").write_text("{}\n{}\n")
+    assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []

@@ -350,3 +350,17 @@ def test_a_stage_from_before_a_new_option_resumes_unless_a_setting_differs(tmp_p
         check_settings(path, {**settings, "train": {**train, "learning_rate": 1.0}})
     with pytest.raises(UserError, match=r"\(init differ\)"):
         check_settings(path, {**settings, "init": "other", "train": train})
+    path.write_text(json.dumps({**settings, "train": train, "data": {"rows": 3}}))
+    with pytest.raises(UserError, match=r"\(data differ\)"):  # a key no longer there
+        check_settings(path, {**settings, "train": train})
+
+
+def test_engineering_only_fields_do_not_make_another_training() -> None:
+    from mindmirror.cell_records import settings_differ
+    from mindmirror.config import TrainConfig
+
+    made = TrainConfig().model_dump(mode="json")
+    memory = TrainConfig(gradient_checkpointing=True, release_memory=False)
+    assert settings_differ(made, memory) == []
+    assert settings_differ(made, TrainConfig(learning_rate=1.0)) == ["learning_rate"]
+    assert settings_differ(made, TrainConfig(compile_layers=True)) == ["compile_layers"]

@@ -26,6 +26,11 @@ Tracker = Literal[
 ]
 
 
+#: ``train:`` fields that change how a training runs, never what it learns: two trainings that
+#: differ only in them are the same training (resume, reuse, records).
+ENGINEERING_ONLY = ("keep_checkpoints", "gradient_checkpointing", "release_memory")
+
+
 class TrainConfig(Strict):
     """Training the student: the method, the model, the loss and the optimisation."""
 

@@ -53,6 +53,10 @@ def compile_blocks(model: nn.Module) -> int:
 
 @contextlib.contextmanager
 def eager() -> Iterator[None]:
-    """Run compiled modules eagerly inside the block (no compiling, no compiled graphs)."""
+    """Run compiled modules eagerly inside the block (no compiling, no compiled graphs); a
+    torch without ``set_stance`` (before 2.6) runs them as they are."""
+    if not hasattr(torch.compiler, "set_stance"):
+        yield
+        return
     with torch.compiler.set_stance("force_eager"):
         yield

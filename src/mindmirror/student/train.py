@@ -39,6 +39,7 @@ from transformers import PrinterCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mindmirror.config import Recipe, TrainConfig, dump_recipe
+from mindmirror.config.train import ENGINEERING_ONLY
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
@@ -179,7 +180,7 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
     # Neither keeping checkpoints afterwards, recomputing activations nor how freed memory goes
     # back to the system changes a result; the own-CoT judge comes after every stage and
     # changes none of them.
-    for key in ("keep_checkpoints", "gradient_checkpointing", "release_memory", "own_judge"):
+    for key in (*ENGINEERING_ONLY, "own_judge"):
         del train[key]
     return {
         "stage": stage,
@@ -203,7 +204,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
         key
         for key in {*made, *now}
         if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
-    ) + [k for k in settings if k != "train" and before.get(k) != settings[k]]
+    ) + sorted(k for k in {*before, *settings} - {"train"} if before.get(k) != settings.get(k))
     if changed:
         raise UserError(
             f"{path.parent} was trained with other settings ({', '.join(changed)} differ); "
