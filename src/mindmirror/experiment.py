@@ -117,7 +117,7 @@ def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
     the method's ``experiment.train_by_method`` settings (and with
     ``experiment.equal_examples``, epochs divided by N for the CoT methods and, for
     ``mind_mirror``, the self-evaluation stage's epochs set to epochs / (teacher.num_cots x
-    train.num_evals)), then an extra row's settings.
+    the evaluations of each CoT it trains on)), then an extra row's settings.
 
     Raises:
         UserError: an extra row's setting that is not a valid recipe value.
@@ -134,7 +134,8 @@ def cell_recipe(recipe: Recipe, cell: Cell, folder: Path) -> Recipe:
         if cell.method == "mind_mirror":
             # Stage 1 has a verdict row per judged CoT and evaluation (every CoT, whatever
             # N): as many examples as 1 CoT sees at the (tuned) epochs, not a fixed share.
-            verdicts = data["teacher"]["num_cots"] * train["num_evals"]
+            evals = min(data["teacher"]["num_evals"], train["num_evals"])
+            verdicts = data["teacher"]["num_cots"] * evals
             train["stage1_epochs"] = train["epochs"] / verdicts
         else:
             train["stage1_epochs"] = train["stage1_epochs"] or train["epochs"]

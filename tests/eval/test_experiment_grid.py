@@ -373,7 +373,7 @@ def test_equal_examples_divides_the_epochs_of_cot_cells_by_n(grid: tuple[Recipe,
     assert five.train.epochs == 2.0
     mirror = cell_recipe(base, Cell("mind_mirror", 5, 0, ("answer",)), run.root / "c")
     # Stage 1: a verdict row per judged CoT and evaluation, as many examples as 1 CoT sees.
-    verdicts = base.teacher.num_cots * base.train.num_evals
+    verdicts = base.teacher.num_cots * min(base.teacher.num_evals, base.train.num_evals)
     assert (mirror.train.epochs, mirror.train.stage1_epochs) == (2.0, 10.0 / verdicts)
     standard = cell_recipe(base, Cell("standard", 1, 0, ("answer",)), run.root / "c")
     assert standard.train.epochs == 10.0

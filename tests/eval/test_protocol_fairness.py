@@ -77,7 +77,7 @@ def _doses(recipe: Recipe, epochs: float) -> dict[str, float]:
         if cell.variant or cell.seed:
             continue
         train = cell_recipe(grid, cell, Path("/unused") / cell.name).train
-        verdicts = recipe.teacher.num_cots * train.num_evals
+        verdicts = recipe.teacher.num_cots * min(recipe.teacher.num_evals, train.num_evals)
         for stage in stages(train.method):
             if stage == "evaluation":
                 doses[f"{cell.name}/verdict"] = train.stage1_epochs * verdicts

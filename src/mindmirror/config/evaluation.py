@@ -220,8 +220,9 @@ class ExperimentConfig(Strict):
         description="Divide train.epochs by N in the cells of the CoT methods, so that every "
         "cell sees as many (question, CoT) examples as 1 CoT does, as the published schedules "
         "do (1 CoT 300 epochs, 5 CoTs 60). mind_mirror's self-evaluation stage (a verdict "
-        "row per judged CoT and evaluation) gets epochs / (teacher.num_cots x "
-        "train.num_evals), so it too sees as many examples as 1 CoT; stage1_epochs is "
+        "row per judged CoT and evaluation) gets epochs / (teacher.num_cots x the smaller "
+        "of teacher.num_evals and train.num_evals), so it too sees as many examples as 1 CoT; "
+        "stage1_epochs is "
         "ignored there. mind_mirror_joint's one stage is divided by N like the others, so it "
         "sees teacher.num_cots / N times as many verdict examples as mind_mirror does.",
     )
