@@ -55,7 +55,7 @@ from svamp_summary import (
     write_tuning,
 )
 
-from mindmirror.cell_records import settings_differ, train_record
+from mindmirror.cell_records import train_record
 from mindmirror.config import (
     ExperimentConfig,
     Recipe,
@@ -63,6 +63,7 @@ from mindmirror.config import (
     load_recipe,
     recipe_from_dict,
 )
+from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
 from mindmirror.grid_teaching import link_records, teaching_needed
@@ -116,7 +117,7 @@ def recorded_tuning(
     made = json.loads(path.read_text(encoding="utf-8")).get("provenance")
     differ = ["no provenance recorded"]
     if made is not None:
-        differ = settings_differ(made["train_settings"], train)
+        differ = train_settings_differ(made["train_settings"], train.model_dump(mode="json"))
         if made["records_sha256"] != records_sha256:
             differ.append("teacher records")
     if differ:

@@ -36,9 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from mindmirror.config.train import ENGINEERING_ONLY
+from mindmirror.config.train import train_settings_differ
 from mindmirror.reporting.metrics import risk_coverage
 from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
 from mindmirror.rundir import RunDir
@@ -200,20 +198,6 @@ def keep_teacher_summary(folder: Path, run: RunDir) -> None:
         shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
 
 
-def settings_differ(made: dict[str, Any], now: BaseModel) -> list[str]:
-    """The fields in which recorded settings (``made``, a config's JSON dump) differ from the
-    config ``now``, engineering-only fields (``ENGINEERING_ONLY``) left out. A field the record
-    does not hold (added to the config since) differs only where ``now`` leaves its default:
-    new options default to the behaviour before them."""
-    current = now.model_dump(mode="json")
-    defaults = type(now)().model_dump(mode="json")
-    return sorted(
-        key
-        for key in {*made, *current} - set(ENGINEERING_ONLY)
-        if made.get(key, defaults.get(key)) != current.get(key, defaults.get(key))
-    )
-
-
 def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] | None:
     """The record of a cell that another machine finished, when it holds every mode the cell
     asks for, trained and scored with the cell's settings (``resolved``: its recipe); None
@@ -225,7 +209,10 @@ def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] 
     scored, asked = dict(record["settings"]), resolved.eval.model_dump(mode="json")
     scored.pop("modes")
     asked.pop("modes")
-    same = not settings_differ(record["train_settings"], resolved.train) and scored == asked
+    same = (
+        not train_settings_differ(record["train_settings"], resolved.train.model_dump(mode="json"))
+        and scored == asked
+    )
     return record if same and set(cell.modes) <= set(record["modes"]) else None
 
 

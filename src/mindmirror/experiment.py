@@ -40,9 +40,9 @@ from mindmirror.cell_records import (
     record_correctness,
     record_metrics,
     recorded_cell,
-    settings_differ,
 )
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
+from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.grid_teaching import data_seed, evaluation_source, link_records, teaching_needed
 from mindmirror.progress import log_console
@@ -169,7 +169,7 @@ def trained_as_asked(recipe: Recipe, run: RunDir, cell: Cell) -> bool:
         return False
     made = yaml.safe_load(json.loads(path.read_text(encoding="utf-8"))["recipe"])["train"]
     wanted = cell_recipe(recipe, cell, cell_run(run, cell).root).train
-    return not settings_differ(made, wanted)
+    return not train_settings_differ(made, wanted.model_dump(mode="json"))
 
 
 def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | None:

@@ -356,11 +356,15 @@ def test_a_stage_from_before_a_new_option_resumes_unless_a_setting_differs(tmp_p
 
 
 def test_engineering_only_fields_do_not_make_another_training() -> None:
-    from mindmirror.cell_records import settings_differ
     from mindmirror.config import TrainConfig
+    from mindmirror.config.train import train_settings_differ
 
     made = TrainConfig().model_dump(mode="json")
     memory = TrainConfig(gradient_checkpointing=True, release_memory=False)
-    assert settings_differ(made, memory) == []
-    assert settings_differ(made, TrainConfig(learning_rate=1.0)) == ["learning_rate"]
-    assert settings_differ(made, TrainConfig(compile_layers=True)) == ["compile_layers"]
+    assert train_settings_differ(made, memory.model_dump(mode="json")) == []
+    assert train_settings_differ(made, TrainConfig(learning_rate=1.0).model_dump(mode="json")) == [
+        "learning_rate"
+    ]
+    assert train_settings_differ(
+        made, TrainConfig(compile_layers=True).model_dump(mode="json")
+    ) == ["compile_layers"]

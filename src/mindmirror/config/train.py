@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -220,3 +220,15 @@ class TrainConfig(Strict):
                 "them: method mind_mirror or mind_mirror_joint with explain_target cot"
             )
         return self
+
+
+def train_settings_differ(made: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The ``train:`` fields in which recorded settings (``made``) differ from ``now`` (both
+    JSON dumps), engineering-only fields left out. A field one side does not hold (added to
+    the config since) counts as its default: new options default to the behaviour before them."""
+    defaults = TrainConfig().model_dump(mode="json")
+    return sorted(
+        key
+        for key in {*made, *now} - set(ENGINEERING_ONLY)
+        if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
+    )

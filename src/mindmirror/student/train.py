@@ -39,7 +39,7 @@ from transformers import PrinterCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mindmirror.config import Recipe, TrainConfig, dump_recipe
-from mindmirror.config.train import ENGINEERING_ONLY
+from mindmirror.config.train import ENGINEERING_ONLY, train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
@@ -198,13 +198,9 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    defaults = TrainConfig().model_dump(mode="json")
-    made, now = before.get("train", {}), settings["train"]
-    changed = sorted(
-        key
-        for key in {*made, *now}
-        if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
-    ) + sorted(k for k in {*before, *settings} - {"train"} if before.get(k) != settings.get(k))
+    changed = train_settings_differ(before.get("train", {}), settings["train"]) + sorted(
+        k for k in {*before, *settings} - {"train"} if before.get(k) != settings.get(k)
+    )
     if changed:
         raise UserError(
             f"{path.parent} was trained with other settings ({', '.join(changed)} differ); "
