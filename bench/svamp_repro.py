@@ -55,7 +55,7 @@ from svamp_summary import (
     write_tuning,
 )
 
-from mindmirror.cell_records import train_record
+from mindmirror.cell_records import ADOPTED, train_record
 from mindmirror.config import (
     ExperimentConfig,
     Recipe,
@@ -193,6 +193,7 @@ def adopt_tuned_students(
                 text = text.replace(spelling, str(sub.root))
             if text != original:
                 path.write_text(text, encoding="utf-8")
+        (staging / ADOPTED).write_text(json.dumps({"from": tuned.root.name}), encoding="utf-8")
         os.replace(staging, sub.student)  # a kill before this leaves no half-copied student
         adopted.append(sub.root.name)
     return adopted

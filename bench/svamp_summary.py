@@ -208,9 +208,9 @@ def summary(
     cells_s = sum(sum(c.values()) for c in costs.values())
     # A seed-0 cell trained by its chosen tuning (svamp_repro.adopt_tuned_students) holds the
     # same training, seconds and all: count it once, in the cells.
-    trained = {(r["method"], costs[r["cell"]]["train_s"]) for r in records if r["seed"] == 0}
+    adopted = {r["train"].get("adopted_from") for r in records}
     tuning_s = sum(
-        row["train_s"] for row in tuning if (row["method"], row["train_s"]) not in trained
+        row["train_s"] for row in tuning if f"{row['method']}-{row['candidate']}" not in adopted
     )
     done = {r["cell"] for r in records}
     return {

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 SCHEMA = "mindmirror.cell_record/1"
 CELLS = "cells"
 TEACHER_SUMMARY = "teacher_summary.json"
+#: Beside a student copied from another run's training (``student/adopted.json``): its name.
+ADOPTED = "adopted.json"
 #: A mode's figures a record leaves out: derived from what it keeps.
 DERIVED = ("risk_coverage", "n")
 #: What a record adds to a mode's figures: per question (and per sample).
@@ -59,6 +61,7 @@ STAGE_FIELDS = (
     "best_metric",
     "steps",
     "train_seconds",
+    "train_seconds_complete",
     "train_loss",
     "precision",
     "validation_items",
@@ -86,8 +89,10 @@ def _figure(key: str) -> bool:
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
     validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
-    figure of each evaluation (``figures``), steps, seconds, loss and precision."""
+    figure of each evaluation (``figures``), steps, seconds, loss and precision; and
+    ``adopted_from``, the training it was copied from (None when trained here)."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
+    adopted = sub.student / ADOPTED
     stages = {}
     for name, stage in summary["stages"].items():
         kept = {k: stage.get(k) for k in STAGE_FIELDS}
@@ -99,7 +104,13 @@ def train_record(sub: RunDir) -> dict[str, Any]:
         # the loss), not only the one chosen on: timings left out, they say nothing of quality.
         kept["figures"] = [{k: v for k, v in p.items() if k == "step" or _figure(k)} for p in curve]
         stages[name] = kept
-    return {"stages": stages, "precision": summary.get("precision")}
+    return {
+        "stages": stages,
+        "precision": summary.get("precision"),
+        "adopted_from": (
+            json.loads(adopted.read_text(encoding="utf-8"))["from"] if adopted.is_file() else None
+        ),
+    }
 
 
 def _sampled(rows: list[dict[str, Any]]) -> dict[str, Any]:

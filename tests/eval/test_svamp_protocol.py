@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mindmirror.cell_records import cell_record, train_record, write_record
+from mindmirror.cell_records import ADOPTED, cell_record, train_record, write_record
 from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
 from mindmirror.reporting.metrics import paired_difference
@@ -122,6 +122,10 @@ def _records(tmp_path: Path) -> Path:
             sub = fake_cell(
                 run, name, method=method, seed=seed, modes=("answer",), skill=skill, questions=40
             )
+            if (name, label) == ("standard-n1-s0", STANDARD):
+                # Its student is standard's chosen tuning training: counted once, in the cells.
+                adopted = {"from": "standard-full-lr2e-4-e5"}
+                (sub.student / ADOPTED).write_text(json.dumps(adopted))
             metrics = json.loads((sub.evaluation / "metrics.json").read_text())
             ident = identity(sub, method, seed, label, variant)
             write_record(folder, cell_record(sub, ident, metrics, "a CPU"))
@@ -163,11 +167,6 @@ def _scores(folder: Path, cells: list[str]) -> list[float]:
 
 def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) -> None:
     folder = _records(tmp_path)
-    # standard's chosen tuning trained its seed-0 cell (the same 100 s): counted once.
-    chosen = folder / "tuning" / "standard-full-lr2e-4-e5.json"
-    record = json.loads(chosen.read_text())
-    record["train"]["stages"]["reasoning"]["train_seconds"] = 100.0
-    chosen.write_text(json.dumps(record))
     out = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     command = ["bench/svamp_repro.py", "--summarise", "--records", str(folder), "--out", str(out)]
@@ -266,6 +265,7 @@ def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
     assert settings == {"init": str(evaluation / "best"), "also": str(evaluation)}
     assert json.loads((cell.student / "train.json").read_text())["stages"] == made["stages"]
     assert not (cell.root / "student.adopting").exists()
+    assert train_record(cell)["adopted_from"] == "mind_mirror-full-lr2e-4-e5"
     assert not (cell.student / "evaluation" / "checkpoints").exists()
     # A cell that has a student keeps it; a seed list without 0 adopts nothing.
     assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []

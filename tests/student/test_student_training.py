@@ -17,7 +17,7 @@ from mindmirror.records import Record, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.model import find_student, load_student
 from mindmirror.student.train import train
-from mindmirror.student.trainer import StudentTrainer, evaluation_steps
+from mindmirror.student.trainer import StudentTrainer, checkpoint_seconds, evaluation_steps
 from mindmirror.student.validate import (
     ValItem,
     balanced_agreement,
@@ -213,10 +213,15 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     checkpoints = sorted(p.name for p in (run.stage("reasoning") / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint-2", "checkpoint-4"]
     assert not (run.student / "train.json").exists()
+    # Each checkpoint keeps the seconds behind it, so the resumed stage counts them too.
+    before = checkpoint_seconds(run.stage("reasoning") / "checkpoints" / "checkpoint-4")
+    assert before is not None and before > 0
+    assert before > checkpoint_seconds(run.stage("reasoning") / "checkpoints" / "checkpoint-2")
     monkeypatch.setattr(StudentTrainer, "training_step", original)
     summary = train(recipe(run, tiny_llama, **settings), run, quiet=True)
     stage = summary["stages"]["reasoning"]
     assert stage["resumed_from"].endswith("checkpoint-4")
+    assert stage["train_seconds"] > before and stage["train_seconds_complete"]
     assert stage["steps"] == 6
     # Finished: the checkpoints are deleted (keep_checkpoints is off), the best student stays.
     assert not list((run.stage("reasoning") / "checkpoints").glob("checkpoint-*"))
@@ -224,6 +229,11 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(
     assert load_student(run.root)[0] is not None
     curve = json.loads((run.stage("reasoning") / "curve.json").read_text())
     assert [p["step"] for p in curve] == [2, 4, 6]
+
+
+def test_a_checkpoint_from_before_the_seconds_were_kept_says_so(tmp_path) -> None:
+    assert checkpoint_seconds(None) == 0.0  # a fresh stage: nothing before it
+    assert checkpoint_seconds(tmp_path) is None  # unknown, not zero
 
 
 def test_lora_with_bf16_autocast_saves_a_merged_plain_student(

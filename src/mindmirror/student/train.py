@@ -51,7 +51,13 @@ from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.precision import resolve_precision
 from mindmirror.student.rows import Row, RowSpec, RowStats, Stage, build_rows, stages
-from mindmirror.student.trainer import EvenEvaluations, RichProgress, StudentTrainer
+from mindmirror.student.trainer import (
+    ElapsedSeconds,
+    EvenEvaluations,
+    RichProgress,
+    StudentTrainer,
+    checkpoint_seconds,
+)
 from mindmirror.student.validate import ValItem, metric_name, validation_items
 from mindmirror.tasks import build_task
 from mindmirror.tasks.base import Task
@@ -353,9 +359,11 @@ def train_stage(
         if (folder / "checkpoints").is_dir()
         else None
     )
-    started = time.perf_counter()
+    before = checkpoint_seconds(last)
+    timer = ElapsedSeconds(before or 0.0)
+    trainer.add_callback(timer)
     output = trainer.train(resume_from_checkpoint=last)
-    seconds = time.perf_counter() - started
+    seconds = (before or 0.0) + time.perf_counter() - timer.started
     metric = f"eval_{metric_name(stage, cfg.verdict_metric)}"
     result = {
         "stage": stage,
@@ -371,7 +379,10 @@ def train_stage(
         "best": str((folder / "best").relative_to(run.root)),
         "steps": trainer.state.global_step,
         "train_loss": output.training_loss,
+        # Every run of the stage up to its final model; without a count from before a resume
+        # (a checkpoint older than that count), the seconds since the resume only.
         "train_seconds": seconds,
+        "train_seconds_complete": before is not None,
         "train_rows_per_second": output.metrics.get("train_samples_per_second"),
         "resumed_from": last,
         "processes": trainer.args.world_size,

@@ -7,8 +7,10 @@ tracking, ``accelerate launch`` multi-process) is the stock ``transformers.Train
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -284,6 +286,39 @@ class EvenEvaluations(TrainerCallback):
         if state.global_step in self.steps:
             control.should_evaluate = True
             control.should_save = True
+
+
+SECONDS_FILE = "mindmirror_seconds.json"
+
+
+def checkpoint_seconds(checkpoint: str | Path | None) -> float | None:
+    """The training seconds behind ``checkpoint`` (written by :class:`ElapsedSeconds`): 0.0
+    for no checkpoint, None for one saved before it existed or killed before it was written."""
+    if checkpoint is None:
+        return 0.0
+    path = Path(checkpoint) / SECONDS_FILE
+    return float(json.loads(path.read_text())["train_seconds"]) if path.is_file() else None
+
+
+class ElapsedSeconds(TrainerCallback):
+    """Keep each checkpoint's training seconds in it, so that a stage resumed across sessions
+    reports the seconds of all its runs, not only the last one's (the time between the last
+    checkpoint and a kill is paid but not counted: it did not make the model)."""
+
+    def __init__(self, before: float) -> None:
+        self.before = before
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Count from here (model loading and row building are not training)."""
+        self.started = time.perf_counter()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Write the seconds so far beside the checkpoint Trainer has just saved."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            seconds = self.before + time.perf_counter() - self.started
+            (folder / SECONDS_FILE).write_text(json.dumps({"train_seconds": seconds}))
 
 
 class RichProgress(TrainerCallback):
