@@ -59,6 +59,7 @@ from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge
 from mindmirror.student.train import train
 from mindmirror.tasks import build_task, load_task
 from mindmirror.tasks.base import Example, Task
+from mindmirror.teacher.judge_cots import cot_judge
 from mindmirror.teacher.teach import teach
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +112,13 @@ def mixed_cell(recipe: Recipe) -> Recipe:
 
 def train_cell(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any]:
     """Train the cell (both stages and the own-CoT judge), then the own+teacher judge."""
-    summary = train(recipe, run, quiet=quiet)
+    judge = cot_judge(recipe, run, quiet)  # with own_judge.labels teacher
+    summary = train(recipe, run, quiet=quiet, judge_cots=judge)
     mixed = mixed_cell(recipe)
     stages = {k: v for k, v in summary["stages"].items() if k != OWN_JUDGE_STAGE}
     task = build_task(recipe.task)
-    result = train_own_judge(mixed, run, read_records(run.records), task, stages, quiet, MIXED)
+    records = read_records(run.records)
+    result = train_own_judge(mixed, run, records, task, stages, quiet, MIXED, judge_cots=judge)
     return {"summary": summary, "mixed": result}
 
 

@@ -168,8 +168,12 @@ def train(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> No
     (on a machine without GPUs this starts 2 CPU processes over gloo).
     """
     from mindmirror.student.train import train as run_train
+    from mindmirror.teacher.judge_cots import cot_judge
 
-    summary = run_train(*open_run(recipe, set_), quiet=quiet)
+    resolved, rundir = open_run(recipe, set_)
+    summary = run_train(
+        resolved, rundir, quiet=quiet, judge_cots=cot_judge(resolved, rundir, quiet)
+    )
     console.print(f"student: {summary.get('final', summary)}")
 
 
@@ -213,10 +217,11 @@ def run(recipe: RecipeArg, set_: SetOpt = None, quiet: QuietOpt = False) -> None
     from mindmirror.reporting.report import main_table
     from mindmirror.reporting.report import report as write_report
     from mindmirror.student.train import train as run_train
+    from mindmirror.teacher.judge_cots import cot_judge
 
     resolved, rundir = open_run(recipe, set_)
     teach_if_needed(resolved, rundir, quiet)
-    run_train(resolved, rundir, quiet=quiet)
+    run_train(resolved, rundir, quiet=quiet, judge_cots=cot_judge(resolved, rundir, quiet))
     for line in summary_lines(evaluate(resolved, rundir, None, quiet=quiet)):
         print(line)
     path = write_report(rundir)

@@ -218,6 +218,7 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
     """
     from mindmirror.evaluate import evaluate
     from mindmirror.student.train import train
+    from mindmirror.teacher.judge_cots import cot_judge
 
     sub = cell_run(run, cell)
     link_records(run, sub)
@@ -227,7 +228,7 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
         return before
     resolved = cell_recipe(recipe, cell, sub.root)
     sub.recipe.write_text(dump_recipe(resolved), encoding="utf-8")
-    train(resolved, sub, quiet=quiet)
+    train(resolved, sub, quiet=quiet, judge_cots=cot_judge(resolved, sub, quiet))
     old = ""
     if before is not None:
         old = (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8")

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -87,6 +87,12 @@ class Record(BaseModel):
     def to_json(self) -> str:
         """One JSONL line (no trailing newline)."""
         return json.dumps(self.model_dump(mode="json", by_alias=True), ensure_ascii=False)
+
+
+#: The teacher judging CoTs it did not write (``teacher.judge_cots.cot_judge``), handed to the
+#: student side, which never imports the teacher: records with CoTs in, the same records with
+#: the teacher's evaluations of each CoT and the requests' usage out.
+CotJudge = Callable[[list[Record]], tuple[list[Record], dict[str, Any]]]
 
 
 def write_records(path: Path, records: Iterable[Record]) -> int:

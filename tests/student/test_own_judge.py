@@ -10,17 +10,20 @@ from typing import Any
 import pytest
 
 from mindmirror.config import recipe_from_dict
+from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
 from mindmirror.records import Record, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
-from mindmirror.student.formats import VERDICT
+from mindmirror.student.formats import CRITIQUE, VERDICT
 from mindmirror.student.infer import infer
 from mindmirror.student.loading import judge_folder
 from mindmirror.student.own_confidence import split_validation
 from mindmirror.student.own_judge import sampling_settings
 from mindmirror.student.train import train
+from mindmirror.teacher.judge_cots import cot_judge
+from tests.student.conftest import evaluation
 
 
 def own_recipe(run: RunDir, student: Path, **own: Any) -> Any:
@@ -226,3 +229,108 @@ def test_choosing_the_own_judge_on_auroc_needs_both_kinds_of_own_cots(
     # The random student is never right: its own validation CoTs are all wrong.
     with pytest.raises(UserError, match=r"all wrong: train\.verdict_metric auroc"):
         train(recipe, run, quiet=True)
+
+
+def teacher_labelled(recipe: Any, **teacher: Any) -> Any:
+    """The recipe with the own CoTs labelled by the teacher (``teacher`` settings changed)."""
+    own = recipe.train.own_judge.model_copy(update={"labels": "teacher"})
+    return recipe.model_copy(
+        update={
+            "train": recipe.train.model_copy(update={"own_judge": own}),
+            "teacher": recipe.teacher.model_copy(update=teacher),
+        }
+    )
+
+
+def test_teacher_labels_need_a_teacher_that_can_judge(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    train_cfg = {
+        "method": "mind_mirror",
+        "explain_target": "cot",
+        "own_judge": {"labels": "teacher"},
+    }
+    imported = {"backend": "import", "import": {"format": "jsonl", "path": "cots.jsonl"}}
+    with pytest.raises(UserError, match=r"set teacher\.import\.evaluate_with"):
+        recipe_from_dict({"teacher": imported, "train": train_cfg})
+    with pytest.raises(UserError, match=r"num_evals >= 1"):
+        recipe_from_dict({"teacher": {"num_evals": 0}, "train": train_cfg})
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    # Without a teacher to ask, nothing is trained before saying so.
+    with pytest.raises(UserError, match="needs the teacher to judge the student's CoTs"):
+        train(teacher_labelled(own_recipe(run, tiny_llama)), run, quiet=True)
+    assert not run.student.exists()
+
+
+def test_teacher_labels_train_the_judge_on_the_teachers_evaluations(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    asked: list[Record] = []
+
+    def says_wrong(cots: list[Record]) -> tuple[list[Record], dict[str, Any]]:
+        # A stand-in for the teacher (tests/teacher/test_judge_cots.py asks the real one).
+        asked.extend(cots)
+        judged = [
+            r.model_copy(
+                update={
+                    "cots": [
+                        c.model_copy(update={"evaluations": [evaluation("wrong")]}) for c in r.cots
+                    ]
+                }
+            )
+            for r in cots
+        ]
+        return judged, {"samples_new": sum(len(r.cots) for r in cots)}
+
+    recipe = teacher_labelled(own_recipe(run, tiny_llama))
+    own = train(recipe, run, quiet=True, judge_cots=says_wrong)["stages"]["own_judge"]
+    assert own["label_source"] == "teacher"
+    # Asked about the train questions' own CoTs, under their questions' ids.
+    train_ids = {r.id for r in records if r.split == "train"}
+    assert {r.split for r in asked} == {"train"} and {r.id for r in asked} <= train_ids
+    samples = [json.loads(x) for x in (run.stage("own_cots") / "samples.jsonl").open()]
+    judged = [s for s in samples if s["split"] == "train" and s["text"].strip()]
+    assert [c.text for r in asked for c in r.cots] == [s["text"] for s in judged]
+    # Each evaluation gives a verdict and a critique row, as in the self-evaluation stage.
+    n = len(judged)
+    assert own["rows"]["by_prefix"] == {VERDICT: n, CRITIQUE: n}
+    assert own["label_usage"]["samples_new"] == n and own["label_usage"]["seconds"] >= 0
+    # "wrong" agrees with gold on the CoTs that are wrong.
+    wrong = sum(not s["correct"] for s in judged) / n
+    assert own["teacher_labels"]["agreement_with_gold"] == pytest.approx(wrong)
+    assert own["teacher_labels"]["cots"] == n and own["teacher_labels"]["parsed_share"] == 1.0
+    # Another teacher's verdicts make another judge: the stage is not silently reused.
+    other = teacher_labelled(own_recipe(run, tiny_llama), model="another-teacher")
+    with pytest.raises(UserError, match="own_judge was trained with other settings"):
+        train(other, run, quiet=True, judge_cots=says_wrong)
+
+
+@pytest.mark.server
+def test_the_live_teacher_labels_the_students_own_cots(
+    tmp_path: Path, records: list[Record], tiny_llama: Path, llama_url: str
+) -> None:
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    recipe = teacher_labelled(
+        own_recipe(run, tiny_llama),
+        backend="openai",
+        base_url=llama_url,
+        model=EMBEDDED_MODEL,
+        num_evals=1,
+        eval_max_tokens=32,
+        few_shot=1,
+        timeout_s=120,
+    )
+    # The generated word problems: few-shot examples without a dataset on disk.
+    recipe = recipe.model_copy(update={"task": recipe.task.model_copy(update={"name": "arith"})})
+    own = train(recipe, run, quiet=True, judge_cots=cot_judge(recipe, run))["stages"]["own_judge"]
+    samples = [json.loads(x) for x in (run.stage("own_cots") / "samples.jsonl").open()]
+    judged = sum(s["split"] == "train" and bool(s["text"].strip()) for s in samples)
+    labels = own["teacher_labels"]
+    assert labels["cots"] == labels["evaluations"] == judged
+    assert own["label_usage"]["samples_new"] == judged
+    assert own["rows"]["evals_used"] == round(labels["parsed_share"] * judged) > 0
+    assert labels["agreement_with_gold"] is not None

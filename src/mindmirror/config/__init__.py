@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mindmirror.config.base import SplitName, Strict
 from mindmirror.config.evaluation import (
@@ -74,6 +74,25 @@ class Recipe(Strict):
                 "-, _), or set run_dir to put the run elsewhere"
             )
         return name
+
+    @model_validator(mode="after")
+    def _teacher_can_judge_own_cots(self) -> Recipe:
+        own = self.train.own_judge
+        if own is None or own.labels != "teacher":
+            return self
+        imported = self.teacher.backend == "import"
+        if imported and (self.teacher.import_ is None or not self.teacher.import_.evaluate_with):
+            raise ValueError(
+                "train.own_judge.labels teacher asks a live teacher to judge the student's "
+                "CoTs, and teacher.backend import has none: set teacher.import.evaluate_with "
+                "(openai or local), or train.own_judge.labels gold"
+            )
+        if self.teacher.num_evals < 1:
+            raise ValueError(
+                "train.own_judge.labels teacher needs teacher.num_evals >= 1 (evaluations of "
+                "each of the student's CoTs)"
+            )
+        return self
 
     def resolved_run_dir(self) -> Path:
         """The run directory this recipe writes to."""

@@ -37,11 +37,15 @@ class OwnJudgeConfig(Strict):
         ge=1,
         description="Max generated tokens per sampled CoT (default: eval.max_new_tokens).",
     )
-    labels: Literal["gold"] = Field(
+    labels: Literal["gold", "teacher"] = Field(
         "gold",
-        description="Label source of each sampled CoT: gold (the task's scorer against the gold "
-        "answer, the answer read by the task's parser). A live teacher's self-evaluation of "
-        "the student's CoTs is not implemented yet.",
+        description="Label source of each sampled train CoT: gold (the task's scorer against "
+        "the gold answer, the answer read by the task's parser), or teacher (the live teacher "
+        "evaluates each with its self-evaluation prompt, teacher.num_evals times, as `teach` "
+        "evaluates its own CoTs: the paper's self-evaluation, on the student's CoTs; the "
+        "judge trains on the verdict and critique of each evaluation; requests are cached in "
+        "teacher/own_cots_cache.sqlite). The judge is chosen, and the confidence fitted, on "
+        "validation CoTs labelled against gold either way.",
     )
     mix: Literal["own", "own+teacher"] = Field(
         "own",

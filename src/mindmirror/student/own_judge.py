@@ -8,9 +8,13 @@ module:
    engine of ``eval.engine``, ``eval``'s sampling settings unless ``own_judge`` sets its own;
    kept in ``student/own_cots/samples.jsonl`` with their labels, so a rerun, or a judge of the
    other ``mix``, samples nothing twice; a retrained final student samples again);
-2. labels each with the task's scorer against gold (the answer read by the task's parser);
-3. builds ``verdict:`` rows in the self-evaluation stage's format (``mix: own+teacher`` adds
-   that stage's rows on the teacher's CoTs) and fine-tunes a copy of the self-evaluation
+2. labels each with the task's scorer against gold (the answer read by the task's parser),
+   or (``labels: teacher``) has the teacher evaluate each train CoT with its self-evaluation
+   prompt, through the ``CotJudge`` the caller hands in (``teacher.judge_cots``: this side
+   never imports the teacher);
+3. builds ``verdict:`` rows in the self-evaluation stage's format (with teacher labels, its
+   ``verdict:`` and ``critique:`` rows of each evaluation; ``mix: own+teacher`` adds that
+   stage's rows on the teacher's CoTs) and fine-tunes a copy of the self-evaluation
    stage's best student into ``student/own_judge/best/`` (``joint``'s for the one-stage
    method), chosen by ``train.verdict_metric`` on the own CoTs of half the validation
    questions (``own_judge.split_validation``; ``mindmirror.student.own_confidence``); the
@@ -30,7 +34,7 @@ from typing import Any
 
 from mindmirror.config import EvalConfig, Recipe
 from mindmirror.errors import UserError
-from mindmirror.records import Record
+from mindmirror.records import Cot, CotJudge, Record
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import (
     VERDICT,
@@ -48,6 +52,25 @@ from mindmirror.tasks.base import Task
 #: The folder of the sampled, labelled CoTs (shared by judges of either ``mix``).
 OWN_COTS = "own_cots"
 SPLITS = ("train", "validation")
+#: The teacher settings that decide its verdicts on the student's CoTs (``labels: teacher``).
+TEACHER_LABELS = {
+    "backend",
+    "model",
+    "eval_prompt",
+    "few_shot",
+    "num_evals",
+    "eval_temperature",
+    "eval_max_tokens",
+    "adaptive_evals",
+    "share_duplicate_evals",
+}
+
+
+NO_TEACHER = (
+    "train.own_judge.labels teacher needs the teacher to judge the student's CoTs: train "
+    "with `mindmirror train` (or run, experiment), or from Python pass "
+    "judge_cots=mindmirror.teacher.judge_cots.cot_judge(recipe, run)"
+)
 
 
 def own_sampling(recipe: Recipe) -> EvalConfig:
@@ -80,7 +103,6 @@ def sampling_settings(recipe: Recipe, final: Path, trained: dict[str, Any]) -> d
         "top_p": sampling.top_p,
         "max_new_tokens": sampling.max_new_tokens,
         "max_input_tokens": sampling.max_input_tokens,
-        "labels": cfg.labels,
     }
 
 
@@ -158,6 +180,53 @@ def own_rows(
     return rows, stats
 
 
+def own_records(samples: list[dict[str, Any]], records: list[Record]) -> list[Record]:
+    """The train questions' own CoTs as records (the teacher records' ids and questions), for
+    the teacher to judge; empty CoTs are left out, as they are not judged."""
+    by_id = {r.id: r for r in records}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        if s["split"] == "train" and s["text"].strip():
+            grouped.setdefault(s["id"], []).append(s)
+    return [
+        by_id[qid].model_copy(
+            update={
+                "cots": [
+                    Cot(
+                        text=s["text"],
+                        answer=s["answer"],
+                        parsed=s["answer"] is not None,
+                        correct=s["correct"],
+                        status="ok" if s["answer"] is not None else "unparsed",
+                    )
+                    for s in group
+                ]
+            }
+        )
+        for qid, group in grouped.items()
+    ]
+
+
+def teacher_label_counts(judged: list[Record]) -> dict[str, Any]:
+    """How the teacher's verdicts on the student's CoTs compare with gold: CoTs judged,
+    evaluations with a verdict, and the share of CoTs whose majority verdict (``correct``
+    against ``wrong`` or ``uncertain``; ties count as not correct) agrees with gold."""
+    cots = [cot for record in judged for cot in record.cots]
+    verdicts = [[e.verdict for e in cot.evaluations if e.parsed] for cot in cots]
+    agree = [
+        (v.count("correct") > len(v) / 2) == bool(cot.correct)
+        for cot, v in zip(cots, verdicts, strict=True)
+        if v
+    ]
+    evaluations = sum(len(cot.evaluations) for cot in cots)
+    return {
+        "cots": len(cots),
+        "evaluations": evaluations,
+        "parsed_share": sum(map(len, verdicts)) / evaluations if evaluations else None,
+        "agreement_with_gold": sum(agree) / len(agree) if agree else None,
+    }
+
+
 def own_items(
     samples: list[dict[str, Any]], questions: dict[str, str], ids: list[str], limit: int | None
 ) -> list[ValItem]:
@@ -182,13 +251,21 @@ def stage_data(
     recipe: Recipe,
     judge_ids: list[str],
     sampling: dict[str, Any],
+    judged: list[Record] | None = None,
 ) -> StageData:
     """The judge's rows (own, or own + the teacher-CoT rows) and validation items (the own
-    CoTs of the validation questions ``judge_ids``; ``sampling``: the samples' settings)."""
+    CoTs of the validation questions ``judge_ids``, gold-labelled; ``sampling``: the samples'
+    settings). ``judged``: the own CoTs with the teacher's evaluations (``labels: teacher``),
+    whose rows are built as the self-evaluation stage's (ids marked, so that no own example
+    shares a name with a teacher-CoT one)."""
     cfg = recipe.train.own_judge
     assert cfg is not None
     questions = {r.id: r.question for r in records}
-    rows, stats = own_rows(samples, questions, recipe.train.alpha)
+    if judged is None:
+        rows, stats = own_rows(samples, questions, recipe.train.alpha)
+    else:
+        marked = [r.model_copy(update={"id": f"{r.id}#own"}) for r in judged]
+        rows, stats = build_rows(marked, task, row_spec(recipe.train), "evaluation")
     if cfg.mix == "own+teacher":
         teacher, teacher_stats = build_rows(records, task, row_spec(recipe.train), "evaluation")
         rows += teacher
@@ -196,12 +273,15 @@ def stage_data(
     stats.rows_before_dedupe = stats.rows = len(rows)
     stats.by_prefix = dict(Counter(row.prefix for row in rows))
     items = own_items(samples, questions, judge_ids, recipe.train.val_limit)
-    settings = {
+    settings: dict[str, Any] = {
         "mix": cfg.mix,
         "labels": cfg.labels,
         "samples": sampling,
         "split_validation": cfg.split_validation,
     }
+    if judged is not None:
+        # What decides the teacher's verdicts: another teacher or prompt trains again.
+        settings["teacher"] = recipe.teacher.model_dump(mode="json", include=TEACHER_LABELS)
     return StageData(rows, stats, items, settings)
 
 
@@ -247,11 +327,13 @@ def train_own_judge(
     results: dict[str, Any],
     quiet: bool = False,
     name: str = OWN_JUDGE_STAGE,
+    judge_cots: CotJudge | None = None,
 ) -> dict[str, Any]:
     """Sample, label, train the own-CoT judge and fit the combined confidence; return the
     stage's result with the sampling cost and label counts (``best`` is the new judge).
     ``name`` is the judge's folder under ``student/`` (``eval.judge: auto`` uses
-    ``own_judge``'s; a benchmark may train the other ``mix`` beside it)."""
+    ``own_judge``'s; a benchmark may train the other ``mix`` beside it); ``judge_cots``: the
+    teacher that labels the train CoTs with ``labels: teacher``."""
     from mindmirror.student.model import load_student
 
     cfg = recipe.train.own_judge
@@ -269,8 +351,15 @@ def train_own_judge(
             f"{run.records}: no validation questions with gold to choose the own-CoT judge on; "
             "teach the `validation` split first"
         )
+    judged, label_usage = None, None
+    if cfg.labels == "teacher":
+        if judge_cots is None:
+            raise UserError(NO_TEACHER)
+        started = time.perf_counter()
+        judged, label_usage = judge_cots(own_records(samples, records))
+        label_usage["seconds"] = time.perf_counter() - started
     judge_ids, fit_ids = split_validation(samples, recipe)
-    data = stage_data(samples, records, task, recipe, judge_ids, sampling)
+    data = stage_data(samples, records, task, recipe, judge_ids, sampling, judged)
     verdicts = {item.reference for item in data.items}
     if recipe.train.verdict_metric == "auroc" and len(verdicts) < 2:
         raise UserError(
@@ -313,6 +402,8 @@ def train_own_judge(
         **result,
         "labels": label_counts(samples),
         "label_source": cfg.labels,
+        "teacher_labels": teacher_label_counts(judged) if judged is not None else None,
+        "label_usage": label_usage,
         "mix": cfg.mix,
         "sampling_seconds": sampling_seconds,
         "judge_chosen_on": len(judge_ids),

@@ -42,7 +42,7 @@ from mindmirror.config import Recipe, TrainConfig, dump_recipe
 from mindmirror.config.train import ENGINEERING_ONLY, train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
-from mindmirror.records import Record, read_records
+from mindmirror.records import CotJudge, Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
@@ -415,17 +415,26 @@ def train_stage(
     return result
 
 
-def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
+def train(
+    recipe: Recipe, run: RunDir, quiet: bool = False, judge_cots: CotJudge | None = None
+) -> dict[str, Any]:
     """Train the recipe's method on the run's teacher records; return the summary.
 
     The summary (also ``student/train.json``) holds each stage's result (best validation
     metric, paths, row counts), the resolved recipe, seed, library versions and ``final``, the
-    student folder later commands load.
+    student folder later commands load. ``judge_cots`` is the teacher that labels the
+    student's own CoTs under ``train.own_judge.labels: teacher``
+    (``mindmirror.teacher.judge_cots.cot_judge``).
 
     Raises:
         UserError: missing or malformed records, no rows or no validation items, a student
-            that cannot be loaded.
+            that cannot be loaded, ``own_judge.labels: teacher`` without ``judge_cots``.
     """
+    own = recipe.train.own_judge
+    if own is not None and own.labels == "teacher" and judge_cots is None:
+        from mindmirror.student.own_judge import NO_TEACHER
+
+        raise UserError(NO_TEACHER)  # before training anything
     share_torch_threads(quiet)
     if recipe.train.release_memory:
         release_freed_memory()
@@ -445,7 +454,9 @@ def train(recipe: Recipe, run: RunDir, quiet: bool = False) -> dict[str, Any]:
         # Imported here: the own-CoT judge module trains its stage with train_stage.
         from mindmirror.student.own_judge import OWN_JUDGE_STAGE, train_own_judge
 
-        results[OWN_JUDGE_STAGE] = train_own_judge(recipe, run, records, task, results, quiet)
+        results[OWN_JUDGE_STAGE] = train_own_judge(
+            recipe, run, records, task, results, quiet, judge_cots=judge_cots
+        )
     summary = {
         "method": recipe.train.method,
         "seed": recipe.seed,

@@ -68,7 +68,7 @@ __all__ = [
 # ---------------------------------------------------------------------------- start-up checks
 
 
-def _live_backend(cfg: TeacherConfig, kind: str, seed: int) -> Backend:
+def live_backend(cfg: TeacherConfig, kind: str, seed: int) -> Backend:
     """Build and check a live backend; every failure is a one-line UserError."""
     if kind == "local":
         from mindmirror.teacher.backends.local import LocalBackend
@@ -96,7 +96,7 @@ def _live_backend(cfg: TeacherConfig, kind: str, seed: int) -> Backend:
     return backend
 
 
-def _choose_shots(train: list[Example], count: int, seed: int) -> list[Example]:
+def choose_shots(train: list[Example], count: int, seed: int) -> list[Example]:
     """``count`` + 1 seeded train examples with gold (one spare replaces a question's own)."""
     pool = [ex for ex in train if ex.gold is not None]
     if count == 0 or not pool:
@@ -135,10 +135,10 @@ def plan_teaching(recipe: Recipe, live: bool = True) -> Plan:
                 "or teacher.num_evals=0"
             )
         if needs_eval and evaluate_with is not None:
-            backend = _live_backend(cfg, evaluate_with, recipe.seed) if live else None
+            backend = live_backend(cfg, evaluate_with, recipe.seed) if live else None
         model = f"import:{cfg.import_.format}:{os.path.basename(cfg.import_.path.rstrip('/'))}"
     else:
-        backend = _live_backend(cfg, cfg.backend, recipe.seed) if live else None
+        backend = live_backend(cfg, cfg.backend, recipe.seed) if live else None
         model = cfg.model
     info = TeacherInfo(
         model=model,
@@ -148,7 +148,7 @@ def plan_teaching(recipe: Recipe, live: bool = True) -> Plan:
         eval_prompt_version=load_template(cfg.eval_prompt).version if needs_eval else None,
         evaluator=cfg.evaluator if cfg.num_evals > 0 else None,
     )
-    shots = _choose_shots(splits.get("train", []), cfg.few_shot, recipe.seed)
+    shots = choose_shots(splits.get("train", []), cfg.few_shot, recipe.seed)
     questions = {split: sum(ex.split == split for ex in examples) for split in cfg.splits}
     return Plan(task, examples, shots, backend, imported, info, questions)
 
@@ -199,7 +199,7 @@ def _requested_cots(
     return cots, {ex_id: [[] for _ in items] for ex_id, items in cots.items()}
 
 
-def _evaluate(
+def evaluate_cots(
     plan: Plan,
     cfg: TeacherConfig,
     engine: RequestEngine | None,
@@ -263,7 +263,7 @@ def _teach_waves(
             assert engine is not None  # every non-import plan has a live backend
             wave_cots, wave_evals = _requested_cots(plan, cfg, engine, wave, every_cot)
         if engine is None or not engine.stats.budget_exhausted:
-            _evaluate(plan, cfg, engine, wave_cots, wave_evals, requests)
+            evaluate_cots(plan, cfg, engine, wave_cots, wave_evals, requests)
         if engine is not None and engine.budget is not None and engine.stats.budget_exhausted:
             break
         cots.update(wave_cots)
