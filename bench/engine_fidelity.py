@@ -19,6 +19,7 @@ it alone.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,10 +36,17 @@ from mindmirror.grid_teaching import link_records
 from mindmirror.progress import quiet_libraries
 from mindmirror.reporting.metrics import accuracy_interval, agreement, auroc, paired_difference
 from mindmirror.rundir import RunDir
+from mindmirror.student.infer import MODES
 
 RESULTS = Path("docs/results/engine_fidelity")
+#: Beside the transformers scoring: the hash of the cell's metrics it was made against.
+SOURCE = "scored_from.sha256"
 ENGINES = ("llama_cpp", "transformers")
-SAMPLED = ("vote", "mirror")
+
+
+def sampled(mode: str) -> bool:
+    """Whether a mode reads the shared sampled CoTs (``vote``, ``mirror``, ``mirror_final``)."""
+    return mode == "vote" or mode.startswith("mirror")
 
 
 def read_predictions(run: RunDir) -> dict[str, list[dict[str, Any]]]:
@@ -146,9 +154,9 @@ def compare(result: dict[str, Any], resamples: int = 1000) -> dict[str, Any]:
         modes[mode] = entry
 
     def seconds(by_mode: dict[str, Any]) -> float:
-        sampled = [m["seconds"] for k, m in by_mode.items() if k in modes and k in SAMPLED]
-        greedy = [m["seconds"] for k, m in by_mode.items() if k in modes and k not in SAMPLED]
-        return sum(greedy) + max(sampled, default=0.0)
+        shared = [m["seconds"] for k, m in by_mode.items() if k in modes and sampled(k)]
+        greedy = [m["seconds"] for k, m in by_mode.items() if k in modes and not sampled(k)]
+        return sum(greedy) + max(shared, default=0.0)
 
     spent = {name: seconds(result["engines"][name]["modes"]) for name in ENGINES}
     return {
@@ -160,7 +168,9 @@ def compare(result: dict[str, Any], resamples: int = 1000) -> dict[str, Any]:
 
 def score_with_transformers(cell: RunDir, folder: RunDir, quiet: bool) -> None:
     """Score the cell's student again into ``folder`` with ``eval.engine: transformers`` and
-    the cell's own evaluation settings and modes (a finished scoring is kept)."""
+    the cell's own evaluation settings and modes. A finished scoring is kept while the cell's
+    scores are those it was compared with (``SOURCE`` holds their hash); a cell scored again
+    since is scored again here too."""
     from mindmirror.evaluate import evaluate
 
     metrics_path = cell.evaluation / "metrics.json"
@@ -169,13 +179,18 @@ def score_with_transformers(cell: RunDir, folder: RunDir, quiet: bool) -> None:
     scored = json.loads(metrics_path.read_text(encoding="utf-8"))
     if scored["engine"] != "llama_cpp":
         raise UserError(f"{cell.root} was scored with {scored['engine']}, not llama_cpp")
-    if (folder.evaluation / "metrics.json").is_file():
+    source = hashlib.sha256(metrics_path.read_bytes()).hexdigest()
+    stamp = folder.root / SOURCE
+    scored_here = (folder.evaluation / "metrics.json").is_file() and stamp.is_file()
+    if scored_here and stamp.read_text(encoding="utf-8") == source:
         return
     link_records(cell, folder)
     if not folder.student.exists():
         os.symlink(cell.student.resolve(), folder.student, target_is_directory=True)
     recipe = load_recipe(cell.recipe, [f"run_dir={folder.root}", "eval.engine=transformers"])
-    evaluate(recipe, folder, list(scored["modes"]), quiet=quiet)
+    # The modes `eval` is asked for; `mirror_final` comes with `mirror` where there is one.
+    evaluate(recipe, folder, [m for m in scored["modes"] if m in MODES], quiet=quiet)
+    stamp.write_text(source, encoding="utf-8")
 
 
 def report(name: str, result: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import pytest
 from mindmirror.errors import UserError
 from mindmirror.evaluate import evaluate
 from mindmirror.rundir import RunDir
+from mindmirror.student.model import save_student
 from tests.eval.conftest import Fitted, write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -60,6 +61,12 @@ def test_a_cell_scored_again_with_transformers_agrees(
     tmp_path: Path, fitted_causal: Fitted
 ) -> None:
     recipe, cell = write_run(tmp_path, fitted_causal)
+    # A two-stage cell: its self-evaluation stage judges too (`mirror_final` beside `mirror`).
+    student = fitted_causal.student
+    save_student(student.model, student.tokenizer, cell.stage("evaluation") / "best", kind="causal")
+    stages = {name: {"best": f"student/{name}/best"} for name in ("evaluation", "stage2")}
+    summary = {"final": "student/stage2/best", "stages": stages}
+    (cell.student / "train.json").write_text(json.dumps(summary))
     folder = RunDir(tmp_path / "fidelity")
     with pytest.raises(UserError, match="no trained and scored cell"):
         engine_fidelity.score_with_transformers(cell, folder, quiet=True)
@@ -74,16 +81,27 @@ def test_a_cell_scored_again_with_transformers_agrees(
     assert result["engines"]["transformers"]["engine"] == "transformers"
     assert result["engines"]["llama_cpp"]["engine"] == "llama_cpp"
     compared = engine_fidelity.compare(result, resamples=200)
-    assert set(compared["modes"]) == {"answer", "vote", "mirror"}
+    assert set(compared["modes"]) == {"answer", "vote", "mirror", "mirror_final"}
     for mode, entry in compared["modes"].items():
         assert entry["inside"] and entry["same_answer"] == 1.0, mode
-    own = compared["modes"]["mirror"]["own_cot_auroc"]
-    assert own["llama_cpp"] == pytest.approx(own["transformers"], abs=0.01)
+    for mode in ("mirror", "mirror_final"):
+        own = compared["modes"][mode]["own_cot_auroc"]
+        assert own["llama_cpp"] == pytest.approx(own["transformers"], abs=0.01)
+    # Each path's seconds: the greedy mode plus the longest of the modes sharing the samples.
+    modes = result["engines"]["transformers"]["modes"]
+    shared = max(modes[m]["seconds"] for m in ("vote", "mirror", "mirror_final"))
+    assert compared["seconds"]["transformers"] == modes["answer"]["seconds"] + shared
     # The student is the cell's own (linked, not copied), and a finished scoring is kept.
     assert folder.student.resolve() == cell.student.resolve()
     metrics = (folder.evaluation / "metrics.json").read_text()
     engine_fidelity.score_with_transformers(cell, folder, quiet=True)
     assert (folder.evaluation / "metrics.json").read_text() == metrics
+    # A cell scored again since: its transformers scoring is made again too.
+    cell_metrics = cell.evaluation / "metrics.json"
+    cell_metrics.write_text(json.dumps(json.loads(cell_metrics.read_text())))
+    (folder.evaluation / "metrics.json").write_text("{}")
+    engine_fidelity.score_with_transformers(cell, folder, quiet=True)
+    assert json.loads((folder.evaluation / "metrics.json").read_text())["engine"] == "transformers"
     # A cell scored by transformers has nothing to compare.
     with pytest.raises(UserError, match="not llama_cpp"):
         engine_fidelity.score_with_transformers(folder, RunDir(tmp_path / "again"), quiet=True)

@@ -13,7 +13,7 @@ from mindmirror.config import recipe_from_dict
 from mindmirror.embedded import EMBEDDED_MODEL
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
-from mindmirror.records import Record, write_records
+from mindmirror.records import Record, read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
 from mindmirror.student.formats import CRITIQUE, VERDICT
@@ -302,6 +302,12 @@ def test_teacher_labels_train_the_judge_on_the_teachers_evaluations(
     wrong = sum(not s["correct"] for s in judged) / n
     assert own["teacher_labels"]["agreement_with_gold"] == pytest.approx(wrong)
     assert own["teacher_labels"]["cots"] == n and own["teacher_labels"]["parsed_share"] == 1.0
+    # The judged CoTs are kept as records: a second run asks the teacher nothing.
+    assert len(read_records(run.stage("own_cots") / "judged.jsonl")) == len(asked)
+    before = len(asked)
+    again = train(recipe, run, quiet=True, judge_cots=says_wrong)["stages"]["own_judge"]
+    assert len(asked) == before and again["label_usage"] == own["label_usage"]
+    assert again["train_seconds"] == own["train_seconds"]
     # Another teacher's verdicts make another judge: the stage is not silently reused.
     other = teacher_labelled(own_recipe(run, tiny_llama), model="another-teacher")
     with pytest.raises(UserError, match="own_judge was trained with other settings"):

@@ -87,6 +87,12 @@ def test_the_teacher_judges_the_students_cots_once(llama_url: str, tmp_path: Pat
     again, usage = judge(records)
     assert usage["samples_new"] == 0 and usage["cache_hits"] == 8
     assert again == judged
+    # A budget that runs out stops it with one line: no judge is trained on part of the labels.
+    poor = labelled_recipe(
+        tmp_path, llama_url, num_evals=3, budget_usd=1e-4, price_output_per_mtok=1e5
+    )
+    with pytest.raises(UserError, match=r"budget \(teacher\.budget_usd\) ran out"):
+        judge_cots(poor, records, run.teacher / CACHE, quiet=True)
 
 
 def test_only_teacher_labels_ask_the_teacher(tmp_path: Path) -> None:

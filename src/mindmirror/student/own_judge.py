@@ -34,7 +34,7 @@ from typing import Any
 
 from mindmirror.config import EvalConfig, Recipe
 from mindmirror.errors import UserError
-from mindmirror.records import Cot, CotJudge, Record
+from mindmirror.records import Cot, CotJudge, Record, read_records, write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student.formats import (
     VERDICT,
@@ -53,17 +53,23 @@ from mindmirror.tasks.base import Task
 OWN_COTS = "own_cots"
 SPLITS = ("train", "validation")
 #: The teacher settings that decide its verdicts on the student's CoTs (``labels: teacher``).
+#: (Not base_url: the same model behind another address judges the same.)
 TEACHER_LABELS = {
     "backend",
+    "import_",
     "model",
     "eval_prompt",
     "few_shot",
     "num_evals",
     "eval_temperature",
+    "top_p",
     "eval_max_tokens",
+    "send_seed",
     "adaptive_evals",
     "share_duplicate_evals",
 }
+#: The own train CoTs with the teacher's evaluations (records), beside the samples.
+JUDGED = "judged.jsonl"
 
 
 NO_TEACHER = (
@@ -207,6 +213,34 @@ def own_records(samples: list[dict[str, Any]], records: list[Record]) -> list[Re
     ]
 
 
+def teacher_settings(recipe: Recipe) -> dict[str, Any]:
+    """The teacher settings that decide its verdicts on the student's CoTs."""
+    return recipe.teacher.model_dump(mode="json", include=TEACHER_LABELS)
+
+
+def teacher_labelled(
+    judge_cots: CotJudge,
+    samples: list[dict[str, Any]],
+    records: list[Record],
+    folder: Path,
+    settings: dict[str, Any],
+) -> tuple[list[Record], dict[str, Any]]:
+    """The own train CoTs with the teacher's evaluations, and what asking for them cost (its
+    usage and seconds); read back from ``judged.jsonl`` when it holds the same samples judged
+    with the same teacher ``settings``, so a finished judge never calls the teacher again."""
+    path, meta_path = folder / JUDGED, folder / "judged.json"
+    if meta_path.is_file() and path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta["settings"] == settings:
+            return read_records(path), meta["usage"]
+    started = time.perf_counter()
+    judged, spent = judge_cots(own_records(samples, records))
+    spent = {**spent, "seconds": time.perf_counter() - started}
+    write_records(path, judged)
+    meta_path.write_text(json.dumps({"settings": settings, "usage": spent}, indent=2) + "\n")
+    return judged, spent
+
+
 def teacher_label_counts(judged: list[Record]) -> dict[str, Any]:
     """How the teacher's verdicts on the student's CoTs compare with gold: CoTs judged,
     evaluations with a verdict, and the share of CoTs whose majority verdict (``correct``
@@ -281,7 +315,7 @@ def stage_data(
     }
     if judged is not None:
         # What decides the teacher's verdicts: another teacher or prompt trains again.
-        settings["teacher"] = recipe.teacher.model_dump(mode="json", include=TEACHER_LABELS)
+        settings["teacher"] = teacher_settings(recipe)
     return StageData(rows, stats, items, settings)
 
 
@@ -355,9 +389,10 @@ def train_own_judge(
     if cfg.labels == "teacher":
         if judge_cots is None:
             raise UserError(NO_TEACHER)
-        started = time.perf_counter()
-        judged, label_usage = judge_cots(own_records(samples, records))
-        label_usage["seconds"] = time.perf_counter() - started
+        asked = {"samples": sampling, "teacher": teacher_settings(recipe)}
+        judged, label_usage = teacher_labelled(
+            judge_cots, samples, records, run.stage(OWN_COTS), asked
+        )
     judge_ids, fit_ids = split_validation(samples, recipe)
     data = stage_data(samples, records, task, recipe, judge_ids, sampling, judged)
     verdicts = {item.reference for item in data.items}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -296,8 +297,10 @@ def checkpoint_seconds(checkpoint: str | Path | None) -> float | None:
     for no checkpoint, None for one saved before it existed or killed before it was written."""
     if checkpoint is None:
         return 0.0
-    path = Path(checkpoint) / SECONDS_FILE
-    return float(json.loads(path.read_text())["train_seconds"]) if path.is_file() else None
+    try:
+        return float(json.loads((Path(checkpoint) / SECONDS_FILE).read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class ElapsedSeconds(TrainerCallback):
@@ -318,7 +321,9 @@ class ElapsedSeconds(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
             seconds = self.before + time.perf_counter() - self.started
-            (folder / SECONDS_FILE).write_text(json.dumps({"train_seconds": seconds}))
+            tmp = folder / f"{SECONDS_FILE}.tmp"
+            tmp.write_text(json.dumps({"train_seconds": seconds}))
+            os.replace(tmp, folder / SECONDS_FILE)
 
 
 class RichProgress(TrainerCallback):

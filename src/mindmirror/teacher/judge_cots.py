@@ -5,10 +5,12 @@ With ``labels: teacher`` the teacher judges those with the same prompt (``teache
 and its few-shot examples), ``teacher.num_evals`` times each (drawn in rounds with
 ``teacher.adaptive_evals``, shared by identical CoTs with ``teacher.share_duplicate_evals``),
 exactly as ``teach`` judges its own: the paper's self-evaluation, on the distribution where it
-is used. The CoTs come and go as records (``mindmirror.records``), the contract between the
-two sides: the student side never imports the teacher, it is handed :func:`cot_judge`'s
-function. Every request is kept in ``teacher/own_cots_cache.sqlite``, so a killed run asks
-again only what it had not been answered.
+is used. The requests go online (``teacher.batch`` does not apply) under
+``teacher.budget_usd``; when it runs out nothing is trained on part of the labels. The CoTs
+come and go as records (``mindmirror.records``), the contract between the two sides: the
+student side never imports the teacher, it is handed :func:`cot_judge`'s function. Every
+request is kept in ``teacher/own_cots_cache.sqlite``, so a killed run asks again only what
+had not been answered.
 """
 
 from __future__ import annotations
@@ -82,6 +84,14 @@ def judge_cots(
         evaluate_cots(plan, cfg, engine, cots, evaluations, set())
     finally:
         cache.close()
+    spent = usage(engine)
+    if spent["budget_exhausted"]:
+        # A judge trained on some of the labels would be kept as if it had them all.
+        raise UserError(
+            "the teacher's budget (teacher.budget_usd) ran out while it judged the student's "
+            f"CoTs ({spent['samples_new'] + spent['cache_hits']} evaluations answered, kept "
+            f"in {cache_path}): raise it and run again, which asks only for the rest"
+        )
     judged = [
         r.model_copy(
             update={
@@ -94,7 +104,7 @@ def judge_cots(
         )
         for r in records
     ]
-    return judged, usage(engine)
+    return judged, spent
 
 
 def cot_judge(recipe: Recipe, run: RunDir, quiet: bool = False) -> CotJudge | None:
