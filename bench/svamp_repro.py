@@ -193,7 +193,12 @@ def adopt_tuned_students(
                 text = text.replace(spelling, str(sub.root))
             if text != original:
                 path.write_text(text, encoding="utf-8")
-        (staging / ADOPTED).write_text(json.dumps({"from": tuned.root.name}), encoding="utf-8")
+        # What was copied: a stage trained again here later is no longer the tuning's.
+        seconds = {
+            k: v["train_seconds"] for k, v in json.loads(summary.read_text())["stages"].items()
+        }
+        copied = {"from": tuned.root.name, "train_seconds": seconds}
+        (staging / ADOPTED).write_text(json.dumps(copied), encoding="utf-8")
         os.replace(staging, sub.student)  # a kill before this leaves no half-copied student
         adopted.append(sub.root.name)
     return adopted

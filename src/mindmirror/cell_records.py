@@ -104,12 +104,13 @@ def train_record(sub: RunDir) -> dict[str, Any]:
         # the loss), not only the one chosen on: timings left out, they say nothing of quality.
         kept["figures"] = [{k: v for k, v in p.items() if k == "step" or _figure(k)} for p in curve]
         stages[name] = kept
+    copied = json.loads(adopted.read_text(encoding="utf-8")) if adopted.is_file() else None
+    seconds = {name: stage.get("train_seconds") for name, stage in summary["stages"].items()}
     return {
         "stages": stages,
         "precision": summary.get("precision"),
-        "adopted_from": (
-            json.loads(adopted.read_text(encoding="utf-8"))["from"] if adopted.is_file() else None
-        ),
+        # Only while its stages are the ones copied (none trained again here since).
+        "adopted_from": copied["from"] if copied and copied["train_seconds"] == seconds else None,
     }
 
 

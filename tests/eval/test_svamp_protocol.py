@@ -124,7 +124,9 @@ def _records(tmp_path: Path) -> Path:
             )
             if (name, label) == ("standard-n1-s0", STANDARD):
                 # Its student is standard's chosen tuning training: counted once, in the cells.
-                adopted = {"from": "standard-full-lr2e-4-e5"}
+                made = json.loads((sub.student / "train.json").read_text())["stages"]
+                seconds = {k: v["train_seconds"] for k, v in made.items()}
+                adopted = {"from": "standard-full-lr2e-4-e5", "train_seconds": seconds}
                 (sub.student / ADOPTED).write_text(json.dumps(adopted))
             metrics = json.loads((sub.evaluation / "metrics.json").read_text())
             ident = identity(sub, method, seed, label, variant)
@@ -266,6 +268,11 @@ def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
     assert json.loads((cell.student / "train.json").read_text())["stages"] == made["stages"]
     assert not (cell.root / "student.adopting").exists()
     assert train_record(cell)["adopted_from"] == "mind_mirror-full-lr2e-4-e5"
+    # A stage trained again here since is no longer the tuning's training.
+    summary = json.loads((cell.student / "train.json").read_text())
+    summary["stages"]["reasoning"]["train_seconds"] += 1
+    (cell.student / "train.json").write_text(json.dumps(summary))
+    assert train_record(cell)["adopted_from"] is None
     assert not (cell.student / "evaluation" / "checkpoints").exists()
     # A cell that has a student keeps it; a seed list without 0 adopts nothing.
     assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []
