@@ -253,7 +253,11 @@ def publish(args: argparse.Namespace) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     draw_plots(args.records, args.records / "plots", "svamp_repro")
-    log(f"wrote {out_path}: {len(out['cells'])} rows, {out['protocol_cpu_hours']} CPU hours")
+    peak = out["peak_rss_mb_max"]
+    log(
+        f"wrote {out_path}: {len(out['cells'])} rows, {out['protocol_cpu_hours']} CPU hours, "
+        f"training peak memory {'not recorded' if peak is None else f'{peak / 1024:.1f} GB'}"
+    )
 
 
 def main() -> None:

@@ -98,6 +98,7 @@ def choose(
                     **record["settings"],
                     "validation": record["validation"],
                     "train_s": round(seconds, 1),
+                    "peak_rss_mb": peak_memory(record),
                 }
             )
         if len(done) == len(candidates):
@@ -117,6 +118,13 @@ def cell_seconds(record: dict[str, Any]) -> dict[str, float]:
         "train_s": round(sum(s["train_seconds"] for s in stages_), 1),
         "eval_s": round(greedy + max(sampled, default=0), 1),
     }
+
+
+def peak_memory(record: dict[str, Any]) -> float | None:
+    """A training's peak resident memory in MB: the largest of its stages' (None when a stage
+    trained before stages recorded it)."""
+    peaks = [s.get("peak_rss_mb") for s in record["train"]["stages"].values()]
+    return None if None in peaks else max(peaks)
 
 
 def published_entry(entry: dict[str, Any], seeds: list[int], n_test: int) -> dict[str, Any]:
@@ -193,13 +201,16 @@ def summary(
     std, seeds and n_test; every paired interval; per method the optimisation chosen on
     validation and the tuning table; the judge beside the CoT-length-only baseline
     (``judge_table``); per cell its seconds, the machines and engines, and the protocol's
-    CPU hours (tuning + cells). ``planned`` names every cell the protocol runs (those without
-    a record are listed as missing)."""
+    CPU hours (tuning + cells); per training (cells and tunings) its peak memory. ``planned``
+    names every cell the protocol runs (those without a record are listed as missing)."""
     records = protocol_records(folder)
     tables = tables_from_records(records)
     n_test = {r["label"]: len(r["questions"]) for r in records}
     chosen, tuning, tuning_missing = choose(folder, methods, candidates)
     costs = {r["cell"]: cell_seconds(r) for r in records}
+    peaks = {r["cell"]: peak_memory(r) for r in records}
+    peaks.update({f"tune/{row['method']}-{row['candidate']}": row["peak_rss_mb"] for row in tuning})
+    measured = [p for p in peaks.values() if p is not None]
     machines: dict[str, list[str]] = defaultdict(list)
     engines: dict[str, list[str]] = defaultdict(list)
     for r in records:
@@ -221,6 +232,10 @@ def summary(
         "cells_total_s": round(cells_s, 1),
         "tuning_total_s": round(tuning_s, 1),
         "protocol_cpu_hours": round((cells_s + tuning_s) / 3600, 2),
+        # Training processes only: the sampled modes' llama.cpp server is another process.
+        "peak_rss_mb": peaks,
+        "peak_rss_mb_max": max(measured, default=None),
+        "peak_rss_unrecorded": sorted(k for k, v in peaks.items() if v is None),
         "machines": dict(sorted(machines.items())),
         "engines": dict(sorted(engines.items())),
         "chosen": chosen,

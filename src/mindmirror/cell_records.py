@@ -20,7 +20,8 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
 - ``self_evaluation``, ``self_evaluation_final``: the judge's agreement on teacher CoTs;
 - ``engine``: what generated the test answers (``transformers``, ``llama_cpp``, ...);
 - ``train``: per stage the step chosen on validation, its validation figure and curve, every
-  figure of each validation, steps, seconds, loss and precision; the final stage's precision.
+  figure of each validation, steps, seconds, peak resident memory, loss and precision; the
+  final stage's precision.
 
 What a record leaves out is derived from what it keeps: the risk-coverage curve (from the
 confidences and correctness) and the per-mode question count.
@@ -65,6 +66,8 @@ STAGE_FIELDS = (
     "train_loss",
     "precision",
     "validation_items",
+    "peak_rss_mb",
+    "peak_rss_scope",
 )
 
 

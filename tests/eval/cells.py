@@ -93,11 +93,14 @@ def fake_cell(
     return sub
 
 
-def fake_training(sub: RunDir, method: str, *, validation: float, seconds: float) -> None:
+def fake_training(
+    sub: RunDir, method: str, *, validation: float, seconds: float, peak_mb: float | None = None
+) -> None:
     """``student/train.json`` and the validation curves as training leaves them: each stage's
-    best figure ``validation``, reached at the last of 3 evaluations."""
+    best figure ``validation``, reached at the last of 3 evaluations; ``peak_mb`` the stages'
+    peak memory (the stage's index added to it; None: a training from before it was kept)."""
     summary: dict[str, Any] = {"stages": {}, "precision": "bf16"}
-    for stage in stages(method):  # type: ignore[arg-type]
+    for index, stage in enumerate(stages(method)):  # type: ignore[arg-type]
         metric = "eval_verdict_agreement" if stage == "evaluation" else "eval_accuracy"
         curve = [
             {"step": 10 * (e + 1), "epoch": e + 1.0, metric: validation - 0.1 / (e + 1)}
@@ -117,6 +120,8 @@ def fake_training(sub: RunDir, method: str, *, validation: float, seconds: float
             "validation_items": 61,
             "rows": {"kept": 1000},
         }
+        if peak_mb is not None:
+            summary["stages"][stage].update(peak_rss_mb=peak_mb + index, peak_rss_scope="stage")
         sub.stage(stage).mkdir(parents=True, exist_ok=True)
         (sub.stage(stage) / "curve.json").write_text(json.dumps(curve))
     (sub.student / "train.json").write_text(json.dumps(summary))

@@ -25,7 +25,7 @@ from tests.eval.cells import fake_cell, fake_training, identity
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import svamp_repro  # noqa: E402
-from svamp_summary import judge_table, tuning_record, write_tuning  # noqa: E402
+from svamp_summary import judge_table, peak_memory, tuning_record, write_tuning  # noqa: E402
 
 STANDARD = "Standard fine-tuning (gold answers)"
 ONE_COT = "1 CoT (Distilling Step-by-Step)"
@@ -148,7 +148,11 @@ def _records(tmp_path: Path) -> Path:
     for method in ("standard", "step_by_step"):
         for name, settings in svamp_repro.CANDIDATES.items():
             sub = RunDir(tmp_path / "tune" / f"{method}-{name}")
-            fake_training(sub, method, validation=_validation(method, settings), seconds=60.0)
+            # Standard's tunings trained before stages kept their peak memory.
+            peak = None if method == "standard" else 2000.0 + 100 * settings["epochs"]
+            fake_training(
+                sub, method, validation=_validation(method, settings), seconds=60.0, peak_mb=peak
+            )
             made = {"train_settings": {}, "records_sha256": "0" * 64}
             write_tuning(folder, tuning_record(method, 1, name, settings, train_record(sub), made))
     for made in ("run", "palm", "tune"):
@@ -214,8 +218,22 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert summary["judge"] == {}  # no row here trained on self-evaluation
     cells_s = sum(sum(c.values()) for c in summary["cell_seconds"].values())
     assert summary["protocol_cpu_hours"] == round((cells_s + 7 * 60.0) / 3600, 2)
+    # Peak memory per training, the largest of its stages'; what was never recorded is named.
+    peaks = summary["peak_rss_mb"]
+    assert peaks["tune/step_by_step-full-lr1e-4-e3"] == 2300.0
+    assert summary["peak_rss_mb_max"] == 2500.0
+    assert "tune/standard-full-lr1e-4-e3" in summary["peak_rss_unrecorded"]
+    assert "standard-n1-s0" in summary["peak_rss_unrecorded"]
+    assert "tune/step_by_step-full-lr1e-4-e3" not in summary["peak_rss_unrecorded"]
     assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
+
+
+def test_a_trainings_peak_memory_is_its_largest_stage_and_unknown_if_any_is() -> None:
+    stages = {"evaluation": {"peak_rss_mb": 3000.0}, "reasoning": {"peak_rss_mb": 2500.0}}
+    assert peak_memory({"train": {"stages": stages}}) == 3000.0
+    stages["reasoning"] = {"train_seconds": 10.0}
+    assert peak_memory({"train": {"stages": stages}}) is None
 
 
 def test_the_judge_is_published_beside_cot_length_alone(tmp_path: Path) -> None:

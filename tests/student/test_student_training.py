@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ def test_mind_mirror_trains_two_stages_second_from_first(tmp_path, records, tiny
     assert "eval_verdict_agreement" in first["best_metric"]
     assert "eval_accuracy" in second["best_metric"]
     assert second["init"] == str(run.root / first["best"])
+    if sys.platform == "linux":  # each stage's own peak, with the model it trained
+        assert first["peak_rss_scope"] == second["peak_rss_scope"] == "stage"
+        assert first["peak_rss_mb"] > 0 and second["peak_rss_mb"] > 0
     # Stage 1 judges every CoT (3 per question, 5 evaluations) whatever num_cots says.
     assert first["rows"]["by_prefix"] == {"verdict": 40, "critique": 40}
     # Batches count (question, CoT) examples: 2 rows (verdict + critique) each.

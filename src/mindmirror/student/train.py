@@ -49,6 +49,7 @@ from mindmirror.student.encoding import WeightedCollator, encode_row, feature_le
 from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
+from mindmirror.student.peak_memory import peak_rss_mb, reset_peak
 from mindmirror.student.precision import resolve_precision
 from mindmirror.student.rows import Row, RowSpec, RowStats, Stage, build_rows, stages
 from mindmirror.student.trainer import (
@@ -360,6 +361,7 @@ def train_stage(
         else None
     )
     before = checkpoint_seconds(last)
+    peak_is_stage = reset_peak()
     timer = ElapsedSeconds(before or 0.0)
     trainer.add_callback(timer)
     output = trainer.train(resume_from_checkpoint=last)
@@ -384,6 +386,11 @@ def train_stage(
         "train_seconds": seconds,
         "train_seconds_complete": before is not None,
         "train_rows_per_second": output.metrics.get("train_samples_per_second"),
+        # The process's peak resident memory while this stage trained (since the resume, if
+        # resumed): it starts from what is resident after loading the model, so the model
+        # counts and memory an earlier stage freed does not.
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_scope": "stage" if peak_is_stage else "process",
         "resumed_from": last,
         "processes": trainer.args.world_size,
         "backend": dist.get_backend() if dist.is_initialized() else None,
