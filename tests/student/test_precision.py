@@ -21,7 +21,8 @@ from mindmirror.student.precision import (
     resolve_precision,
     torch_cpu_flags,
 )
-from mindmirror.student.train import train, use_bf16
+from mindmirror.student.train import train
+from mindmirror.student.train_args import use_bf16
 
 # The flags lines of two real machines (trimmed): an AVX2-only AMD EPYC, where bf16 is
 # emulated, and an Intel Sapphire Rapids with AVX512-BF16 and AMX.
