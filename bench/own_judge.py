@@ -1,7 +1,10 @@
 """Self-evaluation where it is used (issue 25): the judge trained on the student's own CoTs.
 
 Per seed, one ``mind_mirror`` cell of the SVAMP protocol (``recipes/svamp_repro_cpu.yaml``,
-gold verdicts) trains its two stages, then ``train.own_judge`` (judge on the student's own
+gold verdicts, with the optimisation the protocol's tuning chose for ``mind_mirror`` on
+validation; ``--untuned``: the recipe's own) has its two stages (taken from the protocol's cell
+of the same seed where that cell trained them the same way, else trained here), then
+``train.own_judge`` (judge on the student's own
 CoTs, ``mix: own``, and beside it ``mix: own+teacher`` in ``student/own_judge_mixed``). On the
 test questions the final student samples K CoTs once; every signal is read from those same
 samples (``mindmirror.signals``): the judge trained on teacher CoTs, the own-CoT judges, the
@@ -19,6 +22,7 @@ the extra sampling and training. Label sources: the own-CoT judges learn the tas
 against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
 
     python bench/own_judge.py                          # 3 seeds, 200 test questions (CPU-hours)
+    python bench/own_judge.py --untuned --seeds 0 --limit 20   # before the protocol's tuning
     python bench/own_judge.py --seeds 0 --limit 20     # a first look
     python bench/own_judge.py --summarise              # the summary from the records only
     python bench/own_judge.py --summarise --key KEY    # ... of one settings hash of several
@@ -37,7 +41,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+from adoption import adopt_student  # bench/ is on sys.path when run as a script
+from svamp_repro import CANDIDATES, grid_recipe
+from svamp_summary import choose
+
+from mindmirror.cell_records import adopted_from
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
+from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, teaching_needed
 from mindmirror.records import read_records
@@ -65,6 +76,8 @@ from mindmirror.teacher.teach import teach
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "svamp_repro_cpu.yaml"
 RECORDS = ROOT / "docs" / "results" / "own_judge"
+#: The SVAMP protocol's committed records: its tuning chose mind_mirror's optimisation.
+PROTOCOL_RECORDS = ROOT / "docs" / "results" / "svamp_repro"
 OUT = ROOT / "docs" / "results" / "own_judge.json"
 #: The judge trained on own + teacher CoTs, beside ``own_judge`` (own CoTs only).
 MIXED = "own_judge_mixed"
@@ -110,6 +123,49 @@ def mixed_cell(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"train": train})
 
 
+def protocol_grid(recipe: Recipe, records: Path, seeds: list[int]) -> Recipe:
+    """``recipe`` as the SVAMP protocol trains its ``mind_mirror`` cells: with the optimisation
+    its tuning chose for ``mind_mirror`` on validation (``svamp_repro.py``, from the tuning
+    records under ``records``) and every cell at the same number of examples.
+
+    Raises:
+        UserError: mind_mirror's tuning is not finished under ``records``.
+    """
+    chosen, _, missing = choose(records, ["mind_mirror"], CANDIDATES)
+    if "mind_mirror" not in chosen:
+        raise UserError(
+            f"{records / 'tuning'}: mind_mirror's tuning is not finished ({', '.join(missing)} "
+            "missing): run `python bench/svamp_repro.py --until tune` first, or pass --untuned "
+            "to train with the recipe's own optimisation"
+        )
+    return grid_recipe(recipe, chosen, seeds, records)
+
+
+def adopt_protocol_student(source: RunDir, sub: RunDir, cell: Recipe) -> str:
+    """Give the cell (``sub``, recipe ``cell``) the student of the protocol's cell of the same
+    seed (``source``) when that cell trained it the same way: the same ``train:`` settings but
+    the own-CoT judge, seed and teacher records. Returns what happened, for the log."""
+    summary = source.student / "train.json"
+    if sub.student.exists():
+        return f"{sub.root.name} has a student already"
+    if not summary.is_file():
+        return f"{source.root} has no finished student: training it here"
+    made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
+    mine = cell.train.model_dump(mode="json")
+    differ = train_settings_differ(
+        {k: v for k, v in made["train"].items() if k != "own_judge"},
+        {k: v for k, v in mine.items() if k != "own_judge"},
+    )
+    if made["seed"] != cell.seed:
+        differ.append("seed")
+    if differ:
+        return f"{source.root} trained otherwise ({', '.join(differ)} differ): training here"
+    name = f"{source.root.parent.parent.name}/{source.root.name}"
+    if not adopt_student(source, sub, name, sub.records):
+        return f"{source.root} trained on other teacher records: training here"
+    return f"{sub.root.name} takes the student of {name} (the same training)"
+
+
 def train_cell(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any]:
     """Train the cell (both stages and the own-CoT judge), then the own+teacher judge."""
     judge = cot_judge(recipe, run, quiet)  # with own_judge.labels teacher
@@ -119,7 +175,7 @@ def train_cell(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any]:
     task = build_task(recipe.task)
     records = read_records(run.records)
     result = train_own_judge(mixed, run, records, task, stages, quiet, MIXED, judge_cots=judge)
-    return {"summary": summary, "mixed": result}
+    return {"summary": summary, "mixed": result, "adopted_from": adopted_from(run)}
 
 
 def _load(folder: Path) -> Student:
@@ -205,6 +261,8 @@ def cell_record(
             "judge_own_teacher": f"own CoTs ({mixed['label_source']}) + teacher CoTs",
         },
         "labels": own["labels"],
+        # The protocol cell whose two stages this cell took (None: trained here).
+        "adopted_from": trained.get("adopted_from"),
         "confidence_validation": own["confidence"],
         "cost_seconds": {
             "own_sampling": own["sampling_seconds"],
@@ -322,6 +380,23 @@ def main() -> None:
     parser.add_argument(
         "--own-judge", type=json.loads, default={}, help="train.own_judge settings, JSON"
     )
+    parser.add_argument(
+        "--untuned",
+        action="store_true",
+        help="train with the recipe's optimisation, not mind_mirror's tuned choice",
+    )
+    parser.add_argument(
+        "--protocol-records",
+        type=Path,
+        default=PROTOCOL_RECORDS,
+        help="the SVAMP protocol's records (its tuning)",
+    )
+    parser.add_argument(
+        "--protocol-run",
+        type=Path,
+        default=Path("runs/svamp_repro"),
+        help="the SVAMP protocol's run: its mind_mirror cells' students are taken, not retrained",
+    )
     parser.add_argument("--summarise", action="store_true", help="from the records only")
     parser.add_argument("--key", help="--summarise: the records of this settings hash only")
     parser.add_argument("--quiet", action="store_true")
@@ -330,6 +405,8 @@ def main() -> None:
     key = args.key
     if not args.summarise:
         recipe = load_recipe(args.recipe, [f"run_dir={args.run_dir}", *args.overrides])
+        if not args.untuned:
+            recipe = protocol_grid(recipe, args.protocol_records, args.seeds)
         run = RunDir(recipe.resolved_run_dir())
         if teaching_needed(recipe, run):
             teach(recipe, run, quiet=args.quiet)
@@ -349,6 +426,10 @@ def main() -> None:
             if not sub.records.is_file():
                 shutil.copyfile(run.records, sub.records)
             cell = own_cell(recipe, seed, sub.root, args.own_judge)
+            if not args.untuned:
+                name = Cell("mind_mirror", recipe.train.num_cots, seed, ()).name
+                source = RunDir(args.protocol_run / "cells" / name)
+                log(f"seed {seed}: {adopt_protocol_student(source, sub, cell)}")
             log(f"seed {seed}: training")
             trained = train_cell(cell, sub, args.quiet)
             log(f"seed {seed}: measuring on {len(test)} test questions")

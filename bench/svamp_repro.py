@@ -33,18 +33,15 @@ One resumable command; every step skips what a previous run (or its records) fin
 from __future__ import annotations
 
 import argparse
-import filecmp
 import hashlib
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from svamp_grid import check_disjoint  # bench/ is on sys.path when run as a script
+from adoption import adopt_student  # bench/ is on sys.path when run as a script
+from svamp_grid import check_disjoint
 from svamp_summary import (
     PALM,
     choose,
@@ -55,7 +52,7 @@ from svamp_summary import (
     write_tuning,
 )
 
-from mindmirror.cell_records import ADOPTED, train_record
+from mindmirror.cell_records import train_record
 from mindmirror.config import (
     ExperimentConfig,
     Recipe,
@@ -160,6 +157,26 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
     return chosen
 
 
+def grid_recipe(
+    recipe: Recipe, chosen: dict[str, dict[str, Any]], seeds: list[int], records: Path
+) -> Recipe:
+    """The protocol's grid: ``recipe`` with each method's optimisation chosen on validation
+    (``chosen``, from ``tune``), every cell at the same number of examples, at ``seeds``, its
+    records kept under ``records``."""
+    return recipe_from_dict(
+        {
+            **recipe.model_dump(mode="json", by_alias=True),
+            "experiment": {
+                **recipe.experiment.model_dump(mode="json"),
+                "seeds": seeds,
+                "equal_examples": True,
+                "train_by_method": {m: CANDIDATES[c["candidate"]] for m, c in chosen.items()},
+                "records": str(records),
+            },
+        }
+    )
+
+
 def adopt_tuned_students(
     run: RunDir, chosen: dict[str, dict[str, Any]], cfg: ExperimentConfig, headline: int
 ) -> list[str]:
@@ -176,31 +193,8 @@ def adopt_tuned_students(
         n = tuned_num_cots(method, cfg, headline)
         tuned = RunDir(run.root / "tune" / f"{method}-{choice['candidate']}")
         sub = run.cell(Cell(method, n, 0, ()).name)
-        summary = tuned.student / "train.json"
-        if sub.student.exists() or not summary.is_file():
-            continue
-        if not filecmp.cmp(tuned.records, run.records, shallow=False):
-            continue
-        # The paths as the tuning spelled them (its run_dir) and as this run spells them.
-        made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
-        spellings = {made["run_dir"], str(tuned.root), str(tuned.root.resolve())}
-        staging = sub.root / "student.adopting"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(tuned.student, staging, ignore=shutil.ignore_patterns("checkpoints"))
-        for path in staging.rglob("*.json"):
-            text = original = path.read_text(encoding="utf-8")
-            for spelling in sorted(spellings, key=len, reverse=True):
-                text = text.replace(spelling, str(sub.root))
-            if text != original:
-                path.write_text(text, encoding="utf-8")
-        # What was copied: a stage trained again here later is no longer the tuning's.
-        seconds = {
-            k: v["train_seconds"] for k, v in json.loads(summary.read_text())["stages"].items()
-        }
-        copied = {"from": tuned.root.name, "train_seconds": seconds}
-        (staging / ADOPTED).write_text(json.dumps(copied), encoding="utf-8")
-        os.replace(staging, sub.student)  # a kill before this leaves no half-copied student
-        adopted.append(sub.root.name)
+        if adopt_student(tuned, sub, tuned.root.name, run.records):
+            adopted.append(sub.root.name)
     return adopted
 
 
@@ -288,18 +282,7 @@ def main() -> None:
     log(f"chosen on validation: {chosen}")
     if args.until == "tune":
         return
-    grid = recipe_from_dict(
-        {
-            **recipe.model_dump(mode="json", by_alias=True),
-            "experiment": {
-                **recipe.experiment.model_dump(mode="json"),
-                "seeds": args.seeds,
-                "equal_examples": True,
-                "train_by_method": {m: CANDIDATES[c["candidate"]] for m, c in chosen.items()},
-                "records": str(args.records),
-            },
-        }
-    )
+    grid = grid_recipe(recipe, chosen, args.seeds, args.records)
     adopted = adopt_tuned_students(run, chosen, grid.experiment, recipe.train.num_cots)
     if adopted:
         log(f"seed-0 cells given their tuning training's student: {', '.join(adopted)}")

@@ -89,13 +89,28 @@ def _figure(key: str) -> bool:
     return key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))
 
 
+def adopted_from(sub: RunDir) -> str | None:
+    """The training ``sub``'s student was copied from (``student/adopted.json``) while every
+    stage copied is still the one copied (a stage trained again here since is this run's own;
+    a stage added here, such as an own-CoT judge, is); None when trained here."""
+    path = sub.student / ADOPTED
+    if not path.is_file():
+        return None
+    copied = json.loads(path.read_text(encoding="utf-8"))
+    stages = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))["stages"]
+    kept = all(
+        stages.get(name, {}).get("train_seconds") == seconds
+        for name, seconds in copied["train_seconds"].items()
+    )
+    return copied["from"] if kept else None
+
+
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
     validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
     figure of each evaluation (``figures``), steps, seconds, loss and precision; and
     ``adopted_from``, the training it was copied from (None when trained here)."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
-    adopted = sub.student / ADOPTED
     stages = {}
     for name, stage in summary["stages"].items():
         kept = {k: stage.get(k) for k in STAGE_FIELDS}
@@ -107,13 +122,10 @@ def train_record(sub: RunDir) -> dict[str, Any]:
         # the loss), not only the one chosen on: timings left out, they say nothing of quality.
         kept["figures"] = [{k: v for k, v in p.items() if k == "step" or _figure(k)} for p in curve]
         stages[name] = kept
-    copied = json.loads(adopted.read_text(encoding="utf-8")) if adopted.is_file() else None
-    seconds = {name: stage.get("train_seconds") for name, stage in summary["stages"].items()}
     return {
         "stages": stages,
         "precision": summary.get("precision"),
-        # Only while its stages are the ones copied (none trained again here since).
-        "adopted_from": copied["from"] if copied and copied["train_seconds"] == seconds else None,
+        "adopted_from": adopted_from(sub),
     }
 
 

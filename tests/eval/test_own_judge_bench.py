@@ -9,17 +9,20 @@ from typing import Any
 
 import pytest
 
+from mindmirror.cell_records import adopted_from, train_record
 from mindmirror.config import recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
 from mindmirror.tasks.base import Example
 from mindmirror.tasks.families import EquationTask
+from tests.eval.cells import fake_training
 from tests.student.conftest import corpus, save_tiny_student, toy_records
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import own_judge  # noqa: E402
+from svamp_summary import tuning_record, write_tuning  # noqa: E402
 
 
 def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) -> None:
@@ -126,3 +129,70 @@ def test_a_record_is_keyed_by_its_settings_but_not_its_seed(tmp_path: Path) -> N
     # The own CoTs are sampled as the test questions are unless set.
     cell = own_judge.own_cell(recipe, 0, tmp_path / "cell", {})
     assert cell.train.own_judge is not None and cell.train.own_judge.samples is None
+
+
+def test_the_cell_trains_with_mind_mirrors_tuned_optimisation(tmp_path: Path) -> None:
+    recipe = recipe_from_dict({"run_dir": str(tmp_path), "train": {"method": "mind_mirror"}})
+    folder = tmp_path / "protocol"
+    with pytest.raises(UserError, match=r"mind_mirror's tuning is not finished .*--untuned"):
+        own_judge.protocol_grid(recipe, folder, [0])
+    for name, settings in own_judge.CANDIDATES.items():
+        sub = RunDir(tmp_path / "tune" / name)
+        best = settings["learning_rate"] == 2e-4 and settings["epochs"] == 3
+        fake_training(sub, "mind_mirror", validation=0.5 if best else 0.4, seconds=1.0)
+        made = {"train_settings": {}, "records_sha256": "0" * 64}
+        record = tuning_record("mind_mirror", 5, name, settings, train_record(sub), made)
+        write_tuning(folder, record)
+    grid = own_judge.protocol_grid(recipe, folder, [0, 1])
+    cell = own_judge.own_cell(grid, 1, tmp_path / "cell", {})
+    # As the protocol's cells: 5 CoTs at the examples of 3 epochs of 1 CoT, stage 1 alike.
+    assert (cell.train.learning_rate, cell.seed) == (2e-4, 1)
+    assert cell.train.epochs == pytest.approx(3 / 5)
+    judged = grid.teacher.num_cots * grid.teacher.num_evals  # every CoT's evaluations
+    assert cell.train.stage1_epochs == pytest.approx(3 / judged)
+
+
+def test_the_protocols_cell_of_the_same_training_is_taken_not_trained_again(
+    tmp_path: Path,
+) -> None:
+    student = save_tiny_student("causal", tmp_path / "student", corpus())
+    train = {
+        "student": str(student),
+        "method": "mind_mirror",
+        "explain_target": "cot",
+        "num_cots": 2,
+        "epochs": 1,
+        "batch_size": 4,
+        "eval_max_new_tokens": 8,
+    }
+    source = RunDir(tmp_path / "protocol" / "cells" / "mind_mirror-n2-s1")
+    write_records(source.records, toy_records())
+    made = recipe_from_dict({"run_dir": str(source.root), "seed": 1, "train": train})
+    trained = own_judge.train(made, source, quiet=True)
+    sub = RunDir(tmp_path / "own" / "cells" / "own_judge-s1")
+    write_records(sub.records, toy_records())
+    own = {**train, "own_judge": {}}
+    cell = recipe_from_dict({"run_dir": str(sub.root), "seed": 1, "train": own})
+    other = recipe_from_dict(
+        {"run_dir": str(sub.root), "seed": 1, "train": {**own, "learning_rate": 1e-3}}
+    )
+    assert "learning_rate differ" in own_judge.adopt_protocol_student(source, sub, other)
+    assert "seed differ" in own_judge.adopt_protocol_student(
+        source, sub, cell.model_copy(update={"seed": 2})
+    )
+    assert not sub.student.exists()
+    said = own_judge.adopt_protocol_student(source, sub, cell)
+    assert (
+        said == "own_judge-s1 takes the student of protocol/mind_mirror-n2-s1 (the same training)"
+    )
+    # Training the same stages again finds them finished (their settings check passes).
+    again = own_judge.train(
+        cell.model_copy(update={"train": cell.train.model_copy(update={"own_judge": None})}),
+        sub,
+        quiet=True,
+    )
+    for stage in ("evaluation", "reasoning"):
+        assert again["stages"][stage]["train_seconds"] == trained["stages"][stage]["train_seconds"]
+    assert again["stages"]["reasoning"]["init"] == str(sub.stage("evaluation") / "best")
+    assert adopted_from(sub) == "protocol/mind_mirror-n2-s1"
+    assert "has a student already" in own_judge.adopt_protocol_student(source, sub, cell)
