@@ -19,19 +19,23 @@ from pathlib import Path
 import yaml
 
 from mindmirror.cell_records import ADOPTED
+from mindmirror.config import Recipe
+from mindmirror.config.train import train_settings_differ
 from mindmirror.rundir import RunDir
 
 
-def adopt_student(source: RunDir, target: RunDir, name: str, records: Path) -> bool:
+def same_records(first: Path, second: Path) -> bool:
+    """Whether two teacher record files both exist and hold the same bytes."""
+    return first.is_file() and second.is_file() and filecmp.cmp(first, second, shallow=False)
+
+
+def adopt_student(source: RunDir, target: RunDir, name: str) -> bool:
     """Copy ``source``'s trained student (without checkpoints) to ``target``, its paths moved to
-    ``target``; ``name`` is what ``adopted.json`` says it came from, ``records`` the teacher
-    records ``target`` trains on. Nothing is copied (False) when ``target`` has a student,
-    ``source`` has not finished training, or its teacher records differ from ``records``
-    (taught again since)."""
+    ``target``; ``name`` is what ``adopted.json`` says it came from. The caller has checked
+    that both train on the same teacher records. Nothing is copied (False) when ``target`` has
+    a student or ``source`` has not finished training."""
     summary = source.student / "train.json"
     if target.student.exists() or not summary.is_file():
-        return False
-    if not filecmp.cmp(source.records, records, shallow=False):
         return False
     # The paths as the source spelled them (its run_dir) and as the target spells them.
     made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
@@ -51,3 +55,33 @@ def adopt_student(source: RunDir, target: RunDir, name: str, records: Path) -> b
     (staging / ADOPTED).write_text(json.dumps(copied), encoding="utf-8")
     os.replace(staging, target.student)  # a kill before this leaves no half-copied student
     return True
+
+
+def adopt_protocol_student(source: RunDir, records: Path, sub: RunDir, cell: Recipe) -> str:
+    """Give an own-CoT judge cell (``sub``, recipe ``cell``) the student of the protocol's cell
+    of the same seed (``source``, trained on ``records``: the protocol run's teacher records,
+    which its cells link to) when that cell trained it the same way: the same ``train:``
+    settings but the own-CoT judge (which trains after both stages), the same seed, task and
+    teacher records. Returns what happened, for the log."""
+    summary = source.student / "train.json"
+    if sub.student.exists():
+        return f"{sub.root.name} has a student already"
+    if not summary.is_file():
+        return f"{source.root} has no finished student: training it here"
+    made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
+    mine = cell.train.model_dump(mode="json")
+    differ = train_settings_differ(
+        {k: v for k, v in made["train"].items() if k != "own_judge"},
+        {k: v for k, v in mine.items() if k != "own_judge"},
+    )
+    if made["seed"] != cell.seed:
+        differ.append("seed")
+    if made["task"] != cell.task.model_dump(mode="json", by_alias=True):
+        differ.append("task")
+    if differ:
+        return f"{source.root} trained otherwise ({', '.join(differ)} differ): training here"
+    if not same_records(records, sub.records):
+        return f"{source.root} trained on other teacher records: training here"
+    name = f"{source.root.parent.parent.name}/{source.root.name}"
+    adopt_student(source, sub, name)
+    return f"{sub.root.name} takes the student of {name} (the same training)"

@@ -4,8 +4,8 @@ Per seed, one ``mind_mirror`` cell of the SVAMP protocol (``recipes/svamp_repro_
 gold verdicts, with the optimisation the protocol's tuning chose for ``mind_mirror`` on
 validation; ``--untuned``: the recipe's own) has its two stages (taken from the protocol's cell
 of the same seed where that cell trained them the same way, else trained here), then
-``train.own_judge`` (judge on the student's own
-CoTs, ``mix: own``, and beside it ``mix: own+teacher`` in ``student/own_judge_mixed``). On the
+``train.own_judge`` (judge on the student's own CoTs, ``mix: own``, and beside it
+``mix: own+teacher`` in ``student/own_judge_mixed``). On the
 test questions the final student samples K CoTs once; every signal is read from those same
 samples (``mindmirror.signals``): the judge trained on teacher CoTs, the own-CoT judges, the
 combined confidence (fitted on validation), vote share, the ``predict:`` answer's token
@@ -41,14 +41,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from adoption import adopt_student  # bench/ is on sys.path when run as a script
-from svamp_repro import CANDIDATES, grid_recipe
+from adoption import adopt_protocol_student  # bench/ is on sys.path when run as a script
+from svamp_repro import CANDIDATES, tuned_by_method
 from svamp_summary import choose
 
 from mindmirror.cell_records import adopted_from
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
-from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, teaching_needed
 from mindmirror.records import read_records
@@ -123,10 +121,12 @@ def mixed_cell(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update={"train": train})
 
 
-def protocol_grid(recipe: Recipe, records: Path, seeds: list[int]) -> Recipe:
+def protocol_grid(recipe: Recipe, records: Path) -> Recipe:
     """``recipe`` as the SVAMP protocol trains its ``mind_mirror`` cells: with the optimisation
     its tuning chose for ``mind_mirror`` on validation (``svamp_repro.py``, from the tuning
-    records under ``records``) and every cell at the same number of examples.
+    records under ``records``) and every cell at the same number of examples. Nothing else of
+    ``experiment`` changes (its seeds, its records folder): a cell's settings, and so its
+    record's key, are the same whatever seeds one command runs.
 
     Raises:
         UserError: mind_mirror's tuning is not finished under ``records``.
@@ -138,32 +138,14 @@ def protocol_grid(recipe: Recipe, records: Path, seeds: list[int]) -> Recipe:
             "missing): run `python bench/svamp_repro.py --until tune` first, or pass --untuned "
             "to train with the recipe's own optimisation"
         )
-    return grid_recipe(recipe, chosen, seeds, records)
-
-
-def adopt_protocol_student(source: RunDir, sub: RunDir, cell: Recipe) -> str:
-    """Give the cell (``sub``, recipe ``cell``) the student of the protocol's cell of the same
-    seed (``source``) when that cell trained it the same way: the same ``train:`` settings but
-    the own-CoT judge, seed and teacher records. Returns what happened, for the log."""
-    summary = source.student / "train.json"
-    if sub.student.exists():
-        return f"{sub.root.name} has a student already"
-    if not summary.is_file():
-        return f"{source.root} has no finished student: training it here"
-    made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
-    mine = cell.train.model_dump(mode="json")
-    differ = train_settings_differ(
-        {k: v for k, v in made["train"].items() if k != "own_judge"},
-        {k: v for k, v in mine.items() if k != "own_judge"},
+    experiment = {
+        **recipe.experiment.model_dump(mode="json"),
+        "equal_examples": True,
+        "train_by_method": tuned_by_method(chosen),
+    }
+    return recipe_from_dict(
+        {**recipe.model_dump(mode="json", by_alias=True), "experiment": experiment}
     )
-    if made["seed"] != cell.seed:
-        differ.append("seed")
-    if differ:
-        return f"{source.root} trained otherwise ({', '.join(differ)} differ): training here"
-    name = f"{source.root.parent.parent.name}/{source.root.name}"
-    if not adopt_student(source, sub, name, sub.records):
-        return f"{source.root} trained on other teacher records: training here"
-    return f"{sub.root.name} takes the student of {name} (the same training)"
 
 
 def train_cell(recipe: Recipe, run: RunDir, quiet: bool) -> dict[str, Any]:
@@ -406,7 +388,7 @@ def main() -> None:
     if not args.summarise:
         recipe = load_recipe(args.recipe, [f"run_dir={args.run_dir}", *args.overrides])
         if not args.untuned:
-            recipe = protocol_grid(recipe, args.protocol_records, args.seeds)
+            recipe = protocol_grid(recipe, args.protocol_records)
         run = RunDir(recipe.resolved_run_dir())
         if teaching_needed(recipe, run):
             teach(recipe, run, quiet=args.quiet)
@@ -428,8 +410,9 @@ def main() -> None:
             cell = own_cell(recipe, seed, sub.root, args.own_judge)
             if not args.untuned:
                 name = Cell("mind_mirror", recipe.train.num_cots, seed, ()).name
-                source = RunDir(args.protocol_run / "cells" / name)
-                log(f"seed {seed}: {adopt_protocol_student(source, sub, cell)}")
+                protocol = RunDir(args.protocol_run)
+                said = adopt_protocol_student(protocol.cell(name), protocol.records, sub, cell)
+                log(f"seed {seed}: {said}")
             log(f"seed {seed}: training")
             trained = train_cell(cell, sub, args.quiet)
             log(f"seed {seed}: measuring on {len(test)} test questions")

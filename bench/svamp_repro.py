@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adoption import adopt_student  # bench/ is on sys.path when run as a script
+from adoption import adopt_student, same_records  # bench/ is on sys.path when run as a script
 from svamp_grid import check_disjoint
 from svamp_summary import (
     PALM,
@@ -157,24 +157,9 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
     return chosen
 
 
-def grid_recipe(
-    recipe: Recipe, chosen: dict[str, dict[str, Any]], seeds: list[int], records: Path
-) -> Recipe:
-    """The protocol's grid: ``recipe`` with each method's optimisation chosen on validation
-    (``chosen``, from ``tune``), every cell at the same number of examples, at ``seeds``, its
-    records kept under ``records``."""
-    return recipe_from_dict(
-        {
-            **recipe.model_dump(mode="json", by_alias=True),
-            "experiment": {
-                **recipe.experiment.model_dump(mode="json"),
-                "seeds": seeds,
-                "equal_examples": True,
-                "train_by_method": {m: CANDIDATES[c["candidate"]] for m, c in chosen.items()},
-                "records": str(records),
-            },
-        }
-    )
+def tuned_by_method(chosen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``experiment.train_by_method`` of the grid: each method's candidate chosen on validation."""
+    return {method: CANDIDATES[choice["candidate"]] for method, choice in chosen.items()}
 
 
 def adopt_tuned_students(
@@ -193,7 +178,7 @@ def adopt_tuned_students(
         n = tuned_num_cots(method, cfg, headline)
         tuned = RunDir(run.root / "tune" / f"{method}-{choice['candidate']}")
         sub = run.cell(Cell(method, n, 0, ()).name)
-        if adopt_student(tuned, sub, tuned.root.name, run.records):
+        if same_records(tuned.records, run.records) and adopt_student(tuned, sub, tuned.root.name):
             adopted.append(sub.root.name)
     return adopted
 
@@ -282,7 +267,18 @@ def main() -> None:
     log(f"chosen on validation: {chosen}")
     if args.until == "tune":
         return
-    grid = grid_recipe(recipe, chosen, args.seeds, args.records)
+    grid = recipe_from_dict(
+        {
+            **recipe.model_dump(mode="json", by_alias=True),
+            "experiment": {
+                **recipe.experiment.model_dump(mode="json"),
+                "seeds": args.seeds,
+                "equal_examples": True,
+                "train_by_method": tuned_by_method(chosen),
+                "records": str(args.records),
+            },
+        }
+    )
     adopted = adopt_tuned_students(run, chosen, grid.experiment, recipe.train.num_cots)
     if adopted:
         log(f"seed-0 cells given their tuning training's student: {', '.join(adopted)}")

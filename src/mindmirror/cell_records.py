@@ -90,9 +90,10 @@ def _figure(key: str) -> bool:
 
 
 def adopted_from(sub: RunDir) -> str | None:
-    """The training ``sub``'s student was copied from (``student/adopted.json``) while every
-    stage copied is still the one copied (a stage trained again here since is this run's own;
-    a stage added here, such as an own-CoT judge, is); None when trained here."""
+    """The training ``sub``'s student was copied from (``student/adopted.json``), as long as
+    every copied stage is still the one copied; None when trained here. A copied stage trained
+    again here since makes the student this run's own; a stage added here after the copied ones
+    (an own-CoT judge) does not."""
     path = sub.student / ADOPTED
     if not path.is_file():
         return None
@@ -108,8 +109,8 @@ def adopted_from(sub: RunDir) -> str | None:
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
     validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
-    figure of each evaluation (``figures``), steps, seconds, loss and precision; and
-    ``adopted_from``, the training it was copied from (None when trained here)."""
+    figure of each evaluation (``figures``), steps, seconds, peak memory, loss and precision;
+    and ``adopted_from``, the training it was copied from (None when trained here)."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
     stages = {}
     for name, stage in summary["stages"].items():

@@ -22,6 +22,7 @@ from tests.student.conftest import corpus, save_tiny_student, toy_records
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import own_judge  # noqa: E402
+from adoption import adopt_protocol_student  # noqa: E402
 from svamp_summary import tuning_record, write_tuning  # noqa: E402
 
 
@@ -135,7 +136,7 @@ def test_the_cell_trains_with_mind_mirrors_tuned_optimisation(tmp_path: Path) ->
     recipe = recipe_from_dict({"run_dir": str(tmp_path), "train": {"method": "mind_mirror"}})
     folder = tmp_path / "protocol"
     with pytest.raises(UserError, match=r"mind_mirror's tuning is not finished .*--untuned"):
-        own_judge.protocol_grid(recipe, folder, [0])
+        own_judge.protocol_grid(recipe, folder)
     for name, settings in own_judge.CANDIDATES.items():
         sub = RunDir(tmp_path / "tune" / name)
         best = settings["learning_rate"] == 2e-4 and settings["epochs"] == 3
@@ -143,8 +144,18 @@ def test_the_cell_trains_with_mind_mirrors_tuned_optimisation(tmp_path: Path) ->
         made = {"train_settings": {}, "records_sha256": "0" * 64}
         record = tuning_record("mind_mirror", 5, name, settings, train_record(sub), made)
         write_tuning(folder, record)
-    grid = own_judge.protocol_grid(recipe, folder, [0, 1])
+    grid = own_judge.protocol_grid(recipe, folder)
     cell = own_judge.own_cell(grid, 1, tmp_path / "cell", {})
+    # Only the optimisation changes: a record's key is the same whatever seeds a command runs.
+    assert grid.experiment.seeds == recipe.experiment.seeds
+    assert grid.experiment.records == recipe.experiment.records
+    keys = {
+        own_judge.settings_key(
+            own_judge.cell_settings(own_judge.own_cell(grid, s, tmp_path, {}), 9)
+        )
+        for s in (0, 1, 2)
+    }
+    assert len(keys) == 1
     # As the protocol's cells: 5 CoTs at the examples of 3 epochs of 1 CoT, stage 1 alike.
     assert (cell.train.learning_rate, cell.seed) == (2e-4, 1)
     assert cell.train.epochs == pytest.approx(3 / 5)
@@ -165,10 +176,14 @@ def test_the_protocols_cell_of_the_same_training_is_taken_not_trained_again(
         "batch_size": 4,
         "eval_max_new_tokens": 8,
     }
-    source = RunDir(tmp_path / "protocol" / "cells" / "mind_mirror-n2-s1")
+    protocol = RunDir(tmp_path / "protocol")
+    write_records(protocol.records, toy_records())
+    # The protocol's seed-0 cell takes its student before the grid links the cell's records.
+    source = protocol.cell("mind_mirror-n2-s1")
     write_records(source.records, toy_records())
     made = recipe_from_dict({"run_dir": str(source.root), "seed": 1, "train": train})
     trained = own_judge.train(made, source, quiet=True)
+    source.records.unlink()
     sub = RunDir(tmp_path / "own" / "cells" / "own_judge-s1")
     write_records(sub.records, toy_records())
     own = {**train, "own_judge": {}}
@@ -176,16 +191,23 @@ def test_the_protocols_cell_of_the_same_training_is_taken_not_trained_again(
     other = recipe_from_dict(
         {"run_dir": str(sub.root), "seed": 1, "train": {**own, "learning_rate": 1e-3}}
     )
-    assert "learning_rate differ" in own_judge.adopt_protocol_student(source, sub, other)
-    assert "seed differ" in own_judge.adopt_protocol_student(
-        source, sub, cell.model_copy(update={"seed": 2})
+    assert "learning_rate differ" in adopt_protocol_student(source, protocol.records, sub, other)
+    seed_2 = cell.model_copy(update={"seed": 2})
+    assert "seed differ" in adopt_protocol_student(source, protocol.records, sub, seed_2)
+    other_task = cell.model_copy(
+        update={"task": cell.task.model_copy(update={"val_fraction": 0.5})}
     )
+    assert "task differ" in adopt_protocol_student(source, protocol.records, sub, other_task)
+    write_records(protocol.records, toy_records()[:-1])
+    assert "other teacher records" in adopt_protocol_student(source, protocol.records, sub, cell)
+    write_records(protocol.records, toy_records())
     assert not sub.student.exists()
-    said = own_judge.adopt_protocol_student(source, sub, cell)
+    said = adopt_protocol_student(source, protocol.records, sub, cell)
     assert (
         said == "own_judge-s1 takes the student of protocol/mind_mirror-n2-s1 (the same training)"
     )
-    # Training the same stages again finds them finished (their settings check passes).
+    # Training the same stages again finds them finished: their settings check passes (the
+    # own-CoT judge is no stage's setting, so this is the check train_cell's training meets).
     again = own_judge.train(
         cell.model_copy(update={"train": cell.train.model_copy(update={"own_judge": None})}),
         sub,
@@ -195,4 +217,4 @@ def test_the_protocols_cell_of_the_same_training_is_taken_not_trained_again(
         assert again["stages"][stage]["train_seconds"] == trained["stages"][stage]["train_seconds"]
     assert again["stages"]["reasoning"]["init"] == str(sub.stage("evaluation") / "best")
     assert adopted_from(sub) == "protocol/mind_mirror-n2-s1"
-    assert "has a student already" in own_judge.adopt_protocol_student(source, sub, cell)
+    assert "has a student already" in adopt_protocol_student(source, protocol.records, sub, cell)

@@ -308,9 +308,10 @@ def train_stage(
         "train_seconds": seconds,
         "train_seconds_complete": before is not None,
         "train_rows_per_second": output.metrics.get("train_samples_per_second"),
-        # The process's peak resident memory while this stage trained (since the resume, if
+        # This process's peak resident memory while the stage trained (since the resume, if
         # resumed): it starts from what is resident after loading the model, so the model
-        # counts and memory an earlier stage freed does not.
+        # counts and memory an earlier stage freed does not. Under several processes, each
+        # reads its own and the main process's is written.
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_scope": "stage" if peak_is_stage else "process",
         "resumed_from": last,
