@@ -121,9 +121,11 @@ def cell_seconds(record: dict[str, Any]) -> dict[str, float]:
 
 
 def peak_memory(record: dict[str, Any]) -> float | None:
-    """A training's peak resident memory in MB: the largest of its stages' (None when a stage
-    trained before stages recorded it)."""
+    """The peak resident memory in MB of a tuning training (the largest of its stages') or of
+    a cell (its stages' and its scoring's); None when a part ran before it was recorded."""
     peaks = [s.get("peak_rss_mb") for s in record["train"]["stages"].values()]
+    if "modes" in record:  # a cell, scored after training
+        peaks.append(record.get("eval_peak_rss_mb"))
     return None if None in peaks else max(peaks)
 
 
@@ -232,7 +234,7 @@ def summary(
         "cells_total_s": round(cells_s, 1),
         "tuning_total_s": round(tuning_s, 1),
         "protocol_cpu_hours": round((cells_s + tuning_s) / 3600, 2),
-        # Training processes only: the sampled modes' llama.cpp server is another process.
+        # The training and scoring process; the sampled modes' llama.cpp server is another.
         "peak_rss_mb": peaks,
         "peak_rss_mb_max": max(measured, default=None),
         "peak_rss_unrecorded": sorted(k for k, v in peaks.items() if v is None),

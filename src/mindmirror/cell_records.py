@@ -19,6 +19,7 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
   together): per question the K parsed answers and their correctness (a string of 0/1);
 - ``self_evaluation``, ``self_evaluation_final``: the judge's agreement on teacher CoTs;
 - ``engine``: what generated the test answers (``transformers``, ``llama_cpp``, ...);
+- ``eval_peak_rss_mb``: the scoring process's peak resident memory (None before it was kept);
 - ``train``: per stage the step chosen on validation, its validation figure and curve, every
   figure of each validation, steps, seconds, peak resident memory, loss and precision; the
   final stage's precision.
@@ -182,6 +183,7 @@ def cell_record(
         "self_evaluation": metrics.get("self_evaluation"),
         "self_evaluation_final": metrics.get("self_evaluation_final"),
         "engine": metrics.get("engine"),
+        "eval_peak_rss_mb": metrics.get("peak_rss_mb"),
         "train": train_record(sub),
     }
 

@@ -238,6 +238,7 @@ def evaluate(
     """
     from mindmirror.student.engines import generation_engine
     from mindmirror.student.loading import OWN_JUDGE_STAGE, judge_folder, load_for_inference
+    from mindmirror.student.peak_memory import peak_rss_mb, reset_peak
     from mindmirror.tasks import load_task
 
     cfg = recipe.eval
@@ -268,6 +269,7 @@ def evaluate(
     held_out = _held_out_records(run, test) if method.startswith("mind_mirror") else []
     check_trained(run, cfg.checkpoint)
     source = cfg.checkpoint or run.root
+    reset_peak()  # the scoring's own peak, not a training's before it in this process
     student = load_for_inference(source, cfg.judge)
     separate = judge_folder(Path(source)) if cfg.judge == "auto" else None
     own = separate is not None and separate.parent.name == OWN_JUDGE_STAGE
@@ -306,6 +308,8 @@ def evaluate(
         "judge": judge_names["mirror"],
         "engine": engine,
         "settings": cfg.model_dump(mode="json"),
+        # This process's (a llama.cpp engine's server is another process, of about its GGUF).
+        "peak_rss_mb": peak_rss_mb(),
         "modes": {},
     }
     rows: list[dict[str, Any]] = []

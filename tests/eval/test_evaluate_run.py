@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     saved = json.loads((run.evaluation / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     assert (saved["name"], saved["split"], saved["questions"]) == ("tiny", "test", 2)
+    if sys.platform == "linux":  # the scoring process's own peak, the loaded student's at least
+        assert saved["peak_rss_mb"] > 0
     modes = saved["modes"]
     assert list(modes) == ["answer", "cot", "vote", "mirror"]
     for mode in ("answer", "cot", "vote"):

@@ -229,9 +229,13 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
 
 
-def test_a_trainings_peak_memory_is_its_largest_stage_and_unknown_if_any_is() -> None:
+def test_peak_memory_is_the_largest_part_and_unknown_if_any_part_is() -> None:
     stages = {"evaluation": {"peak_rss_mb": 3000.0}, "reasoning": {"peak_rss_mb": 2500.0}}
     assert peak_memory({"train": {"stages": stages}}) == 3000.0
+    # A cell adds its scoring's peak, from the same process.
+    cell = {"train": {"stages": stages}, "modes": {}, "eval_peak_rss_mb": 3500.0}
+    assert peak_memory(cell) == 3500.0
+    assert peak_memory({**cell, "eval_peak_rss_mb": None}) is None
     stages["reasoning"] = {"train_seconds": 10.0}
     assert peak_memory({"train": {"stages": stages}}) is None
 
