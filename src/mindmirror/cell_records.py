@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mindmirror.config.evaluation import eval_settings_differ
 from mindmirror.config.train import train_settings_differ
 from mindmirror.reporting.metrics import risk_coverage
 from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
@@ -236,13 +237,9 @@ def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] 
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    scored, asked = dict(record["settings"]), resolved.eval.model_dump(mode="json")
-    scored.pop("modes")
-    asked.pop("modes")
-    same = (
-        not train_settings_differ(record["train_settings"], resolved.train.model_dump(mode="json"))
-        and scored == asked
-    )
+    same = not train_settings_differ(
+        record["train_settings"], resolved.train.model_dump(mode="json")
+    ) and not eval_settings_differ(record["settings"], resolved.eval.model_dump(mode="json"))
     return record if same and set(cell.modes) <= set(record["modes"]) else None
 
 

@@ -42,6 +42,7 @@ from mindmirror.cell_records import (
     recorded_cell,
 )
 from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from_dict
+from mindmirror.config.evaluation import eval_settings_differ
 from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.grid_teaching import data_seed, evaluation_source, link_records, teaching_needed
@@ -154,13 +155,6 @@ def cell_run(run: RunDir, cell: Cell) -> RunDir:
     return run.cell(cell.name)
 
 
-def _scoring(recipe: Recipe) -> dict[str, Any]:
-    """The evaluation settings that decide a score (the modes are compared one by one)."""
-    settings = recipe.eval.model_dump(mode="json")
-    settings.pop("modes")
-    return settings
-
-
 def trained_as_asked(recipe: Recipe, run: RunDir, cell: Cell) -> bool:
     """Whether the cell's student was trained with the cell's ``train:`` settings (its
     ``student/train.json``), so that its scores may stand for the cell."""
@@ -185,9 +179,11 @@ def scored_modes(recipe: Recipe, run: RunDir, cell: Cell) -> dict[str, Any] | No
     if not path.is_file() or not trained_as_asked(recipe, run, cell):
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    settings = dict(metrics.get("settings") or {})
-    settings.pop("modes", None)
-    return metrics if settings == _scoring(cell_recipe(recipe, cell, sub.root)) else None
+    settings = metrics.get("settings")
+    if not settings:
+        return None
+    asked = cell_recipe(recipe, cell, sub.root).eval.model_dump(mode="json")
+    return None if eval_settings_differ(settings, asked) else metrics
 
 
 def finished(recipe: Recipe, run: RunDir, cell: Cell) -> bool:

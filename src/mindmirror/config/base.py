@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -48,3 +49,17 @@ class Strict(BaseModel):
         if field is not None and misplaced_bool(field.annotation, value):
             raise ValueError("true/false where a number belongs: give a number")
         return value
+
+
+def settings_differ(
+    made: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any], ignored: Iterable[str]
+) -> list[str]:
+    """The fields in which recorded settings (``made``) differ from ``now`` (JSON dumps of one
+    config section), the ``ignored`` fields left out. A field one side does not hold (added to
+    the config since) counts as its value in ``defaults``: new options default to the
+    behaviour before them."""
+    return sorted(
+        key
+        for key in {*made, *now} - set(ignored)
+        if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
+    )

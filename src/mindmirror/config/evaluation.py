@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from mindmirror.config.base import Strict
+from mindmirror.config.base import Strict, settings_differ
 
 InferMode = Literal["answer", "cot", "vote", "mirror"]
 Engine = Literal["auto", "transformers", "llama_cpp", "openai"]
@@ -119,6 +119,14 @@ class EvalConfig(Strict):
         if self.engine_url and self.engine != "openai":
             raise ValueError(f"engine_url is used by engine openai only (engine is {self.engine})")
         return self
+
+
+def eval_settings_differ(made: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The ``eval:`` fields in which the settings a cell was scored with (``made``) differ from
+    ``now`` (both JSON dumps), ``modes`` left out (the modes scored are compared one by one). A
+    field one side does not hold (added to the config since) counts as its default: new
+    options default to the behaviour before them."""
+    return settings_differ(made, now, EvalConfig().model_dump(mode="json"), ("modes",))
 
 
 class ServeConfig(Strict):

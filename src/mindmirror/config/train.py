@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from mindmirror.config.base import Strict
+from mindmirror.config.base import Strict, settings_differ
 from mindmirror.config.own_judge import OwnJudgeConfig
 
 #: Trackers Trainer reports to (``report_to`` of transformers' ``TrainingArguments``).
@@ -226,9 +226,4 @@ def train_settings_differ(made: dict[str, Any], now: dict[str, Any]) -> list[str
     """The ``train:`` fields in which recorded settings (``made``) differ from ``now`` (both
     JSON dumps), engineering-only fields left out. A field one side does not hold (added to
     the config since) counts as its default: new options default to the behaviour before them."""
-    defaults = TrainConfig().model_dump(mode="json")
-    return sorted(
-        key
-        for key in {*made, *now} - set(ENGINEERING_ONLY)
-        if made.get(key, defaults.get(key)) != now.get(key, defaults.get(key))
-    )
+    return settings_differ(made, now, TrainConfig().model_dump(mode="json"), ENGINEERING_ONLY)
