@@ -13,7 +13,6 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -22,6 +21,7 @@ from mindmirror.cell_records import ADOPTED
 from mindmirror.config import Recipe
 from mindmirror.config.train import train_settings_differ
 from mindmirror.rundir import RunDir
+from mindmirror.stage_copy import copy_moved
 
 
 def same_records(first: Path, second: Path) -> bool:
@@ -41,14 +41,7 @@ def adopt_student(source: RunDir, target: RunDir, name: str) -> bool:
     made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
     spellings = {made["run_dir"], str(source.root), str(source.root.resolve())}
     staging = target.root / "student.adopting"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source.student, staging, ignore=shutil.ignore_patterns("checkpoints"))
-    for path in staging.rglob("*.json"):
-        text = original = path.read_text(encoding="utf-8")
-        for spelling in sorted(spellings, key=len, reverse=True):
-            text = text.replace(spelling, str(target.root))
-        if text != original:
-            path.write_text(text, encoding="utf-8")
+    copy_moved(source.student, staging, spellings, target.root)
     # What was copied: a stage trained again there later is no longer the source's.
     stages = json.loads(summary.read_text(encoding="utf-8"))["stages"]
     copied = {"from": name, "train_seconds": {k: v["train_seconds"] for k, v in stages.items()}}

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +108,16 @@ def choose(
     return chosen, table, missing
 
 
-def cell_seconds(record: dict[str, Any]) -> dict[str, float]:
-    """Training seconds (all stages) and test-inference seconds of a cell (greedy modes, plus
-    the sampled modes' longest: they share their samples)."""
+def cell_seconds(record: dict[str, Any], cells: Collection[str] = ()) -> dict[str, float]:
+    """Training seconds and test-inference seconds of a cell (greedy modes, plus the sampled
+    modes' longest: they share their samples). The stages copied from another of ``cells``
+    (a sibling's stage 1) are that cell's seconds, counted there."""
     modes = record["modes"]
     sampled = [m["seconds"] for k, m in modes.items() if k == "vote" or k.startswith("mirror")]
     greedy = sum(m["seconds"] for k, m in modes.items() if k in ("answer", "cot"))
-    stages_ = record["train"]["stages"].values()
+    train = record["train"]
+    copied = train.get("adopted_stages", []) if train.get("adopted_from") in cells else []
+    stages_ = [s for name, s in train["stages"].items() if name not in copied]
     return {
         "train_s": round(sum(s["train_seconds"] for s in stages_), 1),
         "eval_s": round(greedy + max(sampled, default=0), 1),
@@ -209,7 +213,8 @@ def summary(
     tables = tables_from_records(records)
     n_test = {r["label"]: len(r["questions"]) for r in records}
     chosen, tuning, tuning_missing = choose(folder, methods, candidates)
-    costs = {r["cell"]: cell_seconds(r) for r in records}
+    cells = {r["cell"] for r in records}
+    costs = {r["cell"]: cell_seconds(r, cells) for r in records}
     peaks = {r["cell"]: peak_memory(r) for r in records}
     peaks.update({f"tune/{row['method']}-{row['candidate']}": row["peak_rss_mb"] for row in tuning})
     measured = [p for p in peaks.values() if p is not None]

@@ -91,11 +91,11 @@ def _figure(key: str) -> bool:
     return key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))
 
 
-def adopted_from(sub: RunDir) -> str | None:
-    """The training ``sub``'s student was copied from (``student/adopted.json``), as long as
-    every copied stage is still the one copied; None when trained here. A copied stage trained
-    again here since makes the student this run's own; a stage added here after the copied ones
-    (an own-CoT judge) does not."""
+def _adoption(sub: RunDir) -> dict[str, Any] | None:
+    """``sub``'s ``student/adopted.json`` as long as every copied stage is still the one
+    copied; None when trained here. A copied stage trained again here since makes the student
+    this run's own; a stage added here after the copied ones (a stage 2 after a sibling's
+    stage 1, an own-CoT judge) does not."""
     path = sub.student / ADOPTED
     if not path.is_file():
         return None
@@ -105,14 +105,28 @@ def adopted_from(sub: RunDir) -> str | None:
         stages.get(name, {}).get("train_seconds") == seconds
         for name, seconds in copied["train_seconds"].items()
     )
-    return copied["from"] if kept else None
+    return copied if kept else None
+
+
+def adopted_from(sub: RunDir) -> str | None:
+    """The training ``sub``'s student (or some of its stages, ``adopted_stages``) was copied
+    from (``student/adopted.json``); None when trained here."""
+    copied = _adoption(sub)
+    return None if copied is None else copied["from"]
+
+
+def adopted_stages(sub: RunDir) -> list[str]:
+    """The stages of ``sub``'s student copied from ``adopted_from`` (none when trained here)."""
+    copied = _adoption(sub)
+    return [] if copied is None else sorted(copied["train_seconds"])
 
 
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
     validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
     figure of each evaluation (``figures``), steps, seconds, peak memory, loss and precision;
-    and ``adopted_from``, the training it was copied from (None when trained here)."""
+    ``adopted_from``, the training it was copied from (None when trained here), and
+    ``adopted_stages``, the stages copied (all, or a sibling cell's stage 1)."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
     stages = {}
     for name, stage in summary["stages"].items():
@@ -129,6 +143,7 @@ def train_record(sub: RunDir) -> dict[str, Any]:
         "stages": stages,
         "precision": summary.get("precision"),
         "adopted_from": adopted_from(sub),
+        "adopted_stages": adopted_stages(sub),
     }
 
 

@@ -63,6 +63,7 @@ from mindmirror.reporting.tables import (
     table_rows,
 )
 from mindmirror.rundir import RunDir
+from mindmirror.student.rows import stages
 
 SCHEMA = "mindmirror.experiment/1"
 
@@ -209,10 +210,13 @@ def _merge_scores(sub: RunDir, before: dict[str, Any], after: dict[str, Any], ol
 def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> dict[str, Any]:
     """Train and evaluate one cell; return its metrics.
 
-    Finished stages are not trained again, and modes already scored with the same evaluation
-    settings are not scored again (a grid re-run with one more mode scores only that mode).
+    Finished stages are not trained again, a ``mind_mirror`` cell takes the self-evaluation
+    stage a sibling of its seed trained the same way (``share_stage1``), and modes already
+    scored with the same evaluation settings are not scored again (a grid re-run with one more
+    mode scores only that mode).
     """
     from mindmirror.evaluate import evaluate
+    from mindmirror.stage_copy import STAGE1, share_stage1
     from mindmirror.student.train import train
     from mindmirror.teacher.judge_cots import cot_judge
 
@@ -224,6 +228,10 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
         return before
     resolved = cell_recipe(recipe, cell, sub.root)
     sub.recipe.write_text(dump_recipe(resolved), encoding="utf-8")
+    if STAGE1 in stages(resolved.train.method):
+        shared = share_stage1(run, sub, resolved)
+        if shared is not None:
+            log_console(quiet=quiet).print(f"{cell.name}: stage 1 copied from {shared}")
     train(resolved, sub, quiet=quiet, judge_cots=cot_judge(resolved, sub, quiet))
     old = ""
     if before is not None:

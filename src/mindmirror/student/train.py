@@ -99,13 +99,27 @@ def rows_per_batch(cfg: TrainConfig, rows: list[Row]) -> int:
     return cfg.batch_size * (2 if cfg.batch_unit == "examples" and two_tasks else 1)
 
 
-def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, Any]:
-    """What decides a stage's result: the train settings, seed, starting weights and records."""
+def _unread_by_stage1(train: dict[str, Any]) -> dict[str, Any]:
+    """``train:`` settings (a JSON dump) without what the self-evaluation stage never reads:
+    N (its rows are every judged CoT whatever N) and ``epochs`` when ``stage1_epochs`` sets its
+    length; so the ``mind_mirror`` cells of one seed at several N train the same stage 1."""
+    unread = ("num_cots", "epochs") if train.get("stage1_epochs") else ("num_cots",)
+    return {k: v for k, v in train.items() if k not in unread}
+
+
+def stage_settings(
+    recipe: Recipe, stage: Stage, init: str | Path, from_records: bool = True
+) -> dict[str, Any]:
+    """What decides a stage's result: the train settings, seed, starting weights and records
+    (``from_records``: the stage's rows are built from the teacher records, not handed in as
+    the own-CoT judge's are)."""
     train = recipe.train.model_dump(mode="json")
     if stage == "reasoning":
         # Stage 1's length cannot change stage 2 except through stage 1, whose own settings
         # are checked first; a finished single-stage run stays reusable when it changes.
         train["stage1_epochs"] = None
+    if stage == "evaluation" and from_records:
+        train = _unread_by_stage1(train)
     # Neither keeping checkpoints afterwards, recomputing activations nor how freed memory goes
     # back to the system changes a result; the own-CoT judge comes after every stage and
     # changes none of them.
@@ -120,16 +134,26 @@ def stage_settings(recipe: Recipe, stage: Stage, init: str | Path) -> dict[str, 
     }
 
 
-def check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Resume or reuse a stage only with the settings it was started with. A ``train:`` field
-    the stage's settings do not hold (an option added since) counts as its default: new
-    options default to the behaviour before them."""
-    if not path.is_file():
-        return
-    before = json.loads(path.read_text())
-    changed = train_settings_differ(before.get("train", {}), settings["train"]) + sorted(
+def settings_changed(before: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """What differs between the settings a stage was trained with (``before``, its
+    ``settings.json``) and ``settings``. A ``train:`` field the stage's settings do not hold
+    (an option added since) counts as its default: new options default to the behaviour
+    before them. A self-evaluation stage's settings written before they left out what it
+    never reads (``_unread_by_stage1``) are read without it."""
+    made = before.get("train", {})
+    if settings.get("stage") == "evaluation" and "data" not in settings:
+        made = _unread_by_stage1(made)
+    return train_settings_differ(made, settings["train"]) + sorted(
         k for k in {*before, *settings} - {"train"} if before.get(k) != settings.get(k)
     )
+
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Resume or reuse a stage only with the settings it was started with
+    (``settings_changed``)."""
+    if not path.is_file():
+        return
+    changed = settings_changed(json.loads(path.read_text()), settings)
     if changed:
         raise UserError(
             f"{path.parent} was trained with other settings ({', '.join(changed)} differ); "
@@ -234,7 +258,7 @@ def train_stage(
     cfg = recipe.train
     folder = run.stage(name or stage)
     result_path = folder / "result.json"
-    settings = stage_settings(recipe, stage, init)
+    settings = stage_settings(recipe, stage, init, from_records=data is None)
     if data is not None:
         settings["data"] = data.settings
     check_settings(folder / "settings.json", settings)
