@@ -10,7 +10,6 @@ seconds are counted once; training checks the copied stages' settings as for any
 
 from __future__ import annotations
 
-import filecmp
 import json
 import os
 from pathlib import Path
@@ -21,12 +20,7 @@ from mindmirror.cell_records import ADOPTED
 from mindmirror.config import Recipe
 from mindmirror.config.train import train_settings_differ
 from mindmirror.rundir import RunDir
-from mindmirror.stage_copy import copy_moved
-
-
-def same_records(first: Path, second: Path) -> bool:
-    """Whether two teacher record files both exist and hold the same bytes."""
-    return first.is_file() and second.is_file() and filecmp.cmp(first, second, shallow=False)
+from mindmirror.stage_copy import copy_moved, same_records
 
 
 def adopt_student(source: RunDir, target: RunDir, name: str) -> bool:

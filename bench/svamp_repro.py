@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adoption import adopt_student, same_records  # bench/ is on sys.path when run as a script
+from adoption import adopt_student  # bench/ is on sys.path when run as a script
 from svamp_grid import check_disjoint
 from svamp_summary import (
     PALM,
@@ -69,6 +69,7 @@ from mindmirror.records import read_records, write_records
 from mindmirror.reporting.figures import SELF_EVAL_METHODS
 from mindmirror.reporting.tables import method_num_cots
 from mindmirror.rundir import RunDir
+from mindmirror.stage_copy import same_records
 from mindmirror.student.train import train
 from mindmirror.teacher.teach import teach
 

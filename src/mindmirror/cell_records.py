@@ -115,12 +115,6 @@ def adopted_from(sub: RunDir) -> str | None:
     return None if copied is None else copied["from"]
 
 
-def adopted_stages(sub: RunDir) -> list[str]:
-    """The stages of ``sub``'s student copied from ``adopted_from`` (none when trained here)."""
-    copied = _adoption(sub)
-    return [] if copied is None else sorted(copied["train_seconds"])
-
-
 def train_record(sub: RunDir) -> dict[str, Any]:
     """The compact train summary of a trained run directory: per stage the step chosen on
     validation, its figure, the validation curve (``[step, figure]`` per evaluation), every
@@ -128,6 +122,7 @@ def train_record(sub: RunDir) -> dict[str, Any]:
     ``adopted_from``, the training it was copied from (None when trained here), and
     ``adopted_stages``, the stages copied (all, or a sibling cell's stage 1)."""
     summary = json.loads((sub.student / "train.json").read_text(encoding="utf-8"))
+    copied = _adoption(sub)
     stages = {}
     for name, stage in summary["stages"].items():
         kept = {k: stage.get(k) for k in STAGE_FIELDS}
@@ -142,8 +137,8 @@ def train_record(sub: RunDir) -> dict[str, Any]:
     return {
         "stages": stages,
         "precision": summary.get("precision"),
-        "adopted_from": adopted_from(sub),
-        "adopted_stages": adopted_stages(sub),
+        "adopted_from": None if copied is None else copied["from"],
+        "adopted_stages": [] if copied is None else sorted(copied["train_seconds"]),
     }
 
 
