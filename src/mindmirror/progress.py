@@ -21,6 +21,7 @@ converts a ``.gguf`` student (``TQDM_DISABLE``, read by every new bar).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -225,16 +226,30 @@ class ProgressReport:
         self.stop()
 
 
+def _disable_tqdm() -> None:
+    """Default ``disable=True`` for bars of the tqdm already imported (once: tqdm read
+    ``TQDM_DISABLE`` when it was imported, so setting it now changes nothing); a bar that
+    passes ``disable`` itself still decides."""
+    from tqdm import std
+
+    init = std.tqdm.__dict__["__init__"]  # a partialmethod where TQDM_* was set at import
+    if not (isinstance(init, functools.partialmethod) and init.keywords.get("disable")):
+        std.tqdm.__init__ = functools.partialmethod(init, disable=True)  # type: ignore[method-assign]
+
+
 def quiet_libraries() -> None:
     """Silence the progress bars and warnings of transformers, huggingface_hub, datasets,
     peft, accelerate and bare tqdm (values the user set in the environment win).
 
     Call it before they are imported: they (and tqdm) read these switches at import time.
-    Called later (a script that imported transformers first), it still switches off the bars
-    of transformers and huggingface_hub already loaded, but not bare tqdm bars."""
+    Called later (a script that imported transformers first, as the benches do), it switches
+    off the bars of transformers and huggingface_hub already loaded, and makes ``disable``
+    the default of every new bare tqdm bar (what ``TQDM_DISABLE`` would have done)."""
     for key, value in LIBRARY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
+    if os.environ["TQDM_DISABLE"] == "1" and "tqdm" in sys.modules:
+        _disable_tqdm()
     if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "1":
         return
     if "huggingface_hub" in sys.modules:

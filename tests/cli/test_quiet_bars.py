@@ -62,3 +62,26 @@ def test_quiet_libraries_after_the_import_still_silences_the_bars(first: str) ->
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("env_bars", ["", "TQDM_MININTERVAL"])
+def test_bare_tqdm_bars_imported_before_quiet_libraries_are_off(env_bars: str) -> None:
+    """transformers' "Converting and de-quantizing GGUF tensors" is a bare ``tqdm.auto`` bar:
+    a bench that imported tqdm before ``quiet_libraries`` must not print it; a bar that asks
+    for ``disable=False`` still shows, and so does every bar without ``quiet_libraries``."""
+    code = (
+        "import sys; import transformers, tqdm.auto; quiet = sys.argv[1] == 'quiet'\n"
+        "if quiet:\n"
+        "    from mindmirror.progress import quiet_libraries as q; q(); q()  # twice: idempotent\n"
+        "print(tqdm.auto.tqdm(range(3)).disable, tqdm.auto.tqdm(range(3), disable=False).disable)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in progress.LIBRARY_QUIET_ENV}
+    if env_bars:
+        env[env_bars] = "0.5"  # tqdm then wraps __init__ itself at import
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code, arg], capture_output=True, text=True, env=env, check=True
+        ).stdout.split()
+        for arg in ("quiet", "loud")
+    ]
+    assert outs == [["True", "False"], ["False", "False"]]
