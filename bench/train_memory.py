@@ -64,7 +64,7 @@ def run_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     settings = {
         **CELL,
         "max_steps": cfg["steps"],
-        "eval_steps": cfg["steps"],
+        "evaluations": 1,  # once, at the end of the steps
         "val_limit": cfg["val"],
         "gradient_checkpointing": cfg["checkpointing"],
         "release_memory": cfg["release"],
