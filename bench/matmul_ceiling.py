@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections import Counter
 
 import torch
-from train_throughput import matmul_peak  # bench/ is on sys.path when run as a script
+from train_throughput import gemm_seconds, matmul_peak  # bench/ is on sys.path when run as a script
 
 from mindmirror.progress import quiet_libraries
 from mindmirror.student.model import load_student
@@ -53,18 +52,6 @@ def step_gemms(in_f: int, out_f: int, tokens: int) -> list[tuple[int, int, int]]
     rows: forward ``[T, in] @ [in, out]``, input gradient ``[T, out] @ [out, in]``, weight
     gradient ``[out, T] @ [T, in]``."""
     return [(tokens, in_f, out_f), (tokens, out_f, in_f), (out_f, tokens, in_f)]
-
-
-def gemm_seconds(m: int, k: int, n: int, dtype: torch.dtype, seconds: float) -> float:
-    """Seconds one ``[m, k] @ [k, n]`` product takes (the mean over ``seconds`` of repeats)."""
-    a = torch.randn(m, k, dtype=dtype)
-    b = torch.randn(k, n, dtype=dtype)
-    torch.mm(a, b)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        torch.mm(a, b)
-        count += 1
-    return (time.perf_counter() - started) / count
 
 
 def shape_ceiling(

@@ -252,17 +252,23 @@ def model_flops_utilisation(results: list[dict[str, Any]], median: float, peak: 
     return step_flops(run, useful=True) / run["seconds"] / peak
 
 
-def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
-    """This machine's measured dense matmul FLOP/s (2048 x 2048, ``threads`` threads)."""
-    torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048, dtype=dtype)
-    b = torch.randn(2048, 2048, dtype=dtype)
+def gemm_seconds(m: int, k: int, n: int, dtype: torch.dtype, seconds: float) -> float:
+    """Seconds one ``[m, k] @ [k, n]`` product takes (the mean over ``seconds`` of repeats,
+    after one untimed warm-up)."""
+    a = torch.randn(m, k, dtype=dtype)
+    b = torch.randn(k, n, dtype=dtype)
     torch.mm(a, b)
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         torch.mm(a, b)
         count += 1
-    return count * 2 * 2048**3 / (time.perf_counter() - started)
+    return (time.perf_counter() - started) / count
+
+
+def matmul_peak(threads: int, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    """This machine's measured dense matmul FLOP/s (2048 x 2048, ``threads`` threads)."""
+    torch.set_num_threads(threads)
+    return 2 * 2048**3 / gemm_seconds(2048, 2048, 2048, dtype, seconds)
 
 
 def objective_tokens(records_path: Path, cfg: dict[str, Any]) -> int:
