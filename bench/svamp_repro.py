@@ -126,9 +126,13 @@ def recorded_tuning(
     return True
 
 
-def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, dict[str, Any]]:
+def tune(
+    recipe: Recipe, run: RunDir, folder: Path, quiet: bool, only: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Train every candidate x method of the grid that has no tuning record yet (seed 0, the
-    cell's own configuration, validation only) and record it; return the choice per method."""
+    cell's own configuration, validation only) and record it; return the choice per method.
+    ``only``: train these candidates alone (the others' records are read), so that several
+    processes or machines can tune at once."""
     methods = recipe.experiment.methods
     records_sha256 = hashlib.sha256(run.records.read_bytes()).hexdigest()
     for method in methods:
@@ -141,6 +145,8 @@ def tune(recipe: Recipe, run: RunDir, folder: Path, quiet: bool) -> dict[str, di
             base = recipe.model_copy(update={"experiment": tuned})
             resolved = cell_recipe(base, Cell(method, n, 0, ("answer",)), sub.root)
             if recorded_tuning(folder, method, name, resolved.train, records_sha256):
+                continue
+            if only is not None and name not in only:
                 continue
             # A tuning folder holding other records (taught again since) is refused: its
             # finished stages would be reused as if trained on these.
@@ -236,6 +242,7 @@ def publish(args: argparse.Namespace) -> None:
     peak = out["peak_rss_mb_max"]
     log(
         f"wrote {out_path}: {len(out['cells'])} rows, {out['protocol_cpu_hours']} CPU hours, "
+        f"{out['protocol_gpu_hours']} GPU process hours, "
         f"training peak memory {'not recorded' if peak is None else f'{peak / 1024:.1f} GB'}"
     )
 
@@ -249,6 +256,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--until", choices=["tune", "headline", "grid", "all"], default="all")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=list(CANDIDATES),
+        default=None,
+        help="tune only these candidates here (with --until tune: another process or machine "
+        "tunes the rest; a method chooses once all are recorded)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default <records>/summary.json")
     parser.add_argument(
         "--summarise",
@@ -264,7 +279,7 @@ def main() -> None:
     recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
     run = RunDir(recipe.resolved_run_dir())
     log(check_disjoint(recipe, run))
-    chosen = tune(recipe, run, args.records, args.quiet)
+    chosen = tune(recipe, run, args.records, args.quiet, args.candidates)
     log(f"chosen on validation: {chosen}")
     if args.until == "tune":
         return

@@ -40,6 +40,12 @@ def tuning_path(folder: Path, method: str, candidate: str) -> Path:
     return folder / TUNING / f"{method}-{candidate}.json"
 
 
+def training_device(train: dict[str, Any]) -> str | None:
+    """The GPU a record's training ran on (its name), None for a CPU (records made before
+    the device was recorded trained on their CPU)."""
+    return train.get("device_name") if train.get("device") == "cuda" else None
+
+
 def tuning_record(
     method: str,
     num_cots: int,
@@ -100,6 +106,7 @@ def choose(
                     "validation": record["validation"],
                     "train_s": round(seconds, 1),
                     "peak_rss_mb": peak_memory(record),
+                    "device": training_device(record["train"]),
                 }
             )
         if len(done) == len(candidates):
@@ -220,16 +227,21 @@ def summary(
     measured = [p for p in peaks.values() if p is not None]
     machines: dict[str, list[str]] = defaultdict(list)
     engines: dict[str, list[str]] = defaultdict(list)
+    hours: dict[str, float] = defaultdict(float)
     for r in records:
-        machines[f"{r['cpu']} ({r['train']['precision']})"].append(r["cell"])
+        machines[f"{training_device(r['train']) or r['cpu']} ({r['train']['precision']})"].append(
+            r["cell"]
+        )
         engines[str(r.get("engine"))].append(r["cell"])
+        hours["gpu" if training_device(r["train"]) else "cpu"] += sum(costs[r["cell"]].values())
     cells_s = sum(sum(c.values()) for c in costs.values())
     # A seed-0 cell trained by its chosen tuning (svamp_repro.adopt_tuned_students) holds the
     # same training, seconds and all: count it once, in the cells.
     adopted = {r["train"].get("adopted_from") for r in records}
-    tuning_s = sum(
-        row["train_s"] for row in tuning if f"{row['method']}-{row['candidate']}" not in adopted
-    )
+    counted = [row for row in tuning if f"{row['method']}-{row['candidate']}" not in adopted]
+    tuning_s = sum(row["train_s"] for row in counted)
+    for row in counted:
+        hours["gpu" if row["device"] else "cpu"] += row["train_s"]
     done = {r["cell"] for r in records}
     return {
         "command": command,
@@ -238,7 +250,10 @@ def summary(
         "cell_seconds": costs,
         "cells_total_s": round(cells_s, 1),
         "tuning_total_s": round(tuning_s, 1),
-        "protocol_cpu_hours": round((cells_s + tuning_s) / 3600, 2),
+        # Hours of the trainings and scorings, by where they trained; processes that shared
+        # one GPU count their seconds each.
+        "protocol_cpu_hours": round(hours["cpu"] / 3600, 2),
+        "protocol_gpu_hours": round(hours["gpu"] / 3600, 2),
         # The training and scoring process; the sampled modes' llama.cpp server is another.
         "peak_rss_mb": peaks,
         "peak_rss_mb_max": max(measured, default=None),

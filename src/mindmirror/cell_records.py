@@ -137,6 +137,9 @@ def train_record(sub: RunDir) -> dict[str, Any]:
     return {
         "stages": stages,
         "precision": summary.get("precision"),
+        # None in records made before the device was recorded: those trained on their CPU.
+        "device": summary.get("device"),
+        "device_name": summary.get("device_name"),
         "adopted_from": None if copied is None else copied["from"],
         "adopted_stages": [] if copied is None else sorted(copied["train_seconds"]),
     }

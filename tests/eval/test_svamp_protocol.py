@@ -84,8 +84,16 @@ def test_each_method_is_tuned_on_its_own_and_recorded_tunings_are_not_trained_ag
     assert svamp_repro.tune(recipe, run, folder, quiet=True) == chosen
     assert trained == []
     (folder / "tuning" / "standard-full-lr1e-4-e5.json").unlink()
-    svamp_repro.tune(recipe, run, folder, quiet=True)
-    assert [(r.train.method, r.train.epochs) for r in trained] == [("standard", 5.0)]
+    (folder / "tuning" / "standard-full-lr2e-4-e3.json").unlink()
+    # Two processes tuning at once: each trains its own candidates only, and a method chooses
+    # once every candidate is recorded.
+    assert "standard" not in svamp_repro.tune(recipe, run, folder, True, ["full-lr2e-4-e3"])
+    assert [(r.train.method, r.train.epochs) for r in trained] == [("standard", 3.0)]
+    assert svamp_repro.tune(recipe, run, folder, True, ["full-lr1e-4-e5"]) == chosen
+    assert [(r.train.method, r.train.epochs) for r in trained] == [
+        ("standard", 3.0),
+        ("standard", 5.0),
+    ]
 
     # A record made by another training is refused, not chosen on: other settings, other
     # teacher records, or a record that does not say what made it.
@@ -144,7 +152,10 @@ def _records(tmp_path: Path) -> Path:
         )
         metrics = json.loads((sub.evaluation / "metrics.json").read_text())
         ident = identity(sub, "step_by_step", seed, ONE_COT)
-        write_record(folder / "palm", cell_record(sub, ident, metrics, "another CPU"))
+        record = cell_record(sub, ident, metrics, "another CPU")
+        if seed == 1:  # one cell trained on a GPU: named by its GPU, its hours counted apart
+            record["train"].update(device="cuda", device_name="NVIDIA H200")
+        write_record(folder / "palm", record)
     for method in ("standard", "step_by_step"):
         for name, settings in svamp_repro.CANDIDATES.items():
             sub = RunDir(tmp_path / "tune" / f"{method}-{name}")
@@ -212,12 +223,14 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert "mind_mirror-n5-s0" in summary["missing_cells"]
     assert "palm/step_by_step-n1-s2" in summary["missing_cells"]
     assert "standard-n1-s0" not in summary["missing_cells"]
-    palm_cells = ["palm/step_by_step-n1-s0", "palm/step_by_step-n1-s1"]
-    assert summary["machines"]["another CPU (bf16)"] == palm_cells
+    assert summary["machines"]["another CPU (bf16)"] == ["palm/step_by_step-n1-s0"]
+    assert summary["machines"]["NVIDIA H200 (bf16)"] == ["palm/step_by_step-n1-s1"]
     assert list(summary["engines"]) == ["llama_cpp"]
     assert summary["judge"] == {}  # no row here trained on self-evaluation
-    cells_s = sum(sum(c.values()) for c in summary["cell_seconds"].values())
-    assert summary["protocol_cpu_hours"] == round((cells_s + 7 * 60.0) / 3600, 2)
+    seconds = {cell: sum(c.values()) for cell, c in summary["cell_seconds"].items()}
+    gpu_s = seconds.pop("palm/step_by_step-n1-s1")
+    assert summary["protocol_cpu_hours"] == round((sum(seconds.values()) + 7 * 60.0) / 3600, 2)
+    assert summary["protocol_gpu_hours"] == round(gpu_s / 3600, 2) > 0
     # Peak memory per training, the largest of its stages'; what was never recorded is named.
     peaks = summary["peak_rss_mb"]
     assert peaks["tune/step_by_step-full-lr1e-4-e3"] == 2300.0

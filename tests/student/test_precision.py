@@ -134,5 +134,7 @@ def test_the_precision_used_is_recorded(
     assert summary["precision"] == "fp32"  # asked for bf16, fell back on this "CPU"
     saved = json.loads((run.student / "train.json").read_text())
     assert saved["precision"] == "fp32"
+    # Where it trained, so that cells trained on a GPU and on a CPU are told apart.
+    assert (saved["device"], saved["device_name"]) == ("cpu", SLOW_CPU.detail)
     result = json.loads((run.stage("reasoning") / "result.json").read_text())
     assert (result["precision"], result["bf16"]) == ("fp32", False)

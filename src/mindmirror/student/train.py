@@ -43,6 +43,7 @@ from mindmirror.errors import UserError
 from mindmirror.progress import log_console
 from mindmirror.records import CotJudge, Record, read_records
 from mindmirror.rundir import RunDir
+from mindmirror.student import precision
 from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.formats import SHORT_TASKS
@@ -418,6 +419,9 @@ def train(
         "final": str(Path(init).relative_to(run.root)),
         # The precision the final student trained in (a bf16 recipe may have fallen back).
         "precision": results[stage].get("precision"),
+        # Where it trained: figures of cells trained on a GPU and on a CPU are told apart.
+        "device": precision.probe().device,
+        "device_name": precision.probe().detail,
         "versions": library_versions(),
         "recipe": dump_recipe(recipe),
     }
