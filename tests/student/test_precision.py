@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mindmirror.config import TrainConfig, recipe_from_dict
+from mindmirror.errors import UserError
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
 from mindmirror.student import precision
@@ -138,3 +139,22 @@ def test_the_precision_used_is_recorded(
     assert (saved["device"], saved["device_name"]) == ("cpu", SLOW_CPU.detail)
     result = json.loads((run.stage("reasoning") / "result.json").read_text())
     assert (result["precision"], result["bf16"]) == ("fp32", False)
+
+
+def test_a_loss_that_is_not_finite_stops_training_with_a_clear_error(
+    tmp_path: Path, records, tiny_llama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mindmirror.student import trainer
+
+    def nan_sums(*args, **kwargs):  # the loss of a diverged step
+        sums, tokens = real_sums(*args, **kwargs)
+        return sums * float("nan"), tokens
+
+    real_sums = trainer.row_token_sums
+    monkeypatch.setattr(trainer, "row_token_sums", nan_sums)
+    run = RunDir(tmp_path / "run")
+    write_records(run.records, records)
+    settings = {"student": str(tiny_llama), "method": "step_by_step", "max_steps": 2}
+    resolved = recipe_from_dict({"run_dir": str(run.root), "train": settings})
+    with pytest.raises(UserError, match=r"training loss is not finite at step 1 \(.* on cpu\)"):
+        train(resolved, run, quiet=True)

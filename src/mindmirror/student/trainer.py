@@ -19,6 +19,7 @@ import torch.distributed as dist
 from rich.console import Console
 from transformers import Trainer, TrainerCallback
 
+from mindmirror.errors import UserError
 from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.batching import ExampleSampler
 from mindmirror.student.compiled import eager
@@ -176,6 +177,14 @@ class StudentTrainer(Trainer):
                 tokens.index_put((rows,), part_tokens),
             )
         loss = combine_rows(sums, tokens, weights, norm=self.loss_norm, counts=counts, short=short)
+        if model.training and not bool(torch.isfinite(loss)):
+            # Trainer would go on (it even logs the mean of earlier losses in its place) and
+            # every later step would train a broken student for nothing.
+            raise UserError(
+                f"the training loss is not finite at step {self.state.global_step + 1} "
+                f"({'bf16' if self.args.bf16 else 'fp32'} on {self.args.device}): stopped; "
+                "lower train.learning_rate or try train.precision=fp32"
+            )
         return (loss, outputs) if return_outputs else loss
 
     def _judge_metrics(
