@@ -158,3 +158,18 @@ def test_a_loss_that_is_not_finite_stops_training_with_a_clear_error(
     resolved = recipe_from_dict({"run_dir": str(run.root), "train": settings})
     with pytest.raises(UserError, match=r"training loss is not finite at step 1 \(.* on cpu\)"):
         train(resolved, run, quiet=True)
+
+
+def test_training_on_a_gpu_turns_off_the_cudnn_attention_kernel() -> None:
+    import torch
+
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert not precision.avoid_cudnn_attention(SLOW_CPU)
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # nothing to avoid on a CPU
+        h200 = precision.cuda_hardware("NVIDIA H200", (9, 0))
+        assert precision.avoid_cudnn_attention(h200)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)

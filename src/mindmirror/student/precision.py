@@ -126,3 +126,21 @@ def resolve_precision(
             f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True
         )
     return precision
+
+
+def avoid_cudnn_attention(hardware: Hardware | None = None) -> bool:
+    """Turn off the cuDNN kernel of ``scaled_dot_product_attention`` when training on a GPU;
+    whether it did.
+
+    Its backward pass returns NaN gradients on Hopper GPUs (H100, H200) when a mask is passed
+    and the sequence length is 64 more than a multiple of 128 (pytorch/pytorch#196678, from
+    torch 2.11; huggingface/trl#7181). Training always passes a padding mask and its lengths
+    vary per batch, so some batches hit it: on an H200 with torch 2.11, 8 of 11 SVAMP protocol
+    trainings collapsed (docs/benchmarks.md). The memory-efficient and flash kernels take over.
+    """
+    import torch
+
+    if (hardware or probe()).device != "cuda":
+        return False
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    return True

@@ -391,6 +391,7 @@ def train(
 
         raise UserError(NO_TEACHER)  # before training anything
     share_torch_threads(quiet)
+    precision.avoid_cudnn_attention()
     if recipe.train.release_memory:
         release_freed_memory()
     task = build_task(recipe.task)
