@@ -135,8 +135,9 @@ def avoid_cudnn_attention(hardware: Hardware | None = None) -> bool:
     Its backward pass returns NaN gradients on Hopper GPUs (H100, H200) when a mask is passed
     and the sequence length is 64 more than a multiple of 128 (pytorch/pytorch#196678, from
     torch 2.11; huggingface/trl#7181). Training always passes a padding mask and its lengths
-    vary per batch, so some batches hit it: on an H200 with torch 2.11, 8 of 11 SVAMP protocol
-    trainings collapsed (docs/benchmarks.md). The memory-efficient and flash kernels take over.
+    vary per batch, so some batches can hit it: the likely cause of the 8 of 11 SVAMP protocol
+    trainings that collapsed on an H200 with torch 2.11 (docs/benchmarks.md; not run again on
+    a GPU with it off yet). The memory-efficient and flash kernels take over.
     """
     import torch
 
