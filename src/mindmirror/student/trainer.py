@@ -86,6 +86,15 @@ def trim_padding(
     return trimmed, labels[:, :target]
 
 
+def not_finite(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` (a scalar) is NaN or infinite in this process or, under several
+    processes, in any of them: all stop together rather than leave the others waiting."""
+    bad = (~torch.isfinite(loss.detach())).float()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return bool(bad)
+
+
 class StudentTrainer(Trainer):
     """``Trainer`` with the weighted multi-task loss and generation-based validation.
 
@@ -177,7 +186,7 @@ class StudentTrainer(Trainer):
                 tokens.index_put((rows,), part_tokens),
             )
         loss = combine_rows(sums, tokens, weights, norm=self.loss_norm, counts=counts, short=short)
-        if model.training and not bool(torch.isfinite(loss)):
+        if model.training and not_finite(loss):
             # Trainer would go on (it even logs the mean of earlier losses in its place) and
             # every later step would train a broken student for nothing.
             raise UserError(
