@@ -276,6 +276,9 @@ def main() -> None:
     if args.summarise:
         publish(args)
         return
+    if args.candidates is not None and args.until != "tune":
+        # The grid would run with the methods left untuned on the recipe's own settings.
+        parser.error("--candidates tunes part of the candidates: use it with --until tune")
     recipe = load_recipe(RECIPE, [f"run_dir={args.run_dir}", *args.overrides])
     run = RunDir(recipe.resolved_run_dir())
     log(check_disjoint(recipe, run))

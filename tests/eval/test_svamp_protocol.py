@@ -317,3 +317,14 @@ def test_seed_0_cells_take_their_chosen_tuning_training(tmp_path: Path) -> None:
     # A tuning trained on other teacher records (taught again since) is not adopted.
     (tuned / "teacher" / "records.jsonl").write_text("{}\n{}\n")
     assert svamp_repro.adopt_tuned_students(run, chosen, recipe.experiment, 5) == []
+
+
+def test_candidates_only_with_until_tune() -> None:
+    # A grid after a partial tuning would train the untuned methods on the recipe's settings.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    command = ["bench/svamp_repro.py", "--candidates", "full-lr2e-4-e3", "--until", "headline"]
+    done = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert "--candidates tunes part of the candidates: use it with --until tune" in done.stderr

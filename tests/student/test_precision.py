@@ -139,6 +139,7 @@ def test_the_precision_used_is_recorded(
     assert (saved["device"], saved["device_name"]) == ("cpu", SLOW_CPU.detail)
     result = json.loads((run.stage("reasoning") / "result.json").read_text())
     assert (result["precision"], result["bf16"]) == ("fp32", False)
+    assert (result["device"], result["device_name"]) == ("cpu", SLOW_CPU.detail)
 
 
 def test_a_loss_that_is_not_finite_stops_training_with_a_clear_error(

@@ -168,7 +168,7 @@ def _tensors(model: Any) -> list[tuple[str, np.ndarray]]:
             continue
         if name.endswith("rotary_emb.inv_freq"):
             continue
-        data = tensor.detach().to(torch.float32)
+        data = tensor.detach().to("cpu", torch.float32)  # a student may sit on a GPU
         if name.endswith(("q_proj.weight", "q_proj.bias")):
             data = _permute(data, heads)
         elif name.endswith(("k_proj.weight", "k_proj.bias")):

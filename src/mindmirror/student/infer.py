@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
@@ -65,12 +64,6 @@ class Student:
     judge: Student | None = None
     server: Generator | None = None
     confidence: ConfidenceModel | None = None
-
-    def __post_init__(self) -> None:
-        # Loading puts the weights on the CPU; where there is a GPU, training already ran on it
-        # (the Trainer moves the model) and generation is many times faster there too.
-        if torch.cuda.is_available() and self.model.device.type == "cpu":
-            self.model.to("cuda")
 
     @property
     def generator(self) -> Generator:

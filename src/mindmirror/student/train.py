@@ -344,6 +344,9 @@ def train_stage(
         "backend": dist.get_backend() if dist.is_initialized() else None,
         "bf16": trainer.args.bf16,
         "precision": "bf16" if trainer.args.bf16 else "fp32",
+        # Where it trained: a stage reused on another machine keeps the one that trained it.
+        "device": precision.probe().device,
+        "device_name": precision.probe().detail,
     }
     if trainer.is_world_process_zero():
         save_student(
@@ -420,9 +423,10 @@ def train(
         "final": str(Path(init).relative_to(run.root)),
         # The precision the final student trained in (a bf16 recipe may have fallen back).
         "precision": results[stage].get("precision"),
-        # Where it trained: figures of cells trained on a GPU and on a CPU are told apart.
-        "device": precision.probe().device,
-        "device_name": precision.probe().detail,
+        # Where the final stage trained, so that cells trained on a GPU and on a CPU are told
+        # apart (None for a stage trained before it was recorded).
+        "device": results[stage].get("device"),
+        "device_name": results[stage].get("device_name"),
         "versions": library_versions(),
         "recipe": dump_recipe(recipe),
     }
