@@ -229,11 +229,10 @@ def summary(
     engines: dict[str, list[str]] = defaultdict(list)
     hours: dict[str, float] = defaultdict(float)
     for r in records:
-        machines[f"{training_device(r['train']) or r['cpu']} ({r['train']['precision']})"].append(
-            r["cell"]
-        )
+        gpu = training_device(r["train"])
+        machines[f"{gpu or r['cpu']} ({r['train']['precision']})"].append(r["cell"])
         engines[str(r.get("engine"))].append(r["cell"])
-        hours["gpu" if training_device(r["train"]) else "cpu"] += sum(costs[r["cell"]].values())
+        hours["gpu" if gpu else "cpu"] += sum(costs[r["cell"]].values())
     cells_s = sum(sum(c.values()) for c in costs.values())
     # A seed-0 cell trained by its chosen tuning (svamp_repro.adopt_tuned_students) holds the
     # same training, seconds and all: count it once, in the cells.

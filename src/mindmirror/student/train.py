@@ -314,6 +314,7 @@ def train_stage(
     output = trainer.train(resume_from_checkpoint=last)
     seconds = (before or 0.0) + time.perf_counter() - timer.started
     metric = f"eval_{metric_name(stage, cfg.verdict_metric)}"
+    hardware = precision.probe()
     result = {
         "stage": stage,
         "init": str(init),
@@ -345,8 +346,8 @@ def train_stage(
         "bf16": trainer.args.bf16,
         "precision": "bf16" if trainer.args.bf16 else "fp32",
         # Where it trained: a stage reused on another machine keeps the one that trained it.
-        "device": precision.probe().device,
-        "device_name": precision.probe().detail,
+        "device": hardware.device,
+        "device_name": hardware.detail,
     }
     if trainer.is_world_process_zero():
         save_student(
