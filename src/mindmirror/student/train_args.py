@@ -92,5 +92,10 @@ def training_args(
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
+        # DDP broadcasts buffers at every forward pass, and a micro-batch may take one or two
+        # passes (length_buckets) on each process independently: the broadcasts would then pair
+        # with other collectives and hang. The only buffers (rotary frequencies) are the same
+        # on every process anyway.
+        ddp_broadcast_buffers=False,
         **{checkpointing: cfg.gradient_checkpointing},
     )
