@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,48 +32,46 @@ train(recipe, RunDir(recipe.resolved_run_dir()), quiet=True)
 
 
 COUNTING = """
-import json, os, sys
+import importlib, json, os, sys
 import torch.distributed as dist
 from mindmirror.config import load_recipe
 from mindmirror.rundir import RunDir
-from mindmirror.student import trainer
 from mindmirror.student.train import train
 
-buckets = trainer.length_buckets
-passes = []
+module_name, name = sys.argv[3].split(":")
+module = importlib.import_module(module_name)
+original = getattr(module, name)
+sizes = []
 
 
-def counted(lengths):
-    result = buckets(lengths)
-    passes.append(len(result))
+def counted(*args, **kwargs):
+    result = original(*args, **kwargs)
+    sizes.append(len(result))
     return result
 
 
-# A wrapper that only counts: each micro-batch's forward passes, per process.
-trainer.length_buckets = counted
+# A wrapper that only counts: each call of the named function, with the size of its result.
+setattr(module, name, counted)
 recipe = load_recipe(sys.argv[1])
 train(recipe, RunDir(recipe.resolved_run_dir()), quiet=True)
-with open(os.path.join(sys.argv[2], f"passes-{dist.get_rank()}.json"), "w") as out:
-    json.dump(passes, out)
+with open(os.path.join(sys.argv[2], f"calls-{dist.get_rank()}.json"), "w") as out:
+    json.dump(sizes, out)
 """
 
+MULTI_COT = {"method": "multi_cot", "eval_steps": 2, "batch_size": 2, "eval_max_new_tokens": 8}
 
-def launch(tmp_path: Path, records: list[Record], student: Path, script: str, steps: int) -> RunDir:
-    """Train ``records`` for ``steps`` steps in two gloo processes; fail with their stderr."""
+
+def launch(
+    tmp_path: Path, records: list[Record], recipe: dict[str, Any], script: str, *args: str
+) -> RunDir:
+    """Train ``records`` with ``recipe`` (its run folder set here) in two gloo processes
+    running ``script``; fail with their stderr."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     assert accelerate, "accelerate's launcher is installed with the package"
     run = RunDir(tmp_path / "run")
     write_records(run.records, records)
-    recipe = tmp_path / "recipe.yaml"
-    train = {
-        "method": "multi_cot",
-        "student": str(student),
-        "max_steps": steps,
-        "eval_steps": 2,
-        "batch_size": 2,
-        "eval_max_new_tokens": 8,
-    }
-    recipe.write_text(yaml.safe_dump({"run_dir": str(run.root), "train": train}))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "run_dir": str(run.root)}))
     launched = tmp_path / "launched.py"
     launched.write_text(script)
     command = [
@@ -88,8 +87,9 @@ def launch(tmp_path: Path, records: list[Record], student: Path, script: str, st
         "--dynamo_backend",
         "no",
         str(launched),
-        str(recipe),
+        str(path),
         str(tmp_path),
+        *args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -97,9 +97,15 @@ def launch(tmp_path: Path, records: list[Record], student: Path, script: str, st
     return run
 
 
+def calls(tmp_path: Path) -> list[list[int]]:
+    """What COUNTING recorded in each of the two processes."""
+    return [json.loads((tmp_path / f"calls-{rank}.json").read_text()) for rank in (0, 1)]
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_train_one_student(tmp_path, records, tiny_llama) -> None:
-    run = launch(tmp_path, records, tiny_llama, LAUNCHED, steps=4)
+    recipe = {"train": {**MULTI_COT, "student": str(tiny_llama), "max_steps": 4}}
+    run = launch(tmp_path, records, recipe, LAUNCHED)
     result = json.loads((run.stage("reasoning") / "result.json").read_text())
     assert result["processes"] == 2 and result["backend"] == "gloo"
     assert result["steps"] == 4
@@ -123,8 +129,38 @@ def test_processes_may_make_different_numbers_of_forward_passes(
             if c.parsed:
                 long = index % 4 == 0 and c is record.cots[0]
                 c.text = " ".join([c.text] * 6) if long else f"So {record.id[-1]}."
-    run = launch(tmp_path, records, tiny_llama, COUNTING, steps=6)
-    counts = [json.loads((tmp_path / f"passes-{rank}.json").read_text()) for rank in (0, 1)]
+    recipe = {"train": {**MULTI_COT, "student": str(tiny_llama), "max_steps": 6}}
+    target = "mindmirror.student.trainer:length_buckets"
+    run = launch(tmp_path, records, recipe, COUNTING, target)
+    counts = calls(tmp_path)
     assert len(counts[0]) == len(counts[1]) == 6
     assert any(a != b for a, b in zip(*counts, strict=True)), counts
     assert json.loads((run.stage("reasoning") / "result.json").read_text())["steps"] == 6
+
+
+@pytest.mark.slow
+def test_the_own_cot_judge_samples_once_under_two_processes(tmp_path, records, tiny_llama) -> None:
+    """The main process samples the student's own CoTs; the other reads them back (the same
+    settings, the main process's training seconds included), then both train the judge."""
+    train = {
+        "student": str(tiny_llama),
+        "method": "mind_mirror",
+        "explain_target": "cot",
+        "num_cots": 2,
+        "epochs": 1,
+        "batch_size": 2,
+        "learning_rate": 1e-3,
+        "eval_batch_size": 8,
+        "eval_max_new_tokens": 8,
+        "own_judge": {"target_accuracy": 0.6},
+    }
+    sampling = {"engine": "transformers", "num_samples": 2, "max_new_tokens": 12}
+    recipe = {"seed": 1, "train": train, "eval": {**sampling, "answer_max_tokens": 8}}
+    run = launch(tmp_path, records, recipe, COUNTING, "mindmirror.student.own_judge:sample_cots")
+    # 8 train and 3 validation questions, sampled by the main process only.
+    assert calls(tmp_path) == [[11], []]
+    summary = json.loads((run.student / "train.json").read_text())
+    own = summary["stages"]["own_judge"]
+    assert own["processes"] == 2 and own["labels"]["train"]["cots"] == 16
+    samples = (run.stage("own_cots") / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 22

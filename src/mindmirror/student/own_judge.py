@@ -32,6 +32,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 from mindmirror.config import EvalConfig, Recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Cot, CotJudge, Record, read_records, write_records
@@ -377,9 +379,13 @@ def train_own_judge(
     model, tok, kind = load_student(final_path)
     final = Student(model, tok, kind)
     sampling = sampling_settings(recipe, final_path, trained)
-    samples, sampling_seconds = sample_own_cots(
-        final, records, task, recipe, run.stage(OWN_COTS), sampling, quiet
-    )
+    # Under several processes the main one samples (and asks the teacher) alone; the others
+    # then read its files, which hold the same settings: nothing is sampled or paid twice.
+    processes = PartialState()
+    with processes.main_process_first():
+        samples, sampling_seconds = sample_own_cots(
+            final, records, task, recipe, run.stage(OWN_COTS), sampling, quiet
+        )
     if not any(s["split"] == "validation" for s in samples):
         raise UserError(
             f"{run.records}: no validation questions with gold to choose the own-CoT judge on; "
@@ -390,9 +396,10 @@ def train_own_judge(
         if judge_cots is None:
             raise UserError(NO_TEACHER)
         asked = {"samples": sampling, "teacher": teacher_settings(recipe)}
-        judged, label_usage = teacher_labelled(
-            judge_cots, samples, records, run.stage(OWN_COTS), asked
-        )
+        with processes.main_process_first():
+            judged, label_usage = teacher_labelled(
+                judge_cots, samples, records, run.stage(OWN_COTS), asked
+            )
     judge_ids, fit_ids = split_validation(samples, recipe)
     data = stage_data(samples, records, task, recipe, judge_ids, sampling, judged)
     verdicts = {item.reference for item in data.items}
@@ -422,17 +429,18 @@ def train_own_judge(
         "split_validation": cfg.split_validation,
         "sampling": sampling,
     }
-    fit = confidence_fit(
-        final,
-        samples,
-        fit_ids,
-        records,
-        task,
-        recipe,
-        run.root / result["best"],
-        run.stage(name) / "confidence_fit.json",
-        fit_settings,
-    )
+    with processes.main_process_first():
+        fit = confidence_fit(
+            final,
+            samples,
+            fit_ids,
+            records,
+            task,
+            recipe,
+            run.root / result["best"],
+            run.stage(name) / "confidence_fit.json",
+            fit_settings,
+        )
     return {
         **result,
         "labels": label_counts(samples),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
+from accelerate.utils import broadcast_object_list
 from transformers import PrinterCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -349,6 +350,11 @@ def train_stage(
         "device": hardware.device,
         "device_name": hardware.detail,
     }
+    if trainer.args.world_size > 1:
+        # Every process goes on with the main process's result (its seconds and memory, as
+        # result.json has them), so that what is derived from it later (the own-CoT judge's
+        # settings, which decide whether its samples can be read back) is the same on all.
+        result = broadcast_object_list([result])[0]
     if trainer.is_world_process_zero():
         save_student(
             trainer.model,
