@@ -38,20 +38,26 @@ from mindmirror.config import load_recipe
 from mindmirror.rundir import RunDir
 from mindmirror.student.train import train
 
-module_name, name = sys.argv[3].split(":")
-module = importlib.import_module(module_name)
-original = getattr(module, name)
-sizes = []
+sizes = {}
 
 
-def counted(*args, **kwargs):
-    result = original(*args, **kwargs)
-    sizes.append(len(result))
-    return result
+def counting(target):
+    module_name, name = target.split(":")
+    module = importlib.import_module(module_name)
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        result = original(*args, **kwargs)
+        sizes[target].append(len(result))
+        return result
+
+    sizes[target] = []
+    setattr(module, name, counted)
 
 
-# A wrapper that only counts: each call of the named function, with the size of its result.
-setattr(module, name, counted)
+# Wrappers that only count: each call of the named functions, with the size of its result.
+for target in sys.argv[3:]:
+    counting(target)
 recipe = load_recipe(sys.argv[1])
 train(recipe, RunDir(recipe.resolved_run_dir()), quiet=True)
 with open(os.path.join(sys.argv[2], f"calls-{dist.get_rank()}.json"), "w") as out:
@@ -97,9 +103,9 @@ def launch(
     return run
 
 
-def calls(tmp_path: Path) -> list[list[int]]:
-    """What COUNTING recorded in each of the two processes."""
-    return [json.loads((tmp_path / f"calls-{rank}.json").read_text()) for rank in (0, 1)]
+def calls(tmp_path: Path, target: str) -> list[list[int]]:
+    """What COUNTING recorded for ``target`` in each of the two processes."""
+    return [json.loads((tmp_path / f"calls-{rank}.json").read_text())[target] for rank in (0, 1)]
 
 
 @pytest.mark.slow
@@ -132,16 +138,22 @@ def test_processes_may_make_different_numbers_of_forward_passes(
     recipe = {"train": {**MULTI_COT, "student": str(tiny_llama), "max_steps": 6}}
     target = "mindmirror.student.trainer:length_buckets"
     run = launch(tmp_path, records, recipe, COUNTING, target)
-    counts = calls(tmp_path)
+    counts = calls(tmp_path, target)
     assert len(counts[0]) == len(counts[1]) == 6
     assert any(a != b for a, b in zip(*counts, strict=True)), counts
     assert json.loads((run.stage("reasoning") / "result.json").read_text())["steps"] == 6
 
 
+SAMPLING = "mindmirror.student.own_judge:sample_cots"
+FITTING = "mindmirror.student.own_confidence:fit_validation_confidence"
+
+
 @pytest.mark.slow
 def test_the_own_cot_judge_samples_once_under_two_processes(tmp_path, records, tiny_llama) -> None:
-    """The main process samples the student's own CoTs; the other reads them back (the same
-    settings, the main process's training seconds included), then both train the judge."""
+    """The main process samples the student's own CoTs and fits the confidence; the other
+    reads them back (the same settings, the main process's training seconds included), and
+    both train the judge. Also when the stages before were read back, not trained, so that
+    no training started the processes' group before the sampling."""
     train = {
         "student": str(tiny_llama),
         "method": "mind_mirror",
@@ -156,11 +168,16 @@ def test_the_own_cot_judge_samples_once_under_two_processes(tmp_path, records, t
     }
     sampling = {"engine": "transformers", "num_samples": 2, "max_new_tokens": 12}
     recipe = {"seed": 1, "train": train, "eval": {**sampling, "answer_max_tokens": 8}}
-    run = launch(tmp_path, records, recipe, COUNTING, "mindmirror.student.own_judge:sample_cots")
-    # 8 train and 3 validation questions, sampled by the main process only.
-    assert calls(tmp_path) == [[11], []]
-    summary = json.loads((run.student / "train.json").read_text())
-    own = summary["stages"]["own_judge"]
-    assert own["processes"] == 2 and own["labels"]["train"]["cots"] == 16
-    samples = (run.stage("own_cots") / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == 22
+    run = RunDir(tmp_path / "run")
+    for attempt in ("trained", "read back"):
+        if attempt == "read back":
+            for stage in ("own_cots", "own_judge"):
+                shutil.rmtree(run.stage(stage))
+        run = launch(tmp_path, records, recipe, COUNTING, SAMPLING, FITTING)
+        # 8 train and 3 validation questions, sampled by the main process only.
+        assert calls(tmp_path, SAMPLING) == [[11], []], attempt
+        assert [len(c) for c in calls(tmp_path, FITTING)] == [1, 0], attempt
+        own = json.loads((run.student / "train.json").read_text())["stages"]["own_judge"]
+        assert own["processes"] == 2 and own["labels"]["train"]["cots"] == 16
+        samples = (run.stage("own_cots") / "samples.jsonl").read_text().splitlines()
+        assert len(samples) == 22

@@ -32,8 +32,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
-
 from mindmirror.config import EvalConfig, Recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Cot, CotJudge, Record, read_records, write_records
@@ -46,6 +44,7 @@ from mindmirror.student.formats import (
 from mindmirror.student.infer import Student, sample_cots
 from mindmirror.student.loading import OWN_JUDGE_STAGE
 from mindmirror.student.own_confidence import confidence_fit, split_validation
+from mindmirror.student.processes import main_process_first
 from mindmirror.student.rows import Row, RowStats, build_rows, short_or_long_weight
 from mindmirror.student.train import StageData, row_spec, train_stage
 from mindmirror.student.validate import ValItem
@@ -381,8 +380,7 @@ def train_own_judge(
     sampling = sampling_settings(recipe, final_path, trained)
     # Under several processes the main one samples (and asks the teacher) alone; the others
     # then read its files, which hold the same settings: nothing is sampled or paid twice.
-    processes = PartialState()
-    with processes.main_process_first():
+    with main_process_first():
         samples, sampling_seconds = sample_own_cots(
             final, records, task, recipe, run.stage(OWN_COTS), sampling, quiet
         )
@@ -396,7 +394,7 @@ def train_own_judge(
         if judge_cots is None:
             raise UserError(NO_TEACHER)
         asked = {"samples": sampling, "teacher": teacher_settings(recipe)}
-        with processes.main_process_first():
+        with main_process_first():
             judged, label_usage = teacher_labelled(
                 judge_cots, samples, records, run.stage(OWN_COTS), asked
             )
@@ -429,7 +427,7 @@ def train_own_judge(
         "split_validation": cfg.split_validation,
         "sampling": sampling,
     }
-    with processes.main_process_first():
+    with main_process_first():
         fit = confidence_fit(
             final,
             samples,

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from accelerate.utils import broadcast_object_list
 from transformers import PrinterCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -172,8 +171,12 @@ def _curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Write ``path`` whole or not at all: under several processes another may read it
+    (``check_settings``) while the main process writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def make_trainer(
@@ -338,7 +341,7 @@ def train_stage(
         # This process's peak resident memory while the stage trained (since the resume, if
         # resumed): it starts from what is resident after loading the model, so the model
         # counts and memory an earlier stage freed does not. Under several processes, each
-        # reads its own and the main process's is written.
+        # reads its own, and every process goes on with the main process's (below).
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_scope": "stage" if peak_is_stage else "process",
         "resumed_from": last,
@@ -354,7 +357,9 @@ def train_stage(
         # Every process goes on with the main process's result (its seconds and memory, as
         # result.json has them), so that what is derived from it later (the own-CoT judge's
         # settings, which decide whether its samples can be read back) is the same on all.
-        result = broadcast_object_list([result])[0]
+        shared = [result]
+        dist.broadcast_object_list(shared, src=0)
+        result = shared[0]
     if trainer.is_world_process_zero():
         save_student(
             trainer.model,
