@@ -42,6 +42,7 @@ from mindmirror.config.train import ENGINEERING_ONLY, train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.progress import log_console
 from mindmirror.records import CotJudge, Record, read_records
+from mindmirror.reporting.documents import write_atomic
 from mindmirror.rundir import RunDir
 from mindmirror.student import precision
 from mindmirror.student.compiled import compile_blocks
@@ -174,9 +175,7 @@ def _write_json(path: Path, data: Any) -> None:
     """Write ``path`` whole or not at all: under several processes another may read it
     (``check_settings``) while the main process writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def make_trainer(
