@@ -119,7 +119,7 @@ def compare(result: dict[str, Any], resamples: int = 1000) -> dict[str, Any]:
     interval and whether llama.cpp's accuracy is inside it, the paired difference
     (llama.cpp - transformers) over questions, how often the two chose the same answer;
     ``mirror`` adds the own-CoT AUROC of each and the same inside test; and the seconds of
-    each path (greedy modes summed, the sampled modes' longest) with their ratio."""
+    each path (the greedy modes, the sampling once and each judging pass) with their ratio."""
     fast, reference = (result["engines"][name]["modes"] for name in ENGINES)
     modes: dict[str, Any] = {}
     for mode in reference:
@@ -154,9 +154,15 @@ def compare(result: dict[str, Any], resamples: int = 1000) -> dict[str, Any]:
         modes[mode] = entry
 
     def seconds(by_mode: dict[str, Any]) -> float:
-        shared = [m["seconds"] for k, m in by_mode.items() if k in modes and sampled(k)]
-        greedy = [m["seconds"] for k, m in by_mode.items() if k in modes and not sampled(k)]
-        return sum(greedy) + max(shared, default=0.0)
+        """The greedy modes, the sampling once and every judging pass: ``vote``'s seconds are
+        the sampling, each ``mirror`` mode's the sampling plus its own judging pass (without
+        ``vote`` the sampling is not known apart, and the longest sampled mode stands for all)."""
+        greedy = sum(m["seconds"] for k, m in by_mode.items() if k in modes and not sampled(k))
+        shared = {k: m["seconds"] for k, m in by_mode.items() if k in modes and sampled(k)}
+        if "vote" not in shared:
+            return greedy + max(shared.values(), default=0.0)
+        sampling = shared["vote"]
+        return greedy + sampling + sum(s - sampling for k, s in shared.items() if k != "vote")
 
     spent = {name: seconds(result["engines"][name]["modes"]) for name in ENGINES}
     return {

@@ -9,7 +9,6 @@ is computed here from those files, so that it can be rebuilt on any machine.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Collection
@@ -25,6 +24,7 @@ from mindmirror.cell_records import (
     record_metrics,
     tables_from_records,
 )
+from mindmirror.files import write_atomic
 from mindmirror.reporting.report import report
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import stages
@@ -73,9 +73,7 @@ def write_tuning(folder: Path, record: dict[str, Any]) -> None:
     """Write a tuning record atomically (sorted keys: the same training, the same bytes)."""
     path = tuning_path(folder, record["method"], record["candidate"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps(record), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, dumps(record))
 
 
 def choose(

@@ -31,7 +31,6 @@ confidences and correctness) and the per-mode question count.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 from collections.abc import Iterable
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from mindmirror.config.evaluation import eval_settings_differ
 from mindmirror.config.train import train_settings_differ
+from mindmirror.files import write_atomic
 from mindmirror.reporting.metrics import risk_coverage
 from mindmirror.reporting.tables import Correctness, Row, paired_differences, row_order, row_results
 from mindmirror.rundir import RunDir
@@ -270,9 +270,7 @@ def write_record(folder: Path, record: dict[str, Any]) -> Path:
     """Write a cell's record atomically; return its path."""
     path = record_path(folder, record["cell"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps(record), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, dumps(record))
     return path
 
 

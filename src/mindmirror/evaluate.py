@@ -10,7 +10,6 @@ Checkpoints are chosen on validation by training; this module only reads test, o
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from mindmirror.config import EvalConfig, InferMode, Recipe
 from mindmirror.errors import UserError
+from mindmirror.files import open_atomic, write_json
 from mindmirror.progress import log_console
 from mindmirror.records import Record, read_records
 from mindmirror.reporting.figures import applicable_modes
@@ -144,20 +144,6 @@ def check_modes(modes: Sequence[str]) -> list[InferMode]:
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
     return list(modes)  # type: ignore[arg-type]
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _held_out_records(run: RunDir, test: Sequence[Example]) -> list[Record]:
@@ -333,8 +319,9 @@ def evaluate(
     metrics["self_evaluation"] = None
     metrics.update(agreements)
     run.evaluation.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(run.evaluation / "predictions.jsonl", rows)
-    _write_json(run.evaluation / "metrics.json", metrics)
+    with open_atomic(run.evaluation / "predictions.jsonl") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_json(run.evaluation / "metrics.json", metrics)
     return metrics
 
 

@@ -26,7 +26,6 @@ hold none, and gold verdicts (``evaluator: gold``) are labelled as not the paper
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from
 from mindmirror.config.evaluation import eval_settings_differ
 from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
+from mindmirror.files import write_atomic
 from mindmirror.grid_teaching import data_seed, evaluation_source, link_records, teaching_needed
 from mindmirror.progress import log_console
 from mindmirror.records import read_records
@@ -202,9 +202,7 @@ def _merge_scores(sub: RunDir, before: dict[str, Any], after: dict[str, Any], ol
         (predictions, old + predictions.read_text(encoding="utf-8")),
         (sub.evaluation / "metrics.json", json.dumps(after, indent=2, ensure_ascii=False) + "\n"),
     ):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text)
 
 
 def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> dict[str, Any]:
@@ -253,9 +251,7 @@ def write_outputs(run: RunDir, result: dict[str, Any]) -> None:
         ("experiment.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"),
         ("experiment.md", result["markdown"] + "\n"),
     ):
-        tmp = run.root / f"{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, run.root / name)
+        write_atomic(run.root / name, text)
 
 
 # ------------------------------------------------------------------------------ the whole

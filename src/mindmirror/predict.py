@@ -27,7 +27,6 @@ only and can erode the verdict skill of the final student (seen on tiny models i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from mindmirror.config import (
     recipe_from_dict,
 )
 from mindmirror.errors import UserError
+from mindmirror.files import open_atomic
 from mindmirror.reporting.figures import SELF_EVAL_METHODS
 from mindmirror.student.infer import MODES, Choices, Prediction, Student, infer
 
@@ -315,9 +315,7 @@ def predict_file(
         )
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with open_atomic(out) as handle:
         for i, (row, p) in enumerate(zip(rows, preds, strict=True)):
             handle.write(json.dumps(prediction_row(row, i, p), ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     return len(preds)

@@ -19,7 +19,6 @@ Example line (wrapped)::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mindmirror.errors import UserError
+from mindmirror.files import open_atomic
 
 SCHEMA = "mindmirror.record/1"
 Verdict = Literal["correct", "wrong", "uncertain"]
@@ -98,13 +98,11 @@ CotJudge = Callable[[list[Record]], tuple[list[Record], dict[str, Any]]]
 def write_records(path: Path, records: Iterable[Record]) -> int:
     """Write records atomically (temp file + rename), so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
+    with open_atomic(path) as handle:
         for record in records:
             handle.write(record.to_json() + "\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mindmirror.cell_records import ADOPTED
 from mindmirror.config import Recipe
+from mindmirror.files import write_atomic
 from mindmirror.rundir import RunDir
 from mindmirror.student.train import settings_changed, stage_settings
 
@@ -75,7 +76,5 @@ def share_stage1(run: RunDir, sub: RunDir, resolved: Recipe) -> str | None:
     os.replace(staging, folder)
     seconds = json.loads((folder / "result.json").read_text(encoding="utf-8"))["train_seconds"]
     copied = {"from": source.root.name, "train_seconds": {STAGE1: seconds}}
-    tmp = sub.student / f"{ADOPTED}.tmp"
-    tmp.write_text(json.dumps(copied), encoding="utf-8")
-    os.replace(tmp, sub.student / ADOPTED)
+    write_atomic(sub.student / ADOPTED, json.dumps(copied))
     return source.root.name

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from mindmirror.embedded import llama_server
 from mindmirror.student.batch_server import BadRequest, batch_server, parse_request
-from mindmirror.student.llama_batch import BatchDecoder, Refused, Request
+from mindmirror.student.llama_batch import BatchDecoder, Refused, Request, nucleus_mass
 from mindmirror.student.server import LLAMA_CPP_NEUTRAL
 from mindmirror.threads import _server_threads
 
@@ -151,6 +152,25 @@ def test_a_narrow_nucleus_leaves_one_token_of_probability_one(batch_url: str) ->
         batch_url, prompt=PROMPTS[1], max_tokens=8, temperature=1.0, top_p=0.01, logprobs=0
     ).json()
     assert reply["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx([0.0] * 8)
+
+
+def _nucleus_by_full_sort(weights: np.ndarray, top_p: float) -> float:
+    ranked = np.sort(weights)[::-1]
+    kept = int(np.searchsorted(np.cumsum(ranked) / weights.sum(), top_p)) + 1
+    return float(ranked[:kept].sum())
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 3.0])
+def test_the_nucleus_mass_is_the_full_sorts_number(temperature: float) -> None:
+    """The partial sort gives exactly the full sort's mass, for peaked and for flat
+    distributions (nuclei of one word to thousands), ties and a nucleus of every word."""
+    generator = np.random.default_rng(0)
+    cases = [np.exp((generator.standard_normal(49152) * 4) / temperature) for _ in range(5)]
+    cases += [np.ones(1000), np.array([5.0, 5.0, 1.0, 1.0, 1.0])]
+    for weights in cases:
+        for top_p in (0.01, 0.5, 0.9, 0.95, 0.999, 0.9999999):
+            exact = _nucleus_by_full_sort(weights, top_p)
+            assert nucleus_mass(weights, weights.sum(), top_p) == exact
 
 
 @needs_llama

@@ -47,6 +47,16 @@ def test_a_path_that_answers_otherwise_falls_outside_the_interval() -> None:
     auroc = compared["modes"]["mirror"]["own_cot_auroc"]
     assert (auroc["llama_cpp"], auroc["transformers"], auroc["inside"]) == (0.0, 1.0, False)
     assert compared["time_ratio"] == pytest.approx(0.25)
+    # Sampling once and two judging passes: 10 + 100 + (150 - 100) + (130 - 100) seconds.
+    vote = {**fast["modes"]["answer"], "seconds": 100.0}
+    timed = {
+        "answer": {**fast["modes"]["answer"], "seconds": 10.0},
+        "vote": vote,
+        "mirror": {**fast["modes"]["mirror"], "seconds": 150.0},
+        "mirror_final": {**fast["modes"]["mirror"], "seconds": 130.0},
+    }
+    both = {"engines": {name: {"modes": timed} for name in ("llama_cpp", "transformers")}}
+    assert engine_fidelity.compare(both, resamples=200)["seconds"]["llama_cpp"] == 190.0
     fast["modes"]["answer"]["ids"] = fast["modes"]["answer"]["ids"][::-1]
     with pytest.raises(UserError, match="different questions"):
         engine_fidelity.compare(other, resamples=0)
@@ -87,10 +97,12 @@ def test_a_cell_scored_again_with_transformers_agrees(
     for mode in ("mirror", "mirror_final"):
         own = compared["modes"][mode]["own_cot_auroc"]
         assert own["llama_cpp"] == pytest.approx(own["transformers"], abs=0.01)
-    # Each path's seconds: the greedy mode plus the longest of the modes sharing the samples.
-    modes = result["engines"]["transformers"]["modes"]
-    shared = max(modes[m]["seconds"] for m in ("vote", "mirror", "mirror_final"))
-    assert compared["seconds"]["transformers"] == modes["answer"]["seconds"] + shared
+    # Each path's seconds: the greedy mode, the sampling (vote's) once, each judging pass.
+    seconds = {m: e["seconds"] for m, e in result["engines"]["transformers"]["modes"].items()}
+    judging = [seconds[m] - seconds["vote"] for m in ("mirror", "mirror_final")]
+    assert compared["seconds"]["transformers"] == pytest.approx(
+        seconds["answer"] + seconds["vote"] + sum(judging)
+    )
     # The student is the cell's own (linked, not copied), and a finished scoring is kept.
     assert folder.student.resolve() == cell.student.resolve()
     metrics = (folder.evaluation / "metrics.json").read_text()

@@ -308,6 +308,13 @@ def test_markdown_states_the_schedule_and_shows_modes_asked_for_one_method() -> 
     assert "3 epochs (divided by N in the CoT cells: equal examples), self-evaluation " in text
     assert "stage 0.3 epochs" in text
     assert "| method | answer (paper) | vote | seeds |" in text
+    assert "Settings per method" not in text
+    tuned = recipe.experiment.model_copy(
+        update={"train_by_method": {"mind_mirror": {"learning_rate": 1e-4, "epochs": 5}}}
+    )
+    text = markdown(recipe.model_copy(update={"experiment": tuned}), [], rows, [], {200})
+    assert "replacing the above in that method's cells: mind_mirror: learning_rate 0.0001, " in text
+    assert "epochs 5." in text
 
 
 def test_self_evaluation_is_averaged_over_the_seeds_that_measured_it() -> None:

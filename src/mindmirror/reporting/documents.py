@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,10 +68,3 @@ def _lines_html(lines: list[str]) -> str:
         if line.strip():
             out.append(f"<p>{html.escape(line)}</p>")
     return "\n".join(out)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so it is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -128,6 +128,19 @@ def teacher_lines(run: RunDir, records: Sequence[Record], source: EvalSource) ->
     return lines
 
 
+def _per_method_lines(by_method: dict[str, dict[str, Any]]) -> list[str]:
+    """The ``train_by_method`` settings, which replace the line above in those methods' cells
+    (the protocol tunes each method on validation: without them the header would describe a
+    training no cell ran)."""
+    if not by_method:
+        return []
+    each = "; ".join(
+        f"{method}: " + ", ".join(f"{key} {value}" for key, value in settings.items())
+        for method, settings in by_method.items()
+    )
+    return ["", f"Settings per method, replacing the above in that method's cells: {each}."]
+
+
 def markdown(
     recipe: Recipe,
     header: list[str],
@@ -158,6 +171,7 @@ def markdown(
         "= the paper's mode (`predict:`, greedy); mirror = ours (K sampled CoTs weighted by "
         "the judge's P(correct)), scored at full coverage; '-' = mode not applicable to the "
         "method or not scored.",
+        *_per_method_lines(grid.train_by_method),
         "",
         *markdown_table(rows, modes),
     ]

@@ -28,7 +28,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
-from mindmirror.reporting.documents import Section, html_document, markdown_document, write_atomic
+from mindmirror.files import write_atomic
+from mindmirror.reporting.documents import Section, html_document, markdown_document
 from mindmirror.reporting.figures import AGREEMENT_FIGURES
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import METHODS

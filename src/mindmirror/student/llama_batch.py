@@ -52,6 +52,24 @@ class Refused(ValueError):
     """A request the decoder cannot take (its size, not a failure of the decoder)."""
 
 
+def nucleus_mass(weights: np.ndarray, total: float, top_p: float, first: int = 256) -> float:
+    """The mass of transformers' top-p nucleus: the largest ``weights`` (shape ``(vocab,)``,
+    unnormalised, summing to ``total``) in falling order until their share reaches ``top_p``.
+
+    Sorting the whole vocabulary (49k words) for every token is the slow way; a nucleus is
+    usually a few hundred words at most, so the largest ``first`` are partitioned out and
+    sorted, and only when their mass falls short is everything sorted. Either way the sum runs
+    over the same values in the same order as a full sort's, so the number is the same.
+    """
+    ranked = np.sort(np.partition(weights, -first)[-first:] if first < weights.size else weights)
+    shares = np.cumsum(ranked[::-1]) / total
+    if shares[-1] < top_p and first < weights.size:
+        ranked = np.sort(weights)
+        shares = np.cumsum(ranked[::-1]) / total
+    kept = int(np.searchsorted(shares, top_p)) + 1
+    return float(ranked[::-1][:kept].sum())
+
+
 @dataclass(frozen=True)
 class Request:
     """What one completions call asks for.

@@ -40,9 +40,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from mindmirror.config import Recipe, TrainConfig, dump_recipe
 from mindmirror.config.train import ENGINEERING_ONLY, train_settings_differ
 from mindmirror.errors import UserError
+from mindmirror.files import write_json
 from mindmirror.progress import log_console
 from mindmirror.records import CotJudge, Record, read_records
-from mindmirror.reporting.documents import write_atomic
 from mindmirror.rundir import RunDir
 from mindmirror.student import precision
 from mindmirror.student.compiled import compile_blocks
@@ -175,7 +175,7 @@ def _write_json(path: Path, data: Any) -> None:
     """Write ``path`` whole or not at all: under several processes another may read it
     (``check_settings``) while the main process writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_json(path, data)
 
 
 def make_trainer(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rich.console import Console
 from transformers import Trainer, TrainerCallback
 
 from mindmirror.errors import UserError
+from mindmirror.files import write_atomic
 from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.batching import ExampleSampler
 from mindmirror.student.compiled import eager
@@ -339,9 +339,7 @@ class ElapsedSeconds(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
             seconds = self.before + time.perf_counter() - self.started
-            tmp = folder / f"{SECONDS_FILE}.tmp"
-            tmp.write_text(json.dumps({"train_seconds": seconds}))
-            os.replace(tmp, folder / SECONDS_FILE)
+            write_atomic(folder / SECONDS_FILE, json.dumps({"train_seconds": seconds}))
 
 
 class RichProgress(TrainerCallback):

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import openai
 
 from mindmirror.errors import UserError
+from mindmirror.files import write_json
 from mindmirror.progress import log_console
 from mindmirror.requests.types import Prompt, Reply, Usage
 from mindmirror.teacher.backends.openai_http import PLACEHOLDER_KEY
@@ -49,7 +50,6 @@ from mindmirror.teacher.batch_files import (
     failure_status,
     load_state,
     output_reply,
-    write_json,
 )
 from mindmirror.teacher.batch_input import (
     ENDPOINT,
@@ -402,7 +402,7 @@ class BatchRunner:
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(self.state_path, self.state)
+        write_json(self.state_path, self.state, indent=1)
 
 
 def batch_runner(cfg: Any, state_path: Path, *, quiet: bool = False) -> BatchRunner | None:

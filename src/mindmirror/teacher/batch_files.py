@@ -4,7 +4,6 @@ lines of a finished batch's output and error files."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,6 @@ from mindmirror.requests.types import Reply, Usage
 
 STATE_SCHEMA = "mindmirror.batches/1"
 FILLED = frozenset({"ok", "partial"})
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (a reader never sees half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_state(path: Path) -> dict[str, Any]:

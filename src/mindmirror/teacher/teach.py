@@ -29,6 +29,7 @@ from typing import Any
 
 from mindmirror.config import Recipe, TeacherConfig, dump_recipe
 from mindmirror.errors import UserError
+from mindmirror.files import write_json
 from mindmirror.records import Cot, Evaluation, Record, TeacherInfo, write_records
 from mindmirror.requests.accounting import RunBudget
 from mindmirror.requests.cache import ResponseCache, cached_samples
@@ -379,12 +380,6 @@ def teach(
         questions_planned=plan.questions,
         budget=_budget_line(engine),
     )
-    _write_json(run.summary, summary)
+    write_json(run.summary, summary)
     warn_cut_critiques(summary, cfg.eval_max_tokens, quiet)
     return summary
-
-
-def _write_json(path: Any, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
