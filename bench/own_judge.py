@@ -49,6 +49,7 @@ from mindmirror.cell_records import adopted_from
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, teaching_needed
+from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
 from mindmirror.reporting.calibration import aurc_of, brier, ece, paired_metric
 from mindmirror.reporting.metrics import (
@@ -350,6 +351,7 @@ def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> di
 
 def main() -> None:
     """Teach if needed, train and measure each seed's cell, publish from the records."""
+    quiet_libraries()  # no library bars in the logs (transformers' Loading weights)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", type=Path, default=RECIPE)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/own_judge"))
