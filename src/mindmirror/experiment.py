@@ -44,7 +44,7 @@ from mindmirror.config import ExperimentConfig, Recipe, dump_recipe, recipe_from
 from mindmirror.config.evaluation import eval_settings_differ
 from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
-from mindmirror.files import write_atomic
+from mindmirror.files import write_atomic, write_json
 from mindmirror.grid_teaching import data_seed, evaluation_source, link_records, teaching_needed
 from mindmirror.progress import log_console
 from mindmirror.records import read_records
@@ -198,11 +198,8 @@ def _merge_scores(sub: RunDir, before: dict[str, Any], after: dict[str, Any], ol
     after["modes"] = {**before["modes"], **after["modes"]}
     after["settings"]["modes"] = list(after["modes"])
     predictions = sub.evaluation / "predictions.jsonl"
-    for path, text in (
-        (predictions, old + predictions.read_text(encoding="utf-8")),
-        (sub.evaluation / "metrics.json", json.dumps(after, indent=2, ensure_ascii=False) + "\n"),
-    ):
-        write_atomic(path, text)
+    write_atomic(predictions, old + predictions.read_text(encoding="utf-8"))
+    write_json(sub.evaluation / "metrics.json", after)
 
 
 def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> dict[str, Any]:
@@ -247,11 +244,8 @@ def run_cell(recipe: Recipe, run: RunDir, cell: Cell, quiet: bool = False) -> di
 
 def write_outputs(run: RunDir, result: dict[str, Any]) -> None:
     """``experiment.json`` and ``experiment.md`` in the run directory (atomic writes)."""
-    for name, text in (
-        ("experiment.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"),
-        ("experiment.md", result["markdown"] + "\n"),
-    ):
-        write_atomic(run.root / name, text)
+    write_json(run.root / "experiment.json", result)
+    write_atomic(run.root / "experiment.md", result["markdown"] + "\n")
 
 
 # ------------------------------------------------------------------------------ the whole

@@ -48,10 +48,9 @@ def test_a_path_that_answers_otherwise_falls_outside_the_interval() -> None:
     assert (auroc["llama_cpp"], auroc["transformers"], auroc["inside"]) == (0.0, 1.0, False)
     assert compared["time_ratio"] == pytest.approx(0.25)
     # Sampling once and two judging passes: 10 + 100 + (150 - 100) + (130 - 100) seconds.
-    vote = {**fast["modes"]["answer"], "seconds": 100.0}
     timed = {
         "answer": {**fast["modes"]["answer"], "seconds": 10.0},
-        "vote": vote,
+        "vote": {**fast["modes"]["answer"], "seconds": 100.0},
         "mirror": {**fast["modes"]["mirror"], "seconds": 150.0},
         "mirror_final": {**fast["modes"]["mirror"], "seconds": 130.0},
     }

@@ -61,13 +61,14 @@ def nucleus_mass(weights: np.ndarray, total: float, top_p: float, first: int = 2
     sorted, and only when their mass falls short is everything sorted. Either way the sum runs
     over the same values in the same order as a full sort's, so the number is the same.
     """
-    ranked = np.sort(np.partition(weights, -first)[-first:] if first < weights.size else weights)
-    shares = np.cumsum(ranked[::-1]) / total
-    if shares[-1] < top_p and first < weights.size:
-        ranked = np.sort(weights)
-        shares = np.cumsum(ranked[::-1]) / total
+    partial = first < weights.size
+    ranked = np.sort(np.partition(weights, -first)[-first:] if partial else weights)[::-1]
+    shares = np.cumsum(ranked) / total
+    if partial and shares[-1] < top_p:
+        ranked = np.sort(weights)[::-1]
+        shares = np.cumsum(ranked) / total
     kept = int(np.searchsorted(shares, top_p)) + 1
-    return float(ranked[::-1][:kept].sum())
+    return float(ranked[:kept].sum())
 
 
 @dataclass(frozen=True)
