@@ -220,3 +220,28 @@ def test_a_failed_step_fails_its_requests_and_the_decoder_goes_on(
     assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="stopped"):
         decoder.submit(request).result(timeout=5)
+
+
+@needs_llama
+def test_top_p_log_probabilities_take_the_nucleus_from_nucleus_mass(
+    gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mindmirror.student import llama_batch
+
+    calls: list[float] = []
+
+    def counted(weights: np.ndarray, total: float, top_p: float, first: int = 256) -> float:
+        calls.append(top_p)
+        return nucleus_mass(weights, total, top_p, first)
+
+    monkeypatch.setattr(llama_batch, "nucleus_mass", counted)
+    decoder = BatchDecoder(gguf_path, parallel=2, n_ctx=64, threads=1)
+    thread = decoder.start()
+    prompt = decoder.tokenize(PROMPTS[0])
+    request = Request(prompt, n=2, max_tokens=6, temperature=0.8, top_p=0.9, seed=3, logprobs=True)
+    choices = decoder.submit(request).result(timeout=60)
+    decoder.stop()
+    thread.join(timeout=60)
+    tokens = sum(len(c.tokens) for c in choices)
+    assert calls == [0.9] * tokens
+    assert all(lp <= 0.0 for c in choices for lp in c.token_logprobs)

@@ -293,10 +293,7 @@ class BatchDecoder:
         weights = np.exp(scaled)
         total = weights.sum()
         if request.temperature > 0 and request.top_p < 1.0:
-            # transformers' nucleus: the most likely tokens until their mass reaches top_p.
-            ranked = np.sort(weights)[::-1]
-            kept = int(np.searchsorted(np.cumsum(ranked) / total, request.top_p)) + 1
-            total = ranked[:kept].sum()
+            total = nucleus_mass(weights, total, request.top_p)
         choice.token_logprobs.append(float(scaled[token] - np.log(total)))
 
     def _step(self, running: list[_Sequence]) -> list[_Sequence]:
