@@ -13,7 +13,8 @@ One resumable command; every step skips what a previous run (or its records) fin
 3. The grid (``experiment``), 3 seeds: standard fine-tuning, 1 CoT, 5 CoTs, 5 CoTs with
    self-evaluation (two-stage; gold verdicts, not the paper's teacher
    self-evaluation), and the recipe's extra rows (``experiment.extra_rows``: the 1-CoT row of
-   the earlier table with only the batching fix). The headline cells run first, all seeds.
+   the earlier table with only the batching fix). The headline cells run first, all seeds,
+   then self-evaluation at the headline N and the extra rows, then the other Ns.
 4. A DSS-style reference: 1 CoT from PaLM-540B on the same training questions.
 5. Every finished cell leaves its record under ``<records>/cells/`` (the PaLM reference's under
    ``<records>/palm/cells/``); ``<records>/summary.json`` and the plots
@@ -221,6 +222,26 @@ def palm_reference(
     experiment(palm, sub, quiet=quiet)
 
 
+def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, ExperimentConfig]]:
+    """The grid in the order its cells run, each part at every seed before the next part:
+    the headline cells (no self-evaluation, each method at its headline N), then the rest of
+    the issue's claims (the self-evaluation methods at the headline N, with the extra rows),
+    then the whole grid (the other Ns of accuracy against N, and the extra rows where the
+    grid has no self-evaluation method). A later part skips the cells
+    an earlier one finished, so the claims' cells are done before the extras start."""
+    headline = [m for m in cfg.methods if m not in SELF_EVAL_METHODS]
+    self_eval = [m for m in cfg.methods if m in SELF_EVAL_METHODS]
+    parts = []
+    if headline:
+        only_headline = {"methods": headline, "num_cots_by_method": {}, "extra_rows": []}
+        parts.append(("headline", cfg.model_copy(update=only_headline)))
+    if self_eval:
+        at_headline_n = {"methods": self_eval, "num_cots": [headline_n], "num_cots_by_method": {}}
+        parts.append(("claims", cfg.model_copy(update=at_headline_n)))
+    parts.append(("grid", cfg))
+    return parts
+
+
 def planned_cells(recipe: Recipe) -> list[str]:
     """Every cell of the protocol at 3 seeds, the PaLM reference's included."""
     protocol = recipe.experiment.model_copy(update={"seeds": [0, 1, 2]})
@@ -301,19 +322,16 @@ def main() -> None:
     adopted = adopt_tuned_students(run, chosen, grid.experiment, recipe.train.num_cots)
     if adopted:
         log(f"seed-0 cells given their tuning training's student: {', '.join(adopted)}")
-    # The claims' cells first (every seed), then the rest of the grid: self-evaluation, the
-    # extra rows and the extra Ns of accuracy against N.
-    headline = [m for m in grid.experiment.methods if m not in SELF_EVAL_METHODS]
-    if not headline and args.until == "headline":
-        parser.error("--until headline: the methods set have no headline cells")
-    if headline:
-        first = grid.experiment.model_copy(
-            update={"methods": headline, "num_cots_by_method": {}, "extra_rows": []}
-        )
-        experiment(grid.model_copy(update={"experiment": first}), run, quiet=args.quiet)
-        log("headline cells done")
+    parts = run_order(grid.experiment, recipe.train.num_cots)
+    if args.until == "headline":
+        parts = [(name, cfg) for name, cfg in parts if name == "headline"]
+        if not parts:
+            parser.error("--until headline: the methods set have no headline cells")
+    for name, cfg in parts:
+        result = experiment(grid.model_copy(update={"experiment": cfg}), run, quiet=args.quiet)
+        log(f"{name} cells done")
     if args.until in ("grid", "all"):
-        print(experiment(grid, run, quiet=args.quiet)["markdown"])
+        print(result["markdown"])
     if args.until == "all":
         palm_reference(grid, run, args.records, args.seeds, args.quiet)
     publish(args)

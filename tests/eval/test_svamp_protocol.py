@@ -328,3 +328,40 @@ def test_candidates_only_with_until_tune() -> None:
     )
     assert done.returncode == 2
     assert "--candidates tunes part of the candidates: use it with --until tune" in done.stderr
+
+
+def _ordered_cells(recipe: Recipe) -> list[str]:
+    """The cells in the order ``bench/svamp_repro.py`` trains them (a later part skips the
+    cells an earlier part planned)."""
+    from mindmirror.experiment import plan_cells
+
+    order: list[str] = []
+    for _, cfg in svamp_repro.run_order(recipe.experiment, recipe.train.num_cots):
+        for cell in plan_cells(cfg, explain_target=recipe.train.explain_target):
+            if cell.name not in order:
+                order.append(cell.name)
+    return order
+
+
+def test_the_issues_cells_finish_at_every_seed_before_the_other_ns_start() -> None:
+    recipe = load_recipe(svamp_repro.RECIPE)
+    order = _ordered_cells(recipe)
+    claims = [
+        f"{cell}-s{seed}"
+        for cell in ("standard-n1", "step_by_step-n1", "multi_cot-n5", "mind_mirror-n5")
+        for seed in (0, 1, 2)
+    ] + [f"batchfix-step_by_step-n1-s{seed}" for seed in (0, 1, 2)]
+    assert set(order[: len(claims)]) == set(claims)
+    assert order[:9] == [  # the headline cells first, seed by seed
+        f"{cell}-s{seed}"
+        for seed in (0, 1, 2)
+        for cell in ("standard-n1", "step_by_step-n1", "multi_cot-n5")
+    ]
+    every = [c for c in svamp_repro.planned_cells(recipe) if not c.startswith("palm/")]
+    assert sorted(order) == sorted(every)
+    # Without a self-evaluation method the extra rows run with the rest of the grid.
+    standard_only = load_recipe(svamp_repro.RECIPE, ["experiment.methods=[standard]"])
+    assert _ordered_cells(standard_only) == [
+        *(f"standard-n1-s{seed}" for seed in (0, 1, 2)),
+        *(f"batchfix-step_by_step-n1-s{seed}" for seed in (0, 1, 2)),
+    ]
