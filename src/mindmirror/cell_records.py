@@ -197,6 +197,7 @@ def cell_record(
         "self_evaluation": metrics.get("self_evaluation"),
         "self_evaluation_final": metrics.get("self_evaluation_final"),
         "engine": metrics.get("engine"),
+        "verdicts_judged_by_transformers": metrics.get("verdicts_judged_by_transformers"),
         "eval_peak_rss_mb": metrics.get("peak_rss_mb"),
         "train": train_record(sub),
     }

@@ -56,6 +56,7 @@ def fake_cell(
         "questions": questions,
         "settings": {"bootstrap": 200, "num_samples": k, "modes": list(modes)},
         "engine": "llama_cpp",
+        "verdicts_judged_by_transformers": 3,
         "modes": {},
         "self_evaluation": None,
     }

@@ -78,6 +78,7 @@ def test_a_tokenizer_that_splits_a_verdict_word_judges_with_transformers(
         "http://127.0.0.1:9/v1", "none", tok, cache=open_cache(None), fallback=fallback
     )
     assert server.verdict_probs(inputs) == fallback.verdict_probs(inputs)
+    assert server.judged_by_fallback == 1
 
 
 def test_predict_refuses_an_unknown_engine_in_one_line(

@@ -199,6 +199,8 @@ def test_demo_sized_student_answers_and_judges_as_transformers(gguf_path: Path) 
     with generation_engine(student, EvalConfig(engine="llama_cpp")) as served:
         got = [s[0].text for s in served.generator.generate(inputs, max_new_tokens=16)]
         probs = served.generator.verdict_probs(judged)
+        handed_over = served.server.judged_by_fallback  # type: ignore[union-attr]
+    assert 0 < handed_over <= len(judged)
     assert agreement(expected, got) >= 0.95, list(zip(expected, got, strict=True))
     for mine, theirs in zip(probs, verdicts, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)
@@ -208,9 +210,13 @@ def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
     tmp_path: Path, fitted_causal: Fitted
 ) -> None:
     recipe, run = write_run(tmp_path, fitted_causal)
-    assert evaluate(recipe, run, ["answer"], quiet=True)["engine"] == "llama_cpp"  # auto
+    served = evaluate(recipe, run, ["answer"], quiet=True)
+    assert served["engine"] == "llama_cpp"  # auto
+    assert served["verdicts_judged_by_transformers"] == 0  # no verdicts asked in answer mode
     assert (run.evaluation / "samples.sqlite").is_file()
     reference = recipe.model_copy(
         update={"eval": recipe.eval.model_copy(update={"engine": "transformers"})}
     )
-    assert evaluate(reference, run, ["answer"], quiet=True)["engine"] == "transformers"
+    local = evaluate(reference, run, ["answer"], quiet=True)
+    assert local["engine"] == "transformers"
+    assert local["verdicts_judged_by_transformers"] is None

@@ -138,6 +138,9 @@ class ServerGenerator:
         self.verdict_top = VERDICT_TOP_LLAMA_CPP if llama_cpp else VERDICT_TOP
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
+        #: Inputs ``verdict_probs`` handed to the fallback so far (their verdict words were
+        #: split by the tokenizer or too far down the server's list).
+        self.judged_by_fallback = 0
 
     def _run(
         self,
@@ -219,6 +222,7 @@ class ServerGenerator:
         whose verdict words are too far down the server's list are judged by the fallback."""
         options = {"batch_size": batch_size, "max_input_tokens": max_input_tokens}
         if self.verdicts is None:
+            self.judged_by_fallback += len(inputs)
             return self.fallback.verdict_probs(inputs, progress=progress, **options)
         prefix, words = self.verdicts
         texts = [prompt_text(self.tokenizer, text, max_input_tokens) + prefix for text in inputs]
@@ -228,6 +232,7 @@ class ServerGenerator:
             for (payload,) in payloads
         ]
         missing = [inputs[i] for i, probs in enumerate(result) if probs is None]
+        self.judged_by_fallback += len(missing)
         judged = iter(self.fallback.verdict_probs(missing, **options) if missing else [])
         return [probs if probs is not None else next(judged) for probs in result]
 
