@@ -38,6 +38,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,10 @@ from mindmirror.cell_records import adopted_from
 from mindmirror.config import Recipe, load_recipe, recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, teaching_needed
+from mindmirror.files import write_atomic, write_json
 from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
-from mindmirror.reporting.calibration import aurc_of, brier, ece, paired_metric
+from mindmirror.reporting.calibration import Metric, aurc_of, brier, ece, paired_metric
 from mindmirror.reporting.metrics import (
     COVERAGES,
     auroc,
@@ -263,16 +265,40 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(kept) if kept else None
 
 
-def signal_figures(records: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """One signal's figures per seed and their means over seeds."""
+def _unit(record: dict[str, Any], unit: str) -> tuple[dict[str, list[float]], list[bool]]:
+    """A record's per-question signals and outcomes of one unit: ``questions`` (the answer
+    ``mirror`` chose with the own-CoT judge) or ``answers`` (the greedy ``answer``)."""
+    if unit == "answers":
+        return record["answers"], record["accuracy"]["answer"]
+    return record["questions"], record["question_correct"]
+
+
+def selective_at(coverage: float) -> Metric:
+    """Selective accuracy at ``coverage`` as a metric of (confidence, correct)."""
+
+    def metric(conf: Sequence[float], right: Sequence[bool]) -> float | None:
+        return selective_accuracy(risk_coverage(conf, right), coverage)
+
+    return metric
+
+
+def signal_figures(
+    records: list[dict[str, Any]], name: str, unit: str = "questions"
+) -> dict[str, Any]:
+    """One signal's figures per seed and their means over seeds (``unit``: see ``_unit``)."""
     per_seed = []
     for r in records:
-        conf, right = r["questions"][name], r["question_correct"]
+        signals, right = _unit(r, unit)
+        conf = signals[name]
         curve = risk_coverage(conf, right)
         figures = {
             "seed": r["seed"],
             "auroc": auroc(conf, right),
-            "auroc_cots": auroc(r["cots"][name], r["cot_correct"]),
+            **(
+                {"auroc_cots": auroc(r["cots"][name], r["cot_correct"])}
+                if unit == "questions"
+                else {}
+            ),
             "aurc": aurc_of(conf, right),
             **{f"selective_{c:g}": selective_accuracy(curve, c) for c in COVERAGES},
         }
@@ -343,10 +369,87 @@ def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> di
         "the own-CoT judge is a separate checkpoint; the answering student's weights are the "
         "reasoning stage's, so `answer` accuracy is the same with and without it (difference 0)"
     )
+    if all("answers" in r for r in records):
+        out["answer_signals"], out["answer_pairs"] = answer_figures(records, resamples)
     costs = [r["cost_seconds"] for r in records]
     out["cost_seconds"] = {k: _mean([c[k] for c in costs]) for k in costs[0]}
     out["cost_seconds_per_seed"] = costs
     return out
+
+
+def answer_figures(
+    records: list[dict[str, Any]], resamples: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """How each signal ranks the greedy answers (what a user of ``answer`` mode gets), and
+    each signal against the answer's own token probability (the free baseline), paired over
+    questions: AUROC, AURC and selective accuracy at each coverage."""
+    names = [n for n in records[0]["answers"] if all(n in r["answers"] for r in records)]
+    figures = {n: signal_figures(records, n, "answers") for n in names}
+    right = [r["accuracy"]["answer"] for r in records]
+    base = [r["answers"]["answer_prob"] for r in records]
+    metrics: dict[str, Metric] = {"auroc": auroc, "aurc": aurc_of}
+    metrics.update({f"selective_{c:g}": selective_at(c) for c in COVERAGES})
+    pairs = {
+        f"{n} - answer_prob": {
+            label: paired_metric(
+                metric, base, [r["answers"][n] for r in records], right, resamples=resamples
+            )
+            for label, metric in metrics.items()
+        }
+        for n in names
+        if n != "answer_prob"
+    }
+    return figures, pairs
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _interval(pair: dict[str, Any]) -> str:
+    if pair["diff"] is None:
+        return "-"
+    return f"{pair['diff']:+.3f} [{pair['low']:+.3f}, {pair['high']:+.3f}]"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The summary's tables (means over its seeds; intervals: paired bootstrap, 95%)."""
+    seeds = ", ".join(map(str, summary["seeds"]))
+    lines = [
+        f"Seeds {seeds}, {summary['n_test']} test questions, settings {summary['settings_key']}.",
+        "",
+        "Confidence of the answer `mirror` chose with the own-CoT judge:",
+        "",
+        "| signal | AUROC | AUROC, own CoTs | AURC | at 50% | at 80% | ECE | Brier |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in summary["signals"].items():
+        cells = [f.get(k) for k in ("auroc", "auroc_cots", "aurc", "selective_0.5")]
+        cells += [f.get(k) for k in ("selective_0.8", "ece", "brier")]
+        lines.append(f"| {name} | " + " | ".join(map(_f, cells)) + " |")
+    lines += ["", "| difference | AUROC | AUROC, own CoTs | AURC |", "|---|---|---|---|"]
+    for name, pair in summary["pairs"].items():
+        if any(s in name for s in ("judge_own", "combined")):
+            cells = [_interval(pair[k]) for k in ("auroc", "auroc_cots", "aurc")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| answer rule | accuracy | against vote |", "|---|---|---|"]
+    for rule, accuracy in summary["accuracy"].items():
+        voting = summary["voting"].get(f"{rule} - vote")
+        lines.append(f"| {rule} | {accuracy:.3f} | {_interval(voting) if voting else '-'} |")
+    if "answer_signals" in summary:
+        lines += [
+            "",
+            "Confidence of the greedy `answer` (against its own token probability, answer_prob):",
+            "",
+            "| signal | AUROC | AURC | at 50% | at 80% | AUROC diff | at 50% diff |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, f in summary["answer_signals"].items():
+            cells = [_f(f.get(k)) for k in ("auroc", "aurc", "selective_0.5", "selective_0.8")]
+            pair = summary["answer_pairs"].get(f"{name} - answer_prob")
+            cells += [_interval(pair[k]) for k in ("auroc", "selective_0.5")] if pair else ["-"] * 2
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -421,7 +524,7 @@ def main() -> None:
             measured = measure(cell, sub, task, test, args.quiet)
             record = cell_record(cell, trained, measured, settings)
             cells.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record) + "\n")
+            write_atomic(path, json.dumps(record) + "\n")  # a kill leaves no half record
     records = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
     records = [r for r in records if key is None or r.get("settings_key") == key]
     if not records:
@@ -432,9 +535,10 @@ def main() -> None:
     command = "python bench/own_judge.py " + " ".join(sys.argv[1:])
     out = summarise(records, args.bootstrap, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out, indent=1)
     n, size, shown = len(records), out["n_test"], out["settings_key"]
     log(f"wrote {args.out}: {n} seeds, {size} test questions, settings {shown}")
+    print(markdown(out))
 
 
 if __name__ == "__main__":

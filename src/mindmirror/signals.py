@@ -7,7 +7,11 @@ Every signal is read from the *same* K sampled CoTs per question, at two levels:
   its mean token log-probability; minus its length in words; the combined confidence of its
   answer;
 - per question (``questions``): the same signals of the answer ``mirror`` chose with the
-  own-CoT judge (the deployed answer), the unit of risk-coverage and abstention.
+  own-CoT judge (the deployed answer), the unit of risk-coverage and abstention;
+- per greedy answer (``answers``): the signals of the ``predict:`` answer (``answer`` mode,
+  the most accurate mode of a small student): its token probability, the share of the K CoTs
+  that reach it, and each judge's mean P(correct) of those CoTs (0 where none does): how
+  well what the student already samples ranks the answer it would give.
 
 Higher always means "more likely right" (length enters negated).
 """
@@ -33,7 +37,8 @@ class Signals:
     """Per-CoT and per-question signal values of one run, with the outcomes they predict.
 
     ``cot_question`` is each CoT's question index; ``accuracy`` holds each answer-choosing
-    rule's per-question correctness (``vote``, ``mirror_teacher``, ``mirror_own``, ...).
+    rule's per-question correctness (``vote``, ``mirror_teacher``, ``mirror_own``, ...);
+    ``answers`` ranks the greedy answers, whose correctness is ``accuracy["answer"]``.
     """
 
     cots: dict[str, list[float]] = field(default_factory=dict)
@@ -42,6 +47,7 @@ class Signals:
     questions: dict[str, list[float]] = field(default_factory=dict)
     question_correct: list[bool] = field(default_factory=list)
     accuracy: dict[str, list[bool]] = field(default_factory=dict)
+    answers: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the record a summary is computed from)."""
@@ -52,6 +58,7 @@ class Signals:
             "questions": self.questions,
             "question_correct": self.question_correct,
             "accuracy": self.accuracy,
+            "answers": self.answers,
         }
 
 
@@ -106,6 +113,15 @@ def run_signals(
         if model is not None:
             row["combined"] = model.confidence(features)
         _add(out.questions, row)
+        greedy = {
+            f"judge_{name}": question_features(replace(answer, samples=js), answer)["judge"]
+            for name, js in judged.items()
+        }
+        greedy.update(
+            vote_share=question_features(replace(answer, samples=samples), answer)["vote_share"],
+            answer_prob=answer.confidence,
+        )
+        _add(out.answers, greedy)
         right = bool(task.is_correct(chosen.answer, example.gold, example.choices))
         out.question_correct.append(right)
         for rule, prediction in (

@@ -70,6 +70,9 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
     summary = own_judge.summarise([record], resamples=10, command="test")
     assert summary["n_test"] == 2 and summary["seeds"] == [1]
     assert "judge_own - judge_teacher" in summary["pairs"]
+    assert set(record["answers"]) == names | {"answer_prob"}
+    assert all(len(v) == 2 for v in record["answers"].values())
+    assert set(summary["answer_signals"]) == names | {"answer_prob"}
 
 
 def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
@@ -86,7 +89,9 @@ def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
         "cots": {"judge_teacher": flat * 2, "judge_own": good * 2, "length": [-5.0] * 2 * n},
         "cot_correct": right * 2,
         "cot_question": list(range(n)) * 2,
-        "accuracy": {"vote": [False] * n, "mirror_own": right},
+        "accuracy": {"vote": [False] * n, "mirror_own": right, "answer": right},
+        # The greedy answers: their token probability ranks them as well as the own judge.
+        "answers": {"answer_prob": good, "judge_own": good, "vote_share": flat},
         "cost_seconds": {"own_sampling": 10.0 + seed, "test_measurement": 1.0},
     }
 
@@ -101,9 +106,25 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     pair = summary["pairs"]["judge_own - judge_teacher"]
     assert pair["auroc"]["diff"] == 0.5 and pair["auroc"]["low"] > 0
     assert pair["aurc"]["high"] < 0 and pair["auroc_cots"]["n"] == 60
-    assert summary["accuracy"] == {"vote": 0.0, "mirror_own": 0.5}
+    assert summary["accuracy"] == {"vote": 0.0, "mirror_own": 0.5, "answer": 0.5}
     assert summary["voting"]["mirror_own - vote"]["diff"] == 0.5
     assert summary["cost_seconds"]["own_sampling"] == 10.5
+    greedy = summary["answer_signals"]
+    assert greedy["answer_prob"]["selective_0.5"] == 1.0 and "auroc_cots" not in greedy["judge_own"]
+    assert greedy["vote_share"]["auroc"] == 0.5
+    versus = summary["answer_pairs"]
+    assert set(versus) == {"judge_own - answer_prob", "vote_share - answer_prob"}
+    assert versus["judge_own - answer_prob"]["selective_0.5"]["diff"] == 0.0
+    assert versus["vote_share - answer_prob"]["selective_0.5"]["diff"] == -0.5
+    assert versus["vote_share - answer_prob"]["auroc"]["high"] < 0
+    table = own_judge.markdown(summary)
+    assert "| judge_own | 1.000 | 1.000 |" in table  # AUROC on mirror's answers and own CoTs
+    assert "| mirror_own | 0.500 | +0.500 [" in table
+    assert "| vote_share | 0.500 |" in table.split("greedy")[1]
+    assert "-0.500 [" in table.split("greedy")[1]
+    # Records made before the greedy answers were ranked: the rest of the summary stands.
+    older = [{k: v for k, v in _record(s).items() if k != "answers"} for s in (0, 1)]
+    assert "answer_signals" not in own_judge.summarise(older, resamples=5, command="c")
 
 
 def test_the_summary_refuses_records_of_other_settings() -> None:
