@@ -286,8 +286,11 @@ def evaluate(
         engine = (
             "transformers" if served.server is None else cfg.engine.replace("auto", "llama_cpp")
         )
+        # Verdicts a server could not read (a verdict word split, or too far down its list)
+        # and transformers judged instead; None where transformers judged everything.
         servers = {id(s.server): s.server for s in (served, served.judge_or_self)}
-        fallbacks = [getattr(s, "judged_by_fallback", None) for s in servers.values()]
+        handed = [getattr(s, "judged_by_fallback", None) for s in servers.values()]
+        fallbacks = None if all(h is None for h in handed) else sum(h or 0 for h in handed)
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
@@ -295,11 +298,7 @@ def evaluate(
         "student": str(source),
         "judge": judge_names["mirror"],
         "engine": engine,
-        # Verdicts a server could not read (a verdict word split, or too far down its list),
-        # judged by transformers instead; None where transformers judged everything.
-        "verdicts_judged_by_transformers": None
-        if all(f is None for f in fallbacks)
-        else sum(f or 0 for f in fallbacks),
+        "verdicts_judged_by_transformers": fallbacks,
         "settings": cfg.model_dump(mode="json"),
         # This process's (a llama.cpp engine's server is another process, of about its GGUF).
         "peak_rss_mb": peak_rss_mb(),

@@ -1,6 +1,6 @@
 """Confidence signals of one run on the same sampled test CoTs (issue 25's measurement).
 
-Every signal is read from the *same* K sampled CoTs per question, at two levels:
+Every signal is read from the *same* K sampled CoTs per question, at three levels:
 
 - per CoT (``cots``): how well it ranks the student's own sampled CoTs by gold correctness:
   a judge's P(correct) of that CoT; the vote share and ``predict:`` agreement of its answer;
