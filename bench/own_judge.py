@@ -17,9 +17,11 @@ their own run directories). The summary (``--out``) is computed from the records
 settings hash alone (after a run, that run's; ``--summarise --key`` picks one): per signal
 AUROC (per question and per CoT), AURC, ECE, Brier, selective accuracy at 50% and 80%
 coverage, mean over seeds with the seeds and n_test; per pair of signals the paired bootstrap
-interval over questions; judge-weighted against plain majority voting; the seconds per cell of
-the extra sampling and training. Label sources: the own-CoT judges learn the task's scorer
-against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
+interval over questions; judge-weighted against plain majority voting; the same figures for
+the greedy ``answer`` ranked by each signal of it (``answer_signals``), each paired against
+its own token probability (``answer_pairs``); the seconds per cell of the extra sampling and
+training. It prints the tables as markdown. Label sources: the own-CoT judges learn the
+task's scorer against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
 
     python bench/own_judge.py                          # 3 seeds, 200 test questions (CPU-hours)
     python bench/own_judge.py --untuned --seeds 0 --limit 20   # before the protocol's tuning
@@ -531,6 +533,13 @@ def main() -> None:
         raise UserError(
             f"no cell records{f' of settings {key}' if key else ''} in {cells}: "
             "run without --summarise first"
+        )
+    stale = [r["seed"] for r in records if "answers" not in r]
+    if stale:
+        log(
+            f"the records of seeds {', '.join(map(str, stale))} predate the greedy answers' "
+            "figures, which the summary leaves out: delete them and run again to measure them "
+            "(the training and the test samples are kept)"
         )
     command = "python bench/own_judge.py " + " ".join(sys.argv[1:])
     out = summarise(records, args.bootstrap, command)

@@ -224,22 +224,26 @@ def palm_reference(
 
 def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, ExperimentConfig]]:
     """The grid in the order its cells run, each part at every seed before the next part:
-    the headline cells (no self-evaluation, each method at its headline N), then the rest of
-    the issue's claims (the self-evaluation methods at the headline N, with the extra rows),
-    then the whole grid (the other Ns of accuracy against N, and the extra rows where the
-    grid has no self-evaluation method). A later part skips the cells
-    an earlier one finished, so the claims' cells are done before the extras start."""
+    the headline cells (the methods without self-evaluation, each at its headline N:
+    ``tuned_num_cots``), then the self-evaluation methods at theirs with the extra rows, then
+    the whole grid (the other Ns of accuracy against N; the extra rows too where the grid has
+    no self-evaluation method). Every part's cells are cells of the grid, and a later part
+    skips those an earlier one finished: the issue's claims are done before the extras start.
+    """
+
+    def at_headline_n(methods: list[str], extra_rows: list[Any]) -> ExperimentConfig:
+        ns = {m: [tuned_num_cots(m, cfg, headline_n)] for m in methods}
+        update = {"methods": methods, "num_cots_by_method": ns, "extra_rows": extra_rows}
+        return cfg.model_copy(update=update)
+
     headline = [m for m in cfg.methods if m not in SELF_EVAL_METHODS]
     self_eval = [m for m in cfg.methods if m in SELF_EVAL_METHODS]
     parts = []
     if headline:
-        only_headline = {"methods": headline, "num_cots_by_method": {}, "extra_rows": []}
-        parts.append(("headline", cfg.model_copy(update=only_headline)))
+        parts.append(("headline", at_headline_n(headline, [])))
     if self_eval:
-        at_headline_n = {"methods": self_eval, "num_cots": [headline_n], "num_cots_by_method": {}}
-        parts.append(("claims", cfg.model_copy(update=at_headline_n)))
-    parts.append(("grid", cfg))
-    return parts
+        parts.append(("claims", at_headline_n(self_eval, cfg.extra_rows)))
+    return [*parts, ("grid", cfg)]
 
 
 def planned_cells(recipe: Recipe) -> list[str]:
@@ -327,11 +331,13 @@ def main() -> None:
         parts = [(name, cfg) for name, cfg in parts if name == "headline"]
         if not parts:
             parser.error("--until headline: the methods set have no headline cells")
+    tables = {}
     for name, cfg in parts:
-        result = experiment(grid.model_copy(update={"experiment": cfg}), run, quiet=args.quiet)
+        done = experiment(grid.model_copy(update={"experiment": cfg}), run, quiet=args.quiet)
+        tables[name] = done["markdown"]
         log(f"{name} cells done")
     if args.until in ("grid", "all"):
-        print(result["markdown"])
+        print(tables["grid"])
     if args.until == "all":
         palm_reference(grid, run, args.records, args.seeds, args.quiet)
     publish(args)

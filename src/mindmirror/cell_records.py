@@ -19,6 +19,10 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
   together): per question the K parsed answers and their correctness (a string of 0/1);
 - ``self_evaluation``, ``self_evaluation_final``: the judge's agreement on teacher CoTs;
 - ``engine``: what generated the test answers (``transformers``, ``llama_cpp``, ...);
+- ``verdict_fallbacks``: per judging student (``student``; ``judge`` where a separate judge
+  judged ``mirror``), the verdicts its server could not read and transformers gave instead
+  (None: no server, transformers judged all; the key absent: a record made before it was
+  kept); the held-out teacher CoTs' verdicts count too;
 - ``eval_peak_rss_mb``: the scoring process's peak resident memory (None before it was kept);
 - ``train``: per stage the step chosen on validation, its validation figure and curve, every
   figure of each validation, steps, seconds, peak resident memory, loss and precision; the
@@ -197,7 +201,7 @@ def cell_record(
         "self_evaluation": metrics.get("self_evaluation"),
         "self_evaluation_final": metrics.get("self_evaluation_final"),
         "engine": metrics.get("engine"),
-        "verdicts_judged_by_transformers": metrics.get("verdicts_judged_by_transformers"),
+        "verdict_fallbacks": metrics.get("verdict_fallbacks"),
         "eval_peak_rss_mb": metrics.get("peak_rss_mb"),
         "train": train_record(sub),
     }

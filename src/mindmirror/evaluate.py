@@ -286,11 +286,13 @@ def evaluate(
         engine = (
             "transformers" if served.server is None else cfg.engine.replace("auto", "llama_cpp")
         )
-        # Verdicts a server could not read (a verdict word split, or too far down its list)
-        # and transformers judged instead; None where transformers judged everything.
-        servers = {id(s.server): s.server for s in (served, served.judge_or_self)}
-        handed = [getattr(s, "judged_by_fallback", None) for s in servers.values()]
-        fallbacks = None if all(h is None for h in handed) else sum(h or 0 for h in handed)
+        # Per judging student, the verdicts its server could not read (a verdict word split,
+        # or too far down its list) and transformers gave instead; None: no server, so
+        # transformers judged all of them.
+        roles = {"student": served} | ({"judge": served.judge} if served.judge else {})
+        fallbacks = {
+            role: getattr(s.server, "judged_by_fallback", None) for role, s in roles.items()
+        }
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
@@ -298,7 +300,7 @@ def evaluate(
         "student": str(source),
         "judge": judge_names["mirror"],
         "engine": engine,
-        "verdicts_judged_by_transformers": fallbacks,
+        "verdict_fallbacks": fallbacks,
         "settings": cfg.model_dump(mode="json"),
         # This process's (a llama.cpp engine's server is another process, of about its GGUF).
         "peak_rss_mb": peak_rss_mb(),

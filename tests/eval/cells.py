@@ -56,7 +56,7 @@ def fake_cell(
         "questions": questions,
         "settings": {"bootstrap": 200, "num_samples": k, "modes": list(modes)},
         "engine": "llama_cpp",
-        "verdicts_judged_by_transformers": 3,
+        "verdict_fallbacks": {"student": 0, "judge": 3},
         "modes": {},
         "self_evaluation": None,
     }

@@ -139,7 +139,7 @@ def test_a_realistic_cell_record_is_kilobytes_and_gives_back_its_metrics(tmp_pat
     own = record["modes"]["mirror"]["own_cots"]
     assert own["length_auroc"] == 0.5 and 0 <= own["auroc"] <= 1
     assert record["engine"] == "llama_cpp"
-    assert record["verdicts_judged_by_transformers"] == 3
+    assert record["verdict_fallbacks"] == {"student": 0, "judge": 3}
 
 
 def test_extra_rows_and_method_settings_shape_their_cells(tmp_path: Path) -> None:

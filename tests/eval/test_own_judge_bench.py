@@ -120,8 +120,8 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     table = own_judge.markdown(summary)
     assert "| judge_own | 1.000 | 1.000 |" in table  # AUROC on mirror's answers and own CoTs
     assert "| mirror_own | 0.500 | +0.500 [" in table
-    assert "| vote_share | 0.500 |" in table.split("greedy")[1]
-    assert "-0.500 [" in table.split("greedy")[1]
+    greedy_table = table.split("Confidence of the greedy `answer`")[1]
+    assert "| vote_share | 0.500 |" in greedy_table and "-0.500 [" in greedy_table
     # Records made before the greedy answers were ranked: the rest of the summary stands.
     older = [{k: v for k, v in _record(s).items() if k != "answers"} for s in (0, 1)]
     assert "answer_signals" not in own_judge.summarise(older, resamples=5, command="c")

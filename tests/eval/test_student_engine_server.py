@@ -212,11 +212,11 @@ def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
     recipe, run = write_run(tmp_path, fitted_causal)
     served = evaluate(recipe, run, ["answer"], quiet=True)
     assert served["engine"] == "llama_cpp"  # auto
-    assert served["verdicts_judged_by_transformers"] == 0  # no verdicts asked in answer mode
+    assert served["verdict_fallbacks"] == {"student": 0}  # answer mode asks no verdicts
     assert (run.evaluation / "samples.sqlite").is_file()
     reference = recipe.model_copy(
         update={"eval": recipe.eval.model_copy(update={"engine": "transformers"})}
     )
     local = evaluate(reference, run, ["answer"], quiet=True)
     assert local["engine"] == "transformers"
-    assert local["verdicts_judged_by_transformers"] is None
+    assert local["verdict_fallbacks"] == {"student": None}

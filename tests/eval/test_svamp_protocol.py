@@ -359,6 +359,19 @@ def test_the_issues_cells_finish_at_every_seed_before_the_other_ns_start() -> No
     ]
     every = [c for c in svamp_repro.planned_cells(recipe) if not c.startswith("palm/")]
     assert sorted(order) == sorted(every)
+    # Whatever Ns the grid gives a method, every part runs cells of the grid only: a method
+    # without the headline N runs at its largest first, as its tuning did.
+    for overrides in (
+        ["experiment.num_cots_by_method={multi_cot: [3, 5, 10], mind_mirror: [10]}"],
+        ["experiment.num_cots=[1, 3]"],
+        ["experiment.methods=[mind_mirror]", "experiment.extra_rows=[]"],
+    ):
+        other = load_recipe(svamp_repro.RECIPE, overrides)
+        planned = [c for c in svamp_repro.planned_cells(other) if not c.startswith("palm/")]
+        assert sorted(_ordered_cells(other)) == sorted(planned), overrides
+    ten = load_recipe(svamp_repro.RECIPE, ["experiment.num_cots_by_method={mind_mirror: [10]}"])
+    assert _ordered_cells(ten)[9:12] == ["mind_mirror-n10-s0", "batchfix-step_by_step-n1-s0",
+                                          "mind_mirror-n10-s1"]  # fmt: skip
     # Without a self-evaluation method the extra rows run with the rest of the grid.
     standard_only = load_recipe(svamp_repro.RECIPE, ["experiment.methods=[standard]"])
     assert _ordered_cells(standard_only) == [
