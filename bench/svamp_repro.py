@@ -232,7 +232,12 @@ def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, Experim
     """
 
     def at_headline_n(methods: list[str], extra_rows: list[Any]) -> ExperimentConfig:
-        ns = {m: [tuned_num_cots(m, cfg, headline_n)] for m in methods}
+        # standard and step_by_step have no N to set (the config refuses one).
+        ns = {
+            m: [tuned_num_cots(m, cfg, headline_n)]
+            for m in methods
+            if m not in ("standard", "step_by_step")
+        }
         update = {"methods": methods, "num_cots_by_method": ns, "extra_rows": extra_rows}
         return cfg.model_copy(update=update)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mindmirror.cell_records import ADOPTED, cell_record, train_record, write_record
-from mindmirror.config import Recipe, load_recipe
+from mindmirror.config import ExperimentConfig, Recipe, load_recipe
 from mindmirror.errors import UserError
 from mindmirror.reporting.metrics import paired_difference
 from mindmirror.rundir import RunDir
@@ -337,6 +337,8 @@ def _ordered_cells(recipe: Recipe) -> list[str]:
 
     order: list[str] = []
     for _, cfg in svamp_repro.run_order(recipe.experiment, recipe.train.num_cots):
+        # Each part is a valid config, as `experiment` checks it again.
+        ExperimentConfig.model_validate(cfg.model_dump())
         for cell in plan_cells(cfg, explain_target=recipe.train.explain_target):
             if cell.name not in order:
                 order.append(cell.name)
