@@ -293,14 +293,14 @@ def signal_figures(
         signals, right = _unit(r, unit)
         conf = signals[name]
         curve = risk_coverage(conf, right)
+        # The sampled CoTs are ranked on their own only where the unit is mirror's answer.
+        cots = (
+            {"auroc_cots": auroc(r["cots"][name], r["cot_correct"])} if unit == "questions" else {}
+        )
         figures = {
             "seed": r["seed"],
             "auroc": auroc(conf, right),
-            **(
-                {"auroc_cots": auroc(r["cots"][name], r["cot_correct"])}
-                if unit == "questions"
-                else {}
-            ),
+            **cots,
             "aurc": aurc_of(conf, right),
             **{f"selective_{c:g}": selective_accuracy(curve, c) for c in COVERAGES},
         }

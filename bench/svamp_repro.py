@@ -61,6 +61,7 @@ from mindmirror.config import (
     load_recipe,
     recipe_from_dict,
 )
+from mindmirror.config.evaluation import FIXED_N_METHODS
 from mindmirror.config.train import train_settings_differ
 from mindmirror.errors import UserError
 from mindmirror.experiment import Cell, cell_recipe, experiment, plan_cells
@@ -232,12 +233,7 @@ def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, Experim
     """
 
     def at_headline_n(methods: list[str], extra_rows: list[Any]) -> ExperimentConfig:
-        # standard and step_by_step have no N to set (the config refuses one).
-        ns = {
-            m: [tuned_num_cots(m, cfg, headline_n)]
-            for m in methods
-            if m not in ("standard", "step_by_step")
-        }
+        ns = {m: [tuned_num_cots(m, cfg, headline_n)] for m in methods if m not in FIXED_N_METHODS}
         update = {"methods": methods, "num_cots_by_method": ns, "extra_rows": extra_rows}
         return cfg.model_copy(update=update)
 

@@ -113,14 +113,13 @@ def run_signals(
         if model is not None:
             row["combined"] = model.confidence(features)
         _add(out.questions, row)
-        greedy = {
-            f"judge_{name}": question_features(replace(answer, samples=js), answer)["judge"]
+        of_greedy = {
+            name: question_features(replace(answer, samples=js), answer)
             for name, js in judged.items()
         }
-        greedy.update(
-            vote_share=question_features(replace(answer, samples=samples), answer)["vote_share"],
-            answer_prob=answer.confidence,
-        )
+        greedy = {f"judge_{name}": f["judge"] for name, f in of_greedy.items()}
+        # Every judge sees the same CoTs, so any one gives the vote share.
+        greedy.update(vote_share=of_greedy["own"]["vote_share"], answer_prob=answer.confidence)
         _add(out.answers, greedy)
         right = bool(task.is_correct(chosen.answer, example.gold, example.choices))
         out.question_correct.append(right)

@@ -166,6 +166,8 @@ ExperimentMethod = Literal[
 ]
 #: The Ns of one method: at least one, each at least 1.
 MethodNs = Annotated[list[PositiveInt], Field(min_length=1)]
+#: Methods whose N is fixed (standard uses no CoTs, step_by_step is 1 CoT): no N is set for them.
+FIXED_N_METHODS = frozenset({"standard", "step_by_step"})
 
 
 class ExtraRow(Strict):
@@ -269,7 +271,7 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _ns_apply(self) -> ExperimentConfig:
         """N is fixed for standard and step_by_step; asking for others would be ignored."""
-        fixed = sorted({"standard", "step_by_step"} & set(self.num_cots_by_method))
+        fixed = sorted(FIXED_N_METHODS & set(self.num_cots_by_method))
         if fixed:
             raise ValueError(
                 f"num_cots_by_method: {', '.join(fixed)} has no N (standard uses "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindmirror.config import ExperimentConfig
+from mindmirror.config.evaluation import FIXED_N_METHODS
 from mindmirror.reporting.figures import AGREEMENT_FIGURES, MODE_HEADERS, EvalSource
 from mindmirror.reporting.metrics import paired_difference
 from mindmirror.student.rows import METHODS
@@ -44,7 +45,7 @@ def row_key(row: dict[str, Any]) -> RowKey:
 def method_num_cots(method: str, cfg: ExperimentConfig) -> list[int]:
     """The Ns a method runs at (see ``ExperimentConfig``): one where N does not apply."""
     ns = sorted(set(cfg.num_cots_by_method.get(method, cfg.num_cots)))
-    if method in ("standard", "step_by_step"):
+    if method in FIXED_N_METHODS:
         return [1]
     if method == "distill":
         return [ns[-1]]
