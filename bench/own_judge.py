@@ -284,6 +284,24 @@ def selective_at(coverage: float) -> Metric:
     return metric
 
 
+def _figures(conf: Sequence[float], right: Sequence[bool], probability: bool) -> dict[str, Any]:
+    """AUROC, AURC and selective accuracies of one confidence (ECE and Brier if a probability)."""
+    curve = risk_coverage(conf, right)
+    figures = {
+        "auroc": auroc(conf, right),
+        "aurc": aurc_of(conf, right),
+        **{f"selective_{c:g}": selective_accuracy(curve, c) for c in COVERAGES},
+    }
+    if probability:
+        figures.update(ece=ece(conf, right), brier=brier(conf, right))
+    return figures
+
+
+def _means(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k in per_seed[0] if k != "seed"]
+    return {**{k: _mean([f[k] for f in per_seed]) for k in keys}, "per_seed": per_seed}
+
+
 def signal_figures(
     records: list[dict[str, Any]], name: str, unit: str = "questions"
 ) -> dict[str, Any]:
@@ -291,24 +309,86 @@ def signal_figures(
     per_seed = []
     for r in records:
         signals, right = _unit(r, unit)
-        conf = signals[name]
-        curve = risk_coverage(conf, right)
+        figures = {"seed": r["seed"], **_figures(signals[name], right, False)}
         # The sampled CoTs are ranked on their own only where the unit is mirror's answer.
-        cots = (
-            {"auroc_cots": auroc(r["cots"][name], r["cot_correct"])} if unit == "questions" else {}
-        )
-        figures = {
-            "seed": r["seed"],
-            "auroc": auroc(conf, right),
-            **cots,
-            "aurc": aurc_of(conf, right),
-            **{f"selective_{c:g}": selective_accuracy(curve, c) for c in COVERAGES},
-        }
+        if unit == "questions":
+            figures["auroc_cots"] = auroc(r["cots"][name], r["cot_correct"])
         if name in PROBABILITY_SIGNALS:
-            figures.update(ece=ece(conf, right), brier=brier(conf, right))
+            figures.update(ece=ece(signals[name], right), brier=brier(signals[name], right))
         per_seed.append(figures)
-    keys = [k for k in per_seed[0] if k != "seed"]
-    return {**{k: _mean([f[k] for f in per_seed]) for k in keys}, "per_seed": per_seed}
+    return _means(per_seed)
+
+
+def vote_confidence(record: dict[str, Any]) -> list[float]:
+    """Per question, the confidence ``vote`` reports for its own answer: the majority's share
+    of the K CoTs, the largest vote share of any of the question's CoTs (unparsed CoTs have
+    0 and count in the denominator, as in ``majority``)."""
+    best = [0.0] * record["n_test"]
+    for question, share in zip(record["cot_question"], record["cots"]["vote_share"], strict=True):
+        best[question] = max(best[question], share)
+    return best
+
+
+def mode_outcomes(record: dict[str, Any]) -> dict[str, tuple[str, list[float], list[bool]]]:
+    """Per answer-choosing mode, as deployed: the confidence it reports and ranks its own
+    answers by (its name and values), and whether each answer is right. ``mirror`` is the
+    own-CoT judge's weighted vote with the combined confidence (what ``predict`` returns with
+    a fitted model; the own judge's mean P(correct) where none was fitted)."""
+    mirror = "combined" if "combined" in record["questions"] else "judge_own"
+    modes = {
+        "vote": ("vote_share", vote_confidence(record), record["accuracy"]["vote"]),
+        "mirror": (mirror, record["questions"][mirror], record["question_correct"]),
+    }
+    if "answers" in record:
+        modes["answer"] = (
+            "answer_prob",
+            record["answers"]["answer_prob"],
+            record["accuracy"]["answer"],
+        )
+    return modes
+
+
+def _paired_metrics() -> dict[str, Metric]:
+    metrics: dict[str, Metric] = {"auroc": auroc, "aurc": aurc_of}
+    return metrics | {f"selective_{c:g}": selective_at(c) for c in COVERAGES}
+
+
+def mode_figures(
+    records: list[dict[str, Any]], resamples: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each mode ranking its own answers (the issue's ``mirror`` against ``vote``): accuracy,
+    AUROC, AURC, selective accuracy; and each mode against ``vote``, paired over questions
+    (each side scored on its own answers)."""
+    outcomes = [mode_outcomes(r) for r in records]
+    names = [m for m in outcomes[0] if all(m in o for o in outcomes)]
+    figures = {}
+    for name in names:
+        per_seed = [
+            {
+                "seed": r["seed"],
+                "accuracy": statistics.fmean(o[name][2]),
+                **_figures(*o[name][1:], True),
+            }
+            for r, o in zip(records, outcomes, strict=True)
+        ]
+        figures[name] = {"confidence": outcomes[0][name][0], **_means(per_seed)}
+    vote = [o["vote"] for o in outcomes]
+    pairs = {
+        f"{name} - vote": {
+            label: paired_metric(
+                metric,
+                [v[1] for v in vote],
+                [o[name][1] for o in outcomes],
+                [v[2] for v in vote],
+                second_correct=[o[name][2] for o in outcomes],
+                resamples=resamples,
+            )
+            for label, metric in _paired_metrics().items()
+        }
+        for name in names
+        if name != "vote"
+    }
+    return figures, pairs
 
 
 def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> dict[str, Any]:
@@ -373,6 +453,7 @@ def summarise(records: list[dict[str, Any]], resamples: int, command: str) -> di
     )
     if all("answers" in r for r in records):
         out["answer_signals"], out["answer_pairs"] = answer_figures(records, resamples)
+    out["modes"], out["mode_pairs"] = mode_figures(records, resamples)
     costs = [r["cost_seconds"] for r in records]
     out["cost_seconds"] = {k: _mean([c[k] for c in costs]) for k in costs[0]}
     out["cost_seconds_per_seed"] = costs
@@ -389,8 +470,7 @@ def answer_figures(
     figures = {n: signal_figures(records, n, "answers") for n in names}
     right = [r["accuracy"]["answer"] for r in records]
     base = [r["answers"]["answer_prob"] for r in records]
-    metrics: dict[str, Metric] = {"auroc": auroc, "aurc": aurc_of}
-    metrics.update({f"selective_{c:g}": selective_at(c) for c in COVERAGES})
+    metrics = _paired_metrics()
     pairs = {
         f"{n} - answer_prob": {
             label: paired_metric(
@@ -438,6 +518,20 @@ def markdown(summary: dict[str, Any]) -> str:
     for rule, accuracy in summary["accuracy"].items():
         voting = summary["voting"].get(f"{rule} - vote")
         lines.append(f"| {rule} | {accuracy:.3f} | {_interval(voting) if voting else '-'} |")
+    lines += [
+        "",
+        "Each mode ranking its own answers by the confidence it reports (against `vote`):",
+        "",
+        "| mode | confidence | accuracy | AUROC | AURC | at 50% | at 80% | ECE "
+        "| AURC diff | at 50% diff |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in summary["modes"].items():
+        cells = [_f(f.get(k)) for k in ("accuracy", "auroc", "aurc", "selective_0.5")]
+        cells += [_f(f.get(k)) for k in ("selective_0.8", "ece")]
+        pair = summary["mode_pairs"].get(f"{name} - vote")
+        cells += [_interval(pair[k]) for k in ("aurc", "selective_0.5")] if pair else ["-"] * 2
+        lines.append(f"| {name} | {f['confidence']} | " + " | ".join(cells) + " |")
     if "answer_signals" in summary:
         lines += [
             "",

@@ -17,7 +17,7 @@ from mindmirror.reporting.calibration import (
     paired_metric,
     ranking_and_calibration,
 )
-from mindmirror.reporting.metrics import auroc
+from mindmirror.reporting.metrics import auroc, risk_coverage, selective_accuracy
 from mindmirror.student.confidence import (
     FEATURES,
     ConfidenceModel,
@@ -159,6 +159,27 @@ def test_calibration_figures_and_paired_intervals() -> None:
     perfect = [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]]
     two = paired_metric(auroc, same, perfect, y, q, resamples=50)
     assert two["diff"] == pytest.approx(0.5) and two["n"] == 2
+
+
+def test_two_modes_are_paired_each_on_its_own_answers() -> None:
+    # vote: right on 10 of 40 questions, ranked perfectly; mirror: right on 20, ranked too.
+    vote_right = [i % 4 == 0 for i in range(40)]
+    mirror_right = [i % 2 == 0 for i in range(40)]
+    vote_conf = [0.9 if ok else 0.1 for ok in vote_right]
+    mirror_conf = [0.9 if ok else 0.1 for ok in mirror_right]
+    at_half = paired_metric(
+        _selective_half, [vote_conf], [mirror_conf], [vote_right], second_correct=[mirror_right]
+    )
+    assert at_half["diff"] == pytest.approx(0.5) and at_half["low"] > 0
+    # Scored against vote's outcomes, mirror's ranking would look no better than vote's.
+    same = paired_metric(_selective_half, [vote_conf], [mirror_conf], [vote_right])
+    assert same["diff"] == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        paired_metric(auroc, [[0.1]], [[0.2]], [[True]], second_correct=[[True, False]])
+
+
+def _selective_half(conf: list[float], right: list[bool]) -> float | None:
+    return selective_accuracy(risk_coverage(conf, right), 0.5)
 
 
 def test_question_groups_may_be_a_numpy_array() -> None:

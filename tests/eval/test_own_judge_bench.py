@@ -14,6 +14,8 @@ from mindmirror.config import recipe_from_dict
 from mindmirror.errors import UserError
 from mindmirror.records import write_records
 from mindmirror.rundir import RunDir
+from mindmirror.signals import run_signals
+from mindmirror.student.infer import Judged, Prediction, vote_prediction
 from mindmirror.tasks.base import Example
 from mindmirror.tasks.families import EquationTask
 from tests.eval.cells import fake_training
@@ -75,8 +77,17 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
     assert set(summary["answer_signals"]) == names | {"answer_prob"}
 
 
+TASK = EquationTask("svamp")
+
+
+def _judged_cot(text: str, answer: str | None) -> Judged:
+    canonical = TASK.canonical(answer) if answer is not None else None
+    return Judged(text=text, answer=answer, canonical=canonical, logprob=-0.5)
+
+
 def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
     right = [i % 2 == 0 for i in range(n)]
+    vote = [i % 4 == 0 for i in range(n)]
     good = [0.8 if ok else 0.2 for ok in right]
     flat = [0.5] * n
     return {
@@ -86,10 +97,16 @@ def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
         "label_sources": {},
         "questions": {"judge_teacher": flat, "judge_own": good, "length": [-5.0] * n},
         "question_correct": right,
-        "cots": {"judge_teacher": flat * 2, "judge_own": good * 2, "length": [-5.0] * 2 * n},
+        "cots": {
+            "judge_teacher": flat * 2,
+            "judge_own": good * 2,
+            "length": [-5.0] * 2 * n,
+            # vote's answer (a quarter right) backed by 0.6 of the CoTs where right, else 0.4.
+            "vote_share": [0.6 if ok else 0.4 for ok in vote] + [0.2] * n,
+        },
         "cot_correct": right * 2,
         "cot_question": list(range(n)) * 2,
-        "accuracy": {"vote": [False] * n, "mirror_own": right, "answer": right},
+        "accuracy": {"vote": vote, "mirror_own": right, "answer": right},
         # The greedy answers: their token probability ranks them as well as the own judge.
         "answers": {"answer_prob": good, "judge_own": good, "vote_share": flat},
         "cost_seconds": {"own_sampling": 10.0 + seed, "test_measurement": 1.0},
@@ -106,8 +123,8 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     pair = summary["pairs"]["judge_own - judge_teacher"]
     assert pair["auroc"]["diff"] == 0.5 and pair["auroc"]["low"] > 0
     assert pair["aurc"]["high"] < 0 and pair["auroc_cots"]["n"] == 60
-    assert summary["accuracy"] == {"vote": 0.0, "mirror_own": 0.5, "answer": 0.5}
-    assert summary["voting"]["mirror_own - vote"]["diff"] == 0.5
+    assert summary["accuracy"] == {"vote": 0.25, "mirror_own": 0.5, "answer": 0.5}
+    assert summary["voting"]["mirror_own - vote"]["diff"] == 0.25
     assert summary["cost_seconds"]["own_sampling"] == 10.5
     greedy = summary["answer_signals"]
     assert greedy["answer_prob"]["selective_0.5"] == 1.0 and "auroc_cots" not in greedy["judge_own"]
@@ -119,12 +136,45 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     assert versus["vote_share - answer_prob"]["auroc"]["high"] < 0
     table = own_judge.markdown(summary)
     assert "| judge_own | 1.000 | 1.000 |" in table  # AUROC on mirror's answers and own CoTs
-    assert "| mirror_own | 0.500 | +0.500 [" in table
+    assert "| mirror_own | 0.500 | +0.250 [" in table
+    # Each mode ranks its own answers: vote by its majority's share (ranking perfectly here,
+    # but a quarter right), mirror by the own judge (no combined model in these records).
+    modes = summary["modes"]
+    assert modes["vote"]["confidence"] == "vote_share" and modes["vote"]["auroc"] == 1.0
+    assert modes["vote"]["accuracy"] == 0.25 and modes["vote"]["selective_0.5"] == 0.5
+    assert modes["mirror"]["confidence"] == "judge_own" and modes["mirror"]["accuracy"] == 0.5
+    versus = summary["mode_pairs"]["mirror - vote"]
+    assert versus["selective_0.5"]["diff"] == 0.5 and versus["selective_0.5"]["low"] > 0
+    assert versus["aurc"]["high"] < 0 and set(summary["mode_pairs"]) == {
+        "mirror - vote",
+        "answer - vote",
+    }
+    assert "| mirror | judge_own | 0.500 | 1.000 |" in table
     greedy_table = table.split("Confidence of the greedy `answer`")[1]
     assert "| vote_share | 0.500 |" in greedy_table and "-0.500 [" in greedy_table
     # Records made before the greedy answers were ranked: the rest of the summary stands.
     older = [{k: v for k, v in _record(s).items() if k != "answers"} for s in (0, 1)]
     assert "answer_signals" not in own_judge.summarise(older, resamples=5, command="c")
+
+
+def test_votes_confidence_is_the_share_vote_mode_reports() -> None:
+    test = [Example(f"q{i}", "test", f"What is 1 + {i}?", str(i + 1)) for i in range(3)]
+    cots = [("1 + 0 = 1.", "1"), ("1 + 0 = 2.", "2"), ("1 + 0 = 1, so 1.", "1"), ("no", None)]
+    cots_1 = [("1 + 1 = 2.", "2"), ("1 + 1 = 3.", "3"), ("1 + 1 = 4.", "4"), ("hm", None)]
+    sampled = [
+        [_judged_cot(t, a) for t, a in cots],
+        [_judged_cot(t, a) for t, a in cots_1],  # a tie of 1-vote answers
+        [_judged_cot("no", None)] * 4,  # nothing parsed: vote has no answer
+    ]
+    verdict = {"correct": 0.5, "wrong": 0.5, "uncertain": 0.0}
+    judges = {"own": [[verdict] * 4] * 3}
+    greedy = [Prediction("answer", e.question, "1", "1", confidence=0.5) for e in test]
+    record = run_signals(TASK, test, sampled, judges, greedy, model=None).to_dict()
+    record["n_test"] = len(test)
+    expected = [
+        vote_prediction(e.question, s).confidence for e, s in zip(test, sampled, strict=True)
+    ]
+    assert own_judge.vote_confidence(record) == expected == [0.5, 0.25, 0.0]
 
 
 def test_the_summary_refuses_records_of_other_settings() -> None:

@@ -52,6 +52,7 @@ def paired_metric(
     correct: Sequence[Sequence[bool]],
     question: Sequence[Sequence[int]] | None = None,
     *,
+    second_correct: Sequence[Sequence[bool]] | None = None,
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -63,20 +64,28 @@ def paired_metric(
     gives each item's question index (several sampled CoTs of one question share it; default:
     one item per question, the same questions in every seed): a resample draws questions with
     replacement and takes all their items in every seed, so question difficulty cancels out
-    between the two confidences and across seeds. Resamples where the metric is undefined
+    between the two confidences and across seeds. ``second_correct``: the outcomes ``second``
+    predicts where they differ from ``correct`` (two answer-choosing modes, each ranking its
+    own answers to the same questions). Resamples where the metric is undefined
     (AUROC with one class) are dropped. Returns ``{"diff", "low", "high", "n"}`` (``n``:
     questions).
     """
-    if not len(first) == len(second) == len(correct) or not first:
+    outcomes = correct if second_correct is None else second_correct
+    if not len(first) == len(second) == len(correct) == len(outcomes) or not first:
         raise ValueError("paired confidences need the same seeds")
-    for a, b, y in zip(first, second, correct, strict=True):
-        if not len(a) == len(b) == len(y):
+    for a, b, y, z in zip(first, second, correct, outcomes, strict=True):
+        if not len(a) == len(b) == len(y) == len(z):
             raise ValueError("paired confidences need the same items")
     groups = [range(len(y)) for y in correct] if question is None else question
     n = int(max((max(g, default=-1) for g in groups), default=-1)) + 1
     runs = [
-        (np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(y, dtype=bool))
-        for a, b, y in zip(first, second, correct, strict=True)
+        (
+            np.asarray(a, dtype=float),
+            np.asarray(b, dtype=float),
+            np.asarray(y, dtype=bool),
+            np.asarray(z, dtype=bool),
+        )
+        for a, b, y, z in zip(first, second, correct, outcomes, strict=True)
     ]
     members = [
         [np.flatnonzero(np.asarray(g) == q) for q in range(n)] for g in (list(g) for g in groups)
@@ -84,11 +93,11 @@ def paired_metric(
 
     def diff(pick: Sequence[int] | None) -> float | None:
         deltas = []
-        for (a, b, y), by_q in zip(runs, members, strict=True):
+        for (a, b, y, z), by_q in zip(runs, members, strict=True):
             idx = np.concatenate([by_q[q] for q in pick]) if pick is not None else slice(None)
             left, right = (
                 metric(a[idx].tolist(), y[idx].tolist()),
-                metric(b[idx].tolist(), y[idx].tolist()),
+                metric(b[idx].tolist(), z[idx].tolist()),
             )
             if left is None or right is None:
                 return None
