@@ -24,6 +24,7 @@ from tests.student.conftest import corpus, save_tiny_student, toy_records
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import own_judge  # noqa: E402
+import own_judge_summary  # noqa: E402
 from adoption import adopt_protocol_student  # noqa: E402
 from svamp_summary import tuning_record, write_tuning  # noqa: E402
 
@@ -69,7 +70,7 @@ def test_a_tiny_cell_reads_every_signal_from_the_same_samples(tmp_path: Path) ->
     assert all(len(v) == 2 for v in record["questions"].values())
     assert set(record["accuracy"]) >= {"answer", "vote", "mirror_own", "mirror_teacher"}
     assert record["cost_seconds"]["own_sampling"] > 0
-    summary = own_judge.summarise([record], resamples=10, command="test")
+    summary = own_judge_summary.summarise([record], resamples=10, command="test")
     assert summary["n_test"] == 2 and summary["seeds"] == [1]
     assert "judge_own - judge_teacher" in summary["pairs"]
     assert set(record["answers"]) == names | {"answer_prob"}
@@ -114,7 +115,7 @@ def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
 
 
 def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
-    summary = own_judge.summarise([_record(1), _record(0)], resamples=50, command="c")
+    summary = own_judge_summary.summarise([_record(1), _record(0)], resamples=50, command="c")
     assert summary["seeds"] == [0, 1]
     own = summary["signals"]["judge_own"]
     assert own["auroc"] == 1.0 and own["auroc_cots"] == 1.0 and own["ece"] == pytest.approx(0.2)
@@ -134,7 +135,7 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     assert versus["judge_own - answer_prob"]["selective_0.5"]["diff"] == 0.0
     assert versus["vote_share - answer_prob"]["selective_0.5"]["diff"] == -0.5
     assert versus["vote_share - answer_prob"]["auroc"]["high"] < 0
-    table = own_judge.markdown(summary)
+    table = own_judge_summary.markdown(summary)
     assert "| judge_own | 1.000 | 1.000 |" in table  # AUROC on mirror's answers and own CoTs
     assert "| mirror_own | 0.500 | +0.250 [" in table
     # Each mode ranks its own answers: vote by its majority's share (ranking perfectly here,
@@ -154,7 +155,7 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     assert "| vote_share | 0.500 |" in greedy_table and "-0.500 [" in greedy_table
     # Records made before the greedy answers were ranked: the rest of the summary stands.
     older = [{k: v for k, v in _record(s).items() if k != "answers"} for s in (0, 1)]
-    assert "answer_signals" not in own_judge.summarise(older, resamples=5, command="c")
+    assert "answer_signals" not in own_judge_summary.summarise(older, resamples=5, command="c")
 
 
 def test_votes_confidence_is_the_share_vote_mode_reports() -> None:
@@ -174,15 +175,17 @@ def test_votes_confidence_is_the_share_vote_mode_reports() -> None:
     expected = [
         vote_prediction(e.question, s).confidence for e, s in zip(test, sampled, strict=True)
     ]
-    assert own_judge.vote_confidence(record) == expected == [0.5, 0.25, 0.0]
+    assert own_judge_summary.vote_confidence(record) == expected == [0.5, 0.25, 0.0]
 
 
 def test_the_summary_refuses_records_of_other_settings() -> None:
     with pytest.raises(UserError, match="n_test 20, 60 cannot be summarised together"):
-        own_judge.summarise([_record(0, n=20), _record(1)], resamples=0, command="c")
+        own_judge_summary.summarise([_record(0, n=20), _record(1)], resamples=0, command="c")
     with pytest.raises(UserError, match=r"2 settings \(a, b\)"):
-        own_judge.summarise([_record(0, key="a"), _record(1, key="b")], resamples=0, command="c")
-    one = own_judge.summarise([_record(0, key="a")], resamples=5, command="c")
+        own_judge_summary.summarise(
+            [_record(0, key="a"), _record(1, key="b")], resamples=0, command="c"
+        )
+    one = own_judge_summary.summarise([_record(0, key="a")], resamples=5, command="c")
     assert one["settings_key"] == "a"
 
 
