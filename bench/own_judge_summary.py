@@ -97,11 +97,17 @@ def mode_outcomes(record: dict[str, Any]) -> dict[str, tuple[str, list[float], l
     """Per answer-choosing mode, as deployed: the confidence it reports and ranks its own
     answers by (its name and values), and whether each answer is right. ``mirror`` is the
     own-CoT judge's weighted vote with the combined confidence (what ``predict`` returns with
-    a fitted model; the own judge's mean P(correct) where none was fitted)."""
-    mirror = "combined" if "combined" in record["questions"] else "judge_own"
+    a fitted model); where none was fitted, its weighted vote share (the summed P(correct) of
+    the CoTs behind its answer over K: their mean P(correct) times their share)."""
+    questions = record["questions"]
+    if "combined" in questions:
+        mirror = ("combined", questions["combined"])
+    else:
+        shares = zip(questions["judge_own"], questions["vote_share"], strict=True)
+        mirror = ("weighted_vote", [judge * share for judge, share in shares])
     modes = {
         "vote": ("vote_share", vote_confidence(record), record["accuracy"]["vote"]),
-        "mirror": (mirror, record["questions"][mirror], record["question_correct"]),
+        "mirror": (*mirror, record["question_correct"]),
     }
     if "answers" in record:
         modes["answer"] = (
@@ -131,11 +137,13 @@ def mode_figures(
             {
                 "seed": r["seed"],
                 "accuracy": statistics.fmean(o[name][2]),
-                **_figures(*o[name][1:], True),
+                **_figures(o[name][1], o[name][2], probability=True),
             }
             for r, o in zip(records, outcomes, strict=True)
         ]
-        figures[name] = {"confidence": outcomes[0][name][0], **_means(per_seed)}
+        # Seeds with and without a fitted model would mix two confidences: both are named.
+        confidence = ", ".join(sorted({o[name][0] for o in outcomes}))
+        figures[name] = {"confidence": confidence, **_means(per_seed)}
     vote = [o["vote"] for o in outcomes]
     pairs = {
         f"{name} - vote": {

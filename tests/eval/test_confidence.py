@@ -176,6 +176,8 @@ def test_two_modes_are_paired_each_on_its_own_answers() -> None:
     assert same["diff"] == pytest.approx(0.0)
     with pytest.raises(ValueError):
         paired_metric(auroc, [[0.1]], [[0.2]], [[True]], second_correct=[[True, False]])
+    with pytest.raises(ValueError, match="its question"):
+        paired_metric(auroc, [[0.1, 0.2]], [[0.2, 0.1]], [[True, False]], [[0]])
 
 
 def _selective_half(conf: list[float], right: list[bool]) -> float | None:

@@ -96,7 +96,13 @@ def _record(seed: int, n: int = 60, key: str = "k") -> dict[str, Any]:
         "settings_key": key,
         "n_test": n,
         "label_sources": {},
-        "questions": {"judge_teacher": flat, "judge_own": good, "length": [-5.0] * n},
+        "questions": {
+            "judge_teacher": flat,
+            "judge_own": good,
+            "length": [-5.0] * n,
+            # mirror's answers: backed by a fifth of the CoTs where right, by all where wrong.
+            "vote_share": [0.2 if ok else 1.0 for ok in right],
+        },
         "question_correct": right,
         "cots": {
             "judge_teacher": flat * 2,
@@ -139,18 +145,30 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
     assert "| judge_own | 1.000 | 1.000 |" in table  # AUROC on mirror's answers and own CoTs
     assert "| mirror_own | 0.500 | +0.250 [" in table
     # Each mode ranks its own answers: vote by its majority's share (ranking perfectly here,
-    # but a quarter right), mirror by the own judge (no combined model in these records).
+    # but a quarter right); mirror, with no combined model in these records, by its weighted
+    # vote share (judge 0.8 x share 0.2 where right, 0.2 x 1.0 where wrong: inverted, where
+    # the judge's mean alone would rank perfectly).
     modes = summary["modes"]
     assert modes["vote"]["confidence"] == "vote_share" and modes["vote"]["auroc"] == 1.0
     assert modes["vote"]["accuracy"] == 0.25 and modes["vote"]["selective_0.5"] == 0.5
-    assert modes["mirror"]["confidence"] == "judge_own" and modes["mirror"]["accuracy"] == 0.5
-    versus = summary["mode_pairs"]["mirror - vote"]
+    assert modes["mirror"]["confidence"] == "weighted_vote" and modes["mirror"]["accuracy"] == 0.5
+    assert modes["mirror"]["auroc"] == 0.0
+    assert set(summary["mode_pairs"]) == {"mirror - vote", "answer - vote"}
+    assert summary["mode_pairs"]["mirror - vote"]["selective_0.5"]["diff"] == -0.5
+    assert "| mirror | weighted_vote | 0.500 | 0.000 |" in table
+    # With a fitted model, mirror reports the combined confidence (here the judge's, perfect).
+    fitted = [_record(s) for s in (0, 1)]
+    for r in fitted:
+        r["questions"]["combined"] = r["questions"]["judge_own"]
+        r["cots"]["combined"] = r["cots"]["judge_own"]
+    combined = own_judge_summary.summarise(fitted, resamples=50, command="c")
+    assert combined["modes"]["mirror"]["confidence"] == "combined"
+    versus = combined["mode_pairs"]["mirror - vote"]
     assert versus["selective_0.5"]["diff"] == 0.5 and versus["selective_0.5"]["low"] > 0
-    assert versus["aurc"]["high"] < 0 and set(summary["mode_pairs"]) == {
-        "mirror - vote",
-        "answer - vote",
-    }
-    assert "| mirror | judge_own | 0.500 | 1.000 |" in table
+    assert versus["aurc"]["high"] < 0
+    # Seeds with and without a fitted model: both confidences are named.
+    mixed = own_judge_summary.summarise([fitted[0], _record(1)], resamples=0, command="c")
+    assert mixed["modes"]["mirror"]["confidence"] == "combined, weighted_vote"
     greedy_table = table.split("Confidence of the greedy `answer`")[1]
     assert "| vote_share | 0.500 |" in greedy_table and "-0.500 [" in greedy_table
     # Records made before the greedy answers were ranked: the rest of the summary stands.
@@ -160,7 +178,8 @@ def test_the_summary_gives_means_over_seeds_and_paired_intervals() -> None:
 
 def test_votes_confidence_is_the_share_vote_mode_reports() -> None:
     test = [Example(f"q{i}", "test", f"What is 1 + {i}?", str(i + 1)) for i in range(3)]
-    cots = [("1 + 0 = 1.", "1"), ("1 + 0 = 2.", "2"), ("1 + 0 = 1, so 1.", "1"), ("no", None)]
+    # The first CoT is the minority's: the majority's share is not the first CoT's.
+    cots = [("1 + 0 = 2.", "2"), ("1 + 0 = 1.", "1"), ("1 + 0 = 1, so 1.", "1"), ("no", None)]
     cots_1 = [("1 + 1 = 2.", "2"), ("1 + 1 = 3.", "3"), ("1 + 1 = 4.", "4"), ("hm", None)]
     sampled = [
         [_judged_cot(t, a) for t, a in cots],

@@ -77,6 +77,10 @@ def paired_metric(
         if not len(a) == len(b) == len(y) == len(z):
             raise ValueError("paired confidences need the same items")
     groups = [range(len(y)) for y in correct] if question is None else question
+    if len(groups) != len(correct) or any(
+        len(g) != len(y) for g, y in zip(groups, correct, strict=True)
+    ):
+        raise ValueError("every item needs its question")
     n = int(max((max(g, default=-1) for g in groups), default=-1)) + 1
     runs = [
         (
