@@ -15,12 +15,12 @@ cell's recipe but its seed, and the test questions scored), so that a first look
 run, or runs of other settings, keep their own records (and runs of other training settings
 their own run directories). The summary (``--out``) is computed from the records of one
 settings hash alone (after a run, that run's; ``--summarise --key`` picks one;
-``own_judge_summary.py`` computes it): per signal
-AUROC (per question and per CoT), AURC, ECE, Brier, selective accuracy at 50% and 80%
-coverage, mean over seeds with the seeds and n_test; per pair of signals the paired bootstrap
-interval over questions; judge-weighted against plain majority voting; the same figures for
-the greedy ``answer`` ranked by each signal of it (``answer_signals``), each paired against
-its own token probability (``answer_pairs``); each mode ranking its own answers by the
+``own_judge_summary.py`` computes it): per signal AUROC (per question and per CoT), AURC,
+ECE, Brier, selective accuracy at 50% and 80% coverage, mean over seeds with the seeds and
+n_test; per pair of signals the paired bootstrap interval over questions; judge-weighted
+against plain majority voting; the same figures for the greedy ``answer`` ranked by each
+signal of it (``answer_signals``), each paired against its own token probability
+(``answer_pairs``); each mode ranking its own answers by the
 confidence it reports, against ``vote`` (``modes``, ``mode_pairs``); the seconds per cell of
 the extra sampling and training. It prints the tables as markdown. Label sources: the own-CoT
 judges learn the task's scorer against gold; the teacher-CoT judge the recipe's
