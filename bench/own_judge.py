@@ -20,11 +20,10 @@ ECE, Brier, selective accuracy at 50% and 80% coverage, mean over seeds with the
 n_test; per pair of signals the paired bootstrap interval over questions; judge-weighted
 against plain majority voting; the same figures for the greedy ``answer`` ranked by each
 signal of it (``answer_signals``), each paired against its own token probability
-(``answer_pairs``); each mode ranking its own answers by the
-confidence it reports, against ``vote`` (``modes``, ``mode_pairs``); the seconds per cell of
-the extra sampling and training. It prints the tables as markdown. Label sources: the own-CoT
-judges learn the task's scorer against gold; the teacher-CoT judge the recipe's
-``teacher.evaluator``.
+(``answer_pairs``); each mode ranking its own answers by the confidence it reports, against
+``vote`` (``modes``, ``mode_pairs``); the seconds per cell of the extra sampling and
+training. It prints the tables as markdown. Label sources: the own-CoT judges learn the
+task's scorer against gold; the teacher-CoT judge the recipe's ``teacher.evaluator``.
 
     python bench/own_judge.py                          # 3 seeds, 200 test questions (CPU-hours)
     python bench/own_judge.py --untuned --seeds 0 --limit 20   # before the protocol's tuning

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from mindmirror.errors import UserError
 from mindmirror.reporting.calibration import Metric, aurc_of, brier, ece, paired_metric
@@ -93,27 +93,35 @@ def vote_confidence(record: dict[str, Any]) -> list[float]:
     return best
 
 
-def mode_outcomes(record: dict[str, Any]) -> dict[str, tuple[str, list[float], list[bool]]]:
+class ModeOutcome(NamedTuple):
+    """One mode's answers to a seed's test questions: the confidence it reports (its name and
+    per-question values) and whether each answer is right."""
+
+    signal: str
+    confidence: list[float]
+    correct: list[bool]
+
+
+def mode_outcomes(record: dict[str, Any]) -> dict[str, ModeOutcome]:
     """Per answer-choosing mode, as deployed: the confidence it reports and ranks its own
-    answers by (its name and values), and whether each answer is right. ``mirror`` is the
-    own-CoT judge's weighted vote with the combined confidence (what ``predict`` returns with
-    a fitted model); where none was fitted, its weighted vote share (the summed P(correct) of
-    the CoTs behind its answer over K: their mean P(correct) times their share)."""
+    answers by. ``mirror`` is the own-CoT judge's weighted vote with the combined confidence
+    (what ``predict`` returns with a fitted model); where none was fitted, its weighted vote
+    share (the summed P(correct) of the CoTs behind its answer over K: their mean P(correct)
+    times their share)."""
     questions = record["questions"]
     if "combined" in questions:
-        mirror = ("combined", questions["combined"])
+        mirror = ModeOutcome("combined", questions["combined"], record["question_correct"])
     else:
         shares = zip(questions["judge_own"], questions["vote_share"], strict=True)
-        mirror = ("weighted_vote", [judge * share for judge, share in shares])
+        weighted = [judge * share for judge, share in shares]
+        mirror = ModeOutcome("weighted_vote", weighted, record["question_correct"])
     modes = {
-        "vote": ("vote_share", vote_confidence(record), record["accuracy"]["vote"]),
-        "mirror": (*mirror, record["question_correct"]),
+        "vote": ModeOutcome("vote_share", vote_confidence(record), record["accuracy"]["vote"]),
+        "mirror": mirror,
     }
     if "answers" in record:
-        modes["answer"] = (
-            "answer_prob",
-            record["answers"]["answer_prob"],
-            record["accuracy"]["answer"],
+        modes["answer"] = ModeOutcome(
+            "answer_prob", record["answers"]["answer_prob"], record["accuracy"]["answer"]
         )
     return modes
 
@@ -136,23 +144,23 @@ def mode_figures(
         per_seed = [
             {
                 "seed": r["seed"],
-                "accuracy": statistics.fmean(o[name][2]),
-                **_figures(o[name][1], o[name][2], probability=True),
+                "accuracy": statistics.fmean(o[name].correct),
+                **_figures(o[name].confidence, o[name].correct, probability=True),
             }
             for r, o in zip(records, outcomes, strict=True)
         ]
         # Seeds with and without a fitted model would mix two confidences: both are named.
-        confidence = ", ".join(sorted({o[name][0] for o in outcomes}))
+        confidence = ", ".join(sorted({o[name].signal for o in outcomes}))
         figures[name] = {"confidence": confidence, **_means(per_seed)}
     vote = [o["vote"] for o in outcomes]
     pairs = {
         f"{name} - vote": {
             label: paired_metric(
                 metric,
-                [v[1] for v in vote],
-                [o[name][1] for o in outcomes],
-                [v[2] for v in vote],
-                second_correct=[o[name][2] for o in outcomes],
+                [v.confidence for v in vote],
+                [o[name].confidence for o in outcomes],
+                [v.correct for v in vote],
+                second_correct=[o[name].correct for o in outcomes],
                 resamples=resamples,
             )
             for label, metric in _paired_metrics().items()
