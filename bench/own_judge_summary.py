@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from mindmirror.errors import UserError
-from mindmirror.reporting.calibration import Metric, aurc_of, brier, ece, paired_metric
+from mindmirror.reporting.calibration import (
+    Metric,
+    aurc_of,
+    brier,
+    ece,
+    paired_metric,
+    selective_at,
+)
 from mindmirror.reporting.metrics import (
     COVERAGES,
     auroc,
@@ -39,15 +46,6 @@ def _unit(record: dict[str, Any], unit: str) -> tuple[dict[str, list[float]], li
     if unit == "answers":
         return record["answers"], record["accuracy"]["answer"]
     return record["questions"], record["question_correct"]
-
-
-def selective_at(coverage: float) -> Metric:
-    """Selective accuracy at ``coverage`` as a metric of (confidence, correct)."""
-
-    def metric(conf: Sequence[float], right: Sequence[bool]) -> float | None:
-        return selective_accuracy(risk_coverage(conf, right), coverage)
-
-    return metric
 
 
 def _figures(conf: Sequence[float], right: Sequence[bool], probability: bool) -> dict[str, Any]:

@@ -19,8 +19,10 @@ One resumable command; every step skips what a previous run (or its records) fin
 5. Every finished cell leaves its record under ``<records>/cells/`` (the PaLM reference's under
    ``<records>/palm/cells/``); ``<records>/summary.json`` and the plots
    (``<records>/plots/``) are computed from the records alone (``svamp_summary.py``): per row
-   and mode mean, std, seeds, n_test; every paired bootstrap interval; the choice per method;
-   seconds per cell, the machines and the protocol's CPU hours.
+   and mode mean, std, seeds, n_test; every paired bootstrap interval; each row's answers
+   ranked by their token probability against standard fine-tuning's (AURC, accuracy at 50%
+   and 80% coverage); the choice per method; seconds per cell, the machines and the
+   protocol's CPU hours.
 
     python bench/svamp_repro.py                      # everything (CPU-days on 2 cores)
     python bench/svamp_repro.py --until tune         # only the tuning step

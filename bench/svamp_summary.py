@@ -19,13 +19,18 @@ from svamp_grid import copy_plots  # bench/ is on sys.path when run as a script
 
 from mindmirror.cell_records import (
     TEACHER_SUMMARY,
+    bootstrap_settings,
     dumps,
     read_cell_records,
     record_metrics,
+    record_row,
     tables_from_records,
 )
 from mindmirror.files import write_atomic
+from mindmirror.reporting.calibration import Metric, aurc_of, paired_metric, selective_at
+from mindmirror.reporting.metrics import COVERAGES
 from mindmirror.reporting.report import report
+from mindmirror.reporting.tables import row_order
 from mindmirror.rundir import RunDir
 from mindmirror.student.rows import stages
 
@@ -168,6 +173,66 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def ranked_answers(record: dict[str, Any]) -> dict[str, tuple[float, bool]]:
+    """Per test question of a cell, its greedy ``answer``'s token probability (the confidence
+    ``answer`` mode reports) and whether the answer is right."""
+    entry = record["modes"]["answer"]
+    pairs = zip(entry["confidence"], entry["correct"], strict=True)
+    return {
+        q: (conf, bit == "1") for q, (conf, bit) in zip(record["questions"], pairs, strict=True)
+    }
+
+
+def selective_pairs(
+    records: list[dict[str, Any]], resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    """Each row's greedy ``answer`` against standard fine-tuning's, each row ranking its own
+    answers by their token probability: the row minus standard in AURC and in selective
+    accuracy at each coverage (the best-half figure of issue 25), averaged over the seeds both
+    ran (seed s against seed s: ``paired_metric``), with a paired bootstrap 95% interval over
+    the questions both scored. Accuracy is paired for every pair of rows (``paired``); this
+    ranking bootstrap costs seconds per pair, so it pairs each row with the baseline only."""
+    by_row: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    order = {}
+    for record in records:
+        if "answer" in record["modes"]:
+            by_row[record["label"]][record["seed"]] = record
+            order[record["label"]] = row_order(record_row(record))
+    baseline = [
+        label
+        for label, seeds in by_row.items()
+        if any(r["method"] == "standard" and not r["variant"] for r in seeds.values())
+    ]
+    if not baseline:
+        return []
+    base = by_row[baseline[0]]
+    metrics: dict[str, Metric] = {"aurc": aurc_of}
+    metrics |= {f"selective_{c:g}": selective_at(c) for c in COVERAGES}
+    out = []
+    for label in sorted(by_row, key=order.__getitem__):
+        seeds = sorted(set(base) & set(by_row[label]))
+        if label == baseline[0] or not seeds:
+            continue
+        first = [ranked_answers(base[s]) for s in seeds]
+        second = [ranked_answers(by_row[label][s]) for s in seeds]
+        # One question list for every seed: a resample draws the same questions in each.
+        shared = sorted(set.intersection(*(set(answers) for answers in first + second)))
+        pair: dict[str, Any] = {"first": baseline[0], "second": label, "mode": "answer"}
+        pair["seeds"] = seeds
+        for name, metric in metrics.items():
+            pair[name] = paired_metric(
+                metric,
+                [[a[q][0] for q in shared] for a in first],
+                [[b[q][0] for q in shared] for b in second],
+                [[a[q][1] for q in shared] for a in first],
+                second_correct=[[b[q][1] for q in shared] for b in second],
+                resamples=resamples,
+                seed=seed,
+            )
+        out.append(pair)
+    return out
+
+
 def judge_table(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per row trained on self-evaluation: the judge's AUROC on the validation teacher CoTs at
     the checkpoint chosen, beside what CoT length alone reaches on the same CoTs, and the same
@@ -267,6 +332,7 @@ def summary(
             for row in tables["rows"]
         },
         "paired": tables["paired"],
+        "paired_selective": selective_pairs(records, *bootstrap_settings(records)),
         "judge": judge_table(records),
     }
 

@@ -344,6 +344,19 @@ def record_row(record: dict[str, Any]) -> Row:
     return Row(record["label"], record["method"], record["num_cots"], variant=record["variant"])
 
 
+def bootstrap_settings(records: list[dict[str, Any]]) -> tuple[int, int]:
+    """The records' own bootstrap: ``(resamples, seed)``, the resamples of their evaluation
+    settings seeded with their data seed; ``(0, 0)`` for no records.
+
+    Raises:
+        ValueError: records with other bootstrap settings (their intervals would not compare).
+    """
+    bootstrap = {(r["settings"]["bootstrap"], r["data_seed"]) for r in records}
+    if len(bootstrap) > 1:
+        raise ValueError(f"records with other bootstrap settings: {sorted(bootstrap)}")
+    return bootstrap.pop() if bootstrap else (0, 0)
+
+
 def tables_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The rows (``tables.row_results``) and every paired interval of a set of records, one
     row per label, in the paper's order; the bootstrap is the records' own (resamples from
@@ -365,10 +378,7 @@ def tables_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         results[cell] = record_metrics(record)
         key = (row.method, row.num_cots, row.variant)
         correctness.setdefault(key, {})[record["seed"]] = record_correctness(record)
-    bootstrap = {(r["settings"]["bootstrap"], r["data_seed"]) for r in records}
-    if len(bootstrap) > 1:
-        raise ValueError(f"records with other bootstrap settings: {sorted(bootstrap)}")
-    resamples, seed = bootstrap.pop() if bootstrap else (0, 0)
+    resamples, seed = bootstrap_settings(records)
     table = [row_results(r, results) for r in sorted(rows.values(), key=row_order)]
     pairs = paired_differences(table, correctness, resamples=resamples, seed=seed)
     return {"rows": table, "paired": pairs}

@@ -25,7 +25,14 @@ from tests.eval.cells import fake_cell, fake_training, identity
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import svamp_repro  # noqa: E402
-from svamp_summary import judge_table, peak_memory, tuning_record, write_tuning  # noqa: E402
+from svamp_summary import (  # noqa: E402
+    judge_table,
+    peak_memory,
+    protocol_records,
+    selective_pairs,
+    tuning_record,
+    write_tuning,
+)
 
 STANDARD = "Standard fine-tuning (gold answers)"
 ONE_COT = "1 CoT (Distilling Step-by-Step)"
@@ -227,6 +234,7 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert summary["machines"]["NVIDIA H200 (bf16)"] == ["palm/step_by_step-n1-s1"]
     assert list(summary["engines"]) == ["llama_cpp"]
     assert summary["judge"] == {}  # no row here trained on self-evaluation
+    assert [p["second"] for p in summary["paired_selective"]] == [ONE_COT, BATCHFIX, PALM]
     seconds = {cell: sum(c.values()) for cell, c in summary["cell_seconds"].items()}
     gpu_s = seconds.pop("palm/step_by_step-n1-s1")
     assert summary["protocol_cpu_hours"] == round((sum(seconds.values()) + 7 * 60.0) / 3600, 2)
@@ -240,6 +248,30 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert "tune/step_by_step-full-lr1e-4-e3" not in summary["peak_rss_unrecorded"]
     assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
+
+
+def test_each_row_ranking_its_own_answers_is_paired_with_standard_fine_tuning(
+    tmp_path: Path,
+) -> None:
+    folder = _records(tmp_path)
+    pairs = {p["second"]: p for p in selective_pairs(protocol_records(folder), 200, 0)}
+    assert list(pairs) == [ONE_COT, BATCHFIX, PALM]  # the table's order, standard itself left out
+    assert pairs[PALM]["seeds"] == [0, 1]  # the seeds both ran, seed against seed
+    fix = pairs[BATCHFIX]
+    assert fix["seeds"] == [0, 1, 2] and fix["first"] == STANDARD
+    # Each side is its own row's figure (its record's, computed at scoring), averaged over seeds.
+    for key, metric in (("selective_0.5", lambda a: a["at_coverage"]["0.5"]), ("aurc", None)):
+        own = [
+            _answer(folder, f"{cell}-n1-s{s}")
+            for cell in ("standard", "batchfix-step_by_step")
+            for s in (0, 1, 2)
+        ]
+        figures = [metric(a) if metric else a["aurc"] for a in own]
+        expected = statistics.fmean(figures[3:]) - statistics.fmean(figures[:3])
+        assert fix[key]["diff"] == pytest.approx(expected)
+        assert fix[key]["low"] <= fix[key]["diff"] <= fix[key]["high"]
+        assert fix[key]["n"] == 40
+    assert fix["selective_0.5"]["low"] < fix["selective_0.5"]["high"]
 
 
 def test_peak_memory_is_the_largest_part_and_unknown_if_any_part_is() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mindmirror.reporting.metrics import aurc, auroc, risk_coverage
+from mindmirror.reporting.metrics import aurc, auroc, risk_coverage, selective_accuracy
 
 
 def brier(confidence: Sequence[float], correct: Sequence[bool]) -> float | None:
@@ -43,6 +43,15 @@ def aurc_of(confidence: Sequence[float], correct: Sequence[bool]) -> float:
 
 
 Metric = Callable[[Sequence[float], Sequence[bool]], float | None]
+
+
+def selective_at(coverage: float) -> Metric:
+    """Selective accuracy at ``coverage`` as a metric of (confidence, correct)."""
+
+    def metric(conf: Sequence[float], right: Sequence[bool]) -> float | None:
+        return selective_accuracy(risk_coverage(conf, right), coverage)
+
+    return metric
 
 
 def paired_metric(
