@@ -19,6 +19,7 @@ import pytest
 
 from mindmirror.config import dump_recipe
 from mindmirror.embedded import free_port
+from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE, AnswerCalibration
 from mindmirror.student.model import save_student
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Q_RIGHT, Q_WRONG, Fitted, write_run
 
@@ -98,6 +99,34 @@ def test_greedy_answer_mode(client: openai.OpenAI) -> None:
     )
     assert reply.choices[0].message.content == "The answer is (12 + 4)."
     assert reply.model_extra["mindmirror"]["answer"] == "(12 + 4)"
+
+
+def test_answer_mode_returns_the_students_calibrated_confidence_and_abstains(
+    client: openai.OpenAI, fitted_causal: Fitted, tmp_path: Path
+) -> None:
+    def ask(to: openai.OpenAI) -> dict:
+        reply = to.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": Q_WRONG}],
+            extra_body={"mindmirror": {"mode": "answer"}},
+        )
+        return reply.model_extra["mindmirror"]
+
+    raw = ask(client)
+    assert not raw["abstained"] and 0.0 < raw["confidence"] <= 1.0
+    folder = tmp_path / "calibrated"
+    s = fitted_causal.student
+    save_student(s.model, s.tokenizer, folder, kind="causal")
+    # A calibration under whose threshold every answer falls (train.answer_confidence).
+    model = AnswerCalibration(slope=2.0, intercept=-1.0, threshold=1.0, target_accuracy=0.9,
+                              fitted_on=40)  # fmt: skip
+    model.save(folder / ANSWER_CONFIDENCE_FILE)
+    with serving(folder, task="svamp", model_name="tiny") as url:
+        calibrated = ask(openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60))
+    assert calibrated["answer"] == raw["answer"] == "(12 + 4)"
+    assert calibrated["confidence"] == pytest.approx(model.confidence(raw["confidence"]))
+    assert calibrated["samples"][0]["confidence"] == calibrated["confidence"]
+    assert calibrated["abstained"]
 
 
 def test_mirror_mode_returns_verdict_confidence_and_abstains(client: openai.OpenAI) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from mindmirror.config.answer_confidence import AnswerConfidenceConfig
 from mindmirror.config.base import Strict, settings_differ
 from mindmirror.config.own_judge import OwnJudgeConfig
 
@@ -192,6 +193,13 @@ class TrainConfig(Strict):
         description="Train a separate judge on the student's own sampled CoTs after the last "
         "stage, and a combined confidence (see OwnJudgeConfig; ours). null (the paper): the "
         "judge has seen the teacher's CoTs only.",
+    )
+    answer_confidence: AnswerConfidenceConfig | None = Field(
+        None,
+        description="Recalibrate `answer` mode's confidence (the answer's token probability) on "
+        "the validation questions after the last stage, and abstain below a threshold chosen "
+        "there for a target accuracy (see AnswerConfidenceConfig; ours). null (the paper): "
+        "`answer` returns the raw token probability and never abstains.",
     )
     logging_steps: int = Field(10, ge=1, description="Log the training loss every N steps.")
     report_to: Tracker | list[Tracker] = Field(

@@ -170,7 +170,9 @@ def _source_recipe(source: str | Path) -> Recipe | None:
     return run_recipe(path) if path.exists() else None
 
 
-def _model_card(name: str, recipe: Recipe | None, kind: str, judge: bool) -> str:
+def _model_card(
+    name: str, recipe: Recipe | None, kind: str, judge: bool, calibration: str | None = None
+) -> str:
     tags = "\n".join(f"- {t}" for t in ("mindmirror", "distillation", "chain-of-thought"))
     pipeline = "text2text-generation" if kind == "seq2seq" else "text-generation"
     lines = [
@@ -201,6 +203,12 @@ def _model_card(name: str, recipe: Recipe | None, kind: str, judge: bool) -> str
             "lets it judge the sampled chains of thought.",
             "",
         ]
+    if calibration:
+        lines += [
+            f"`{calibration}` recalibrates the `answer` mode's confidence (fitted on "
+            "validation); `answer` abstains under its threshold.",
+            "",
+        ]
     lines += [
         "## Use",
         "",
@@ -221,9 +229,10 @@ def _export_hf(
     folder: Path,
     recipe: Recipe | None,
 ) -> list[Path]:
+    from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE
     from mindmirror.student.confidence import CONFIDENCE_FILE
     from mindmirror.student.loading import judge_folder
-    from mindmirror.student.model import load_student, save_student, student_info
+    from mindmirror.student.model import find_student, load_student, save_student, student_info
 
     name = recipe.serve.model_name if recipe is not None else DEFAULT_NAME
     info = student_info(source) if Path(source).exists() else {}
@@ -236,10 +245,16 @@ def _export_hf(
         # The combined confidence fitted beside an own-CoT judge travels with it.
         if (judge / CONFIDENCE_FILE).is_file():
             shutil.copyfile(judge / CONFIDENCE_FILE, folder / "judge" / CONFIDENCE_FILE)
+    # answer mode's calibration (train.answer_confidence) travels with the student.
+    final = find_student(source) if Path(source).exists() else None
+    calibration = None
+    if final is not None and (final / ANSWER_CONFIDENCE_FILE).is_file():
+        shutil.copyfile(final / ANSWER_CONFIDENCE_FILE, folder / ANSWER_CONFIDENCE_FILE)
+        calibration = ANSWER_CONFIDENCE_FILE
     if recipe is not None:
         (folder / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
     (folder / "README.md").write_text(
-        _model_card(name, recipe, kind, judge is not None), encoding="utf-8"
+        _model_card(name, recipe, kind, judge is not None, calibration), encoding="utf-8"
     )
     return [folder]
 

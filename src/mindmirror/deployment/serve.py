@@ -146,16 +146,22 @@ def _reasoning(
         seed=int(torch.randint(0, 2**31 - 1, ()).item()),
     )
     parsed = [served.task.parse_answer(s.text, None, question) for s in samples]
-    first = samples[0]
+    confidences = [sample_confidence(s) for s in samples]
+    calibration = served.student.answer_confidence if mode == "answer" else None
+    abstained = False
+    if calibration is not None:
+        # answer mode's calibration (train.answer_confidence): P(right), abstaining under it.
+        confidences = [calibration.confidence(c) for c in confidences]
+        abstained = parsed[0] is None or confidences[0] < calibration.threshold
     extra = {
         "mode": mode,
         "answer": parsed[0],
         "verdict": None,
-        "confidence": sample_confidence(first),
-        "abstained": False,
+        "confidence": confidences[0],
+        "abstained": abstained,
         "samples": [
-            {"text": s.text, "answer": a, "confidence": sample_confidence(s)}
-            for s, a in zip(samples, parsed, strict=True)
+            {"text": s.text, "answer": a, "confidence": c}
+            for s, a, c in zip(samples, parsed, confidences, strict=True)
         ],
     }
     return [s.text for s in samples], extra

@@ -132,6 +132,20 @@ def choose_threshold(
     return float(best)
 
 
+def threshold_figures(
+    scores: Sequence[float], correct: Sequence[bool], threshold: float
+) -> dict[str, float | None]:
+    """What a threshold does on the questions it was chosen on: their accuracy, the threshold,
+    the share of them answered (confidence at or above it) and the accuracy of those."""
+    answered = [ok for s, ok in zip(scores, correct, strict=True) if s >= threshold]
+    return {
+        "validation_accuracy": sum(correct) / len(correct),
+        "threshold": threshold,
+        "coverage_at_threshold": len(answered) / len(scores),
+        "accuracy_at_threshold": sum(answered) / len(answered) if answered else None,
+    }
+
+
 def fit_confidence(
     rows: Sequence[dict[str, float]],
     correct: Sequence[bool],

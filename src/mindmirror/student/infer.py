@@ -8,10 +8,12 @@
   wrong or when the winning answer's confidence is under ``abstain_threshold``.
 
 Confidence, in [0, 1]: ``answer``/``cot``: the geometric-mean token probability of the greedy
-output; ``vote``: the winning answer's share of the K votes; ``mirror``: the winning answer's
-summed P(correct) over K (so agreement and self-judged correctness both raise it), or, when
-the run fitted one (``train.own_judge``), the combined confidence of
-``mindmirror.student.confidence``, under whose validation-chosen threshold ``mirror`` abstains.
+output (``answer``: recalibrated on validation, with abstention under a threshold, when the run
+fitted it: ``train.answer_confidence``); ``vote``: the winning answer's share of the K votes;
+``mirror``: the winning answer's summed P(correct) over K (so agreement and self-judged
+correctness both raise it), or, when the run fitted one (``train.own_judge``), the combined
+confidence of ``mindmirror.student.confidence``, under whose validation-chosen threshold
+``mirror`` abstains.
 ``vote`` and ``mirror`` share their K samples when both are asked for at once. The judge is
 ``Student.judge`` when set (a two-stage run's stage-1 self-evaluation student), else the student
 itself; with a separate judge, ``mirror_final`` scores the same samples judged by the student
@@ -34,6 +36,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig, InferMode
+from mindmirror.student.answer_confidence import AnswerCalibration, calibrated_answers
 from mindmirror.student.confidence import ConfidenceModel, calibrated
 from mindmirror.student.formats import EXPLAIN, PREDICT, VERDICT, evaluation_input, reasoning_input
 from mindmirror.student.generate import Generator, Sample, TransformersGenerator
@@ -56,6 +59,8 @@ class Student:
     server hosting it: ``mindmirror.student.engines``); None means transformers.
     ``confidence`` is the run's combined confidence (``mindmirror.student.confidence``, fitted
     beside an own-CoT judge): when set, ``mirror`` returns it and abstains under its threshold.
+    ``answer_confidence`` is ``answer`` mode's calibration (``train.answer_confidence``): when
+    set, ``answer`` returns the calibrated confidence and abstains under its threshold.
     """
 
     model: PreTrainedModel
@@ -64,6 +69,7 @@ class Student:
     judge: Student | None = None
     server: Generator | None = None
     confidence: ConfidenceModel | None = None
+    answer_confidence: AnswerCalibration | None = None
 
     @property
     def generator(self) -> Generator:
@@ -370,6 +376,11 @@ def infer_modes(
             runs["mirror"] = _calibrated_mirror(
                 student, task, questions, opts, cfg, quiet, runs["mirror"], runs.get("answer")
             )
+    if "answer" in runs and student.answer_confidence is not None:
+        # After mirror's combined confidence, whose answer_prob feature is the raw probability.
+        answer = runs["answer"]
+        preds = calibrated_answers(answer.predictions, student.answer_confidence)
+        runs["answer"] = ModeRun(preds, answer.seconds)
     return {mode: runs[mode] for mode in (*modes, OWN_JUDGE_MODE) if mode in runs}
 
 

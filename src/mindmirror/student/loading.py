@@ -5,7 +5,9 @@ then reasoning; stage 2 can erode the final student's verdict skill, so with
 ``eval.judge: auto`` that first stage's best student judges the final student's CoTs. An
 exported student carries that judge beside it in ``judge/``. A run that trained a judge on the
 student's own CoTs (``train.own_judge``) judges with that one instead, and the combined
-confidence fitted beside it (``confidence.json``) is loaded with it.
+confidence fitted beside it (``confidence.json``) is loaded with it. ``answer`` mode's
+calibration (``train.answer_confidence``) lies beside the final student
+(``answer_confidence.json``) and is loaded with it.
 """
 
 from __future__ import annotations
@@ -53,14 +55,19 @@ def judge_folder(path: Path) -> Path | None:
 
 
 def load_for_inference(path: str | Path, judge: str = "auto") -> Student:
-    """Load the student at ``path`` and, with ``judge="auto"``, the separate self-evaluation
-    student of its run (see ``EvalConfig.judge``), with the combined confidence fitted beside
-    that judge (``train.own_judge``), if any."""
+    """Load the student at ``path`` with ``answer`` mode's calibration beside it
+    (``train.answer_confidence``), if any, and, with ``judge="auto"``, the separate
+    self-evaluation student of its run (see ``EvalConfig.judge``), with the combined confidence
+    fitted beside that judge (``train.own_judge``), if any."""
+    from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE, AnswerCalibration
     from mindmirror.student.confidence import CONFIDENCE_FILE, ConfidenceModel
-    from mindmirror.student.model import load_student
+    from mindmirror.student.model import find_student, load_student
 
     model, tok, kind = load_student(path)
     student = Student(model, tok, kind)
+    calibration = find_student(path) / ANSWER_CONFIDENCE_FILE if Path(path).exists() else None
+    if calibration is not None and calibration.is_file():
+        student.answer_confidence = AnswerCalibration.load(calibration)
     folder = judge_folder(Path(path)) if judge == "auto" else None
     if folder is not None:
         j_model, j_tok, j_kind = load_student(folder)

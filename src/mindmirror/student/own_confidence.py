@@ -21,7 +21,12 @@ from mindmirror.config import Recipe
 from mindmirror.errors import UserError
 from mindmirror.records import Record
 from mindmirror.reporting.calibration import ranking_and_calibration
-from mindmirror.student.confidence import CONFIDENCE_FILE, fit_confidence, question_features
+from mindmirror.student.confidence import (
+    CONFIDENCE_FILE,
+    fit_confidence,
+    question_features,
+    threshold_figures,
+)
 from mindmirror.student.formats import VERDICT, evaluation_input
 from mindmirror.student.infer import Judged, Student, infer, mirror_prediction
 from mindmirror.tasks.base import Task
@@ -126,12 +131,9 @@ def fit_validation_confidence(
         return {**head, "skipped": str(error)}
     model.save(target)
     scores = [model.confidence(row) for row in rows]
-    answered = [ok for s, ok in zip(scores, correct, strict=True) if s >= model.threshold]
     return {
         **head,
-        "validation_accuracy": sum(correct) / len(correct),
-        "threshold": model.threshold,
-        "coverage_at_threshold": len(answered) / len(rows),
+        **threshold_figures(scores, correct, model.threshold),
         **{f"validation_{k}": v for k, v in ranking_and_calibration(scores, correct).items()},
     }
 

@@ -51,6 +51,7 @@ from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.peak_memory import peak_rss_mb, reset_peak
+from mindmirror.student.processes import main_process_first
 from mindmirror.student.rows import Row, RowSpec, RowStats, Stage, build_rows, stages
 from mindmirror.student.train_args import training_args
 from mindmirror.student.trainer import (
@@ -123,9 +124,9 @@ def stage_settings(
     if stage == "evaluation" and from_records:
         train = _unread_by_stage1(train)
     # Neither keeping checkpoints afterwards, recomputing activations nor how freed memory goes
-    # back to the system changes a result; the own-CoT judge comes after every stage and
-    # changes none of them.
-    for key in (*ENGINEERING_ONLY, "own_judge"):
+    # back to the system changes a result; the own-CoT judge and the answer calibration come
+    # after every stage and change none of them.
+    for key in (*ENGINEERING_ONLY, "own_judge", "answer_confidence"):
         del train[key]
     return {
         "stage": stage,
@@ -384,6 +385,28 @@ def train_stage(
     return result
 
 
+def _answer_confidence(
+    recipe: Recipe, run: RunDir, records: list[Record], task: Task, trained: dict[str, Any]
+) -> dict[str, Any]:
+    """Fit ``answer`` mode's calibration beside the final student (``trained``: its stage's
+    result); the main process fits, the others read its figures."""
+    from mindmirror.student.answer_confidence import answer_confidence_fit
+    from mindmirror.student.infer import Student
+
+    folder = run.root / trained["best"]
+    with main_process_first():
+        model, tok, kind = load_student(folder)
+        return answer_confidence_fit(
+            Student(model, tok, kind),
+            folder,
+            trained,
+            records,
+            task,
+            recipe,
+            run.student / "answer_confidence_fit.json",
+        )
+
+
 def train(
     recipe: Recipe, run: RunDir, quiet: bool = False, judge_cots: CotJudge | None = None
 ) -> dict[str, Any]:
@@ -427,10 +450,20 @@ def train(
         results[OWN_JUDGE_STAGE] = train_own_judge(
             recipe, run, records, task, results, quiet, judge_cots=judge_cots
         )
+    calibration = None
+    if recipe.train.answer_confidence is not None:
+        calibration = _answer_confidence(recipe, run, records, task, results[stage])
+    elif int(os.environ.get("RANK", "0")) == 0:
+        # Off now: a reused final student must not keep an earlier run's calibration.
+        from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE
+
+        (run.root / results[stage]["best"] / ANSWER_CONFIDENCE_FILE).unlink(missing_ok=True)
     summary = {
         "method": recipe.train.method,
         "seed": recipe.seed,
         "stages": results,
+        # answer mode's recalibrated confidence (train.answer_confidence), None when off.
+        "answer_confidence": calibration,
         "final": str(Path(init).relative_to(run.root)),
         # The precision the final student trained in (a bf16 recipe may have fallen back).
         "precision": results[stage].get("precision"),
