@@ -48,8 +48,8 @@ def adopt_protocol_student(source: RunDir, records: Path, sub: RunDir, cell: Rec
     """Give an own-CoT judge cell (``sub``, recipe ``cell``) the student of the protocol's cell
     of the same seed (``source``, trained on ``records``: the protocol run's teacher records,
     which its cells link to) when that cell trained it the same way: the same ``train:``
-    settings but the own-CoT judge (which trains after both stages), the same seed, task and
-    teacher records. Returns what happened, for the log."""
+    settings but the own-CoT judge and the answer calibration (made after both stages), the
+    same seed, task and teacher records. Returns what happened, for the log."""
     summary = source.student / "train.json"
     if sub.student.exists():
         return f"{sub.root.name} has a student already"
@@ -57,9 +57,10 @@ def adopt_protocol_student(source: RunDir, records: Path, sub: RunDir, cell: Rec
         return f"{source.root} has no finished student: training it here"
     made = yaml.safe_load(json.loads(summary.read_text(encoding="utf-8"))["recipe"])
     mine = cell.train.model_dump(mode="json")
+    after = ("own_judge", "answer_confidence")  # fitted after both stages
     differ = train_settings_differ(
-        {k: v for k, v in made["train"].items() if k != "own_judge"},
-        {k: v for k, v in mine.items() if k != "own_judge"},
+        {k: v for k, v in made["train"].items() if k not in after},
+        {k: v for k, v in mine.items() if k not in after},
     )
     if made["seed"] != cell.seed:
         differ.append("seed")

@@ -59,8 +59,10 @@ OUT = ROOT / "docs" / "results" / "answer_confidence.json"
 TARGETS = (0.7, 0.8)
 RESAMPLES = 1000
 #: The per-cell figures averaged over a row's seeds.
-SUMMARY_KEYS = ("test_accuracy", "auroc", "ece_raw", "ece_calibrated", "brier_raw")
-SUMMARY_KEYS += ("brier_calibrated",)
+SUMMARY_KEYS = (
+    *("test_accuracy", "auroc"),
+    *("ece_raw", "ece_calibrated", "brier_raw", "brier_calibrated"),
+)
 
 
 def log(message: str) -> None:
@@ -105,6 +107,11 @@ def cell_figures(validation: dict[str, Any], protocol: dict[str, Any]) -> dict[s
     val_p = validation["probability"]
     val_y = [c == "1" for c in validation["correct"]]
     answer = protocol["modes"]["answer"]
+    if "calibration" in answer:
+        raise UserError(
+            f"cell {protocol['cell']}: its answer confidences are calibrated already "
+            "(train.answer_confidence); this needs the raw token probabilities"
+        )
     test_p = answer["confidence"]
     test_y = [c == "1" for c in answer["correct"]]
     figures: dict[str, Any] = {
@@ -152,7 +159,8 @@ def summarise(
     validation: list[dict[str, Any]], protocol: list[dict[str, Any]], command: str
 ) -> dict[str, Any]:
     """Per cell figures (``cell_figures``) of the cells both sets of records hold, and per
-    protocol row their means over its seeds; ``command``: what made it."""
+    protocol row their means over its seeds (a threshold's test accuracy over the seeds where
+    it answered a question); ``command``: what made it."""
     by_cell = {r["cell"]: r for r in protocol}
     cells = [cell_figures(v, by_cell[v["cell"]]) for v in validation if v["cell"] in by_cell]
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -254,4 +262,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # a user's mistake: one line, no traceback
+        sys.exit(f"error: {error}")

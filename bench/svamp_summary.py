@@ -217,6 +217,8 @@ def selective_pairs(
         second = [ranked_answers(by_row[label][s]) for s in seeds]
         # One question list for every seed: a resample draws the same questions in each.
         shared = sorted(set.intersection(*(set(answers) for answers in first + second)))
+        if not shared:
+            continue
         pair: dict[str, Any] = {"first": baseline[0], "second": label, "mode": "answer"}
         pair["seeds"] = seeds
         for name, metric in metrics.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,13 +312,18 @@ def evaluate(
             bool(task.is_correct(p.answer, e.gold, e.choices))
             for p, e in zip(mode_run.predictions, test, strict=True)
         ]
+        calibration = student.answer_confidence if mode == "answer" else None
         metrics["modes"][mode] = mode_metrics(
             mode_run.predictions,
             correct,
             mode_run.seconds,
             resamples=cfg.bootstrap,
             seed=recipe.seed,
+            abstains=calibration is not None,
         )
+        if calibration is not None:
+            # Its confidence is the calibrated one (train.answer_confidence), not the raw.
+            metrics["modes"][mode]["calibration"] = asdict(calibration)
         samples = sample_correctness(task, mode_run, test)
         if mode.startswith("mirror"):
             metrics["modes"][mode]["judge"] = judge_names[mode]

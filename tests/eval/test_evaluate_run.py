@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from mindmirror.errors import UserError
 from mindmirror.evaluate import evaluate, summary_lines
+from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE, AnswerCalibration
 from tests.eval.conftest import Fitted, write_run
 
 
@@ -59,6 +61,28 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path: Path, fitted_student:
     assert (
         "at full coverage" in line and "answers 50%" in line and "most confident 50% 100.0%" in line
     )
+
+
+def test_a_calibrated_answer_mode_says_so_and_reports_its_coverage(
+    tmp_path: Path, fitted_causal: Fitted
+) -> None:
+    recipe, run = write_run(tmp_path, fitted_causal)
+    raw = evaluate(recipe, run, modes=["answer"], quiet=True)["modes"]["answer"]
+    assert "coverage" not in raw and "calibration" not in raw
+    raw_rows = [json.loads(x) for x in (run.evaluation / "predictions.jsonl").open()]
+    # A calibration beside the final student (train.answer_confidence fits it there).
+    model = AnswerCalibration(slope=2.0, intercept=-1.0, threshold=0.5, target_accuracy=0.8,
+                              fitted_on=2)  # fmt: skip
+    model.save(run.stage("stage2") / "best" / ANSWER_CONFIDENCE_FILE)
+    calibrated = evaluate(recipe, run, modes=["answer"], quiet=True)["modes"]["answer"]
+    assert calibrated["calibration"] == asdict(model)
+    assert calibrated["accuracy"] == raw["accuracy"] and 0 <= calibrated["coverage"] <= 1
+    rows = [json.loads(x) for x in (run.evaluation / "predictions.jsonl").open()]
+    for row, before in zip(rows, raw_rows, strict=True):
+        assert row["confidence"] == pytest.approx(model.confidence(before["confidence"]))
+        assert row["abstained"] == (row["confidence"] < 0.5)
+    answered = [r["correct"] for r in rows if not r["abstained"]]
+    assert calibrated["coverage"] == len(answered) / len(rows)
 
 
 def test_evaluate_one_mode_and_bad_mode(tmp_path: Path, fitted_causal: Fitted) -> None:

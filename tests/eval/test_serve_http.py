@@ -122,11 +122,21 @@ def test_answer_mode_returns_the_students_calibrated_confidence_and_abstains(
                               fitted_on=40)  # fmt: skip
     model.save(folder / ANSWER_CONFIDENCE_FILE)
     with serving(folder, task="svamp", model_name="tiny") as url:
-        calibrated = ask(openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60))
+        other = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+        calibrated = ask(other)
+        # Sampled answers: their probability is not what the map was fitted on; kept raw.
+        sampled = other.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": Q_WRONG}],
+            n=2,
+            temperature=0.5,
+            extra_body={"mindmirror": {"mode": "answer"}},
+        ).model_extra["mindmirror"]
     assert calibrated["answer"] == raw["answer"] == "(12 + 4)"
     assert calibrated["confidence"] == pytest.approx(model.confidence(raw["confidence"]))
     assert calibrated["samples"][0]["confidence"] == calibrated["confidence"]
     assert calibrated["abstained"]
+    assert not sampled["abstained"] and len(sampled["samples"]) == 2
 
 
 def test_mirror_mode_returns_verdict_confidence_and_abstains(client: openai.OpenAI) -> None:

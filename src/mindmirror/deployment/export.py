@@ -3,9 +3,11 @@
 - ``hf``: a plain Hugging Face folder (LoRA adapters merged into the base weights) with the
   run's ``recipe.yaml`` (so ``predict`` and ``serve`` know the task and settings), a model card
   (``README.md``) giving the prompt format, and, for a two-stage ``mind_mirror`` run, the
-  self-evaluation student in ``judge/`` (``mirror`` mode uses it, as it does in the run).
+  self-evaluation student in ``judge/`` (``mirror`` mode uses it, as it does in the run), and
+  ``answer`` mode's calibration (``answer_confidence.json``) when the run fitted one.
 - ``gguf``: one GGUF file for llama.cpp (``export_gguf``: causal Llama-architecture students;
-  f16 by default, ``--quant q8_0``, ``q4_k_m``, ... on request).
+  f16 by default, ``--quant q8_0``, ``q4_k_m``, ... on request): the weights only (no judge,
+  no calibration).
 - ``ollama``: that GGUF file and a ``Modelfile`` carrying the prompt format the student was
   trained on (``ollama create NAME -f Modelfile``).
 

@@ -147,10 +147,12 @@ def _reasoning(
     )
     parsed = [served.task.parse_answer(s.text, None, question) for s in samples]
     confidences = [sample_confidence(s) for s in samples]
-    calibration = served.student.answer_confidence if mode == "answer" else None
+    calibration = served.student.answer_confidence if mode == "answer" and greedy else None
     abstained = False
     if calibration is not None:
-        # answer mode's calibration (train.answer_confidence): P(right), abstaining under it.
+        # answer mode's calibration (train.answer_confidence), fitted on greedy answers:
+        # P(right), abstaining under it. A sampled answer's probability is taken under the
+        # sampling distribution, outside what it was fitted on: it stays raw.
         confidences = [calibration.confidence(c) for c in confidences]
         abstained = parsed[0] is None or confidences[0] < calibration.threshold
     extra = {

@@ -187,12 +187,12 @@ def mode_metrics(
     *,
     resamples: int = 1000,
     seed: int = 0,
+    abstains: bool = False,
 ) -> dict[str, Any]:
     """All metrics of one mode: accuracy at full coverage with its interval, parse rate,
     answers/s, the risk-coverage curve, AURC with its interval, and the selective accuracy at
-    each of ``COVERAGES``; ``mirror`` modes, and any mode that abstained on a question (a
-    calibrated ``answer``), add the coverage and accuracy of the questions it did not abstain
-    on."""
+    each of ``COVERAGES``; ``mirror`` modes, and a mode that ``abstains`` (a calibrated
+    ``answer``), add the coverage and accuracy of the questions it did not abstain on."""
     result: dict[str, Any] = accuracy_interval(correct, resamples=resamples, seed=seed)
     result["parse_rate"] = parse_rate(predictions)
     result["seconds"] = seconds
@@ -206,7 +206,7 @@ def mode_metrics(
     result["at_coverage"] = {f"{c:g}": selective_accuracy(curve, c) for c in COVERAGES}
     result["risk_coverage"] = curve
     answered = [c for p, c in zip(predictions, correct, strict=True) if not p.abstained]
-    if any(p.mode.startswith("mirror") or p.abstained for p in predictions):
+    if abstains or any(p.mode.startswith("mirror") for p in predictions):
         result["coverage"] = len(answered) / len(predictions) if predictions else 0.0
         result["selective_accuracy"] = sum(answered) / len(answered) if answered else None
     return result

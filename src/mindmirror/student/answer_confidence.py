@@ -2,7 +2,7 @@
 
 A distilled student is sure of wrong equations: on the SVAMP protocol its greedy answers'
 geometric-mean token probability averages above 0.9 while half of them are wrong (ECE about
-0.45-0.49). It still ranks answers (AUROC about 0.73-0.78), so the fix is a map from that
+0.45-0.49). It still ranks answers (AUROC 0.71-0.78 on test), so the fix is a map from that
 probability to P(right) that keeps its order: Platt scaling, a logistic regression
 (scikit-learn) of "the answer is right" on the probability's logit, fitted on the validation
 questions' greedy answers. A slope that is not positive would turn the order round, so such a
@@ -11,13 +11,17 @@ probability. The abstention threshold is chosen there too, for a target accuracy
 combined confidence's is (``confidence.choose_threshold``).
 
 The fit is kept as JSON beside the final student (``answer_confidence.json``), applied with
-``math`` alone; ``mindmirror export`` copies it, and ``eval``, ``predict`` and ``serve`` load it
-with the student. Its figures (``fit_figures``) are in-sample: the questions the threshold
-was chosen on, which are also those the final checkpoint was chosen on.
+``math`` alone; ``mindmirror export --format hf`` copies it (a GGUF file carries the weights
+only), and ``eval``, ``predict`` and ``serve`` load it with the student. ``serve`` calibrates
+greedy answers only: a sampled answer's probability is taken under the sampling distribution,
+outside what the map was fitted on. Its figures (``fit_figures``) are in-sample: the
+questions the threshold was chosen on, which are also those the final checkpoint was chosen
+on (unless ``train.val_limit`` chose it on a part of them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mindmirror.errors import UserError
+from mindmirror.files import write_atomic
 from mindmirror.reporting.calibration import ranking_and_calibration
 from mindmirror.student.confidence import choose_threshold, threshold_figures
 
@@ -65,8 +70,8 @@ class AnswerCalibration:
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
     def save(self, path: Path) -> None:
-        """Write the calibration as JSON."""
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Write the calibration as JSON (atomically)."""
+        write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> AnswerCalibration:
@@ -166,7 +171,6 @@ def validation_answers(
 
 
 def answer_confidence_fit(
-    final: Student,
     folder: Path,
     trained: dict[str, Any],
     records: list[Record],
@@ -176,36 +180,66 @@ def answer_confidence_fit(
 ) -> dict[str, Any]:
     """Fit ``answer`` mode's calibration of the final student at ``folder`` (``trained``: the
     result of the stage that made it) on the records' validation questions and save it
-    there; return its figures (also written to ``fit_path``), read back when they were made
-    for the same training and settings. A fit that cannot be made (see
-    ``fit_answer_calibration``) removes any earlier one and says why under ``skipped``."""
+    there; return its figures, also written to ``fit_path`` with the validation answers.
+    Those answers are read back when the same training answered the same questions with
+    the same settings, so another target accuracy only fits again. A fit that cannot be made
+    (see ``fit_answer_calibration``) removes any earlier one and says why under ``skipped``;
+    one whose threshold answers no validation question says so under ``warning``."""
     cfg = recipe.train.answer_confidence
     assert cfg is not None
-    target = folder / ANSWER_CONFIDENCE_FILE
+    ids = list(dict.fromkeys(r.id for r in records if r.split == "validation"))
     settings = {
-        # Which training made the student: another one (a stage trained again) is fitted again.
+        # Which training made the student: another one (a stage trained again) answers again.
         "student": trained["best"],
         "train_seconds": trained["train_seconds"],
-        "target_accuracy": cfg.target_accuracy,
+        "questions": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
         "answer_max_tokens": recipe.eval.answer_max_tokens,
         "max_input_tokens": recipe.eval.max_input_tokens,
     }
-    if fit_path.is_file() and (target.is_file() or "skipped" in json.loads(fit_path.read_text())):
-        fit = json.loads(fit_path.read_text())
-        if fit.get("settings") == settings:
-            return fit
-    started = time.perf_counter()
-    _, probability, correct = validation_answers(final, records, task, recipe)
-    head = {"validation_questions": len(correct), "target_accuracy": cfg.target_accuracy}
+    before = json.loads(fit_path.read_text()) if fit_path.is_file() else {}
+    answers = before.get("answers") or {}
+    if answers.get("settings") != settings:
+        answers = _answer_validation(folder, records, task, recipe, settings)
+    probability, correct = answers["probability"], [c == "1" for c in answers["correct"]]
+    fit: dict[str, Any] = {
+        "validation_questions": len(correct),
+        "target_accuracy": cfg.target_accuracy,
+        "seconds": answers["seconds"],
+    }
+    target = folder / ANSWER_CONFIDENCE_FILE
     try:
         model = fit_answer_calibration(probability, correct, cfg.target_accuracy)
     except UserError as error:
         target.unlink(missing_ok=True)
-        fit = {**head, "skipped": str(error)}
+        fit["skipped"] = str(error)
     else:
         model.save(target)
-        fit = {**head, "slope": model.slope, "intercept": model.intercept}
+        fit |= {"slope": model.slope, "intercept": model.intercept}
         fit |= fit_figures(model, probability, correct)
-    fit |= {"seconds": time.perf_counter() - started, "settings": settings}
-    fit_path.write_text(json.dumps(fit, indent=2) + "\n")
+        if not fit["coverage_at_threshold"]:
+            fit["warning"] = (
+                f"no threshold reaches accuracy {cfg.target_accuracy} on the {len(correct)} "
+                "validation answers: answer abstains on every question; lower "
+                "train.answer_confidence.target_accuracy"
+            )
+    write_atomic(fit_path, json.dumps({**fit, "answers": answers}, indent=2) + "\n")
     return fit
+
+
+def _answer_validation(
+    folder: Path, records: list[Record], task: Task, recipe: Recipe, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Load the student at ``folder`` and answer the validation questions; the answers as
+    ``answer_confidence_fit`` keeps them (``settings``: what made them)."""
+    from mindmirror.student.infer import Student
+    from mindmirror.student.model import load_student
+
+    started = time.perf_counter()
+    model, tok, kind = load_student(folder)
+    _, probability, correct = validation_answers(Student(model, tok, kind), records, task, recipe)
+    return {
+        "settings": settings,
+        "seconds": time.perf_counter() - started,
+        "probability": probability,
+        "correct": "".join("1" if ok else "0" for ok in correct),
+    }

@@ -386,25 +386,26 @@ def train_stage(
 
 
 def _answer_confidence(
-    recipe: Recipe, run: RunDir, records: list[Record], task: Task, trained: dict[str, Any]
+    recipe: Recipe,
+    run: RunDir,
+    records: list[Record],
+    task: Task,
+    trained: dict[str, Any],
+    quiet: bool,
 ) -> dict[str, Any]:
     """Fit ``answer`` mode's calibration beside the final student (``trained``: its stage's
-    result); the main process fits, the others read its figures."""
+    result); the main process answers the validation questions, the others read them back."""
     from mindmirror.student.answer_confidence import answer_confidence_fit
-    from mindmirror.student.infer import Student
 
     folder = run.root / trained["best"]
     with main_process_first():
-        model, tok, kind = load_student(folder)
-        return answer_confidence_fit(
-            Student(model, tok, kind),
-            folder,
-            trained,
-            records,
-            task,
-            recipe,
-            run.student / "answer_confidence_fit.json",
+        fit = answer_confidence_fit(
+            folder, trained, records, task, recipe, run.student / "answer_confidence_fit.json"
         )
+    for problem in ("skipped", "warning"):
+        if problem in fit:
+            log_console(quiet=quiet).print(f"[yellow]answer calibration[/]: {fit[problem]}")
+    return fit
 
 
 def train(
@@ -414,8 +415,9 @@ def train(
 
     The summary (also ``student/train.json``) holds each stage's result (best validation
     metric, paths, row counts), the resolved recipe, seed, library versions and ``final``, the
-    student folder later commands load. ``judge_cots`` is the teacher that labels the
-    student's own CoTs under ``train.own_judge.labels: teacher``
+    student folder later commands load, and ``answer_confidence``, the figures of ``answer``
+    mode's calibration (``train.answer_confidence``; None when off). ``judge_cots`` is the
+    teacher that labels the student's own CoTs under ``train.own_judge.labels: teacher``
     (``mindmirror.teacher.judge_cots.cot_judge``).
 
     Raises:
@@ -452,7 +454,7 @@ def train(
         )
     calibration = None
     if recipe.train.answer_confidence is not None:
-        calibration = _answer_confidence(recipe, run, records, task, results[stage])
+        calibration = _answer_confidence(recipe, run, records, task, results[stage], quiet)
     elif int(os.environ.get("RANK", "0")) == 0:
         # Off now: a reused final student must not keep an earlier run's calibration.
         from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE
