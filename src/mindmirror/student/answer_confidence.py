@@ -2,7 +2,7 @@
 
 A distilled student is sure of wrong equations: on the SVAMP protocol its greedy answers'
 geometric-mean token probability averages above 0.9 while half of them are wrong (ECE about
-0.45-0.49). It still ranks answers (AUROC 0.71-0.78 on test), so the fix is a map from that
+0.45-0.51). It still ranks answers (AUROC 0.71-0.83 on test), so the fix is a map from that
 probability to P(right) that keeps its order: Platt scaling, a logistic regression
 (scikit-learn) of "the answer is right" on the probability's logit, fitted on the validation
 questions' greedy answers. A slope that is not positive would turn the order round, so such a
