@@ -40,7 +40,7 @@ from typing import Any
 from mindmirror.cell_records import cpu_name, read_cell_records
 from mindmirror.config import load_recipe
 from mindmirror.errors import UserError
-from mindmirror.files import write_atomic
+from mindmirror.files import write_json
 from mindmirror.progress import quiet_libraries
 from mindmirror.records import read_records
 from mindmirror.reporting.calibration import brier, ece, paired_metric
@@ -97,7 +97,7 @@ def answer_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
     }
     path = folder / "cells" / f"{cell}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_json(path, dict(sorted(record.items())), indent=1)
     return record
 
 
@@ -256,7 +256,7 @@ def main() -> None:
     command = "python bench/answer_confidence.py " + " ".join(sys.argv[1:])
     summary = summarise(validation, protocol, command.strip())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, json.dumps(summary, indent=1) + "\n")
+    write_json(args.out, summary, indent=1)
     log(f"wrote {args.out}: {len(summary['cells'])} cells")
     print(markdown(summary))
 

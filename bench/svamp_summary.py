@@ -198,20 +198,23 @@ def selective_pairs(
         if "answer" in record["modes"]:
             by_row[record["label"]][record["seed"]] = record
             order[record["label"]] = row_order(record_row(record))
-    baseline = [
-        label
-        for label, seeds in by_row.items()
-        if any(r["method"] == "standard" and not r["variant"] for r in seeds.values())
-    ]
-    if not baseline:
+    baseline = next(
+        (
+            label
+            for label, seeds in by_row.items()
+            if any(r["method"] == "standard" and not r["variant"] for r in seeds.values())
+        ),
+        None,
+    )
+    if baseline is None:
         return []
-    base = by_row[baseline[0]]
+    base = by_row[baseline]
     metrics: dict[str, Metric] = {"aurc": aurc_of}
     metrics |= {f"selective_{c:g}": selective_at(c) for c in COVERAGES}
     out = []
     for label in sorted(by_row, key=order.__getitem__):
         seeds = sorted(set(base) & set(by_row[label]))
-        if label == baseline[0] or not seeds:
+        if label == baseline or not seeds:
             continue
         first = [ranked_answers(base[s]) for s in seeds]
         second = [ranked_answers(by_row[label][s]) for s in seeds]
@@ -219,7 +222,7 @@ def selective_pairs(
         shared = sorted(set.intersection(*(set(answers) for answers in first + second)))
         if not shared:
             continue
-        pair: dict[str, Any] = {"first": baseline[0], "second": label, "mode": "answer"}
+        pair: dict[str, Any] = {"first": baseline, "second": label, "mode": "answer"}
         pair["seeds"] = seeds
         for name, metric in metrics.items():
             pair[name] = paired_metric(

@@ -149,6 +149,11 @@ def fit_figures(
     }
 
 
+def validation_questions(records: list[Record]) -> list[Record]:
+    """The records' validation questions, each id once, in the order they first appear."""
+    return list({r.id: r for r in records if r.split == "validation"}.values())
+
+
 def validation_answers(
     final: Student, records: list[Record], task: Task, recipe: Recipe
 ) -> tuple[list[str], list[float], list[bool]]:
@@ -157,7 +162,7 @@ def validation_answers(
     whether it is right."""
     from mindmirror.student.infer import infer
 
-    questions = list({r.id: r for r in records if r.split == "validation"}.values())
+    questions = validation_questions(records)
     choices = [tuple(r.choices) if r.choices else None for r in questions]
     raw = replace(final, answer_confidence=None)  # the probability the calibration maps
     answers = infer(
@@ -187,7 +192,7 @@ def answer_confidence_fit(
     one whose threshold answers no validation question says so under ``warning``."""
     cfg = recipe.train.answer_confidence
     assert cfg is not None
-    ids = list(dict.fromkeys(r.id for r in records if r.split == "validation"))
+    ids = [r.id for r in validation_questions(records)]
     settings = {
         # Which training made the student: another one (a stage trained again) answers again.
         "student": trained["best"],
