@@ -14,7 +14,7 @@ One resumable command; every step skips what a previous run (or its records) fin
    self-evaluation (two-stage; gold verdicts, not the paper's teacher
    self-evaluation), and the recipe's extra rows (``experiment.extra_rows``: the 1-CoT row of
    the earlier table with only the batching fix). The headline cells run first, all seeds,
-   then self-evaluation at the headline N and the extra rows, then the other Ns.
+   then self-evaluation at the headline N, then the extra rows, then the other Ns.
 4. A DSS-style reference: 1 CoT from PaLM-540B on the same training questions.
 5. Every finished cell leaves its record under ``<records>/cells/`` (the PaLM reference's under
    ``<records>/palm/cells/``); ``<records>/summary.json`` and the plots
@@ -228,9 +228,10 @@ def palm_reference(
 def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, ExperimentConfig]]:
     """The grid in the order its cells run, each part at every seed before the next part:
     the headline cells (the methods without self-evaluation, each at its headline N:
-    ``tuned_num_cots``), then the self-evaluation methods at theirs with the extra rows, then
-    the whole grid (the other Ns of accuracy against N; the extra rows too where the grid has
-    no self-evaluation method). Every part's cells are cells of the grid, and a later part
+    ``tuned_num_cots``), then the self-evaluation methods at theirs (the headline table done,
+    and the students the own-CoT judge bench builds on), then the extra rows beside them,
+    then the whole grid (the other Ns of accuracy against N; the extra rows too where the grid
+    has no self-evaluation method). Every part's cells are cells of the grid, and a later part
     skips those an earlier one finished: the issue's claims are done before the extras start.
     """
 
@@ -245,7 +246,9 @@ def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, Experim
     if headline:
         parts.append(("headline", at_headline_n(headline, [])))
     if self_eval:
-        parts.append(("claims", at_headline_n(self_eval, cfg.extra_rows)))
+        parts.append(("claims", at_headline_n(self_eval, [])))
+        if cfg.extra_rows:
+            parts.append(("extra rows", at_headline_n(self_eval, cfg.extra_rows)))
     return [*parts, ("grid", cfg)]
 
 

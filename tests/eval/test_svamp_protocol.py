@@ -391,6 +391,10 @@ def test_the_issues_cells_finish_at_every_seed_before_the_other_ns_start() -> No
         for seed in (0, 1, 2)
         for cell in ("standard-n1", "step_by_step-n1", "multi_cot-n5")
     ]
+    # Then self-evaluation at every seed (the headline table is whole), then the extra row.
+    assert order[9:15] == [f"mind_mirror-n5-s{s}" for s in (0, 1, 2)] + [
+        f"batchfix-step_by_step-n1-s{s}" for s in (0, 1, 2)
+    ]
     every = [c for c in svamp_repro.planned_cells(recipe) if not c.startswith("palm/")]
     assert sorted(order) == sorted(every)
     # Whatever Ns the grid gives a method, every part runs cells of the grid only: a method
@@ -404,8 +408,10 @@ def test_the_issues_cells_finish_at_every_seed_before_the_other_ns_start() -> No
         planned = [c for c in svamp_repro.planned_cells(other) if not c.startswith("palm/")]
         assert sorted(_ordered_cells(other)) == sorted(planned), overrides
     ten = load_recipe(svamp_repro.RECIPE, ["experiment.num_cots_by_method={mind_mirror: [10]}"])
-    assert _ordered_cells(ten)[9:12] == ["mind_mirror-n10-s0", "batchfix-step_by_step-n1-s0",
-                                          "mind_mirror-n10-s1"]  # fmt: skip
+    assert _ordered_cells(ten)[9:13] == [
+        *(f"mind_mirror-n10-s{seed}" for seed in (0, 1, 2)),
+        "batchfix-step_by_step-n1-s0",
+    ]
     # Without a self-evaluation method the extra rows run with the rest of the grid.
     standard_only = load_recipe(svamp_repro.RECIPE, ["experiment.methods=[standard]"])
     assert _ordered_cells(standard_only) == [

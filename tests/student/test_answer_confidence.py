@@ -27,7 +27,8 @@ from mindmirror.student.answer_confidence import (
     fit_answer_calibration,
     fit_figures,
 )
-from mindmirror.student.infer import Prediction
+from mindmirror.student.infer import Prediction, Student, infer
+from mindmirror.student.model import find_student, load_student
 from mindmirror.student.train import train
 from mindmirror.tasks import build_task
 
@@ -273,3 +274,60 @@ def test_the_bench_fits_on_validation_and_checks_the_threshold_on_test(
     table = bench.markdown(summary)
     assert "| multi_cot-n5-s0 | " in table and "| multi_cot-n5-s1 | " in table
     assert "skipped: answer calibration needs" in table
+    assert "engine_gap" not in fitted  # no transformers test answers given
+
+
+def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines_gap(
+    tmp_path: Path, records: list[Record], tiny_llama: Path
+) -> None:
+    import answer_confidence as bench  # bench/, on sys.path above
+
+    # A protocol cell whose eval (its engine) answered 3 test questions: the first as
+    # transformers will (the untrained student reads no answer), the others otherwise.
+    run = RunDir(tmp_path / "runs" / "cells" / "multi_cot-n5-s0")
+    write_records(run.records, records)
+    recipe = answer_recipe(run, tiny_llama, calibrate=False)
+    (run.root / "recipe.yaml").write_text(dump_recipe(recipe))
+    train(recipe, run, quiet=True)
+    questions = [r.question for r in records[:3]]
+    student = Student(*load_student(find_student(run.root)))
+    (first,) = infer(student, build_task(recipe.task), questions[:1], "answer", recipe.eval)
+    engine_answers = [first.answer, "not an answer", "42"]
+    rows = [
+        {"id": f"t{i}", "mode": "answer", "question": q, "gold": "42", "answer": answer}
+        for i, (q, answer) in enumerate(zip(questions, engine_answers, strict=True))
+    ]
+    rows.insert(1, {**rows[1], "mode": "vote"})  # other modes' rows are not answered
+    run.evaluation.mkdir(parents=True)
+    (run.evaluation / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    made = bench.answer_test_cell("multi_cot-n5-s0", tmp_path / "runs", tmp_path / "records")
+    assert made["ids"] == ["t0", "t1", "t2"] and made["engine"] == "transformers"
+    assert made["same_answer"] == "100" and made["correct"] == "000"
+    assert made["probability"][0] == pytest.approx(first.confidence, abs=1e-6)
+    assert (tmp_path / "records" / "engines" / "multi_cot-n5-s0.json").is_file()
+
+    # The gap, on an overconfident student: the same answers and probabilities give none;
+    # probabilities moved towards 1 on the right answers make the calibrated ECE differ.
+    val_p, val_y = overconfident(80, seed=1)
+    test_p, test_y = overconfident(200, seed=2)
+    validation = [
+        {"cell": "c", "probability": val_p, "correct": "".join(map(str, map(int, val_y)))}
+    ]
+    protocol = [_protocol_record("c", 0, test_p, test_y) | {"questions": list(range(200))}]
+    same = {"cell": "c", "engine": "transformers", "ids": list(range(200)),
+            "probability": test_p, "correct": protocol[0]["modes"]["answer"]["correct"],
+            "same_answer": "1" * 200}  # fmt: skip
+    gap = bench.summarise(validation, protocol, "cmd", [same])["cells"][0]["engine_gap"]
+    assert gap["engines"] == ["llama_cpp", "transformers"]
+    assert gap["same_answer"] == gap["same_correct"] == 1.0
+    assert gap["probability_gap_max"] == 0.0 and gap["ece_calibrated_change"]["diff"] == 0.0
+    moved = [min(1.0, p + 0.05) if ok else p for p, ok in zip(test_p, test_y, strict=True)]
+    other = same | {"probability": moved, "same_answer": "0" + "1" * 199}
+    summary = bench.summarise(validation, protocol, "cmd", [other])
+    gap = summary["cells"][0]["engine_gap"]
+    assert gap["same_answer"] == pytest.approx(199 / 200)
+    assert 0 < gap["probability_gap_mean"] <= gap["probability_gap_max"] <= 0.05 + 1e-9
+    assert gap["ece_calibrated"][0] != gap["ece_calibrated"][1]
+    assert "| c | 0.995 | 1.000 |" in bench.engine_markdown(summary)
+    with pytest.raises(UserError, match="other questions"):
+        bench.summarise(validation, protocol, "cmd", [other | {"ids": [0]}])

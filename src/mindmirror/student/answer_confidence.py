@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -32,12 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from mindmirror.errors import UserError
 from mindmirror.files import write_atomic
+from mindmirror.progress import log_console
 from mindmirror.reporting.calibration import ranking_and_calibration
 from mindmirror.student.confidence import choose_threshold, threshold_figures
+from mindmirror.student.processes import main_process_first
 
 if TYPE_CHECKING:
     from mindmirror.config import Recipe
     from mindmirror.records import Record
+    from mindmirror.rundir import RunDir
     from mindmirror.student.infer import Prediction, Student
     from mindmirror.tasks.base import Task
 
@@ -248,3 +252,31 @@ def _answer_validation(
         "probability": probability,
         "correct": "".join("1" if ok else "0" for ok in correct),
     }
+
+
+def calibrate_final_student(
+    recipe: Recipe,
+    run: RunDir,
+    records: list[Record],
+    task: Task,
+    trained: dict[str, Any],
+    quiet: bool,
+) -> dict[str, Any] | None:
+    """``train``'s last step: fit ``answer`` mode's calibration beside the final student
+    (``trained``: the result of the stage that made it) and return its figures, or, with
+    ``train.answer_confidence`` off, remove an earlier run's calibration from a reused student
+    and return None. The main process answers the validation questions, the others read them
+    back."""
+    folder = run.root / trained["best"]
+    if recipe.train.answer_confidence is None:
+        if int(os.environ.get("RANK", "0")) == 0:
+            (folder / ANSWER_CONFIDENCE_FILE).unlink(missing_ok=True)
+        return None
+    with main_process_first():
+        fit = answer_confidence_fit(
+            folder, trained, records, task, recipe, run.student / "answer_confidence_fit.json"
+        )
+    for problem in ("skipped", "warning"):
+        if problem in fit:
+            log_console(quiet=quiet).print(f"[yellow]answer calibration[/]: {fit[problem]}")
+    return fit

@@ -51,7 +51,6 @@ from mindmirror.student.formats import SHORT_TASKS
 from mindmirror.student.heap import release_freed_memory
 from mindmirror.student.model import add_lora, load_student, save_student
 from mindmirror.student.peak_memory import peak_rss_mb, reset_peak
-from mindmirror.student.processes import main_process_first
 from mindmirror.student.rows import Row, RowSpec, RowStats, Stage, build_rows, stages
 from mindmirror.student.train_args import training_args
 from mindmirror.student.trainer import (
@@ -385,29 +384,6 @@ def train_stage(
     return result
 
 
-def _answer_confidence(
-    recipe: Recipe,
-    run: RunDir,
-    records: list[Record],
-    task: Task,
-    trained: dict[str, Any],
-    quiet: bool,
-) -> dict[str, Any]:
-    """Fit ``answer`` mode's calibration beside the final student (``trained``: its stage's
-    result); the main process answers the validation questions, the others read them back."""
-    from mindmirror.student.answer_confidence import answer_confidence_fit
-
-    folder = run.root / trained["best"]
-    with main_process_first():
-        fit = answer_confidence_fit(
-            folder, trained, records, task, recipe, run.student / "answer_confidence_fit.json"
-        )
-    for problem in ("skipped", "warning"):
-        if problem in fit:
-            log_console(quiet=quiet).print(f"[yellow]answer calibration[/]: {fit[problem]}")
-    return fit
-
-
 def train(
     recipe: Recipe, run: RunDir, quiet: bool = False, judge_cots: CotJudge | None = None
 ) -> dict[str, Any]:
@@ -452,14 +428,9 @@ def train(
         results[OWN_JUDGE_STAGE] = train_own_judge(
             recipe, run, records, task, results, quiet, judge_cots=judge_cots
         )
-    calibration = None
-    if recipe.train.answer_confidence is not None:
-        calibration = _answer_confidence(recipe, run, records, task, results[stage], quiet)
-    elif int(os.environ.get("RANK", "0")) == 0:
-        # Off now: a reused final student must not keep an earlier run's calibration.
-        from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE
+    from mindmirror.student.answer_confidence import calibrate_final_student
 
-        (run.root / results[stage]["best"] / ANSWER_CONFIDENCE_FILE).unlink(missing_ok=True)
+    calibration = calibrate_final_student(recipe, run, records, task, results[stage], quiet)
     summary = {
         "method": recipe.train.method,
         "seed": recipe.seed,
