@@ -162,11 +162,15 @@ def answer_test_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
 
 
 def engine_gap(
-    model: AnswerCalibration, protocol: dict[str, Any], again: dict[str, Any]
+    model: AnswerCalibration,
+    thresholds: dict[float, float],
+    protocol: dict[str, Any],
+    again: dict[str, Any],
 ) -> dict[str, Any]:
     """The test answers of the protocol's engine against ``again`` (the same questions
-    answered through transformers): identical answers, raw probabilities' differences, and
-    the calibrated confidence's ECE on each (``model``: the cell's validation fit)."""
+    answered through transformers): identical answers, raw probabilities' differences, the
+    calibrated confidence's ECE on each (``model``: the cell's validation fit), and per target
+    accuracy the questions one engine answers and the other abstains on (``thresholds``)."""
     answer = protocol["modes"]["answer"]
     if again["ids"] != protocol["questions"]:
         raise UserError(f"cell {protocol['cell']}: its transformers answers are of other questions")
@@ -186,6 +190,12 @@ def engine_gap(
         "ece_calibrated_change": paired_metric(
             ece, [first_c], [second_c], [first_y], second_correct=[second_y], resamples=RESAMPLES
         ),
+        "abstention_differs": {
+            f"{target:g}": sum(
+                (a >= threshold) != (b >= threshold) for a, b in zip(first_c, second_c, strict=True)
+            )
+            for target, threshold in thresholds.items()
+        },
     }
 
 
@@ -230,8 +240,9 @@ def cell_figures(
         figures[f"{name}_change"] = paired_metric(
             metric, [test_p], [calibrated], [test_y], resamples=RESAMPLES
         )
+    thresholds = {}
     for target in TARGETS:
-        threshold = fit_answer_calibration(val_p, val_y, target).threshold
+        threshold = thresholds[target] = fit_answer_calibration(val_p, val_y, target).threshold
         answered = [ok for c, ok in zip(calibrated, test_y, strict=True) if c >= threshold]
         on_validation = [model.confidence(p) >= threshold for p in val_p]
         figures[f"target_{target:g}"] = {
@@ -241,7 +252,7 @@ def cell_figures(
             "test_accuracy": accuracy_interval(answered, resamples=RESAMPLES) if answered else None,
         }
     if again is not None:
-        figures["engine_gap"] = engine_gap(model, protocol, again)
+        figures["engine_gap"] = engine_gap(model, thresholds, protocol, again)
     return figures
 
 
@@ -337,8 +348,10 @@ def engine_markdown(summary: dict[str, Any]) -> str:
     transformers' (``engine_gap``)."""
     lines = [
         "| cell | same answer | same outcome | raw prob. gap, mean (max) "
-        "| ECE cal., protocol engine | ECE cal., transformers | change |",
-        "|---|---|---|---|---|---|---|",
+        "| ECE cal., protocol engine | ECE cal., transformers | change "
+        + "".join(f"| abstention differs, target {t:g} " for t in summary["targets"])
+        + "|",
+        "|---|---|---|---|---|---|---|" + "---|" * len(summary["targets"]),
     ]
     for f in summary["cells"]:
         gap = f.get("engine_gap")
@@ -349,6 +362,7 @@ def engine_markdown(summary: dict[str, Any]) -> str:
             f"| {gap['probability_gap_mean']:.4f} ({gap['probability_gap_max']:.4f}) "
             f"| {gap['ece_calibrated'][0]:.3f} | {gap['ece_calibrated'][1]:.3f} "
             f"| {_change(gap['ece_calibrated_change'])} |"
+            + "".join(f" {gap['abstention_differs'][f'{t:g}']} |" for t in summary["targets"])
         )
     return "\n".join(lines)
 

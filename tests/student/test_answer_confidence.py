@@ -321,6 +321,7 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
     assert gap["engines"] == ["llama_cpp", "transformers"]
     assert gap["same_answer"] == gap["same_correct"] == 1.0
     assert gap["probability_gap_max"] == 0.0 and gap["ece_calibrated_change"]["diff"] == 0.0
+    assert gap["abstention_differs"] == {f"{t:g}": 0 for t in bench.TARGETS}
     moved = [min(1.0, p + 0.05) if ok else p for p, ok in zip(test_p, test_y, strict=True)]
     other = same | {"probability": moved, "same_answer": "0" + "1" * 199}
     summary = bench.summarise(validation, protocol, "cmd", [other])
@@ -328,6 +329,8 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
     assert gap["same_answer"] == pytest.approx(199 / 200)
     assert 0 < gap["probability_gap_mean"] <= gap["probability_gap_max"] <= 0.05 + 1e-9
     assert gap["ece_calibrated"][0] != gap["ece_calibrated"][1]
+    # Right answers made surer: some cross a threshold, none in the other direction.
+    assert 0 < max(gap["abstention_differs"].values()) < 200
     assert "| c | 0.995 | 1.000 |" in bench.engine_markdown(summary)
     with pytest.raises(UserError, match="other questions"):
         bench.summarise(validation, protocol, "cmd", [other | {"ids": [0]}])
