@@ -10,8 +10,8 @@ for a target accuracy. This measures it on every finished cell of the protocol
    cell's ``eval`` settings), and keep a compact record per cell
    (``<records>/cells/<cell>.json``: per question its id, raw token probability and
    correctness). A recorded cell is not answered again.
-2. The summary (``--out``), from those records and the protocol's committed cell records alone
-   (its 200 test answers' raw token probability and correctness): per cell the fit on
+2. The summary (``--out``), from the records of 1 and 3 and the protocol's committed cell
+   records alone (its 200 test answers' raw token probability and correctness): per cell the fit on
    validation; on test, ECE and Brier of the raw and the calibrated confidence with a paired
    bootstrap interval over questions of the difference; AUROC (the same for both: the map
    keeps the order); and at the threshold chosen on validation for each target accuracy, the
@@ -26,9 +26,11 @@ matters is measured too:
 3. Answer each cell's 200 test questions again through transformers
    (``<records>/engines/<cell>.json``: per question the raw token probability, correctness and
    whether the answer is the protocol engine's), and report per cell the two engines' gap:
-   identical answers, the mean and largest difference of the raw probabilities, and the
+   identical answers, the mean and largest difference of the raw probabilities, the
    calibrated confidence's test ECE on either engine's answers (paired interval over
-   questions of transformers' minus the protocol engine's).
+   questions of transformers' minus the protocol engine's), and per target accuracy the
+   questions one engine answers and the other abstains on. Free-answer tasks (SVAMP) only:
+   the questions are read from the cell's ``eval/predictions.jsonl``, which keeps no choices.
 
     python bench/answer_confidence.py              # answer what is missing, then summarise
     python bench/answer_confidence.py --summarise  # the summary from the records only
@@ -114,14 +116,16 @@ def answer_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
     return record
 
 
-def answer_test_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
+def answer_test_cell(protocol: dict[str, Any], run_dir: Path, folder: Path) -> dict[str, Any]:
     """Answer one protocol cell's test questions greedily through transformers, as its eval
     answered them through its engine (``eval/predictions.jsonl``: the questions, their gold
-    and the engine's answers); its record."""
+    and the engine's answers, which must be those of its committed record ``protocol``); its
+    record."""
     import torch
 
     from mindmirror.student.infer import infer
 
+    cell = protocol["cell"]
     sub = RunDir(run_dir / "cells" / cell)
     recipe = load_recipe(sub.root / "recipe.yaml")
     rows = [
@@ -129,6 +133,17 @@ def answer_test_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
         for line in (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
         if line.strip() and (row := json.loads(line))["mode"] == "answer"
     ]
+    answer = protocol["modes"]["answer"]
+    scored = "".join("1" if r["correct"] else "0" for r in rows)
+    confidence = [round(r["confidence"], 6) for r in rows]
+    if [r["id"] for r in rows] != protocol["questions"] or (scored, confidence) != (
+        answer["correct"],
+        answer["confidence"],
+    ):
+        raise UserError(
+            f"cell {cell}: {sub.evaluation / 'predictions.jsonl'} holds other answers than its "
+            "committed record (scored again since?)"
+        )
     task = build_task(recipe.task)
     started = time.perf_counter()
     final = find_student(sub.root)
@@ -240,7 +255,7 @@ def cell_figures(
         figures[f"{name}_change"] = paired_metric(
             metric, [test_p], [calibrated], [test_y], resamples=RESAMPLES
         )
-    thresholds = {}
+    thresholds: dict[float, float] = {}
     for target in TARGETS:
         threshold = thresholds[target] = fit_answer_calibration(val_p, val_y, target).threshold
         answered = [ok for c, ok in zip(calibrated, test_y, strict=True) if c >= threshold]
@@ -368,7 +383,8 @@ def engine_markdown(summary: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Answer the missing cells' validation questions, then write and print the summary."""
+    """Answer the missing cells' validation questions and, again through transformers, their
+    test questions; then write and print the summary."""
     quiet_libraries()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/svamp_repro"))
@@ -390,10 +406,10 @@ def main() -> None:
         for record in protocol:
             cell = record["cell"]
             done = (args.records / "engines" / f"{cell}.json").is_file()
-            student = args.run_dir / "cells" / cell / "student" / "train.json"
-            if done or not student.is_file():
+            scored = args.run_dir / "cells" / cell / "eval" / "predictions.jsonl"
+            if done or not scored.is_file():
                 continue
-            made = answer_test_cell(cell, args.run_dir, args.records)
+            made = answer_test_cell(record, args.run_dir, args.records)
             log(f"{cell}: {len(made['ids'])} test answers by transformers in {made['seconds']} s")
     validation, again = (
         [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]

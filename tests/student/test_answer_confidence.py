@@ -294,13 +294,20 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
     (first,) = infer(student, build_task(recipe.task), questions[:1], "answer", recipe.eval)
     engine_answers = [first.answer, "not an answer", "42"]
     rows = [
-        {"id": f"t{i}", "mode": "answer", "question": q, "gold": "42", "answer": answer}
+        {"id": f"t{i}", "mode": "answer", "question": q, "gold": "42", "answer": answer,
+         "correct": answer == "42", "confidence": 0.5 + i / 10}
         for i, (q, answer) in enumerate(zip(questions, engine_answers, strict=True))
-    ]
+    ]  # fmt: skip
     rows.insert(1, {**rows[1], "mode": "vote"})  # other modes' rows are not answered
     run.evaluation.mkdir(parents=True)
     (run.evaluation / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    made = bench.answer_test_cell("multi_cot-n5-s0", tmp_path / "runs", tmp_path / "records")
+    committed = _protocol_record("multi_cot-n5-s0", 0, [0.5, 0.7, 0.6], [False, False, True])
+    committed["questions"] = ["t0", "t1", "t2"]
+    # The run folder scored again since its record was committed: refused, by name.
+    with pytest.raises(UserError, match=r"multi_cot-n5-s0: .* other answers"):
+        bench.answer_test_cell(committed, tmp_path / "runs", tmp_path / "records")
+    committed["modes"]["answer"]["confidence"] = [0.5, 0.6, 0.7]
+    made = bench.answer_test_cell(committed, tmp_path / "runs", tmp_path / "records")
     assert made["ids"] == ["t0", "t1", "t2"] and made["engine"] == "transformers"
     assert made["same_answer"] == "100" and made["correct"] == "000"
     assert made["probability"][0] == pytest.approx(first.confidence, abs=1e-6)
@@ -329,8 +336,8 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
     assert gap["same_answer"] == pytest.approx(199 / 200)
     assert 0 < gap["probability_gap_mean"] <= gap["probability_gap_max"] <= 0.05 + 1e-9
     assert gap["ece_calibrated"][0] != gap["ece_calibrated"][1]
-    # Right answers made surer: some cross a threshold, none in the other direction.
-    assert 0 < max(gap["abstention_differs"].values()) < 200
+    # Right answers made surer: some of them cross a threshold.
+    assert 0 < max(gap["abstention_differs"].values()) <= sum(test_y)
     assert "| c | 0.995 | 1.000 |" in bench.engine_markdown(summary)
     with pytest.raises(UserError, match="other questions"):
         bench.summarise(validation, protocol, "cmd", [other | {"ids": [0]}])

@@ -36,7 +36,6 @@ from mindmirror.files import write_atomic
 from mindmirror.progress import log_console
 from mindmirror.reporting.calibration import ranking_and_calibration
 from mindmirror.student.confidence import choose_threshold, threshold_figures
-from mindmirror.student.processes import main_process_first
 
 if TYPE_CHECKING:
     from mindmirror.config import Recipe
@@ -267,6 +266,9 @@ def calibrate_final_student(
     ``train.answer_confidence`` off, remove an earlier run's calibration from a reused student
     and return None. The main process answers the validation questions, the others read them
     back."""
+    # Imported here: it loads the training stack, which eval, predict and serve never need.
+    from mindmirror.student.processes import main_process_first
+
     folder = run.root / trained["best"]
     if recipe.train.answer_confidence is None:
         if int(os.environ.get("RANK", "0")) == 0:

@@ -45,6 +45,7 @@ from mindmirror.progress import log_console
 from mindmirror.records import CotJudge, Record, read_records
 from mindmirror.rundir import RunDir
 from mindmirror.student import precision
+from mindmirror.student.answer_confidence import calibrate_final_student
 from mindmirror.student.compiled import compile_blocks
 from mindmirror.student.encoding import WeightedCollator, encode_row, feature_length
 from mindmirror.student.formats import SHORT_TASKS
@@ -428,8 +429,6 @@ def train(
         results[OWN_JUDGE_STAGE] = train_own_judge(
             recipe, run, records, task, results, quiet, judge_cots=judge_cots
         )
-    from mindmirror.student.answer_confidence import calibrate_final_student
-
     calibration = calibrate_final_student(recipe, run, records, task, results[stage], quiet)
     summary = {
         "method": recipe.train.method,
