@@ -229,7 +229,7 @@ def run_order(cfg: ExperimentConfig, headline_n: int) -> list[tuple[str, Experim
     """The grid in the order its cells run, each part at every seed before the next part:
     the headline cells (the methods without self-evaluation, each at its headline N:
     ``tuned_num_cots``), then the self-evaluation methods at theirs (the headline table done,
-    and the students the own-CoT judge bench builds on), then the extra rows at the same N,
+    and the students the own-CoT judge bench builds on), then the extra rows,
     then the whole grid (the other Ns of accuracy against N; the extra rows too where the grid
     has no self-evaluation method). Every part's cells are cells of the grid, and a later part
     skips those an earlier one finished: the issue's claims are done before the extras start.
