@@ -363,6 +363,11 @@ def export(
     result = run_export(path, format_, output, quant=quant, push_to_hub=push_to_hub)
     for file in result.files:
         console.print(f"wrote {file}")
+    if result.left_out:
+        console.print(
+            f"[yellow]note[/]: a {format_} export carries the weights only; left out: "
+            f"{'; '.join(result.left_out)} (--format hf keeps them)"
+        )
     if result.hub_url:
         console.print(f"uploaded to {result.hub_url}")
 

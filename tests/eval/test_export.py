@@ -21,6 +21,7 @@ from mindmirror.deployment.export import export
 from mindmirror.deployment.export_gguf import chat_template
 from mindmirror.errors import UserError
 from mindmirror.predict import Predictor
+from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE, AnswerCalibration
 from mindmirror.student.confidence import CONFIDENCE_FILE, FEATURES, ConfidenceModel
 from mindmirror.student.loading import judge_folder
 from mindmirror.student.model import add_lora, load_student, save_student
@@ -100,9 +101,16 @@ def test_a_two_stage_run_exports_its_judge(tmp_path: Path, fitted_causal: Fitted
     stages = {"evaluation": {"best": "student/evaluation/best"}}
     summary = {"final": "student/stage2/best", "stages": stages}
     (run.student / "train.json").write_text(json.dumps(summary))
-    folder = export(run.root, "hf", tmp_path / "exported").folder
-    assert judge_folder(folder) == folder / "judge"
+    exported = export(run.root, "hf", tmp_path / "exported")
+    folder = exported.folder
+    assert judge_folder(folder) == folder / "judge" and exported.left_out == []
     assert Predictor.load(folder).student.judge is not None
+    # A GGUF file holds the final student's weights only: the judge is named as left out.
+    (left,) = export(run.root, "gguf", tmp_path / "g1" / "student.gguf").left_out
+    assert left == "the separate judge that mirror mode uses"
+    assert export(folder, "gguf", tmp_path / "g2" / "student.gguf").left_out == [
+        left
+    ]  # from hf, too
 
 
 def test_an_own_cot_judge_exports_with_its_confidence(
@@ -200,6 +208,16 @@ def test_cli_export_and_its_errors(tmp_path: Path, fitted_causal: Fitted) -> Non
     result = runner.invoke(app, ["export", str(student), "--format", "gguf", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "mindmirror-student-F16.gguf").is_file()
+    assert "left out" not in result.output  # a plain student: the weights are all of it
+    # A student with answer mode's calibration: the GGUF cannot carry it, and says so.
+    AnswerCalibration(1.0, 0.0, 0.7, 0.8, 61).save(student / ANSWER_CONFIDENCE_FILE)
+    noted = runner.invoke(app, ["export", str(student), "-f", "ollama", "-o", str(out)])
+    assert noted.exit_code == 0, noted.output
+    assert "note: a ollama export carries the weights only; left out: answer mode's" in " ".join(
+        noted.output.split()
+    )
+    assert ANSWER_CONFIDENCE_FILE in noted.output and "--format hf keeps them" in noted.output
+    assert export(student, "hf", tmp_path / "hf").left_out == []
     failed = runner.invoke(app, ["export", str(student), "--format", "gguf", "--quant", "zz"])
     assert failed.exit_code == 2 and "unknown GGUF type" in failed.output
     assert "Traceback" not in failed.output

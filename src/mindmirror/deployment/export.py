@@ -6,8 +6,9 @@
   self-evaluation student in ``judge/`` (``mirror`` mode uses it, as it does in the run), and
   ``answer`` mode's calibration (``answer_confidence.json``) when the run fitted one.
 - ``gguf``: one GGUF file for llama.cpp (``export_gguf``: causal Llama-architecture students;
-  f16 by default, ``--quant q8_0``, ``q4_k_m``, ... on request): the weights only (no judge,
-  no calibration).
+  f16 by default, ``--quant q8_0``, ``q4_k_m``, ... on request): the weights only; what the
+  student has beside them (a separate judge, ``answer`` mode's calibration) is named in
+  ``Exported.left_out``, which ``mindmirror export`` prints.
 - ``ollama``: that GGUF file and a ``Modelfile`` carrying the prompt format the student was
   trained on (``ollama create NAME -f Modelfile``).
 
@@ -43,12 +44,33 @@ DEFAULT_NAME = "mindmirror-student"
 
 @dataclass
 class Exported:
-    """What an export wrote: its folder, the main files, and the Hub URL when pushed."""
+    """What an export wrote: its folder, the main files, and the Hub URL when pushed;
+    ``left_out``: what the student has that the format cannot carry (GGUF and Ollama)."""
 
     format: str
     folder: Path
     files: list[Path] = field(default_factory=list)
     hub_url: str | None = None
+    left_out: list[str] = field(default_factory=list)
+
+
+def weights_only_left_out(source: str | Path) -> list[str]:
+    """What a weights-only export (GGUF, Ollama) of ``source`` leaves behind: its separate
+    judge (``mirror`` mode, and the combined confidence fitted beside an own-CoT judge) and
+    ``answer`` mode's calibration, each where the student has one."""
+    from mindmirror.student.answer_confidence import ANSWER_CONFIDENCE_FILE
+    from mindmirror.student.loading import judge_folder
+    from mindmirror.student.model import find_student
+
+    if not Path(source).exists():
+        return []
+    final = find_student(source)
+    left = []
+    if judge_folder(final) is not None:
+        left.append("the separate judge that mirror mode uses")
+    if (final / ANSWER_CONFIDENCE_FILE).is_file():
+        left.append(f"answer mode's calibration and abstention ({ANSWER_CONFIDENCE_FILE})")
+    return left
 
 
 def prompt_format(separator_note: str) -> list[str]:
@@ -329,7 +351,8 @@ def export(
             "source": str(source),
         }
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-    result = Exported(fmt, folder, files)
+    left_out = weights_only_left_out(source) if fmt != "hf" else []
+    result = Exported(fmt, folder, files, left_out=left_out)
     if push_to_hub is not None:
         result.hub_url = push_folder(folder, push_to_hub)
     return result
