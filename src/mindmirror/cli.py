@@ -365,7 +365,7 @@ def export(
         console.print(f"wrote {file}")
     if result.left_out:
         console.print(
-            f"[yellow]note[/]: a {format_} export carries the weights only; left out: "
+            f"[yellow]note[/]: --format {format_} carries the weights only; left out: "
             f"{'; '.join(result.left_out)} (--format hf keeps them)"
         )
     if result.hub_url:

@@ -213,7 +213,7 @@ def test_cli_export_and_its_errors(tmp_path: Path, fitted_causal: Fitted) -> Non
     AnswerCalibration(1.0, 0.0, 0.7, 0.8, 61).save(student / ANSWER_CONFIDENCE_FILE)
     noted = runner.invoke(app, ["export", str(student), "-f", "ollama", "-o", str(out)])
     assert noted.exit_code == 0, noted.output
-    assert "note: a ollama export carries the weights only; left out: answer mode's" in " ".join(
+    assert "note: --format ollama carries the weights only; left out: answer mode's" in " ".join(
         noted.output.split()
     )
     assert ANSWER_CONFIDENCE_FILE in noted.output and "--format hf keeps them" in noted.output
