@@ -48,8 +48,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mindmirror.cell_records import cpu_name, read_cell_records
-from mindmirror.config import load_recipe
+from mindmirror.cell_records import bits, cpu_name, read_cell_records, read_predictions
+from mindmirror.config import Recipe, load_recipe
 from mindmirror.errors import UserError
 from mindmirror.files import write_json
 from mindmirror.progress import quiet_libraries
@@ -98,21 +98,8 @@ def answer_cell(cell: str, run_dir: Path, folder: Path) -> dict[str, Any]:
         ids, probability, correct = validation_answers(
             Student(model, tok, kind), read_records(sub.records), build_task(recipe.task), recipe
         )
-    record = {
-        "cell": cell,
-        "student": str(final.relative_to(sub.root)),
-        "engine": "transformers",
-        "answer_max_tokens": recipe.eval.answer_max_tokens,
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "ids": ids,
-        "probability": [round(p, 6) for p in probability],
-        "correct": "".join("1" if ok else "0" for ok in correct),
-    }
-    path = folder / "cells" / f"{cell}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, dict(sorted(record.items())), indent=1)
+    record = _answer_record(sub, final, recipe, started, ids, probability, correct)
+    _write(folder / "cells" / f"{cell}.json", record)
     return record
 
 
@@ -128,13 +115,9 @@ def answer_test_cell(protocol: dict[str, Any], run_dir: Path, folder: Path) -> d
     cell = protocol["cell"]
     sub = RunDir(run_dir / "cells" / cell)
     recipe = load_recipe(sub.root / "recipe.yaml")
-    rows = [
-        row
-        for line in (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip() and (row := json.loads(line))["mode"] == "answer"
-    ]
+    rows = read_predictions(sub).get("answer", [])
     answer = protocol["modes"]["answer"]
-    scored = "".join("1" if r["correct"] else "0" for r in rows)
+    scored = bits(r["correct"] for r in rows)
     confidence = [round(r["confidence"], 6) for r in rows]
     if [r["id"] for r in rows] != protocol["questions"] or (scored, confidence) != (
         answer["correct"],
@@ -152,28 +135,51 @@ def answer_test_cell(protocol: dict[str, Any], run_dir: Path, folder: Path) -> d
         answers = infer(
             Student(model, tok, kind), task, [r["question"] for r in rows], "answer", recipe.eval
         )
-    record = {
-        "cell": cell,
+    record = _answer_record(
+        sub,
+        final,
+        recipe,
+        started,
+        [r["id"] for r in rows],
+        [a.confidence for a in answers],
+        [bool(task.is_correct(a.answer, r["gold"])) for a, r in zip(answers, rows, strict=True)],
+    )
+    record["same_answer"] = bits(
+        a.answer == r["answer"] for a, r in zip(answers, rows, strict=True)
+    )
+    _write(folder / "engines" / f"{cell}.json", record)
+    return record
+
+
+def _answer_record(
+    sub: RunDir,
+    final: Path,
+    recipe: Recipe,
+    started: float,
+    ids: list[str],
+    probability: list[float],
+    correct: list[bool],
+) -> dict[str, Any]:
+    """The compact record of greedy answers made through transformers in this process."""
+    import torch
+
+    return {
+        "cell": sub.root.name,
         "student": str(final.relative_to(sub.root)),
         "engine": "transformers",
         "answer_max_tokens": recipe.eval.answer_max_tokens,
         "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - started, 1),
-        "ids": [r["id"] for r in rows],
-        "probability": [round(a.confidence, 6) for a in answers],
-        "correct": "".join(
-            "1" if task.is_correct(a.answer, r["gold"]) else "0"
-            for a, r in zip(answers, rows, strict=True)
-        ),
-        "same_answer": "".join(
-            "1" if a.answer == r["answer"] else "0" for a, r in zip(answers, rows, strict=True)
-        ),
+        "ids": ids,
+        "probability": [round(p, 6) for p in probability],
+        "correct": bits(correct),
     }
-    path = folder / "engines" / f"{cell}.json"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, dict(sorted(record.items())), indent=1)
-    return record
 
 
 def engine_gap(
@@ -397,20 +403,16 @@ def main() -> None:
     if not args.summarise:
         for record in protocol:
             cell = record["cell"]
-            done = (args.records / "cells" / f"{cell}.json").is_file()
-            student = args.run_dir / "cells" / cell / "student" / "train.json"
-            if done or not student.is_file():
-                continue
-            made = answer_cell(cell, args.run_dir, args.records)
-            log(f"{cell}: {len(made['ids'])} validation answers in {made['seconds']} s")
-        for record in protocol:
-            cell = record["cell"]
-            done = (args.records / "engines" / f"{cell}.json").is_file()
-            scored = args.run_dir / "cells" / cell / "eval" / "predictions.jsonl"
-            if done or not scored.is_file():
-                continue
-            made = answer_test_cell(record, args.run_dir, args.records)
-            log(f"{cell}: {len(made['ids'])} test answers by transformers in {made['seconds']} s")
+            cell_dir = args.run_dir / "cells" / cell
+            recorded = (args.records / "cells" / f"{cell}.json").is_file()
+            if not recorded and (cell_dir / "student" / "train.json").is_file():
+                made = answer_cell(cell, args.run_dir, args.records)
+                log(f"{cell}: {len(made['ids'])} validation answers in {made['seconds']} s")
+            recorded = (args.records / "engines" / f"{cell}.json").is_file()
+            if not recorded and (cell_dir / "eval" / "predictions.jsonl").is_file():
+                made = answer_test_cell(record, args.run_dir, args.records)
+                answered = len(made["ids"])
+                log(f"{cell}: {answered} test answers by transformers in {made['seconds']} s")
     validation, again = (
         [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
         for folder in (args.records / "cells", args.records / "engines")

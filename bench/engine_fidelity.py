@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mindmirror.cell_records import cpu_name
+from mindmirror.cell_records import cpu_name, read_predictions
 from mindmirror.config import load_recipe
 from mindmirror.errors import UserError
 from mindmirror.grid_teaching import link_records
@@ -47,16 +47,6 @@ ENGINES = ("llama_cpp", "transformers")
 def sampled(mode: str) -> bool:
     """Whether a mode reads the shared sampled CoTs (``vote``, ``mirror``, ``mirror_final``)."""
     return mode == "vote" or mode.startswith("mirror")
-
-
-def read_predictions(run: RunDir) -> dict[str, list[dict[str, Any]]]:
-    """A scored run's ``eval/predictions.jsonl``, per mode in file (question) order."""
-    by_mode: dict[str, list[dict[str, Any]]] = {}
-    for line in (run.evaluation / "predictions.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_mode.setdefault(row["mode"], []).append(row)
-    return by_mode
 
 
 def engine_outcomes(run: RunDir) -> dict[str, Any]:

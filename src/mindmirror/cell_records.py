@@ -86,8 +86,19 @@ def cpu_name() -> str:
     return name or platform.processor() or platform.machine()
 
 
-def _bits(values: Iterable[bool]) -> str:
+def bits(values: Iterable[bool]) -> str:
+    """Outcomes as a string of 0s and 1s (how records keep per-question correctness)."""
     return "".join("1" if v else "0" for v in values)
+
+
+def read_predictions(run: RunDir) -> dict[str, list[dict[str, Any]]]:
+    """A scored run's ``eval/predictions.jsonl``, per mode in file (question) order."""
+    by_mode: dict[str, list[dict[str, Any]]] = {}
+    for line in (run.evaluation / "predictions.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_mode.setdefault(row["mode"], []).append(row)
+    return by_mode
 
 
 def _figure(key: str) -> bool:
@@ -153,7 +164,7 @@ def _sampled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A sample set: per question the K answers and their correctness."""
     return {
         "answers": [[s["answer"] for s in row["samples"]] for row in rows],
-        "correct": [_bits(s["correct"] for s in row["samples"]) for row in rows],
+        "correct": [bits(s["correct"] for s in row["samples"]) for row in rows],
     }
 
 
@@ -164,11 +175,7 @@ def cell_record(
     ``method``, ``num_cots``, ``seed``, ``variant``, ``label``, ``evaluations`` and
     ``data_seed`` (and, from the grid, ``train_settings``); ``metrics`` is its
     ``eval/metrics.json``."""
-    by_mode: dict[str, list[dict[str, Any]]] = {}
-    for line in (sub.evaluation / "predictions.jsonl").read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            row = json.loads(line)
-            by_mode.setdefault(row["mode"], []).append(row)
+    by_mode = read_predictions(sub)
     questions = [row["id"] for row in next(iter(by_mode.values()), [])]
     sets: list[dict[str, Any]] = []
     modes = {}
@@ -177,7 +184,7 @@ def cell_record(
         if [row["id"] for row in rows] != questions:
             raise ValueError(f"{sub.root}: mode {mode} scored other questions than the first")
         entry = {k: v for k, v in figures.items() if k not in DERIVED}
-        entry["correct"] = _bits(row["correct"] for row in rows)
+        entry["correct"] = bits(row["correct"] for row in rows)
         entry["confidence"] = [round(row["confidence"], 6) for row in rows]
         if mode == "vote" or mode.startswith("mirror"):  # greedy modes keep 1 sample: theirs
             sampled = _sampled(rows)

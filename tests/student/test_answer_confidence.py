@@ -222,6 +222,17 @@ def test_a_run_fits_loads_exports_and_drops_the_answer_calibration(
     assert not (final / ANSWER_CONFIDENCE_FILE).exists()
 
 
+def protocol_cell(runs: Path, records: list[Record], student: Path) -> tuple[RunDir, Any]:
+    """A trained protocol cell (``multi_cot-n5-s0``) under ``runs``, as the bench finds one:
+    its run directory and recipe."""
+    run = RunDir(runs / "cells" / "multi_cot-n5-s0")
+    write_records(run.records, records)
+    recipe = answer_recipe(run, student, calibrate=False)
+    (run.root / "recipe.yaml").write_text(dump_recipe(recipe))
+    train(recipe, run, quiet=True)
+    return run, recipe
+
+
 def _protocol_record(cell: str, seed: int, probability: list[float], correct: list[bool]) -> dict:
     """The part of a SVAMP protocol cell record the bench reads."""
     bits = "".join("1" if ok else "0" for ok in correct)
@@ -236,11 +247,7 @@ def test_the_bench_fits_on_validation_and_checks_the_threshold_on_test(
     import answer_confidence as bench  # bench/, on sys.path above
 
     # The generation half: a protocol cell's student answers its validation questions.
-    run = RunDir(tmp_path / "runs" / "cells" / "multi_cot-n5-s0")
-    write_records(run.records, records)
-    recipe = answer_recipe(run, tiny_llama, calibrate=False)
-    (run.root / "recipe.yaml").write_text(dump_recipe(recipe))
-    train(recipe, run, quiet=True)
+    protocol_cell(tmp_path / "runs", records, tiny_llama)
     made = bench.answer_cell("multi_cot-n5-s0", tmp_path / "runs", tmp_path / "records")
     assert len(made["ids"]) == 3 == len(made["probability"]) == len(made["correct"])
     assert (tmp_path / "records" / "cells" / "multi_cot-n5-s0.json").is_file()
@@ -284,11 +291,7 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
 
     # A protocol cell whose eval (its engine) answered 3 test questions: the first as
     # transformers will (the untrained student reads no answer), the others otherwise.
-    run = RunDir(tmp_path / "runs" / "cells" / "multi_cot-n5-s0")
-    write_records(run.records, records)
-    recipe = answer_recipe(run, tiny_llama, calibrate=False)
-    (run.root / "recipe.yaml").write_text(dump_recipe(recipe))
-    train(recipe, run, quiet=True)
+    run, recipe = protocol_cell(tmp_path / "runs", records, tiny_llama)
     questions = [r.question for r in records[:3]]
     student = Student(*load_student(find_student(run.root)))
     (first,) = infer(student, build_task(recipe.task), questions[:1], "answer", recipe.eval)
