@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 
 from mindmirror.records import VERDICTS
 from mindmirror.student.generate import candidate_logprobs, generate, verdict_probs
+from mindmirror.student.model import add_lora
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Fitted, memorised_pairs
 from tests.eval.tiny import tiny_model, tiny_tokenizer
 
@@ -113,3 +115,16 @@ def test_verdict_probs_read_the_learnt_self_evaluation(fitted_student: Fitted) -
         assert sum(row.values()) == pytest.approx(1.0, abs=1e-5)
     assert probs[0]["correct"] > 0.9
     assert probs[1]["wrong"] > 0.9
+
+
+def test_a_lora_student_passes_its_kv_cache_by_the_current_name() -> None:
+    """peft's forward names no cache argument: the old name passed through it made
+    transformers 5.x print a FutureWarning into the demo's output at every judging pass."""
+    tok = tiny_tokenizer(False)
+    tok.padding_side = "left"
+    model = add_lora(tiny_model(False, len(tok)), "causal", r=4, alpha=8, dropout=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probs = verdict_probs(model, tok, ["verdict: x y", "verdict: a"])
+    assert [sum(row.values()) for row in probs] == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []

@@ -23,14 +23,14 @@ import torch
 from torch import nn
 
 from mindmirror.errors import UserError
+from mindmirror.student.model import base_model
 
 
 def repeated_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's repeated blocks: modules whose class the model lists as never to be split
     across devices (``_no_split_modules``: ``LlamaDecoderLayer``, ``T5Block``, ...); a LoRA
     model's blocks are its base model's."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    names = set(getattr(base, "_no_split_modules", None) or ())
+    names = set(getattr(base_model(model), "_no_split_modules", None) or ())
     return [module for module in model.modules() if type(module).__name__ in names]
 
 

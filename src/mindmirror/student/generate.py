@@ -28,6 +28,7 @@ from mindmirror.progress import ProgressReport
 from mindmirror.records import VERDICTS
 from mindmirror.student.encoding import prompt_batch, prompt_ids
 from mindmirror.student.formats import verdict_target
+from mindmirror.student.model import base_model
 
 
 @dataclass(frozen=True)
@@ -254,8 +255,11 @@ def split_common_prefix(ids: list[list[int]]) -> tuple[list[int], list[list[int]
 
 
 def _cache_argument(model: PreTrainedModel) -> str:
-    """The forward argument that takes a KV cache: ``cache`` in recent 5.x, else the old name."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    """The forward argument that takes a KV cache: ``cache`` in recent 5.x, else the old name.
+    A LoRA model is asked through its base model: peft's own forward names neither, and the
+    old name passed through it makes transformers warn (once per process, into the output)."""
+    parameters = inspect.signature(base_model(model).forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _causal_candidates(

@@ -16,6 +16,8 @@ Stable API (training, inference, eval and serve all go through it):
     folder -> itself.
 ``add_lora(model, kind, *, r, alpha, dropout, targets) -> PeftModel``
     Wrap a model with LoRA adapters (peft).
+``base_model(model) -> model``
+    The model under a LoRA wrapper (or the model itself).
 ``student_kind(config) -> "seq2seq" | "causal"``
     Which head a config calls for (encoder-decoder configs are seq2seq).
 
@@ -216,6 +218,12 @@ def add_lora(
     )
     with quiet_peft():
         return get_peft_model(model, config)
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under a LoRA wrapper, or ``model`` itself: the one whose ``forward`` names
+    the arguments transformers accepts (peft's wrapper takes them as ``**kwargs``)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from mindmirror.student.batching import ExampleSampler
 from mindmirror.student.compiled import eager
 from mindmirror.student.generate import verdict_probs
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
-from mindmirror.student.model import StudentKind
+from mindmirror.student.model import StudentKind, base_model
 from mindmirror.student.rows import Stage
 from mindmirror.student.validate import (
     ValItem,
@@ -42,8 +42,7 @@ from mindmirror.tasks.base import Task
 
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether a (possibly LoRA-wrapped) causal LM can return logits for the last k positions."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return "logits_to_keep" in inspect.signature(base_model(model).forward).parameters
 
 
 #: Split a micro-batch into two forward passes when that feeds at most this share of the
