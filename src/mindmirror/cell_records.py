@@ -246,12 +246,38 @@ def keep_record(
     write_record(folder, cell_record(sub, identity, metrics, cpu_name()))
 
 
+#: Teacher-summary fields that describe one invocation's work (its time, requests, cache hits,
+#: money), not the teacher data: a run that only re-reads its records changes these alone.
+INVOCATION_FIELDS = frozenset(
+    {
+        "wall_s",
+        "requests",
+        "retries",
+        "samples_new",
+        "cache_hits",
+        "prompt_tokens_cached",
+        "cost_usd_this_run",
+        "samples_batch",
+    }
+)
+
+
 def keep_teacher_summary(folder: Path, run: RunDir) -> None:
     """Copy the grid's teacher summary (what the report's teacher plot reads) beside the cell
-    records, when the run has one."""
-    if run.summary.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.summary, folder / TEACHER_SUMMARY)
+    records, when the run has one. A kept copy that says the same of the teacher data stays
+    as it is, so that a grid resumed on another machine leaves the committed copy unchanged."""
+    if not run.summary.is_file():
+        return
+    target = folder / TEACHER_SUMMARY
+
+    def data(path: Path) -> dict[str, Any]:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return {k: v for k, v in summary.items() if k not in INVOCATION_FIELDS}
+
+    if target.is_file() and data(target) == data(run.summary):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.summary, target)
 
 
 def recorded_cell(folder: Path, resolved: Recipe, cell: Cell) -> dict[str, Any] | None:

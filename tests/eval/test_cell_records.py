@@ -14,8 +14,10 @@ import pytest
 
 import mindmirror.experiment
 from mindmirror.cell_records import (
+    TEACHER_SUMMARY,
     cell_record,
     dumps,
+    keep_teacher_summary,
     read_cell_records,
     read_correctness,
     record_correctness,
@@ -185,3 +187,22 @@ def test_extra_rows_and_method_settings_shape_their_cells(tmp_path: Path) -> Non
         cell_recipe(wrong, Cell("step_by_step", 1, 0, ("answer",), "batchfix"), tmp_path)
     with pytest.raises(ValueError, match="names must differ"):
         ExperimentConfig(extra_rows=[BATCHFIX, BATCHFIX])
+
+
+def test_the_kept_teacher_summary_changes_only_with_the_teacher_data(tmp_path: Path) -> None:
+    """A grid resumed on a new machine re-reads its teacher records in another wall time: the
+    committed copy must not churn for that, but must follow a change in the data."""
+    run, folder = RunDir(tmp_path / "run"), tmp_path / "records"
+    run.summary.parent.mkdir(parents=True)
+    first = {"teacher_accuracy": 0.74, "cots": 5640, "wall_s": 0.641, "samples_new": 10}
+    run.summary.write_text(json.dumps(first), encoding="utf-8")
+    keep_teacher_summary(folder, run)
+    kept = folder / TEACHER_SUMMARY
+    assert json.loads(kept.read_text(encoding="utf-8")) == first
+    run.summary.write_text(json.dumps({**first, "wall_s": 0.633, "samples_new": 0}), "utf-8")
+    keep_teacher_summary(folder, run)
+    assert json.loads(kept.read_text(encoding="utf-8")) == first
+    changed = {**first, "teacher_accuracy": 0.75}
+    run.summary.write_text(json.dumps(changed), encoding="utf-8")
+    keep_teacher_summary(folder, run)
+    assert json.loads(kept.read_text(encoding="utf-8")) == changed
