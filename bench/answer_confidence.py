@@ -388,6 +388,32 @@ def engine_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def missing_work(
+    protocol: list[dict[str, Any]], run_dir: Path, folder: Path
+) -> list[tuple[str, dict[str, Any]]]:
+    """What is left to answer, in order, as (``"validation"`` or ``"test"``, protocol record):
+    a cell's validation answers where its student is under ``run_dir`` and ``folder`` has no
+    record of them; its test answers through transformers where its scored answers are there
+    and ``folder`` has none, unless the cell was scored through transformers (no other engine
+    to compare with)."""
+    work = []
+    for record in protocol:
+        cell = record["cell"]
+        cell_dir = run_dir / "cells" / cell
+        if (
+            not (folder / "cells" / f"{cell}.json").is_file()
+            and (cell_dir / "student" / "train.json").is_file()
+        ):
+            work.append(("validation", record))
+        if (
+            record.get("engine") != "transformers"
+            and not (folder / "engines" / f"{cell}.json").is_file()
+            and (cell_dir / "eval" / "predictions.jsonl").is_file()
+        ):
+            work.append(("test", record))
+    return work
+
+
 def main() -> None:
     """Answer the missing cells' validation questions and, again through transformers, their
     test questions; then write and print the summary."""
@@ -401,15 +427,12 @@ def main() -> None:
     args = parser.parse_args()
     protocol = read_cell_records(args.protocol_records)
     if not args.summarise:
-        for record in protocol:
+        for kind, record in missing_work(protocol, args.run_dir, args.records):
             cell = record["cell"]
-            cell_dir = args.run_dir / "cells" / cell
-            recorded = (args.records / "cells" / f"{cell}.json").is_file()
-            if not recorded and (cell_dir / "student" / "train.json").is_file():
+            if kind == "validation":
                 made = answer_cell(cell, args.run_dir, args.records)
                 log(f"{cell}: {len(made['ids'])} validation answers in {made['seconds']} s")
-            recorded = (args.records / "engines" / f"{cell}.json").is_file()
-            if not recorded and (cell_dir / "eval" / "predictions.jsonl").is_file():
+            else:
                 made = answer_test_cell(record, args.run_dir, args.records)
                 answered = len(made["ids"])
                 log(f"{cell}: {answered} test answers by transformers in {made['seconds']} s")

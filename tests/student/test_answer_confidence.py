@@ -344,3 +344,36 @@ def test_the_bench_answers_test_again_with_transformers_and_measures_the_engines
     assert "| c | 0.995 | 1.000 |" in bench.engine_markdown(summary)
     with pytest.raises(UserError, match="other questions"):
         bench.summarise(validation, protocol, "cmd", [other | {"ids": [0]}])
+
+
+def test_the_bench_finds_what_is_left_and_skips_the_engine_check_of_a_transformers_cell(
+    tmp_path: Path,
+) -> None:
+    """A cell scored through transformers (the batching-fix row) has no other engine to
+    compare with: answering its test questions again through transformers would only cost."""
+    import answer_confidence as bench  # bench/, on sys.path above
+
+    runs, folder = tmp_path / "runs", tmp_path / "records"
+    protocol = [
+        {"cell": "a", "engine": "llama_cpp"},
+        {"cell": "b", "engine": "transformers"},
+        {"cell": "c", "engine": "llama_cpp"},
+    ]
+    for cell in ("a", "b"):
+        (runs / "cells" / cell / "student").mkdir(parents=True)
+        (runs / "cells" / cell / "student" / "train.json").write_text("{}")
+        (runs / "cells" / cell / "eval").mkdir()
+        (runs / "cells" / cell / "eval" / "predictions.jsonl").write_text("")
+    work = bench.missing_work(protocol, runs, folder)
+    assert [(kind, r["cell"]) for kind, r in work] == [
+        ("validation", "a"),
+        ("test", "a"),
+        ("validation", "b"),
+    ]
+    (folder / "cells").mkdir(parents=True)
+    (folder / "cells" / "a.json").write_text("{}")
+    (folder / "engines").mkdir()
+    (folder / "engines" / "a.json").write_text("{}")
+    assert [(k, r["cell"]) for k, r in bench.missing_work(protocol, runs, folder)] == [
+        ("validation", "b")
+    ]
