@@ -23,9 +23,10 @@ server of the f16 GGUF), the validation answers here by transformers, as in a us
 (``train`` fits with transformers, ``eval`` may answer through llama.cpp). How much that mix
 matters is measured too:
 
-3. Answer each cell's 200 test questions again through transformers
-   (``<records>/engines/<cell>.json``: per question the raw token probability, correctness and
-   whether the answer is the protocol engine's), and report per cell the two engines' gap:
+3. Answer each cell's 200 test questions again through transformers, unless the cell was
+   scored through transformers (``<records>/engines/<cell>.json``: per question the raw token
+   probability, correctness and whether the answer is the protocol engine's), and report per
+   cell the two engines' gap:
    identical answers, the mean and largest difference of the raw probabilities, the
    calibrated confidence's test ECE on either engine's answers (paired interval over
    questions of transformers' minus the protocol engine's), and per target accuracy the
@@ -46,7 +47,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mindmirror.cell_records import bits, cpu_name, read_cell_records, read_predictions
 from mindmirror.config import Recipe, load_recipe
@@ -390,13 +391,13 @@ def engine_markdown(summary: dict[str, Any]) -> str:
 
 def missing_work(
     protocol: list[dict[str, Any]], run_dir: Path, folder: Path
-) -> list[tuple[str, dict[str, Any]]]:
+) -> list[tuple[Literal["validation", "test"], dict[str, Any]]]:
     """What is left to answer, in order, as (``"validation"`` or ``"test"``, protocol record):
     a cell's validation answers where its student is under ``run_dir`` and ``folder`` has no
     record of them; its test answers through transformers where its scored answers are there
     and ``folder`` has none, unless the cell was scored through transformers (no other engine
     to compare with)."""
-    work = []
+    work: list[tuple[Literal["validation", "test"], dict[str, Any]]] = []
     for record in protocol:
         cell = record["cell"]
         cell_dir = run_dir / "cells" / cell
@@ -416,7 +417,7 @@ def missing_work(
 
 def main() -> None:
     """Answer the missing cells' validation questions and, again through transformers, their
-    test questions; then write and print the summary."""
+    test questions (``missing_work``); then write and print the summary."""
     quiet_libraries()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/svamp_repro"))

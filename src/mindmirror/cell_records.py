@@ -248,6 +248,8 @@ def keep_record(
 
 #: Teacher-summary fields that describe one invocation's work (its time, requests, cache hits,
 #: money), not the teacher data: a run that only re-reads its records changes these alone.
+#: ``samples_failed``, ``samples_skipped`` and ``budget_exhausted`` are per invocation too but
+#: stay compared: they change only with the data's own counts, and then the copy should too.
 INVOCATION_FIELDS = frozenset(
     {
         "wall_s",
@@ -270,11 +272,15 @@ def keep_teacher_summary(folder: Path, run: RunDir) -> None:
         return
     target = folder / TEACHER_SUMMARY
 
-    def data(path: Path) -> dict[str, Any]:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+    def data(path: Path) -> dict[str, Any] | None:
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing or damaged (a merge conflict): write it anew
+            return None
         return {k: v for k, v in summary.items() if k not in INVOCATION_FIELDS}
 
-    if target.is_file() and data(target) == data(run.summary):
+    kept = data(target)
+    if kept is not None and kept == data(run.summary):
         return
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run.summary, target)

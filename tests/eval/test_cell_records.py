@@ -194,15 +194,19 @@ def test_the_kept_teacher_summary_changes_only_with_the_teacher_data(tmp_path: P
     committed copy must not churn for that, but must follow a change in the data."""
     run, folder = RunDir(tmp_path / "run"), tmp_path / "records"
     run.summary.parent.mkdir(parents=True)
-    first = {"teacher_accuracy": 0.74, "cots": 5640, "wall_s": 0.641, "samples_new": 10}
+    first = {"teacher_accuracy": 0.74, "cost_usd": 1.5, "wall_s": 0.641, "cost_usd_this_run": 1.5}
     run.summary.write_text(json.dumps(first), encoding="utf-8")
     keep_teacher_summary(folder, run)
     kept = folder / TEACHER_SUMMARY
     assert json.loads(kept.read_text(encoding="utf-8")) == first
-    run.summary.write_text(json.dumps({**first, "wall_s": 0.633, "samples_new": 0}), "utf-8")
+    again = {**first, "wall_s": 0.633, "cost_usd_this_run": 0.0}  # resumed: nothing paid
+    run.summary.write_text(json.dumps(again), encoding="utf-8")
     keep_teacher_summary(folder, run)
     assert json.loads(kept.read_text(encoding="utf-8")) == first
-    changed = {**first, "teacher_accuracy": 0.75}
-    run.summary.write_text(json.dumps(changed), encoding="utf-8")
+    for changed in ({**first, "teacher_accuracy": 0.75}, {**first, "cost_usd": 2.0}):
+        run.summary.write_text(json.dumps(changed), encoding="utf-8")
+        keep_teacher_summary(folder, run)
+        assert json.loads(kept.read_text(encoding="utf-8")) == changed
+    kept.write_text("<<<<<<< HEAD\n", encoding="utf-8")  # a damaged copy is written anew
     keep_teacher_summary(folder, run)
     assert json.loads(kept.read_text(encoding="utf-8")) == changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -10,7 +11,7 @@ import torch
 
 from mindmirror.records import VERDICTS
 from mindmirror.student.generate import candidate_logprobs, generate, verdict_probs
-from mindmirror.student.model import add_lora
+from mindmirror.student.model import add_lora, base_model
 from tests.eval.conftest import COT_RIGHT, COT_WRONG, Fitted, memorised_pairs
 from tests.eval.tiny import tiny_model, tiny_tokenizer
 
@@ -119,12 +120,23 @@ def test_verdict_probs_read_the_learnt_self_evaluation(fitted_student: Fitted) -
 
 def test_a_lora_student_passes_its_kv_cache_by_the_current_name() -> None:
     """peft's forward names no cache argument: the old name passed through it made
-    transformers 5.x print a FutureWarning into the demo's output at every judging pass."""
+    transformers 5.x print a FutureWarning into the demo's output at every judging pass.
+    The keywords the Llama model receives are read directly, so the test does not depend on
+    transformers still warning about the old name."""
     tok = tiny_tokenizer(False)
     tok.padding_side = "left"
     model = add_lora(tiny_model(False, len(tok)), "causal", r=4, alpha=8, dropout=0.0)
+    base = base_model(model)
+    names = inspect.signature(base.forward).parameters
+    expected = "cache" if "cache" in names else "past_key_values"
+    received: list[set[str]] = []
+    base.register_forward_pre_hook(
+        lambda _module, _args, kwargs: received.append(set(kwargs)), with_kwargs=True
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        probs = verdict_probs(model, tok, ["verdict: x y", "verdict: a"])
-    assert [sum(row.values()) for row in probs] == pytest.approx([1.0, 1.0], abs=1e-5)
+        verdict_probs(model, tok, ["verdict: x y", "verdict: a"])
+    continued = [names for names in received if names & {"cache", "past_key_values"}]
+    assert continued, "the candidates' continuation never ran with a KV cache"
+    assert all(expected in names for names in continued)
     assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
