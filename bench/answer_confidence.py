@@ -26,8 +26,8 @@ matters is measured too:
 3. Answer each cell's 200 test questions again through transformers, unless the cell was
    scored through transformers (``<records>/engines/<cell>.json``: per question the raw token
    probability, correctness and whether the answer is the protocol engine's), and report per
-   cell the two engines' gap:
-   identical answers, the mean and largest difference of the raw probabilities, the
+   cell the two engines' gap: identical answers, the mean and largest difference of the raw
+   probabilities, the
    calibrated confidence's test ECE on either engine's answers (paired interval over
    questions of transformers' minus the protocol engine's), and per target accuracy the
    questions one engine answers and the other abstains on. Free-answer tasks (SVAMP) only:
