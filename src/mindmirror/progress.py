@@ -243,13 +243,19 @@ def quiet_libraries() -> None:
 
     Call it before they are imported: they (and tqdm) read these switches at import time.
     Called later (a script that imported transformers first, as the benches do), it switches
-    off the bars of transformers and huggingface_hub already loaded, and makes ``disable``
-    the default of every new bare tqdm bar (what ``TQDM_DISABLE`` would have done)."""
+    off the bars of transformers and huggingface_hub already loaded, lowers transformers'
+    logging to errors (its load reports, e.g. a tied ``lm_head`` "missing" from a
+    checkpoint), and makes ``disable`` the default of every new bare tqdm bar (what
+    ``TQDM_DISABLE`` would have done)."""
     for key, value in LIBRARY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
     if os.environ["TQDM_DISABLE"] == "1" and "tqdm" in sys.modules:
         _disable_tqdm()
+    if os.environ["TRANSFORMERS_VERBOSITY"] == "error" and "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
     if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "1":
         return
     if "huggingface_hub" in sys.modules:

@@ -139,3 +139,21 @@ def test_transformers_bars_are_off_after_quiet_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split() == ["False", str(logging.ERROR)]
+
+
+def test_transformers_logs_are_quiet_when_it_was_imported_first() -> None:
+    """The benches import transformers before they call quiet_libraries: its logging level was
+    read at import, so a checkpoint's load report ("missing keys: lm_head.weight", tied to the
+    embeddings) reached the protocol's log. The user's own level still wins."""
+    code = (
+        "from transformers.utils import logging; "
+        "from mindmirror.progress import quiet_libraries; quiet_libraries(); "
+        "print(logging.get_verbosity())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in progress.LIBRARY_QUIET_ENV}
+    for user, level in ((None, logging.ERROR), ("info", logging.INFO)):
+        run_env = env if user is None else {**env, "TRANSFORMERS_VERBOSITY": user}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=run_env, check=True
+        )
+        assert out.stdout.split() == [str(level)]
