@@ -27,11 +27,11 @@ matters is measured too:
    scored through transformers (``<records>/engines/<cell>.json``: per question the raw token
    probability, correctness and whether the answer is the protocol engine's), and report per
    cell the two engines' gap: identical answers, the mean and largest difference of the raw
-   probabilities, the
-   calibrated confidence's test ECE on either engine's answers (paired interval over
-   questions of transformers' minus the protocol engine's), and per target accuracy the
-   questions one engine answers and the other abstains on. Free-answer tasks (SVAMP) only:
-   the questions are read from the cell's ``eval/predictions.jsonl``, which keeps no choices.
+   probabilities, the calibrated confidence's test ECE on either engine's answers (paired
+   interval over questions of transformers' minus the protocol engine's), and per target
+   accuracy the questions one engine answers and the other abstains on. Free-answer tasks
+   (SVAMP) only: the questions are read from the cell's ``eval/predictions.jsonl``, which
+   keeps no choices.
 
     python bench/answer_confidence.py              # answer what is missing, then summarise
     python bench/answer_confidence.py --summarise  # the summary from the records only
