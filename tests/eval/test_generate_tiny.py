@@ -127,8 +127,8 @@ def test_a_lora_student_passes_its_kv_cache_by_the_current_name() -> None:
     tok.padding_side = "left"
     model = add_lora(tiny_model(False, len(tok)), "causal", r=4, alpha=8, dropout=0.0)
     base = base_model(model)
-    names = inspect.signature(base.forward).parameters
-    expected = "cache" if "cache" in names else "past_key_values"
+    parameters = inspect.signature(base.forward).parameters
+    expected = "cache" if "cache" in parameters else "past_key_values"
     received: list[set[str]] = []
     base.register_forward_pre_hook(
         lambda _module, _args, kwargs: received.append(set(kwargs)), with_kwargs=True
