@@ -136,10 +136,16 @@ def cell_seconds(record: dict[str, Any], cells: Collection[str] = ()) -> dict[st
 
 def peak_memory(record: dict[str, Any]) -> float | None:
     """The peak resident memory in MB of a tuning training (the largest of its stages') or of
-    a cell (its stages' and its scoring's); None when a part ran before it was recorded."""
+    a cell (its stages' and its scoring's, with the llama.cpp servers the scoring ran beside
+    it); None when a part ran before it was recorded."""
     peaks = [s.get("peak_rss_mb") for s in record["train"]["stages"].values()]
     if "modes" in record:  # a cell, scored after training
-        peaks.append(record.get("eval_peak_rss_mb"))
+        scoring = record.get("eval_peak_rss_mb")
+        if record.get("engine") == "llama_cpp":
+            # Older records kept no server figure: that part is unknown, not zero.
+            servers = record.get("eval_server_peak_rss_mb")
+            scoring = None if scoring is None or servers is None else scoring + servers
+        peaks.append(scoring)
     return None if None in peaks else max(peaks)
 
 

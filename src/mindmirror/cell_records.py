@@ -24,6 +24,8 @@ with sorted keys and no spaces, so the same cell always gives the same bytes:
   (None: no server, transformers judged all; the key absent: a record made before it was
   kept); the held-out teacher CoTs' verdicts count too;
 - ``eval_peak_rss_mb``: the scoring process's peak resident memory (None before it was kept);
+- ``eval_server_peak_rss_mb``: the summed peaks of the llama.cpp servers that scoring started
+  (None: it started none; the key absent: a record made before it was kept);
 - ``train``: per stage the step chosen on validation, its validation figure and curve, every
   figure of each validation, steps, seconds, peak resident memory, loss and precision; the
   final stage's precision.
@@ -210,6 +212,7 @@ def cell_record(
         "engine": metrics.get("engine"),
         "verdict_fallbacks": metrics.get("verdict_fallbacks"),
         "eval_peak_rss_mb": metrics.get("peak_rss_mb"),
+        "eval_server_peak_rss_mb": metrics.get("server_peak_rss_mb"),
         "train": train_record(sub),
     }
 

@@ -222,7 +222,7 @@ def evaluate(
     Raises:
         UserError: unknown mode, no trained student, a test split without gold answers.
     """
-    from mindmirror.student.engines import generation_engine
+    from mindmirror.student.engines import generation_engine, servers_peak_rss_mb
     from mindmirror.student.loading import OWN_JUDGE_STAGE, judge_folder, load_for_inference
     from mindmirror.student.peak_memory import peak_rss_mb, reset_peak
     from mindmirror.tasks import load_task
@@ -293,6 +293,7 @@ def evaluate(
         fallbacks = {
             role: getattr(s.server, "judged_by_fallback", None) for role, s in roles.items()
         }
+        servers_peak = servers_peak_rss_mb(served)  # asked before the servers stop
     metrics: dict[str, Any] = {
         **run_labels(recipe),
         "split": "test",
@@ -302,8 +303,10 @@ def evaluate(
         "engine": engine,
         "verdict_fallbacks": fallbacks,
         "settings": cfg.model_dump(mode="json"),
-        # This process's (a llama.cpp engine's server is another process, of about its GGUF).
+        # This process's; a llama.cpp engine's servers are other processes, counted apart
+        # (None: no server, or one that does not report it).
         "peak_rss_mb": peak_rss_mb(),
+        "server_peak_rss_mb": servers_peak,
         "modes": {},
     }
     rows: list[dict[str, Any]] = []

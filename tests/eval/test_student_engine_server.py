@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mindmirror.config import EvalConfig
 from mindmirror.deployment.export import export
 from mindmirror.embedded import llama_server
 from mindmirror.evaluate import evaluate
-from mindmirror.student.engines import generation_engine
+from mindmirror.student.engines import generation_engine, servers_peak_rss_mb
 from mindmirror.student.formats import VERDICT, causal_prompt, evaluation_input
 from mindmirror.student.infer import Student, infer_modes
 from mindmirror.student.model import load_student, save_student
@@ -163,6 +164,8 @@ def test_any_openai_compatible_server_hosting_the_student(
             sampled = served.generator.generate(
                 inputs[:1], num_samples=3, sample=True, max_new_tokens=24, logprobs=False
             )
+            # Not mindmirror's server: its memory is unknown, not zero.
+            assert servers_peak_rss_mb(served) is None
     assert [s[0].text for s in got] == expected
     assert len(sampled[0]) == 3 and all(s.text for s in sampled[0])
 
@@ -176,6 +179,10 @@ def test_a_separate_judge_gets_a_server_of_its_own(fitted_causal: Fitted) -> Non
         assert served.judge is not None and served.judge.server is not None
         assert served.judge.server.urls != served.server.urls  # type: ignore[union-attr]
         judged = served.judge_or_self.generator.verdict_probs(VERDICT_INPUTS)
+        alone = servers_peak_rss_mb(replace(served, judge=None))
+        both = servers_peak_rss_mb(served)
+    if sys.platform == "linux":  # each server's peak counts once
+        assert alone is not None and both is not None and both > alone > 0
     for mine, theirs in zip(judged, expected, strict=True):
         assert mine == pytest.approx(theirs, abs=0.01)
 
@@ -213,6 +220,8 @@ def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
     served = evaluate(recipe, run, ["answer"], quiet=True)
     assert served["engine"] == "llama_cpp"  # auto
     assert served["verdict_fallbacks"] == {"student": 0}  # answer mode asks no verdicts
+    if sys.platform == "linux":  # the server's own peak, counted apart from the scoring's
+        assert served["server_peak_rss_mb"] > 0
     assert (run.evaluation / "samples.sqlite").is_file()
     reference = recipe.model_copy(
         update={"eval": recipe.eval.model_copy(update={"engine": "transformers"})}
@@ -220,3 +229,4 @@ def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
     local = evaluate(reference, run, ["answer"], quiet=True)
     assert local["engine"] == "transformers"
     assert local["verdict_fallbacks"] == {"student": None}
+    assert local["server_peak_rss_mb"] is None  # no server ran

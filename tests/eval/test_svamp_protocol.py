@@ -281,6 +281,13 @@ def test_peak_memory_is_the_largest_part_and_unknown_if_any_part_is() -> None:
     cell = {"train": {"stages": stages}, "modes": {}, "eval_peak_rss_mb": 3500.0}
     assert peak_memory(cell) == 3500.0
     assert peak_memory({**cell, "eval_peak_rss_mb": None}) is None
+    # A llama.cpp scoring adds its servers' peaks; a record without them is unknown.
+    served = {**cell, "engine": "llama_cpp", "eval_server_peak_rss_mb": 400.0}
+    assert peak_memory(served) == 3900.0
+    assert peak_memory({**served, "eval_server_peak_rss_mb": None}) is None
+    assert peak_memory({k: v for k, v in served.items() if k != "eval_server_peak_rss_mb"}) is None
+    local = {**cell, "engine": "transformers", "eval_server_peak_rss_mb": None}
+    assert peak_memory(local) == 3500.0
     stages["reasoning"] = {"train_seconds": 10.0}
     assert peak_memory({"train": {"stages": stages}}) is None
 

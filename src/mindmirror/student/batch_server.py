@@ -4,6 +4,8 @@
 ``GET /v1/models`` and ``POST /v1/completions`` on loopback; every request in flight shares
 the decoder's batch (``--parallel`` sequence slots), so the request engine's concurrent
 requests are decoded together instead of one after another as llama-cpp-python's server does.
+``GET /mindmirror/memory`` reports the server process's peak resident memory, so that the
+scoring that started it can count it (the server is another process).
 
 The completions fields honoured: ``prompt`` (one string), ``max_tokens``, ``temperature``,
 ``top_p``, ``n`` (up to ``--parallel``), ``seed`` (sample ``i`` draws with ``seed + i``; a
@@ -35,6 +37,7 @@ from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse
 
 from mindmirror.student.llama_batch import BatchDecoder, Choice, Refused, Request
+from mindmirror.student.peak_memory import peak_rss_mb
 
 #: Sampling fields of OpenAI's and llama.cpp's servers, and the value that leaves sampling as
 #: asked (the only one accepted).
@@ -53,6 +56,8 @@ NEUTRAL = {
 REFUSED = ("stop", "echo", "suffix", "logit_bias", "stream", "grammar", "logits_processor")
 #: Sequence slots decoded together by default (``eval.engine_parallel``'s default too).
 PARALLEL = 16
+#: Where the server reports its peak resident memory (beside the OpenAI routes, not in them).
+MEMORY_ROUTE = "/mindmirror/memory"
 
 
 class BadRequest(ValueError):
@@ -150,6 +155,10 @@ def make_app(decoder: BatchDecoder, alias: str) -> FastAPI:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": alias, "object": "model", "owned_by": "local"}]}
+
+    @app.get(MEMORY_ROUTE)
+    async def memory() -> dict[str, float | None]:
+        return {"peak_rss_mb": peak_rss_mb()}
 
     @app.post("/v1/completions")
     async def completions(http: HttpRequest) -> Any:

@@ -19,6 +19,7 @@ judge) ready to sample and judge with the chosen engine:
   ``transformers``; seq2seq students always stay on transformers.
 
 A judge whose tokenizer splits a verdict word judges with transformers (``ServerGenerator``).
+``servers_peak_rss_mb`` asks the llama.cpp servers for their peak memory before they stop.
 """
 
 from __future__ import annotations
@@ -153,6 +154,33 @@ def _llama_cpp_server(
         # One request per slot: every sequence of every server busy until the last samples.
         settings=ServerSettings(concurrency=parallel * servers),
     )
+
+
+def servers_peak_rss_mb(served: Student) -> float | None:
+    """The summed peak resident memory (MB) of the servers hosting ``served`` and its judge,
+    asked while they run; None when none hosts them (transformers) or one does not report it
+    (an OpenAI-compatible server other than mindmirror's batched llama.cpp server).
+
+    A sum of peaks is an upper bound on what they held at once.
+    """
+    from mindmirror.student.batch_server import MEMORY_ROUTE
+
+    servers = [s.server for s in (served, served.judge) if s is not None and s.server]
+    urls = {url for server in servers for url in server.urls}
+    if not urls:
+        return None
+    total = 0.0
+    for url in sorted(urls):
+        try:
+            reply = httpx.get(url.removesuffix("/v1") + MEMORY_ROUTE, timeout=10)
+            reply.raise_for_status()
+            peak = reply.json()["peak_rss_mb"]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(peak, int | float):
+            return None
+        total += peak
+    return round(total, 1)
 
 
 @contextmanager
