@@ -137,16 +137,24 @@ def cell_seconds(record: dict[str, Any], cells: Collection[str] = ()) -> dict[st
 def peak_memory(record: dict[str, Any]) -> float | None:
     """The peak resident memory in MB of a tuning training (the largest of its stages') or of
     a cell (its stages' and its scoring's, with the llama.cpp servers the scoring ran beside
-    it); None when a part ran before it was recorded."""
+    it: ``servers_unrecorded`` names the scorings that kept no figure for them, counted
+    without); None when a part ran before it was recorded."""
     peaks = [s.get("peak_rss_mb") for s in record["train"]["stages"].values()]
     if "modes" in record:  # a cell, scored after training
         scoring = record.get("eval_peak_rss_mb")
-        if record.get("engine") == "llama_cpp":
-            # Older records kept no server figure: that part is unknown, not zero.
-            servers = record.get("eval_server_peak_rss_mb")
-            scoring = None if scoring is None or servers is None else scoring + servers
-        peaks.append(scoring)
+        servers = record.get("eval_server_peak_rss_mb")
+        peaks.append(scoring + servers if scoring is not None and servers else scoring)
     return None if None in peaks else max(peaks)
+
+
+def servers_unrecorded(records: list[dict[str, Any]]) -> list[str]:
+    """The cells scored through llama.cpp whose records keep no figure for its servers'
+    memory (scored before it was kept): their peak counts the scoring process alone."""
+    return sorted(
+        r["cell"]
+        for r in records
+        if r.get("engine") == "llama_cpp" and r.get("eval_server_peak_rss_mb") is None
+    )
 
 
 def published_entry(entry: dict[str, Any], seeds: list[int], n_test: int) -> dict[str, Any]:
@@ -327,10 +335,11 @@ def summary(
         # one GPU count their seconds each.
         "protocol_cpu_hours": round(hours["cpu"] / 3600, 2),
         "protocol_gpu_hours": round(hours["gpu"] / 3600, 2),
-        # The training and scoring process; the sampled modes' llama.cpp server is another.
+        # The training and scoring process, with the scoring's llama.cpp servers where kept.
         "peak_rss_mb": peaks,
         "peak_rss_mb_max": max(measured, default=None),
         "peak_rss_unrecorded": sorted(k for k, v in peaks.items() if v is None),
+        "peak_rss_servers_unrecorded": servers_unrecorded(records),
         "machines": dict(sorted(machines.items())),
         "engines": dict(sorted(engines.items())),
         "chosen": chosen,

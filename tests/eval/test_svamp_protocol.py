@@ -30,6 +30,7 @@ from svamp_summary import (  # noqa: E402
     peak_memory,
     protocol_records,
     selective_pairs,
+    servers_unrecorded,
     tuning_record,
     write_tuning,
 )
@@ -246,6 +247,7 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     assert "tune/standard-full-lr1e-4-e3" in summary["peak_rss_unrecorded"]
     assert "standard-n1-s0" in summary["peak_rss_unrecorded"]
     assert "tune/step_by_step-full-lr1e-4-e3" not in summary["peak_rss_unrecorded"]
+    assert "standard-n1-s1" in summary["peak_rss_servers_unrecorded"]  # no server figure kept
     assert (folder / "plots" / "svamp_repro_accuracy_by_method.png").is_file()
     assert (folder / "plots" / "svamp_repro_risk_coverage.png").is_file()
 
@@ -281,13 +283,14 @@ def test_peak_memory_is_the_largest_part_and_unknown_if_any_part_is() -> None:
     cell = {"train": {"stages": stages}, "modes": {}, "eval_peak_rss_mb": 3500.0}
     assert peak_memory(cell) == 3500.0
     assert peak_memory({**cell, "eval_peak_rss_mb": None}) is None
-    # A llama.cpp scoring adds its servers' peaks; a record without them is unknown.
-    served = {**cell, "engine": "llama_cpp", "eval_server_peak_rss_mb": 400.0}
+    # A llama.cpp scoring adds its servers' peaks; a record without them (older) is named.
+    served = {**cell, "cell": "new", "engine": "llama_cpp", "eval_server_peak_rss_mb": 400.0}
     assert peak_memory(served) == 3900.0
-    assert peak_memory({**served, "eval_server_peak_rss_mb": None}) is None
-    assert peak_memory({k: v for k, v in served.items() if k != "eval_server_peak_rss_mb"}) is None
-    local = {**cell, "engine": "transformers", "eval_server_peak_rss_mb": None}
+    older = {k: v for k, v in served.items() if k != "eval_server_peak_rss_mb"} | {"cell": "old"}
+    assert peak_memory(older) == 3500.0
+    local = {**cell, "cell": "local", "engine": "transformers", "eval_server_peak_rss_mb": None}
     assert peak_memory(local) == 3500.0
+    assert servers_unrecorded([served, older, local]) == ["old"]
     stages["reasoning"] = {"train_seconds": 10.0}
     assert peak_memory({"train": {"stages": stages}}) is None
 
