@@ -174,12 +174,9 @@ def servers_peak_rss_mb(served: Student) -> float | None:
         try:
             reply = httpx.get(url.removesuffix("/v1") + MEMORY_ROUTE, timeout=10)
             reply.raise_for_status()
-            peak = reply.json()["peak_rss_mb"]
+            total += float(reply.json()["peak_rss_mb"])  # None (no reading): TypeError
         except (httpx.HTTPError, KeyError, TypeError, ValueError):
             return None
-        if not isinstance(peak, int | float):
-            return None
-        total += peak
     return round(total, 1)
 
 
