@@ -22,7 +22,8 @@ One resumable command; every step skips what a previous run (or its records) fin
    and mode mean, std, seeds, n_test; every paired bootstrap interval; each row's answers
    ranked by their token probability against standard fine-tuning's (AURC, accuracy at 50%
    and 80% coverage); the choice per method; seconds per cell, the machines and the
-   protocol's CPU hours.
+   protocol's CPU hours. ``--summarise`` also prints the tables (accuracy per row and mode,
+   the paired intervals, selective prediction) as Markdown.
 
     python bench/svamp_repro.py                      # everything (CPU-days on 2 cores)
     python bench/svamp_repro.py --until tune         # only the tuning step
@@ -30,7 +31,7 @@ One resumable command; every step skips what a previous run (or its records) fin
     python bench/svamp_repro.py --seeds 2 --until grid --set 'experiment.methods=[...]'
         # more cells on another machine: the tuning records give the choices, the new cells
         # add records, and the summary is computed from all of them
-    python bench/svamp_repro.py --summarise          # summary + plots from the records only
+    python bench/svamp_repro.py --summarise          # summary, plots, Markdown tables: records only
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from svamp_summary import (
     choose,
     draw_plots,
     summary,
+    summary_markdown,
     tuning_path,
     tuning_record,
     write_tuning,
@@ -276,6 +278,7 @@ def publish(args: argparse.Namespace) -> None:
         f"{out['protocol_gpu_hours']} GPU process hours, "
         f"training peak memory {'not recorded' if peak is None else f'{peak / 1024:.1f} GB'}"
     )
+    print(summary_markdown(args.records))
 
 
 def main() -> None:

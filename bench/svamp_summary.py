@@ -28,6 +28,8 @@ from mindmirror.cell_records import (
 )
 from mindmirror.files import write_atomic
 from mindmirror.reporting.calibration import Metric, aurc_of, paired_metric, selective_at
+from mindmirror.reporting.figures import MODE_HEADERS
+from mindmirror.reporting.grid_markdown import markdown_table, paired_lines, selective_table
 from mindmirror.reporting.metrics import COVERAGES
 from mindmirror.reporting.report import report
 from mindmirror.reporting.tables import row_order
@@ -355,6 +357,24 @@ def summary(
         "paired_selective": selective_pairs(records, *bootstrap_settings(records)),
         "judge": judge_table(records),
     }
+
+
+def summary_markdown(folder: Path) -> str:
+    """The protocol's tables as Markdown, from the records under ``folder`` alone: test accuracy
+    per row and mode (mean ± std over the seeds listed), every paired interval, and selective
+    prediction per row and mode (what the docs quote)."""
+    tables = tables_from_records(protocol_records(folder))
+    rows = tables["rows"]
+    modes = [m for m in MODE_HEADERS if any(m in r["modes"] for r in rows)]
+    return "\n".join(
+        [
+            *markdown_table(rows, modes),
+            "",
+            *paired_lines(tables["paired"]),
+            "",
+            *selective_table(rows),
+        ]
+    )
 
 
 def draw_plots(folder: Path, plots: Path, prefix: str) -> list[Path]:

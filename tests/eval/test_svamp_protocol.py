@@ -195,16 +195,23 @@ def test_summarise_rebuilds_everything_from_the_records_alone(tmp_path: Path) ->
     out = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     command = ["bench/svamp_repro.py", "--summarise", "--records", str(folder), "--out", str(out)]
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, *command],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
     summary = json.loads(out.read_text())
     assert list(summary["cells"]) == [STANDARD, ONE_COT, BATCHFIX, PALM]
+    # The tables the docs quote, printed as Markdown from the same records.
+    printed = done.stdout.splitlines()
+    entry = summary["cells"][BATCHFIX]["answer"]
+    row = f"| {BATCHFIX} | {entry['mean']:.3f} ± {entry['std']:.3f} | 0, 1, 2 |"
+    assert row in printed
+    assert sum(line.startswith("| ") and " − " in line for line in printed) == 6 + 3
     accuracies = [_answer(folder, f"batchfix-step_by_step-n1-s{s}")["accuracy"] for s in (0, 1, 2)]
     batchfix = summary["cells"][BATCHFIX]["answer"]
     assert (batchfix["seeds"], batchfix["n_test"]) == ([0, 1, 2], 40)
