@@ -50,6 +50,7 @@ from svamp_summary import (
     PALM,
     choose,
     draw_plots,
+    protocol_records,
     summary,
     summary_markdown,
     tuning_path,
@@ -57,7 +58,7 @@ from svamp_summary import (
     write_tuning,
 )
 
-from mindmirror.cell_records import train_record
+from mindmirror.cell_records import tables_from_records, train_record
 from mindmirror.config import (
     ExperimentConfig,
     Recipe,
@@ -267,7 +268,11 @@ def publish(args: argparse.Namespace) -> None:
     protocol = load_recipe(RECIPE)
     command = "python bench/svamp_repro.py " + " ".join(sys.argv[1:])
     methods = protocol.experiment.methods
-    out = summary(args.records, CANDIDATES, methods, planned_cells(protocol), command)
+    records = protocol_records(args.records)
+    tables = tables_from_records(records)
+    out = summary(
+        args.records, records, tables, CANDIDATES, methods, planned_cells(protocol), command
+    )
     out_path = args.out or args.records / "summary.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
@@ -278,7 +283,7 @@ def publish(args: argparse.Namespace) -> None:
         f"{out['protocol_gpu_hours']} GPU process hours, "
         f"training peak memory {'not recorded' if peak is None else f'{peak / 1024:.1f} GB'}"
     )
-    print(summary_markdown(args.records))
+    print(summary_markdown(tables))
 
 
 def main() -> None:

@@ -24,11 +24,9 @@ from mindmirror.cell_records import (
     read_cell_records,
     record_metrics,
     record_row,
-    tables_from_records,
 )
 from mindmirror.files import write_atomic
 from mindmirror.reporting.calibration import Metric, aurc_of, paired_metric, selective_at
-from mindmirror.reporting.figures import MODE_HEADERS
 from mindmirror.reporting.grid_markdown import markdown_table, paired_lines, selective_table
 from mindmirror.reporting.metrics import COVERAGES
 from mindmirror.reporting.report import report
@@ -289,6 +287,8 @@ def judge_table(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def summary(
     folder: Path,
+    records: list[dict[str, Any]],
+    tables: dict[str, Any],
     candidates: dict[str, dict[str, Any]],
     methods: list[str],
     planned: list[str],
@@ -299,9 +299,9 @@ def summary(
     validation and the tuning table; the judge beside the CoT-length-only baseline
     (``judge_table``); per cell its seconds, the machines and engines, and the protocol's
     CPU hours (tuning + cells); per training (cells and tunings) its peak memory. ``planned``
-    names every cell the protocol runs (those without a record are listed as missing)."""
-    records = protocol_records(folder)
-    tables = tables_from_records(records)
+    names every cell the protocol runs (those without a record are listed as missing).
+    ``records`` are the protocol's records under ``folder`` and ``tables`` theirs
+    (``tables_from_records``)."""
     n_test = {r["label"]: len(r["questions"]) for r in records}
     chosen, tuning, tuning_missing = choose(folder, methods, candidates)
     cells = {r["cell"] for r in records}
@@ -359,16 +359,14 @@ def summary(
     }
 
 
-def summary_markdown(folder: Path) -> str:
-    """The protocol's tables as Markdown, from the records under ``folder`` alone: test accuracy
-    per row and mode (mean ± std over the seeds listed), every paired interval, and selective
-    prediction per row and mode (what the docs quote)."""
-    tables = tables_from_records(protocol_records(folder))
+def summary_markdown(tables: dict[str, Any]) -> str:
+    """The protocol's tables (``tables_from_records``) as Markdown: test accuracy per row and
+    mode (mean ± std over the seeds listed), every paired interval, and selective prediction
+    per row and mode (what the docs quote)."""
     rows = tables["rows"]
-    modes = [m for m in MODE_HEADERS if any(m in r["modes"] for r in rows)]
     return "\n".join(
         [
-            *markdown_table(rows, modes),
+            *markdown_table(rows, sorted({m for r in rows for m in r["modes"]})),
             "",
             *paired_lines(tables["paired"]),
             "",
