@@ -11,7 +11,7 @@ import pytest
 
 from mindmirror.errors import UserError
 from mindmirror.reporting.metrics import accuracy_interval, aurc, risk_coverage
-from mindmirror.reporting.report import main_table, report
+from mindmirror.reporting.report import main_table, mean_curve, report, risk_coverage_lines
 from mindmirror.rundir import RunDir
 
 
@@ -125,6 +125,39 @@ def test_step_by_step_is_the_first_point_of_the_multi_cot_line(tmp_path: Path) -
     assert "| multi_cot | cot | 1 | step_by_step | 0.400 | 2 |" in section
     assert "| multi_cot | cot | 5 | multi_cot | 0.300 | 2 |" in section
     assert (run.plots / "accuracy_vs_num_cots.png").is_file()
+
+
+def test_risk_coverage_plots_one_line_per_row_and_mode_averaging_its_seeds() -> None:
+    """A 3-seed grid plots the seeds' mean curve per (method, N, mode), not a line per seed."""
+    grid = [metrics("multi_cot", 5, seed, acc) for seed, acc in ((0, 0.2), (1, 0.4), (2, 0.6))]
+    lines = risk_coverage_lines(grid + [metrics("standard", 1, 0, 0.5)])
+    labels = [label for label, _, _ in lines]
+    assert labels == [
+        "multi_cot (N=5) / cot, mean of 3 seeds",
+        "multi_cot (N=5) / mirror, mean of 3 seeds",
+        "standard (N=1) / cot",
+        "standard (N=1) / mirror",
+    ]
+    _, xs, ys = lines[0]
+    # Full coverage: the mean of the seeds' accuracies; on the surest question every seed is
+    # right. At coverage 0.525, halfway between 10 and 11 answered questions, seeds 0-2 are
+    # right on 4 and 4, 8 and 8, 10 and 11 of them.
+    assert xs[-1] == pytest.approx(1.0) and ys[-1] == pytest.approx(0.4)
+    assert xs[0] == pytest.approx(0.05) and ys[0] == pytest.approx(1.0)
+    halfway = [(0.4 + 4 / 11) / 2, (0.8 + 8 / 11) / 2, 1.0]
+    assert xs[50] == pytest.approx(0.525) and ys[50] == pytest.approx(sum(halfway) / 3)
+    single = risk_coverage_lines([grid[0]])
+    assert [label for label, _, _ in single] == ["cot", "mirror"]
+    assert list(single[0][1]) == [p["coverage"] for p in grid[0]["modes"]["cot"]["risk_coverage"]]
+
+
+def test_mean_curve_interpolates_curves_of_other_lengths() -> None:
+    """Curves of 2 and 4 questions: each read at the same coverages, then averaged."""
+    short = [{"coverage": 0.5, "accuracy": 1.0}, {"coverage": 1.0, "accuracy": 0.5}]
+    long = [{"coverage": c, "accuracy": 0.0} for c in (0.25, 0.5, 0.75, 1.0)]
+    xs, ys = mean_curve([short, long], points=3)
+    assert list(xs) == pytest.approx([0.5, 0.75, 1.0])
+    assert list(ys) == pytest.approx([0.5, 0.375, 0.25])
 
 
 def test_sections_without_inputs_are_skipped(tmp_path: Path) -> None:

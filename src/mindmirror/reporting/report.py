@@ -25,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 from mindmirror.errors import UserError
@@ -262,20 +263,51 @@ def _mode_results(metrics: list[dict[str, Any]]) -> list[tuple[str, dict[str, An
     return out
 
 
+def mean_curve(curves: list[list[dict[str, float]]], points: int = 101) -> tuple[Any, Any]:
+    """``(coverages, accuracies)``: the mean over ``curves`` (risk-coverage lists, as
+    ``risk_coverage`` returns) of each one's accuracy at ``points`` evenly spaced coverages,
+    from the largest first coverage of any curve to 1 (linear between a curve's points)."""
+    xs = np.linspace(max(c[0]["coverage"] for c in curves), 1.0, points)
+    ys = [np.interp(xs, [p["coverage"] for p in c], [p["accuracy"] for p in c]) for c in curves]
+    return xs, np.mean(ys, axis=0)
+
+
+def risk_coverage_lines(metrics: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """``(label, coverages, accuracies)`` per plotted line: one per mode of a single run; in a
+    grid, one per (method, N, mode), its seeds' curves averaged (``mean_curve``), so that a
+    3-seed grid of five rows draws a handful of lines, not one per seed."""
+    groups: dict[str, list[list[dict[str, float]]]] = defaultdict(list)
+    several = len(metrics) > 1
+    for m in metrics:
+        for mode, values in m.get("modes", {}).items():
+            if values.get("risk_coverage"):
+                groups[f"{_label(m)} / {mode}" if several else mode].append(values["risk_coverage"])
+    lines = []
+    for label, curves in groups.items():
+        if len(curves) == 1:
+            xs, ys = [p["coverage"] for p in curves[0]], [p["accuracy"] for p in curves[0]]
+        else:
+            xs, ys = mean_curve(curves)
+            label = f"{label}, mean of {len(curves)} seeds"
+        lines.append((label, xs, ys))
+    return lines
+
+
 def risk_coverage_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | None:
-    """Risk-coverage curves of every scored mode: accuracy answering the most confident x%."""
+    """Risk-coverage curves of every scored mode: accuracy answering the most confident x%
+    (seeds averaged in the plot, each seed a row of the table)."""
     curves = [(label, v) for label, v in _mode_results(metrics) if v.get("risk_coverage")]
     if not curves:
         return None
     section = Section("Selective prediction (risk-coverage)")
-    crowded = len(curves) > CROWDED
+    lines = risk_coverage_lines(metrics)
+    crowded = len(lines) > CROWDED
     fig, ax = plt.subplots(figsize=(6 + 3 * crowded, 3.8))
     colours = plt.get_cmap("tab20").colors
-    rows = []
-    for i, (label, v) in enumerate(curves):
-        curve = v["risk_coverage"]
-        xs, ys = [p["coverage"] for p in curve], [p["accuracy"] for p in curve]
+    for i, (label, xs, ys) in enumerate(lines):
         ax.plot(xs, ys, label=label, color=colours[i % len(colours)], linewidth=1.2)
+    rows = []
+    for label, v in curves:
         coverage, selective = v.get("coverage"), v.get("selective_accuracy")
         rows.append([label, v.get("accuracy"), v.get("aurc"), coverage, selective])
     ax.set_xlabel("coverage (share of questions answered, most confident first)")
