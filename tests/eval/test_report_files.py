@@ -130,7 +130,7 @@ def test_step_by_step_is_the_first_point_of_the_multi_cot_line(tmp_path: Path) -
 def test_risk_coverage_plots_one_line_per_row_and_mode_averaging_its_seeds() -> None:
     """A 3-seed grid plots the seeds' mean curve per (method, N, mode), not a line per seed."""
     grid = [metrics("multi_cot", 5, seed, acc) for seed, acc in ((0, 0.2), (1, 0.4), (2, 0.6))]
-    lines = risk_coverage_lines(grid + [metrics("standard", 1, 0, 0.5)])
+    lines = risk_coverage_lines([*grid, metrics("standard", 1, 0, 0.5)])
     labels = [label for label, _, _ in lines]
     assert labels == [
         "multi_cot (N=5) / cot, mean of 3 seeds",
