@@ -251,13 +251,17 @@ def num_cots_section(run: RunDir, metrics: list[dict[str, Any]]) -> Section | No
     return section
 
 
-def _mode_results(metrics: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def _mode_results(
+    metrics: list[dict[str, Any]], *, seeds: bool = True
+) -> list[tuple[str, dict[str, Any]]]:
     """(label, mode values) for every mode of every run compared; labels name the run (method,
-    N, seed) only when there are several, as in an experiment grid."""
+    N, seed) only when there are several, as in an experiment grid (``seeds=False``: not the
+    seed, so one (method, N)'s seeds share a label)."""
     several = len(metrics) > 1
     out = []
     for m in metrics:
-        seed = f", seed {m['seed']}" if several and m.get("seed") is not None else ""
+        named = seeds and several and m.get("seed") is not None
+        seed = f", seed {m['seed']}" if named else ""
         for mode, values in m.get("modes", {}).items():
             out.append((f"{_label(m)}{seed} / {mode}" if several else mode, values))
     return out
@@ -277,11 +281,9 @@ def risk_coverage_lines(metrics: list[dict[str, Any]]) -> list[tuple[str, Any, A
     grid, one per (method, N, mode), its seeds' curves averaged (``mean_curve``), so that a
     3-seed grid of five rows draws a handful of lines, not one per seed."""
     groups: dict[str, list[list[dict[str, float]]]] = defaultdict(list)
-    several = len(metrics) > 1
-    for m in metrics:
-        for mode, values in m.get("modes", {}).items():
-            if values.get("risk_coverage"):
-                groups[f"{_label(m)} / {mode}" if several else mode].append(values["risk_coverage"])
+    for label, values in _mode_results(metrics, seeds=False):
+        if values.get("risk_coverage"):
+            groups[label].append(values["risk_coverage"])
     lines = []
     for label, curves in groups.items():
         if len(curves) == 1:
