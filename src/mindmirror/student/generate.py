@@ -26,7 +26,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mindmirror.progress import ProgressReport
 from mindmirror.records import VERDICTS
-from mindmirror.student.encoding import prompt_batch, prompt_ids
+from mindmirror.student.encoding import prompt_batch
 from mindmirror.student.formats import verdict_target
 from mindmirror.student.model import base_model
 
@@ -204,8 +204,8 @@ def candidate_logprobs(
 
     Teacher forcing, as training scores targets. Each input is encoded once, not once per
     candidate: seq2seq students reuse the encoder output for all candidates; causal students
-    run the prompt (and the candidates' common first tokens) once and continue its KV cache
-    with each candidate's remaining tokens. ``batch_size`` counts inputs per pass.
+    run the prompt once and continue its KV cache with every candidate's tokens
+    (``continuation_logprobs``). ``batch_size`` counts inputs per pass.
 
     Returns:
         ``[input][candidate]`` log-probabilities.
@@ -269,63 +269,78 @@ def _causal_candidates(
     candidates: list[str],
     max_input_tokens: int,
 ) -> torch.Tensor:
-    """(inputs, candidates) log-probs; prompt + common prefix run once, then the KV cache is
-    repeated per candidate for the remaining tokens (at most a few)."""
-    eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
-    prefix, rests = split_common_prefix(
-        [tok(c, add_special_tokens=False)["input_ids"] + eos for c in candidates]
-    )
-    n, c, k = len(sources), len(candidates), len(prefix)
-    prompts = [prompt_ids(tok, "causal", s, max_input_tokens) + prefix for s in sources]
-    width = max(len(p) for p in prompts)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    # Left padding, so every row's last token sits at the same place for the continuation;
-    # positions count real tokens only, as when the row is alone.
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
-    mask = torch.tensor(
-        [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device
-    )
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    """(inputs, candidates) log-probs; the prompts run once, then ``continuation_logprobs``."""
+    input_ids, mask = prompt_batch(tok, "causal", sources, max_input_tokens)
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
     first = model(
-        input_ids=ids,
+        input_ids=input_ids,
         attention_mask=mask,
-        position_ids=positions,
+        position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
         use_cache=True,
-        logits_to_keep=k + 1,
+        logits_to_keep=1,
     )
-    # first.logits[:, j] predicts prefix[j] for j < k; its last position predicts rests[*][0].
-    prefix_labels = torch.tensor([prefix] * n, dtype=torch.long, device=model.device)
-    common = (
-        _token_logprobs(first.logits[:, :k], prefix_labels)
-        if k
-        else torch.zeros(n, device=model.device)
-    )
-    last = first.logits[:, k].float().log_softmax(dim=-1)
-    heads = torch.tensor([r[0] for r in rests], device=model.device)
-    total = common.unsqueeze(1) + last[:, heads]
-    steps = max(len(r) for r in rests) - 1
-    if steps == 0:
-        return total
-    # Feed each candidate's tokens but the last; each output predicts the next one.
     # transformers 5.x renamed the KV cache `past_key_values` -> `cache` (input and output).
     cache = getattr(first, "cache", None) or first.past_key_values
-    cache.batch_repeat_interleave(c)
+    return continuation_logprobs(
+        model, cache, first.logits[:, -1], mask, target_continuations(tok, candidates)
+    )
+
+
+def target_continuations(tok: PreTrainedTokenizerBase, targets: Sequence[str]) -> list[list[int]]:
+    """The token ids a causal student writes for each target: its tokens, then EOS."""
+    eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
+    return [tok(t, add_special_tokens=False)["input_ids"] + eos for t in targets]
+
+
+def continuation_logprobs(
+    model: PreTrainedModel,
+    cache: Any,
+    last_logits: torch.Tensor,
+    mask: torch.Tensor,
+    continuations: list[list[int]],
+) -> torch.Tensor:
+    """Log-probability of each continuation after each of n left-padded prompts whose KV cache
+    is ``cache`` (it grows: the caller is done with it).
+
+    Shapes: ``last_logits`` (n, vocab) predicts the token after each prompt, ``mask`` (n, width)
+    is the prompts' attention mask, the cache holds exactly ``width`` positions. The cache is
+    repeated once per continuation and every continuation's tokens but the last run in one
+    pass; its positions continue each row's real tokens. Returns (n, len(continuations)).
+    """
+    n, c = mask.shape[0], len(continuations)
+    heads = torch.tensor([ids[0] for ids in continuations], device=mask.device)
+    total = last_logits.float().log_softmax(dim=-1)[:, heads]
+    steps = max(len(ids) for ids in continuations) - 1
+    if steps == 0:
+        return total
+    pad = 0  # fed past a continuation's end, masked out and never scored
     feed = torch.tensor(
-        [r[:-1] + [pad] * (steps + 1 - len(r)) for r in rests] * n, device=model.device
+        [ids[:-1] + [pad] * (steps + 1 - len(ids)) for ids in continuations] * n,
+        device=mask.device,
     )
     labels = torch.tensor(
-        [r[1:] + [-100] * (steps + 1 - len(r)) for r in rests] * n, device=model.device
+        [ids[1:] + [-100] * (steps + 1 - len(ids)) for ids in continuations] * n,
+        device=mask.device,
     )
-    feed_mask = (labels != -100).long()
-    start = positions[:, -1].repeat_interleave(c).unsqueeze(1) + 1
+    cache.batch_repeat_interleave(c)
+    start = mask.sum(dim=1).repeat_interleave(c).unsqueeze(1)
     second = model(
         input_ids=feed,
-        attention_mask=torch.cat([mask.repeat_interleave(c, dim=0), feed_mask], dim=1),
-        position_ids=start + torch.arange(steps, device=model.device),
+        attention_mask=torch.cat([mask.repeat_interleave(c, dim=0), (labels != -100).long()], 1),
+        position_ids=start + torch.arange(steps, device=mask.device),
         use_cache=True,
         **{_cache_argument(model): cache},
     )
     return total + _token_logprobs(second.logits, labels).view(n, c)
+
+
+def verdict_distribution(scores: Sequence[Sequence[float]]) -> list[dict[str, float]]:
+    """Per input, the softmax over its (correct, wrong, uncertain) log-likelihoods."""
+    result = []
+    for row in scores:
+        probs = torch.softmax(torch.tensor(row), dim=0).tolist()
+        result.append(dict(zip(VERDICTS, probs, strict=True)))
+    return result
 
 
 def verdict_probs(
@@ -352,11 +367,7 @@ def verdict_probs(
         max_input_tokens=max_input_tokens,
         progress=progress,
     )
-    result = []
-    for row in scores:
-        probs = torch.softmax(torch.tensor(row), dim=0).tolist()
-        result.append(dict(zip(VERDICTS, probs, strict=True)))
-    return result
+    return verdict_distribution(scores)
 
 
 class Generator(Protocol):

@@ -23,7 +23,6 @@ from mindmirror.files import write_atomic
 from mindmirror.progress import ProgressReport, log_console
 from mindmirror.student.batching import ExampleSampler
 from mindmirror.student.compiled import eager
-from mindmirror.student.generate import verdict_probs
 from mindmirror.student.losses import IGNORE, combine_rows, row_token_sums
 from mindmirror.student.model import StudentKind, base_model
 from mindmirror.student.rows import Stage
@@ -32,6 +31,7 @@ from mindmirror.student.validate import (
     VerdictMetric,
     balanced_agreement,
     greedy_generate,
+    greedy_judge,
     judge_rankings,
     metric_name,
     parse_verdict,
@@ -196,19 +196,11 @@ class StudentTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _judge_metrics(
-        self, items: list[ValItem], mine: list[ValItem], outputs: list[str]
+        self, items: list[ValItem], outputs: list[str], probs: list[dict[str, float]]
     ) -> dict[str, float | None]:
         """Balanced agreement of the greedy verdicts, and the AUROC of the student's P(correct)
-        beside the CoT-length-only AUROC, over every process's items (``mine`` is this one's)."""
-        was_training = self.model.training
-        probs = verdict_probs(
-            self.model,
-            self.processing_class,
-            [item.input for item in mine],
-            batch_size=self.args.per_device_eval_batch_size,
-            max_input_tokens=self.eval_max_input_tokens,
-        )
-        self.model.train(was_training)
+        beside the CoT-length-only AUROC, over every process's items (``outputs`` and
+        ``probs`` are this process's share's)."""
         if self._cot_tokens is None:
             # The same validation CoTs at every evaluation: count their tokens once.
             self._cot_tokens = [
@@ -249,17 +241,20 @@ class StudentTrainer(Trainer):
         rank, world = self.args.process_index, self.args.world_size
         mine = items[rank::world]
         start = time.perf_counter()
+        options = {
+            "max_new_tokens": self.eval_max_new_tokens,
+            "max_input_tokens": self.eval_max_input_tokens,
+            "batch_size": self.args.per_device_eval_batch_size,
+        }
         # Compiled blocks (train.compile_layers) generate eagerly: see student/compiled.py.
         with eager():
-            outputs = greedy_generate(
-                self.model,
-                self.processing_class,
-                self.kind,
-                [item.input for item in mine],
-                max_new_tokens=self.eval_max_new_tokens,
-                max_input_tokens=self.eval_max_input_tokens,
-                batch_size=self.args.per_device_eval_batch_size,
-            )
+            inputs = [item.input for item in mine]
+            tok = self.processing_class
+            probs: list[dict[str, float]] = []
+            if self.stage == "evaluation":
+                outputs, probs = greedy_judge(self.model, tok, self.kind, inputs, **options)
+            else:
+                outputs = greedy_generate(self.model, tok, self.kind, inputs, **options)
             counts = torch.tensor(score(self.stage, self.task, mine, outputs), dtype=torch.float64)
             if world > 1 and dist.is_initialized():
                 dist.all_reduce(counts)
@@ -270,7 +265,7 @@ class StudentTrainer(Trainer):
                 f"{metric_key_prefix}_items": total,
             }
             if self.stage == "evaluation":
-                judged = self._judge_metrics(items, mine, outputs)
+                judged = self._judge_metrics(items, outputs, probs)
                 metrics |= {f"{metric_key_prefix}_{k}": v for k, v in judged.items()}
         metrics[f"{metric_key_prefix}_runtime"] = time.perf_counter() - start
         self.log(metrics)

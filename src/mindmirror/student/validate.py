@@ -23,7 +23,19 @@ from transformers import PreTrainedTokenizerBase
 from mindmirror.records import VERDICTS, Record
 from mindmirror.reporting.metrics import auroc
 from mindmirror.student.encoding import prompt_batch
-from mindmirror.student.formats import PREDICT, VERDICT, evaluation_input, reasoning_input
+from mindmirror.student.formats import (
+    PREDICT,
+    VERDICT,
+    evaluation_input,
+    reasoning_input,
+    verdict_target,
+)
+from mindmirror.student.generate import (
+    continuation_logprobs,
+    target_continuations,
+    verdict_distribution,
+    verdict_probs,
+)
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage, judged_cots
 from mindmirror.tasks.base import Task
@@ -119,6 +131,74 @@ def greedy_generate(
     finally:
         model.train(was_training)
     return [text.strip() for text in outputs]
+
+
+@torch.no_grad()
+def greedy_judge(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    kind: StudentKind,
+    inputs: list[str],
+    *,
+    max_new_tokens: int,
+    max_input_tokens: int = 512,
+    batch_size: int = 16,
+) -> tuple[list[str], list[dict[str, float]]]:
+    """Greedy continuations of ``verdict:`` inputs and the student's verdict distribution for
+    each (``verdict_probs``).
+
+    A causal student reads each prompt once for both: the KV cache its greedy generation built
+    is cut back to the prompt and continued with the three verdicts, which halves the work of
+    validating a judge (the prompts, a question and a CoT, are long; what is generated is a few
+    tokens). Seq2seq students run the two passes.
+    """
+    if kind != "causal":
+        texts = greedy_generate(
+            model,
+            tokenizer,
+            kind,
+            inputs,
+            max_new_tokens=max_new_tokens,
+            max_input_tokens=max_input_tokens,
+            batch_size=batch_size,
+        )
+        probs = verdict_probs(
+            model, tokenizer, inputs, batch_size=batch_size, max_input_tokens=max_input_tokens
+        )
+        return texts, probs
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    continuations = target_continuations(tokenizer, [verdict_target(v) for v in VERDICTS])
+    texts: list[str] = []
+    scores: list[list[float]] = []
+    try:
+        for start in range(0, len(inputs), batch_size):
+            input_ids, mask = prompt_batch(
+                tokenizer, kind, inputs[start : start + batch_size], max_input_tokens
+            )
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
+            width = input_ids.shape[1]
+            texts += tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
+            # transformers 5.x names the returned KV cache `cache`, earlier `past_key_values`.
+            cache = getattr(out, "cache", None) or out.past_key_values
+            extra = cache.get_seq_length() - width
+            if extra > 0:  # back to the prompt: what greedy decoding fed goes
+                cache.crop(-extra)
+            rows = continuation_logprobs(model, cache, out.logits[0], mask, continuations)
+            scores += rows.tolist()
+    finally:
+        model.train(was_training)
+    return [text.strip() for text in texts], verdict_distribution(scores)
 
 
 def score(
