@@ -47,6 +47,9 @@ def test_requests_are_read_field_by_field() -> None:
     assert request.prompt == [97, 98] and request.n == 3 and request.max_tokens == 9
     assert request.seed == 4 and request.logprobs and request.top_logprobs == 2
     assert not parse_request({"prompt": "a"}, _tokens, 4).logprobs
+    scored = parse_request({"prompt": "a", "continuations": [[5, 2], [7]]}, _tokens, 4)
+    assert scored.continuations == [[5, 2], [7]]
+    assert parse_request({"prompt": "a"}, _tokens, 4).continuations == []
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,13 @@ def test_requests_are_read_field_by_field() -> None:
         ({"prompt": "a", "stop": ["\n"]}, "stop"),
         ({"prompt": "a", "seed": "x"}, "seed"),
         ({"prompt": "a", "logprobs": True}, "logprobs"),
+        ({"prompt": "a", "continuations": [5]}, "continuations"),
+        ({"prompt": "a", "continuations": []}, "continuations"),
+        ({"prompt": "a", "continuations": [[]]}, "continuations"),
+        ({"prompt": "a", "continuations": [[-1]]}, "continuations"),
+        ({"prompt": "a", "continuations": [[True]]}, "continuations"),
+        ({"prompt": "a", "continuations": [[1]] * 17}, "continuations"),
+        ({"prompt": "a", "continuations": [[1]], "n": 2}, "n must be 1"),
     ],
 )
 def test_what_it_cannot_honour_is_refused_by_name(body: dict[str, Any], field: str) -> None:
@@ -245,3 +255,44 @@ def test_top_p_log_probabilities_take_the_nucleus_from_nucleus_mass(
     tokens = sum(len(c.tokens) for c in choices)
     assert calls == [0.9] * tokens
     assert all(lp <= 0.0 for c in choices for lp in c.token_logprobs)
+
+
+@needs_llama
+def test_continuations_are_scored_as_the_greedy_path_and_the_cache_is_cut_back(
+    gguf_path: Path,
+) -> None:
+    """A scoring request gives each continuation the sum of its tokens' log-probabilities
+    (here checked against the decoder's own greedy path), and cutting the KV cache back to the
+    prompt after each one leaves the next as if it came first."""
+    decoder = BatchDecoder(gguf_path, parallel=3, n_ctx=96, threads=1)
+    thread = decoder.start()
+    prompt = decoder.tokenize(PROMPTS[0])
+    greedy = Request(prompt, max_tokens=4, temperature=0.0, logprobs=True)
+    other = Request(decoder.tokenize(PROMPTS[1]), max_tokens=6, temperature=0.9, seed=1)
+    (path,) = decoder.submit(greedy).result(timeout=60)
+    tokens = path.tokens
+    assert len(tokens) == 4
+    scoring = Request(prompt, max_tokens=1, continuations=[tokens, tokens[:1], [7, 8], tokens])
+    # Scored beside a sampling request, so its steps share batches with another sequence.
+    both = [decoder.submit(scoring), decoder.submit(other)]
+    (scored,), _ = [future.result(timeout=60) for future in both]
+    whole, first, _, again = scored.continuation_logprobs
+    assert whole == pytest.approx(sum(path.token_logprobs), abs=1e-3)
+    assert first == pytest.approx(path.token_logprobs[0], abs=1e-4)
+    assert again == pytest.approx(whole, abs=1e-4)
+    assert scored.tokens == [] and scored.text == ""
+    with pytest.raises(Refused, match="continuations"):
+        decoder.submit(Request(prompt, continuations=[[10**7]])).result(timeout=5)
+    decoder.stop()
+    thread.join(timeout=60)
+
+
+@needs_llama
+@pytest.mark.server
+def test_a_scoring_request_over_http_returns_continuation_logprobs(batch_url: str) -> None:
+    body = {"prompt": PROMPTS[2], "max_tokens": 1, "temperature": 0, "continuations": [[28], [29]]}
+    (choice,) = _complete(batch_url, **body).json()["choices"]
+    assert len(choice["continuation_logprobs"]) == 2
+    assert all(lp < 0 for lp in choice["continuation_logprobs"])
+    (plain,) = _complete(batch_url, prompt=PROMPTS[2], max_tokens=1).json()["choices"]
+    assert "continuation_logprobs" not in plain

@@ -60,7 +60,7 @@ def test_engine_settings_are_checked() -> None:
         with_engine(EvalConfig(), "openai", None)
 
 
-def test_a_tokenizer_that_splits_a_verdict_word_judges_with_transformers(
+def test_a_tokenizer_that_splits_a_verdict_word_judges_with_transformers_elsewhere(
     fitted_causal: Fitted,
 ) -> None:
     assert verdict_words(fitted_causal.student.tokenizer) == (
@@ -73,9 +73,15 @@ def test_a_tokenizer_that_splits_a_verdict_word_judges_with_transformers(
     model = tiny_model(False, len(tok))
     fallback = TransformersGenerator(model, tok)
     inputs = ["verdict: Question: 1 + 1?\nAnswer: 2. The answer is (1 + 1)."]
-    # No server listens at this URL: the verdicts must not be asked of it.
+    # No server listens at this URL: the verdicts must not be asked of it. (mindmirror's own
+    # llama.cpp server scores multi-token verdicts itself: this is the other servers' path.)
     server = ServerGenerator(
-        "http://127.0.0.1:9/v1", "none", tok, cache=open_cache(None), fallback=fallback
+        ["http://127.0.0.1:9/v1"],
+        "none",
+        tok,
+        cache=open_cache(None),
+        fallback=fallback,
+        llama_cpp=False,
     )
     assert server.verdict_probs(inputs) == fallback.verdict_probs(inputs)
     assert server.judged_by_fallback == 1

@@ -48,11 +48,14 @@ class Completion:
         token_logprobs: log-probability of each generated token (None: not asked for).
         top_logprobs: the most likely next tokens (token text -> log-probability) at the first
             generated position (None: not asked for).
+        continuation_logprobs: each asked continuation's total log-probability after the
+            prompt (mindmirror's llama.cpp server, ``continuations``; None: not asked for).
     """
 
     text: str
     token_logprobs: list[float] | None = None
     top_logprobs: dict[str, float] | None = None
+    continuation_logprobs: list[float] | None = None
 
 
 def choice_payload(choice: Any) -> str:
@@ -63,13 +66,21 @@ def choice_payload(choice: Any) -> str:
         data["token_logprobs"] = [lp for lp in (logprobs.token_logprobs or []) if lp is not None]
         tops = logprobs.top_logprobs or []
         data["top_logprobs"] = dict(tops[0]) if tops and tops[0] else {}
+    scored = getattr(choice, "continuation_logprobs", None)
+    if scored is not None:
+        data["continuation_logprobs"] = list(scored)
     return json.dumps(data, ensure_ascii=False)
 
 
 def read_payload(text: str) -> Completion:
     """The ``Completion`` in a cached payload (``choice_payload``)."""
     data = json.loads(text)
-    return Completion(data["text"], data.get("token_logprobs"), data.get("top_logprobs"))
+    return Completion(
+        data["text"],
+        data.get("token_logprobs"),
+        data.get("top_logprobs"),
+        data.get("continuation_logprobs"),
+    )
 
 
 class CompletionsBackend:

@@ -10,11 +10,16 @@ scoring that started it can count it (the server is another process).
 The completions fields honoured: ``prompt`` (one string), ``max_tokens``, ``temperature``,
 ``top_p``, ``n`` (up to ``--parallel``), ``seed`` (sample ``i`` draws with ``seed + i``; a
 random one when absent) and ``logprobs`` (the chosen tokens' log-probabilities; with N > 0
-also the top N at the first position). The other sampling fields of OpenAI's and
-llama-cpp-python's servers are accepted only at their neutral values (``NEUTRAL``) and
-``stop``, ``echo``, ``stream`` and the like are refused (``REFUSED``), so nothing samples
-differently from what was asked. A bad request gets HTTP 400 naming the field; a failure of
-the decoder, 500.
+also the top N at the first position). One field of mindmirror's own: ``continuations``, a list
+of token-id lists (up to ``MAX_CONTINUATIONS`` of up to ``MAX_CONTINUATION_TOKENS`` each), makes
+the request score them after the prompt instead of generating (``n`` 1), and its choice carries
+``continuation_logprobs``, each one's total log-probability (how the student's verdicts are
+read: one prompt pass, exactly what transformers' teacher forcing gives).
+
+The other sampling fields of OpenAI's and llama-cpp-python's servers are accepted only at
+their neutral values (``NEUTRAL``) and ``stop``, ``echo``, ``stream`` and the like are refused
+(``REFUSED``), so nothing samples differently from what was asked. A bad request gets HTTP 400
+naming the field; a failure of the decoder, 500.
 
 ``batch_server`` (in the parent) starts it as a child process for a ``with`` block.
 """
@@ -54,6 +59,9 @@ NEUTRAL = {
 }
 #: Completions fields this server cannot honour (refused unless empty or false).
 REFUSED = ("stop", "echo", "suffix", "logit_bias", "stream", "grammar", "logits_processor")
+#: The most continuations one scoring request may ask, and tokens in each.
+MAX_CONTINUATIONS = 16
+MAX_CONTINUATION_TOKENS = 64
 #: Sequence slots decoded together by default (``eval.engine_parallel``'s default too).
 PARALLEL = 16
 #: Where the server reports its peak resident memory (beside the OpenAI routes, not in them).
@@ -73,6 +81,29 @@ def _field(body: dict[str, Any], name: str, default: float, low: float, high: fl
     kind, noun = (int, "an integer") if isinstance(default, int) else (int | float, "a number")
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         raise BadRequest(f"{name} must be {noun} between {low:g} and {high:g}, got {value!r}")
+    return value
+
+
+def _continuations(body: dict[str, Any]) -> list[list[int]]:
+    """``body["continuations"]``: token-id lists to score (none when absent); ``BadRequest``
+    unless it is a list of 1 to ``MAX_CONTINUATIONS`` lists of 1 to ``MAX_CONTINUATION_TOKENS``
+    non-negative integers, asked with ``n`` 1."""
+    value = body.get("continuations")
+    if value is None:
+        return []
+    problem = BadRequest(
+        f"continuations must be a list of 1 to {MAX_CONTINUATIONS} lists of 1 to "
+        f"{MAX_CONTINUATION_TOKENS} token ids"
+    )
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CONTINUATIONS:
+        raise problem
+    for tokens in value:
+        if not isinstance(tokens, list) or not 1 <= len(tokens) <= MAX_CONTINUATION_TOKENS:
+            raise problem
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise problem
+    if body.get("n", 1) != 1:
+        raise BadRequest("continuations are scored once: n must be 1")
     return value
 
 
@@ -100,6 +131,7 @@ def parse_request(body: Any, tokenize: Any, parallel: int) -> Request:
         seed=_field(body, "seed", secrets.randbits(31), 0, 1 << 63),
         logprobs=body.get("logprobs") is not None,
         top_logprobs=_field(body, "logprobs", 0, 0, 1000),
+        continuations=_continuations(body),
     )
 
 
@@ -134,6 +166,11 @@ def response_body(
                 "logprobs": _logprobs(choice, decoder) if request.logprobs else None,
                 "finish_reason": choice.finish_reason,
             }
+            | (
+                {"continuation_logprobs": choice.continuation_logprobs}
+                if request.continuations
+                else {}
+            )
             for i, choice in enumerate(choices)
         ],
         "usage": {

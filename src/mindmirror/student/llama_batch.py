@@ -24,7 +24,15 @@ sequence, so attention reads only a sequence's own keys) with continuous batchin
 Log-probabilities are those of the transformers path: each generated token's is taken under
 the distribution it was sampled from (the logits divided by the temperature, renormalised
 over the top-p nucleus when top-p < 1), the end token included; the top log-probabilities of
-the first position (what a verdict is read from) are of the model's own distribution.
+the first position are of the model's own distribution.
+
+A request can also score instead of generate (``continuations``): after its prompt, the total
+log-probability of each of a few short token sequences, as transformers' teacher forcing gives
+it (``candidate_logprobs``). The prompt's logits give every continuation's first token; then
+each continuation's tokens but its last are fed one step at a time in the request's slot, and
+its KV cache is cut back to the prompt before the next: one prompt pass for all of them, and
+a few one-token steps that share the batch with everyone else's. That is how a verdict is read
+(`` correct``, `` wrong``, `` uncertain``, each followed by the end token).
 
 One thread owns the llama.cpp context (``BatchDecoder.run``); callers hand it requests through
 ``submit`` from any thread and wait on the returned future.
@@ -84,6 +92,8 @@ class Request:
         seed: the first sample's seed; sample ``i`` draws with ``seed + i``.
         logprobs: report each generated token's log-probability.
         top_logprobs: top log-probabilities to report at the first generated position (0: none).
+        continuations: token sequences to score after the prompt instead of generating
+            (``n`` 1); the choice's ``continuation_logprobs`` gets each one's total.
     """
 
     prompt: list[int]
@@ -94,16 +104,19 @@ class Request:
     seed: int = 0
     logprobs: bool = False
     top_logprobs: int = 0
+    continuations: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
 class Choice:
-    """One finished sample: its tokens, text and log-probabilities."""
+    """One finished sample: its tokens, text and log-probabilities (or, for a scoring
+    request, each continuation's total log-probability)."""
 
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     token_logprobs: list[float] = field(default_factory=list)
     top_logprobs: dict[str, float] = field(default_factory=dict)
+    continuation_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "length"
 
 
@@ -126,6 +139,11 @@ class _Sequence:
     position: int = 0
     pending: list[int] = field(default_factory=list)
     output: int = -1  # this step's row of logits (-1: none)
+    # Scoring: the continuation being fed (-1: the prompt's logits come next), the index of the
+    # token this step's logits score, and the position its KV cache is cut back to.
+    scoring: int = -1
+    offset: int = 0
+    base: int = 0
 
 
 class BatchDecoder:
@@ -208,7 +226,18 @@ class BatchDecoder:
             future.set_exception(
                 Refused(f"n must be between 1 and {self.parallel} (the decoder's slots)")
             )
-        elif len(request.prompt) + request.max_tokens > self.n_ctx:
+        elif request.continuations and (
+            request.n != 1
+            or not all(request.continuations)
+            or any(not 0 <= t < self.n_vocab for c in request.continuations for t in c)
+        ):
+            future.set_exception(
+                Refused("continuations must be non-empty token sequences of the vocabulary, n 1")
+            )
+        elif (
+            len(request.prompt) + max([request.max_tokens, *map(len, request.continuations)])
+            > self.n_ctx
+        ):
             future.set_exception(
                 Refused(
                     f"prompt ({len(request.prompt)} tokens) plus max_tokens "
@@ -272,11 +301,50 @@ class BatchDecoder:
             sequence.output = batch.n_tokens - 1
             sequence.pending = []
 
+    def _logits(self, sequence: _Sequence) -> np.ndarray:
+        """This step's logits of ``sequence`` (a float64 copy, shape ``(vocab,)``)."""
+        pointer = self._llama.llama_get_logits_ith(self._ctx, sequence.output)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+
+    def _score(self, sequence: _Sequence) -> bool:
+        """Add this step's log-probability to the continuation being scored and queue the
+        next token to feed (see the module docstring); whether every continuation is done."""
+        continuations = sequence.job.request.continuations
+        logits = self._logits(sequence)
+        logprobs = logits - logits.max()
+        logprobs -= np.log(np.exp(logprobs).sum())
+        totals = sequence.choice.continuation_logprobs
+        if sequence.scoring < 0:  # after the prompt: every continuation's first token
+            totals.extend(float(logprobs[c[0]]) for c in continuations)
+            sequence.base = sequence.position
+            return self._next_continuation(sequence, 0)
+        tokens = continuations[sequence.scoring]
+        totals[sequence.scoring] += float(logprobs[tokens[sequence.offset]])
+        if sequence.offset + 1 < len(tokens):
+            sequence.pending = [tokens[sequence.offset]]
+            sequence.offset += 1
+            return False
+        self._llama.llama_memory_seq_rm(self._memory, sequence.slot, sequence.base, -1)
+        sequence.position = sequence.base
+        return self._next_continuation(sequence, sequence.scoring + 1)
+
+    @staticmethod
+    def _next_continuation(sequence: _Sequence, start: int) -> bool:
+        """Start feeding the first continuation from ``start`` on that has tokens after its
+        first; whether there is none left (the request is scored)."""
+        continuations = sequence.job.request.continuations
+        for index in range(start, len(continuations)):
+            if len(continuations[index]) > 1:
+                sequence.scoring, sequence.offset = index, 1
+                sequence.pending = [continuations[index][0]]
+                return False
+        sequence.choice.finish_reason = "stop"
+        return True
+
     def _logprobs(self, sequence: _Sequence, token: int) -> None:
         """Record the chosen token's log-probability (and the first position's top ones)."""
         request = sequence.job.request
-        pointer = self._llama.llama_get_logits_ith(self._ctx, sequence.output)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+        logits = self._logits(sequence)
         choice = sequence.choice
         if request.top_logprobs and not choice.tokens:
             raw = logits - logits.max()
@@ -305,8 +373,12 @@ class BatchDecoder:
             raise RuntimeError(f"llama_decode failed with code {code}")
         finished = []
         for sequence in running:
-            token = llama.llama_sampler_sample(sequence.sampler, self._ctx, sequence.output)
             request = sequence.job.request
+            if request.continuations:
+                if self._score(sequence):
+                    finished.append(sequence)
+                continue
+            token = llama.llama_sampler_sample(sequence.sampler, self._ctx, sequence.output)
             if request.logprobs or request.top_logprobs:
                 self._logprobs(sequence, token)
             choice = sequence.choice

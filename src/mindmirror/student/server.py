@@ -10,16 +10,18 @@ completions endpoint, with the exact prompt string the transformers path tokeniz
   honour it, such as vLLM, get one ``n=K`` call per input), each with a seed taken from its
   cache key, so a re-run gives the same samples and a killed run resumes.
 - ``verdict_probs``: one request per input whose prompt ends with the verdict targets' shared
-  prefix (``the given answer is``), one token long, with the top log-probabilities of that
-  token; the softmax over the three verdict words (`` correct``, `` wrong``, `` uncertain``)
-  is the verdict distribution. That needs every verdict word to be one token after the prefix
-  (true for SmolLM2's tokenizer); where a tokenizer splits one, the transformers path judges.
-  Unlike the transformers path, the probability of end-of-sequence after the verdict word is
-  not multiplied in (a trained judge puts it near 1). A verdict word missing from the top
-  log-probabilities (the top 100 from llama.cpp, 20 from other servers: vLLM's default cap)
-  gets the lowest one listed, an upper bound; where that bound could move a probability by
-  more than ``VERDICT_SLACK``, that input is judged by transformers instead (a student never
-  trained to judge puts the verdict words far down its list).
+  prefix (``the given answer is``). mindmirror's llama.cpp server scores the rest of each
+  target (the verdict word and the end token) after it (``continuations``): the softmax over
+  the three totals is exactly the transformers path's distribution, for any tokenizer, and
+  nothing is judged twice. Other servers (vLLM) are asked one token with its top
+  log-probabilities; the softmax over the three verdict words (`` correct``, `` wrong``,
+  `` uncertain``) is the distribution. That needs every verdict word to be one token after
+  the prefix (true for SmolLM2's tokenizer; else the transformers path judges) and leaves out
+  the end token's probability after the word (a trained judge puts it near 1). A verdict word
+  missing from the top log-probabilities (20: vLLM's default cap) gets the lowest one listed,
+  an upper bound; where that bound could move a probability by more than ``VERDICT_SLACK``,
+  that input is judged by transformers instead (a student never trained to judge puts the
+  verdict words far down its list).
 
 Prompts longer than ``max_input_tokens`` are cut as the transformers path cuts them
 (``fit_ids``) and sent as the decoded text of the kept tokens.
@@ -45,13 +47,17 @@ from mindmirror.requests.engine import RequestEngine
 from mindmirror.requests.types import Prompt, Sampling
 from mindmirror.student.encoding import fit_ids
 from mindmirror.student.formats import causal_prompt, verdict_target
-from mindmirror.student.generate import Generator, Sample, split_common_prefix
+from mindmirror.student.generate import (
+    Generator,
+    Sample,
+    split_common_prefix,
+    target_continuations,
+)
 
 T = TypeVar("T")
-#: Top log-probabilities asked for the verdict token: vLLM allows 20 by default; llama.cpp
-#: lists any number (each costs a detokenization).
+#: Top log-probabilities asked for the verdict token of servers other than mindmirror's
+#: llama.cpp one (which scores the verdicts itself): vLLM allows 20 by default.
 VERDICT_TOP = 20
-VERDICT_TOP_LLAMA_CPP = 100
 #: The most a missing verdict word's bound may move a probability before transformers judges.
 VERDICT_SLACK = 0.01
 #: Bumped when the prompts or payloads change, so old cached samples are never reused.
@@ -114,7 +120,8 @@ class ServerGenerator:
         tokenizer: the student's tokenizer (prompt cutting, verdict words).
         cache: where samples are kept (a run's file makes eval resumable; ``:memory:`` else).
         fallback: judges when the tokenizer splits a verdict word.
-        llama_cpp: send llama.cpp's neutral sampling fields (``LLAMA_CPP_NEUTRAL``).
+        llama_cpp: the server is mindmirror's llama.cpp server: send its neutral sampling
+            fields (``LLAMA_CPP_NEUTRAL``) and let it score the verdicts (``continuations``).
         settings: the engine's settings (concurrency, retries, ``n``).
     """
 
@@ -135,7 +142,7 @@ class ServerGenerator:
         self.cache = cache
         self.fallback = fallback
         self.extra = LLAMA_CPP_NEUTRAL if llama_cpp else {}
-        self.verdict_top = VERDICT_TOP_LLAMA_CPP if llama_cpp else VERDICT_TOP
+        self.llama_cpp = llama_cpp
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
         #: Inputs ``verdict_probs`` handed to the fallback so far (their verdict words were
@@ -150,13 +157,18 @@ class ServerGenerator:
         logprobs: int | None,
         progress: str | None,
         seed: int = 0,
+        continuations: list[list[int]] | None = None,
     ) -> list[list[str]]:
         """``n`` payloads per prompt string, through a fresh engine; UserError on failures.
 
-        ``seed`` is part of every prompt version, so another seed draws other samples."""
+        ``seed`` is part of every prompt version, so another seed draws other samples;
+        ``continuations`` (scored, not generated: mindmirror's server only) too."""
+        extra = dict(self.extra)
+        if continuations:
+            extra["continuations"] = continuations
         backend = SpreadBackend([
             CompletionsBackend(
-                self.model, url, logprobs=logprobs, extra_body=self.extra,
+                self.model, url, logprobs=logprobs, extra_body=extra,
                 timeout_s=self.settings.timeout_s,
             )
             for url in self.urls
@@ -165,6 +177,8 @@ class ServerGenerator:
             backend, self.cache, self.settings, label="student", quiet=progress is None
         )
         version = f"{PROMPT_VERSION}-s{seed}-lp{logprobs}"
+        if continuations:
+            version += f"-c{continuations}"
         # Identical inputs (a CoT sampled twice, then judged) are one request: same prompt,
         # seed and settings, so the same cache key and the same reply.
         unique = list(dict.fromkeys(texts))
@@ -218,15 +232,18 @@ class ServerGenerator:
         max_input_tokens: int = 512,
         progress: str | None = None,
     ) -> list[dict[str, float]]:
-        """As ``generate.verdict_probs``, from the verdict word's log-probabilities; inputs
-        whose verdict words are too far down the server's list are judged by the fallback."""
+        """As ``generate.verdict_probs``: scored by mindmirror's server, or read from the
+        verdict word's top log-probabilities elsewhere (inputs whose verdict words are too far
+        down that list, or split by the tokenizer, are judged by the fallback)."""
         options = {"batch_size": batch_size, "max_input_tokens": max_input_tokens}
+        if self.llama_cpp:
+            return self._scored_verdicts(inputs, max_input_tokens, progress)
         if self.verdicts is None:
             self.judged_by_fallback += len(inputs)
             return self.fallback.verdict_probs(inputs, progress=progress, **options)
         prefix, words = self.verdicts
         texts = [prompt_text(self.tokenizer, text, max_input_tokens) + prefix for text in inputs]
-        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), self.verdict_top, progress)
+        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), VERDICT_TOP, progress)
         result = [
             verdict_distribution(read_payload(payload).top_logprobs, words)
             for (payload,) in payloads
@@ -235,6 +252,28 @@ class ServerGenerator:
         self.judged_by_fallback += len(missing)
         judged = iter(self.fallback.verdict_probs(missing, **options) if missing else [])
         return [probs if probs is not None else next(judged) for probs in result]
+
+    def _scored_verdicts(
+        self, inputs: Sequence[str], max_input_tokens: int, progress: str | None
+    ) -> list[dict[str, float]]:
+        """The verdict distributions mindmirror's server scores: the targets' shared prefix
+        ends each prompt, the rest of each target (its end token included) is scored."""
+        prefix, rests = split_common_prefix(
+            target_continuations(self.tokenizer, [verdict_target(v) for v in VERDICTS])
+        )
+        ending = self.tokenizer.decode(prefix)
+        texts = [prompt_text(self.tokenizer, t, max_input_tokens) + ending for t in inputs]
+        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), None, progress, 0, rests)
+        result = []
+        for (payload,) in payloads:
+            scores = read_payload(payload).continuation_logprobs
+            if scores is None or len(scores) != len(VERDICTS):
+                raise UserError(
+                    f"the student's server at {', '.join(self.urls)} did not score the verdicts"
+                    " (is it mindmirror's llama.cpp server? other servers: engine openai)"
+                )
+            result.append(dict(zip(VERDICTS, _softmax(scores), strict=True)))
+        return result
 
 
 def _outside_any_loop(work: Callable[[], T]) -> T:
