@@ -18,7 +18,8 @@ import pytest
 
 from mindmirror.embedded import llama_server
 from mindmirror.student.batch_server import BadRequest, batch_server, parse_request
-from mindmirror.student.llama_batch import BatchDecoder, Refused, Request, nucleus_mass
+from mindmirror.student.llama_batch import BatchDecoder, Refused, Request
+from mindmirror.student.nucleus import nucleus_mass
 from mindmirror.student.server import LLAMA_CPP_NEUTRAL
 from mindmirror.threads import _server_threads
 

@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mindmirror.student.nucleus import nucleus_mass
+
 #: llama.cpp's "no seed given" value: a sampler seeded with it draws a random seed.
 _RANDOM_SEED = 0xFFFFFFFF
 #: Tokens per micro-batch llama.cpp splits a ``llama_decode`` call into.
@@ -58,25 +60,6 @@ N_UBATCH = 512
 
 class Refused(ValueError):
     """A request the decoder cannot take (its size, not a failure of the decoder)."""
-
-
-def nucleus_mass(weights: np.ndarray, total: float, top_p: float, first: int = 256) -> float:
-    """The mass of transformers' top-p nucleus: the largest ``weights`` (shape ``(vocab,)``,
-    unnormalised, summing to ``total``) in falling order until their share reaches ``top_p``.
-
-    Sorting the whole vocabulary (49k words) for every token is the slow way; a nucleus is
-    usually a few hundred words at most, so the largest ``first`` are partitioned out and
-    sorted, and only when their mass falls short is everything sorted. Either way the sum runs
-    over the same values in the same order as a full sort's, so the number is the same.
-    """
-    partial = first < weights.size
-    ranked = np.sort(np.partition(weights, -first)[-first:] if partial else weights)[::-1]
-    shares = np.cumsum(ranked) / total
-    if partial and shares[-1] < top_p:
-        ranked = np.sort(weights)[::-1]
-        shares = np.cumsum(ranked) / total
-    kept = int(np.searchsorted(shares, top_p)) + 1
-    return float(ranked[:kept].sum())
 
 
 @dataclass(frozen=True)
