@@ -10,7 +10,7 @@ prompt itself (``continuations``): one prompt pass, the transformers path's dist
 fallback. Three arms judge the same prompts:
 
 - ``transformers``: ``verdict_probs`` on the loaded student (the reference);
-- ``llama.cpp, top list``: the same server asked the way other OpenAI-compatible servers
+- ``llama.cpp, top 20``: the same server asked the way other OpenAI-compatible servers
   still are (the top 20 log-probabilities), transformers for what it cannot read;
 - ``llama.cpp, scored``: the server scoring the verdicts (what ``eval`` does now).
 
@@ -20,8 +20,8 @@ SmolLM2-135M, never trained to judge: its verdict words are far down its list, t
 final student whose verdicts mostly fell back. Each arm runs ``--repeats`` times, interleaved,
 each with an empty sample cache. Prints each arm's seconds (median and range), how many
 inputs it handed to transformers and its largest difference from transformers'
-probabilities, the machine's load, and last ``RESULT server_verdicts <top-list arm / scored
-arm, median seconds>``.
+probabilities, the machine's load, and last ``RESULT server_verdicts <top-20 arm / scored arm,
+median seconds>``.
 
     python bench/server_verdicts.py              # 64 CoTs, 3 repeats
 """
@@ -73,7 +73,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             arms = {
                 "transformers": student.generator,
-                "llama.cpp, top list": server(False),
+                "llama.cpp, top 20": server(False),
                 "llama.cpp, scored": server(True),
             }
             for arm, generator in arms.items():
@@ -93,7 +93,7 @@ def main() -> None:
             f"| {arm} | {statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f}) "
             f"| {fallbacks[arm]} of {len(inputs)} | {gap:.4f} |"
         )
-    ratio = statistics.median(seconds["llama.cpp, top list"]) / statistics.median(
+    ratio = statistics.median(seconds["llama.cpp, top 20"]) / statistics.median(
         seconds["llama.cpp, scored"]
     )
     print(f"RESULT server_verdicts {ratio:.2f}")

@@ -78,6 +78,7 @@ def test_requests_are_read_field_by_field() -> None:
         ({"prompt": "a", "continuations": [[True]]}, "continuations"),
         ({"prompt": "a", "continuations": [[1]] * 17}, "continuations"),
         ({"prompt": "a", "continuations": [[1]], "n": 2}, "n must be 1"),
+        ({"prompt": "a", "continuations": [[1]], "logprobs": 5}, "logprobs"),
     ],
 )
 def test_what_it_cannot_honour_is_refused_by_name(body: dict[str, Any], field: str) -> None:

@@ -104,6 +104,8 @@ def _continuations(body: dict[str, Any]) -> list[list[int]]:
             raise problem
     if body.get("n", 1) != 1:
         raise BadRequest("continuations are scored once: n must be 1")
+    if body.get("logprobs") is not None:
+        raise BadRequest("logprobs is not given with continuations (their totals are)")
     return value
 
 

@@ -18,7 +18,8 @@ judge) ready to sample and judge with the chosen engine:
   with a byte-level BPE tokenizer) and llama-cpp-python's server is installed, else
   ``transformers``; seq2seq students always stay on transformers.
 
-A judge whose tokenizer splits a verdict word judges with transformers (``ServerGenerator``).
+On ``openai`` servers a judge whose tokenizer splits a verdict word judges with transformers
+(``ServerGenerator``); mindmirror's llama.cpp server scores verdicts of any length itself.
 ``servers_peak_rss_mb`` asks the llama.cpp servers for their peak memory before they stop.
 """
 
@@ -151,6 +152,7 @@ def _llama_cpp_server(
         student.tokenizer,
         cache=cache,
         fallback=TransformersGenerator(student.model, student.tokenizer),
+        llama_cpp=True,
         # One request per slot: every sequence of every server busy until the last samples.
         settings=ServerSettings(concurrency=parallel * servers),
     )

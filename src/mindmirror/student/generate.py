@@ -292,6 +292,24 @@ def target_continuations(tok: PreTrainedTokenizerBase, targets: Sequence[str]) -
     return [tok(t, add_special_tokens=False)["input_ids"] + eos for t in targets]
 
 
+def last_prompt_logits(
+    model: PreTrainedModel, cache: Any, input_ids: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The logits after each of n left-padded prompts, from a KV cache of all their tokens but
+    the last, which is fed here (the cache then holds the whole prompts).
+
+    Shapes: ``input_ids`` and ``mask`` (n, width); returns (n, vocab).
+    """
+    out = model(
+        input_ids=input_ids[:, -1:],
+        attention_mask=mask,
+        position_ids=mask.sum(dim=1, keepdim=True) - 1,
+        use_cache=True,
+        **{_cache_argument(model): cache},
+    )
+    return out.logits[:, -1]
+
+
 def continuation_logprobs(
     model: PreTrainedModel,
     cache: Any,

@@ -129,6 +129,12 @@ class _Sequence:
     base: int = 0
 
 
+def _longest(request: Request) -> int:
+    """The most tokens ``request`` adds after its prompt: ``max_tokens``, or its longest
+    continuation when it scores."""
+    return max(map(len, request.continuations)) if request.continuations else request.max_tokens
+
+
 class BatchDecoder:
     """Continuous batched decoding of a GGUF model (see the module docstring).
 
@@ -217,14 +223,11 @@ class BatchDecoder:
             future.set_exception(
                 Refused("continuations must be non-empty token sequences of the vocabulary, n 1")
             )
-        elif (
-            len(request.prompt) + max([request.max_tokens, *map(len, request.continuations)])
-            > self.n_ctx
-        ):
+        elif len(request.prompt) + (longest := _longest(request)) > self.n_ctx:
             future.set_exception(
                 Refused(
-                    f"prompt ({len(request.prompt)} tokens) plus max_tokens "
-                    f"({request.max_tokens}) exceed the context of {self.n_ctx} per sequence"
+                    f"prompt ({len(request.prompt)} tokens) plus max_tokens or the longest "
+                    f"continuation ({longest}) exceed the context of {self.n_ctx} per sequence"
                 )
             )
         else:
@@ -307,7 +310,8 @@ class BatchDecoder:
             sequence.pending = [tokens[sequence.offset]]
             sequence.offset += 1
             return False
-        self._llama.llama_memory_seq_rm(self._memory, sequence.slot, sequence.base, -1)
+        if not self._llama.llama_memory_seq_rm(self._memory, sequence.slot, sequence.base, -1):
+            raise RuntimeError("llama.cpp cannot cut this model's KV cache back (scoring)")
         sequence.position = sequence.base
         return self._next_continuation(sequence, sequence.scoring + 1)
 

@@ -11,17 +11,19 @@ completions endpoint, with the exact prompt string the transformers path tokeniz
   cache key, so a re-run gives the same samples and a killed run resumes.
 - ``verdict_probs``: one request per input whose prompt ends with the verdict targets' shared
   prefix (``the given answer is``). mindmirror's llama.cpp server scores the rest of each
-  target (the verdict word and the end token) after it (``continuations``): the softmax over
-  the three totals is exactly the transformers path's distribution, for any tokenizer, and
-  nothing is judged twice. Other servers (vLLM) are asked one token with its top
-  log-probabilities; the softmax over the three verdict words (`` correct``, `` wrong``,
-  `` uncertain``) is the distribution. That needs every verdict word to be one token after
-  the prefix (true for SmolLM2's tokenizer; else the transformers path judges) and leaves out
-  the end token's probability after the word (a trained judge puts it near 1). A verdict word
-  missing from the top log-probabilities (20: vLLM's default cap) gets the lowest one listed,
-  an upper bound; where that bound could move a probability by more than ``VERDICT_SLACK``,
-  that input is judged by transformers instead (a student never trained to judge puts the
-  verdict words far down its list).
+  target (the verdict word and the end token, however many tokens) after it
+  (``continuations``): the softmax over the three totals is the transformers path's
+  distribution, and nothing is judged twice. (The server tokenizes the prompt and the prefix
+  as one string, transformers apart: the same tokens unless the tokenizer merges across that
+  boundary, which SmolLM2's does not after the prompt's newline.) Other servers (vLLM) are
+  asked one token with its top log-probabilities; the softmax over the three verdict words
+  (`` correct``, `` wrong``, `` uncertain``) is the distribution. That needs every verdict
+  word to be one token after the prefix (true for SmolLM2's tokenizer; else the transformers
+  path judges) and leaves out the end token's probability after the word (a trained judge
+  puts it near 1). A verdict word missing from the top log-probabilities (20: vLLM's default
+  cap) gets the lowest one listed, an upper bound; where that bound could move a probability
+  by more than ``VERDICT_SLACK``, that input is judged by transformers instead (a student
+  never trained to judge puts the verdict words far down its list).
 
 Prompts longer than ``max_input_tokens`` are cut as the transformers path cuts them
 (``fit_ids``) and sent as the decoded text of the kept tokens.
@@ -119,7 +121,8 @@ class ServerGenerator:
             weights (the llama.cpp path puts a hash of the GGUF file in it).
         tokenizer: the student's tokenizer (prompt cutting, verdict words).
         cache: where samples are kept (a run's file makes eval resumable; ``:memory:`` else).
-        fallback: judges when the tokenizer splits a verdict word.
+        fallback: judges what another server's top list cannot give (a verdict word split by
+            the tokenizer or missing from the list).
         llama_cpp: the server is mindmirror's llama.cpp server: send its neutral sampling
             fields (``LLAMA_CPP_NEUTRAL``) and let it score the verdicts (``continuations``).
         settings: the engine's settings (concurrency, retries, ``n``).
@@ -133,7 +136,7 @@ class ServerGenerator:
         *,
         cache: ResponseCache,
         fallback: Generator,
-        llama_cpp: bool = True,
+        llama_cpp: bool,
         settings: ServerSettings | None = None,
     ) -> None:
         self.urls = urls

@@ -32,6 +32,7 @@ from mindmirror.student.formats import (
 )
 from mindmirror.student.generate import (
     continuation_logprobs,
+    last_prompt_logits,
     target_continuations,
     verdict_distribution,
     verdict_probs,
@@ -148,9 +149,9 @@ def greedy_judge(
     each (``verdict_probs``).
 
     A causal student reads each prompt once for both: the KV cache its greedy generation built
-    is cut back to the prompt and continued with the three verdicts, which halves the work of
-    validating a judge (the prompts, a question and a CoT, are long; what is generated is a few
-    tokens). Seq2seq students run the two passes.
+    is cut back to the prompt (its last token fed again for its logits) and continued with the
+    three verdicts, which halves the work of validating a judge (the prompts, a question and a
+    CoT, are long; what is generated is a few tokens). Seq2seq students run the two passes.
     """
     if kind != "causal":
         texts = greedy_generate(
@@ -183,18 +184,20 @@ def greedy_judge(
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
+                num_beams=1,
+                use_cache=True,
                 pad_token_id=tokenizer.pad_token_id,
                 return_dict_in_generate=True,
-                output_logits=True,
             )
             width = input_ids.shape[1]
             texts += tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
             # transformers 5.x names the returned KV cache `cache`, earlier `past_key_values`.
             cache = getattr(out, "cache", None) or out.past_key_values
-            extra = cache.get_seq_length() - width
-            if extra > 0:  # back to the prompt: what greedy decoding fed goes
-                cache.crop(-extra)
-            rows = continuation_logprobs(model, cache, out.logits[0], mask, continuations)
+            # Back to all but the prompt's last token, which is fed again for its logits (no
+            # step's logits are kept during generation: batch x vocabulary floats each).
+            cache.crop(width - 1 - cache.get_seq_length())
+            last = last_prompt_logits(model, cache, input_ids, mask)
+            rows = continuation_logprobs(model, cache, last, mask, continuations)
             scores += rows.tolist()
     finally:
         model.train(was_training)
