@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -111,11 +112,8 @@ def greedy_generate(
     batch_size: int = 16,
 ) -> list[str]:
     """Greedy continuations of ``inputs`` (batched, left-padded for causal students)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     outputs: list[str] = []
-    try:
+    with _evaluating(model) as device:
         for start in range(0, len(inputs), batch_size):
             chunk = inputs[start : start + batch_size]
             input_ids, mask = prompt_batch(tokenizer, kind, chunk, max_input_tokens)
@@ -129,9 +127,18 @@ def greedy_generate(
             if kind == "causal":
                 generated = generated[:, input_ids.shape[1] :]
             outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    return [text.strip() for text in outputs]
+
+
+@contextmanager
+def _evaluating(model: Any) -> Iterator[torch.device]:
+    """``model`` in eval mode for the block (its device yielded), then back in its mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield next(model.parameters()).device
     finally:
         model.train(was_training)
-    return [text.strip() for text in outputs]
 
 
 @torch.no_grad()
@@ -167,13 +174,10 @@ def greedy_judge(
             model, tokenizer, inputs, batch_size=batch_size, max_input_tokens=max_input_tokens
         )
         return texts, probs
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     continuations = target_continuations(tokenizer, [verdict_target(v) for v in VERDICTS])
     texts: list[str] = []
     scores: list[list[float]] = []
-    try:
+    with _evaluating(model) as device:
         for start in range(0, len(inputs), batch_size):
             input_ids, mask = prompt_batch(
                 tokenizer, kind, inputs[start : start + batch_size], max_input_tokens
@@ -199,8 +203,6 @@ def greedy_judge(
             last = last_prompt_logits(model, cache, input_ids, mask)
             rows = continuation_logprobs(model, cache, last, mask, continuations)
             scores += rows.tolist()
-    finally:
-        model.train(was_training)
     return [text.strip() for text in texts], verdict_distribution(scores)
 
 
