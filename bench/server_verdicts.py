@@ -20,8 +20,9 @@ SmolLM2-135M, never trained to judge: its verdict words are far down its list, t
 final student whose verdicts mostly fell back. Each arm runs ``--repeats`` times, interleaved,
 each with an empty sample cache. Prints each arm's seconds (median and range), how many
 inputs it handed to transformers and its largest difference from transformers'
-probabilities, the machine's load, and last ``RESULT server_verdicts <top-20 arm / scored arm,
-median seconds>``.
+probabilities, the machine's load, how many prompts the way ``eval`` asked this server before
+(the top 100) would have handed to transformers (counted, not timed: that way is gone), and
+last ``RESULT server_verdicts <top-20 arm / scored arm, median seconds>``.
 
     python bench/server_verdicts.py              # 64 CoTs, 3 repeats
 """
@@ -35,14 +36,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from judge_validation import verdict_inputs  # bench/ is on sys.path when run as a script
+from transformers import PreTrainedTokenizerBase
 
 from mindmirror.config import EvalConfig
 from mindmirror.progress import quiet_libraries
 from mindmirror.student.engines import generation_engine
 from mindmirror.student.infer import Student
 from mindmirror.student.model import load_student
-from mindmirror.student.server import ServerGenerator, open_cache
+from mindmirror.student.server import (
+    ServerGenerator,
+    open_cache,
+    prompt_text,
+    verdict_distribution,
+    verdict_words,
+)
+
+
+def top100_misses(
+    url: str, model: str, tok: PreTrainedTokenizerBase, inputs: list[str], max_input_tokens: int
+) -> int:
+    """How many ``inputs`` the way ``eval`` asked mindmirror's server before (the top 100
+    log-probabilities after the prefix, read by ``verdict_distribution``) could not read and
+    handed to transformers (counted, not timed: that way is gone)."""
+    found = verdict_words(tok)
+    assert found is not None  # SmolLM2's verdict words are one token each
+    prefix, words = found
+    missed = 0
+    for text in inputs:
+        body = {"model": model, "prompt": prompt_text(tok, text, max_input_tokens) + prefix,
+                "max_tokens": 1, "temperature": 0, "logprobs": 100}  # fmt: skip
+        reply = httpx.post(f"{url}/completions", json=body, timeout=600)
+        reply.raise_for_status()
+        top = reply.json()["choices"][0]["logprobs"]["top_logprobs"][0]
+        missed += verdict_distribution(top, words) is None
+    return missed
 
 
 def main() -> None:
@@ -63,6 +92,7 @@ def main() -> None:
     probs: dict[str, list[dict[str, float]]] = {}
     with generation_engine(student, cfg) as served:
         urls, name = served.server.urls, served.server.model  # type: ignore[union-attr]
+        missed = top100_misses(urls[0], name, tok, inputs, cfg.max_input_tokens)
 
         def server(scored: bool) -> ServerGenerator:
             return ServerGenerator(
@@ -93,6 +123,7 @@ def main() -> None:
             f"| {arm} | {statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f}) "
             f"| {fallbacks[arm]} of {len(inputs)} | {gap:.4f} |"
         )
+    print(f"the top 100 (how eval asked this server before) would miss {missed} of {len(inputs)}")
     ratio = statistics.median(seconds["llama.cpp, top 20"]) / statistics.median(
         seconds["llama.cpp, scored"]
     )
