@@ -17,7 +17,8 @@ import pytest
 
 from mindmirror.config import EvalConfig
 from mindmirror.deployment.export import export
-from mindmirror.embedded import llama_server
+from mindmirror.embedded import EMBEDDED_MODEL, llama_server
+from mindmirror.errors import UserError
 from mindmirror.evaluate import evaluate
 from mindmirror.student.engines import generation_engine, servers_peak_rss_mb
 from mindmirror.student.formats import VERDICT, causal_prompt, evaluation_input
@@ -243,3 +244,23 @@ def test_eval_records_the_engine_that_ran_and_keeps_its_samples(
     assert local["engine"] == "transformers"
     assert local["verdict_fallbacks"] == {"student": None}
     assert local["server_peak_rss_mb"] is None  # no server ran
+
+
+def test_verdicts_asked_of_a_server_that_does_not_score_them_fail_in_one_line(
+    gguf_path: Path, tmp_path: Path
+) -> None:
+    # llama-cpp-python's own server ignores mindmirror's `continuations`: a student's server
+    # mistaken for mindmirror's must say so, not judge from nothing.
+    from transformers import AutoTokenizer
+
+    from mindmirror.student.model import resolve_source
+
+    tok = AutoTokenizer.from_pretrained(resolve_source("embedded"))
+    model, _, kind = load_student("embedded")
+    fallback = Student(model, tok, kind).generator
+    with llama_server(gguf_path, n_ctx=512, n_threads=1, log_path=tmp_path / "log") as url:
+        server = ServerGenerator(
+            [url], EMBEDDED_MODEL, tok, cache=open_cache(None), fallback=fallback, llama_cpp=True
+        )
+        with pytest.raises(UserError, match="did not score the verdicts"):
+            server.verdict_probs(VERDICT_INPUTS[:1])

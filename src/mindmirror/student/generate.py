@@ -352,7 +352,7 @@ def continuation_logprobs(
     return total + _token_logprobs(second.logits, labels).view(n, c)
 
 
-def verdict_distribution(scores: Sequence[Sequence[float]]) -> list[dict[str, float]]:
+def verdict_softmax(scores: Sequence[Sequence[float]]) -> list[dict[str, float]]:
     """Per input, the softmax over its (correct, wrong, uncertain) log-likelihoods."""
     result = []
     for row in scores:
@@ -385,7 +385,7 @@ def verdict_probs(
         max_input_tokens=max_input_tokens,
         progress=progress,
     )
-    return verdict_distribution(scores)
+    return verdict_softmax(scores)
 
 
 class Generator(Protocol):

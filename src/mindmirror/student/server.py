@@ -54,6 +54,7 @@ from mindmirror.student.generate import (
     Sample,
     split_common_prefix,
     target_continuations,
+    verdict_softmax,
 )
 
 T = TypeVar("T")
@@ -267,7 +268,7 @@ class ServerGenerator:
         ending = self.tokenizer.decode(prefix)
         texts = [prompt_text(self.tokenizer, t, max_input_tokens) + ending for t in inputs]
         payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), None, progress, 0, rests)
-        result = []
+        rows: list[list[float]] = []
         for (payload,) in payloads:
             scores = read_payload(payload).continuation_logprobs
             if scores is None or len(scores) != len(VERDICTS):
@@ -275,8 +276,8 @@ class ServerGenerator:
                     f"the student's server at {', '.join(self.urls)} did not score the verdicts"
                     " (is it mindmirror's llama.cpp server? other servers: engine openai)"
                 )
-            result.append(dict(zip(VERDICTS, _softmax(scores), strict=True)))
-        return result
+            rows.append(scores)
+        return verdict_softmax(rows)
 
 
 def _outside_any_loop(work: Callable[[], T]) -> T:

@@ -35,8 +35,8 @@ from mindmirror.student.generate import (
     continuation_logprobs,
     last_prompt_logits,
     target_continuations,
-    verdict_distribution,
     verdict_probs,
+    verdict_softmax,
 )
 from mindmirror.student.model import StudentKind
 from mindmirror.student.rows import Stage, judged_cots
@@ -203,7 +203,7 @@ def greedy_judge(
             last = last_prompt_logits(model, cache, input_ids, mask)
             rows = continuation_logprobs(model, cache, last, mask, continuations)
             scores += rows.tolist()
-    return [text.strip() for text in texts], verdict_distribution(scores)
+    return [text.strip() for text in texts], verdict_softmax(scores)
 
 
 def score(
