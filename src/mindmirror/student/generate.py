@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mindmirror.progress import ProgressReport
 from mindmirror.records import VERDICTS
-from mindmirror.student.encoding import prompt_batch
+from mindmirror.student.encoding import prompt_batch, target_ids
 from mindmirror.student.formats import verdict_target
 from mindmirror.student.model import base_model
 
@@ -287,9 +288,9 @@ def _causal_candidates(
 
 
 def target_continuations(tok: PreTrainedTokenizerBase, targets: Sequence[str]) -> list[list[int]]:
-    """The token ids a causal student writes for each target: its tokens, then EOS."""
-    eos = [] if tok.eos_token_id is None else [tok.eos_token_id]
-    return [tok(t, add_special_tokens=False)["input_ids"] + eos for t in targets]
+    """The token ids a causal student writes for each target: its tokens, then EOS
+    (``target_ids``, never cut)."""
+    return [target_ids(tok, "causal", t, sys.maxsize) for t in targets]
 
 
 def last_prompt_logits(

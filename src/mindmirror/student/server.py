@@ -149,6 +149,12 @@ class ServerGenerator:
         self.llama_cpp = llama_cpp
         self.settings = settings or ServerSettings()
         self.verdicts = verdict_words(tokenizer)
+        # What mindmirror's server is asked to score: the verdict targets' shared prefix ends
+        # each prompt, the rest of each target (its end token included) is scored.
+        prefix, self.verdict_rests = split_common_prefix(
+            target_continuations(tokenizer, [verdict_target(v) for v in VERDICTS])
+        )
+        self.verdict_prefix = tokenizer.decode(prefix)
         #: Inputs ``verdict_probs`` handed to the fallback so far (their verdict words were
         #: split by the tokenizer or too far down the server's list).
         self.judged_by_fallback = 0
@@ -260,14 +266,11 @@ class ServerGenerator:
     def _scored_verdicts(
         self, inputs: Sequence[str], max_input_tokens: int, progress: str | None
     ) -> list[dict[str, float]]:
-        """The verdict distributions mindmirror's server scores: the targets' shared prefix
-        ends each prompt, the rest of each target (its end token included) is scored."""
-        prefix, rests = split_common_prefix(
-            target_continuations(self.tokenizer, [verdict_target(v) for v in VERDICTS])
-        )
-        ending = self.tokenizer.decode(prefix)
+        """The verdict distributions mindmirror's server scores (``verdict_prefix`` ends each
+        prompt, ``verdict_rests`` are scored after it)."""
+        ending = self.verdict_prefix
         texts = [prompt_text(self.tokenizer, t, max_input_tokens) + ending for t in inputs]
-        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), None, progress, 0, rests)
+        payloads = self._run(texts, 1, Sampling(0.0, 1.0, 1), None, progress, 0, self.verdict_rests)
         rows: list[list[float]] = []
         for (payload,) in payloads:
             scores = read_payload(payload).continuation_logprobs

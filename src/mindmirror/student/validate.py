@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -113,30 +112,43 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuations of ``inputs`` (batched, left-padded for causal students)."""
     outputs: list[str] = []
-    with _evaluating(model) as device:
-        for start in range(0, len(inputs), batch_size):
-            chunk = inputs[start : start + batch_size]
-            input_ids, mask = prompt_batch(tokenizer, kind, chunk, max_input_tokens)
-            generated = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            if kind == "causal":
-                generated = generated[:, input_ids.shape[1] :]
-            outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    batches = _greedy_batches(model, tokenizer, kind, inputs, batch_size, max_input_tokens,
+                              max_new_tokens=max_new_tokens)  # fmt: skip
+    for input_ids, _, generated in batches:
+        if kind == "causal":
+            generated = generated[:, input_ids.shape[1] :]
+        outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
     return [text.strip() for text in outputs]
 
 
-@contextmanager
-def _evaluating(model: Any) -> Iterator[torch.device]:
-    """``model`` in eval mode for the block (its device yielded), then back in its mode."""
+def _greedy_batches(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    kind: StudentKind,
+    inputs: list[str],
+    batch_size: int,
+    max_input_tokens: int,
+    **options: Any,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+    """Per batch of ``inputs``: its prompts' ids and mask (on the model's device) and what
+    greedy ``model.generate`` (with ``options``) made of them; the model stays in eval mode
+    until the last batch, then goes back to its mode."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
-        yield next(model.parameters()).device
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start : start + batch_size]
+            input_ids, mask = prompt_batch(tokenizer, kind, chunk, max_input_tokens)
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                **options,
+            )
+            yield input_ids, mask, out
     finally:
         model.train(was_training)
 
@@ -177,32 +189,20 @@ def greedy_judge(
     continuations = target_continuations(tokenizer, [verdict_target(v) for v in VERDICTS])
     texts: list[str] = []
     scores: list[list[float]] = []
-    with _evaluating(model) as device:
-        for start in range(0, len(inputs), batch_size):
-            input_ids, mask = prompt_batch(
-                tokenizer, kind, inputs[start : start + batch_size], max_input_tokens
-            )
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                pad_token_id=tokenizer.pad_token_id,
-                return_dict_in_generate=True,
-            )
-            width = input_ids.shape[1]
-            texts += tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
-            # transformers 5.x names the returned KV cache `cache`, earlier `past_key_values`.
-            cache = getattr(out, "cache", None) or out.past_key_values
-            # Back to all but the prompt's last token, which is fed again for its logits (no
-            # step's logits are kept during generation: batch x vocabulary floats each).
-            cache.crop(width - 1 - cache.get_seq_length())
-            last = last_prompt_logits(model, cache, input_ids, mask)
-            rows = continuation_logprobs(model, cache, last, mask, continuations)
-            scores += rows.tolist()
+    batches = _greedy_batches(
+        model, tokenizer, kind, inputs, batch_size, max_input_tokens,
+        max_new_tokens=max_new_tokens, num_beams=1, use_cache=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    for input_ids, mask, out in batches:
+        width = input_ids.shape[1]
+        texts += tokenizer.batch_decode(out.sequences[:, width:], skip_special_tokens=True)
+        # transformers 5.x names the returned KV cache `cache`, earlier `past_key_values`.
+        cache = getattr(out, "cache", None) or out.past_key_values
+        # Back to all but the prompt's last token, which is fed again for its logits (no
+        # step's logits are kept during generation: batch x vocabulary floats each).
+        cache.crop(width - 1 - cache.get_seq_length())
+        last = last_prompt_logits(model, cache, input_ids, mask)
+        scores += continuation_logprobs(model, cache, last, mask, continuations).tolist()
     return [text.strip() for text in texts], verdict_softmax(scores)
 
 
