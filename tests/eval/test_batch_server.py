@@ -290,6 +290,28 @@ def test_continuations_are_scored_as_the_greedy_path_and_the_cache_is_cut_back(
 
 
 @needs_llama
+def test_a_sequence_moved_into_a_gap_goes_on_as_if_it_had_stayed(gguf_path: Path) -> None:
+    """When the first of three sequences ends, the third moves down into its slot (its KV
+    stream copied) and its greedy text and log-probabilities are those it gets alone."""
+    decoder = BatchDecoder(gguf_path, parallel=3, n_ctx=96, threads=1)
+    prompts = [decoder.tokenize(p) for p in PROMPTS]
+    lengths = [2, 12, 12]  # the first ends early, so slot 0 empties below two running ones
+    together = [
+        decoder.submit(Request(p, max_tokens=n, temperature=0.0, logprobs=True))
+        for p, n in zip(prompts, lengths, strict=True)
+    ]
+    thread = decoder.start()  # all three queued before it starts: admitted into slots 0, 1, 2
+    shared = [future.result(timeout=60)[0] for future in together]
+    assert decoder.moves == 1
+    alone = decoder.submit(Request(prompts[2], max_tokens=12, temperature=0.0, logprobs=True))
+    (reference,) = alone.result(timeout=60)
+    decoder.stop()
+    thread.join(timeout=60)
+    assert shared[2].tokens == reference.tokens
+    assert shared[2].token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-3)
+
+
+@needs_llama
 @pytest.mark.server
 def test_a_scoring_request_over_http_returns_continuation_logprobs(batch_url: str) -> None:
     body = {"prompt": PROMPTS[2], "max_tokens": 1, "temperature": 0, "continuations": [[28], [29]]}

@@ -16,10 +16,12 @@ sequence, so attention reads only a sequence's own keys) with continuous batchin
   rounding of a different batch shape);
 - a sequence ends at an end-of-generation token or ``max_tokens`` (the end token counts and
   is not in the text, as transformers counts it); its slot is cleared for the next request;
-- sequences go into the batch in slot order and take the lowest free slot: with a stream per
+- sequences go into the batch in slot order and take the lowest free slot, and when one
+  finishes below others, the sequence in the highest slot moves down into the gap (its KV
+  stream copied, ``llama_memory_seq_cp``: a memory copy, no recomputation): with a stream per
   sequence llama.cpp splits a batch wherever the slot ids are not consecutive, and each part
   is another pass over the weights; one stream shared by all sequences avoids the splits but
-  its attention reads every sequence's keys (``bench/batch_slot_order.py`` times both).
+  its attention reads every sequence's keys (``bench/batch_slot_order.py`` times all three).
 
 Log-probabilities are those of the transformers path: each generated token's is taken under
 the distribution it was sampled from (the logits divided by the temperature, renormalised
@@ -180,6 +182,8 @@ class BatchDecoder:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pieces: dict[int, bytes] = {}
         self._stopped = False
+        #: Sequences moved down to a lower slot so far (``_compact``).
+        self.moves = 0
 
     def tokenize(self, text: str) -> list[int]:
         """``text``'s token ids, BOS added where the GGUF says the model wants it."""
@@ -268,6 +272,26 @@ class BatchDecoder:
             )
             for i in range(request.n)
         ]
+
+    def _compact(self, running: list[_Sequence], free: list[int]) -> None:
+        """Move the sequences above the lowest free slot down into the gaps, so the running
+        sequences hold slots ``0 .. len(running) - 1`` and the step is one pass over the weights.
+
+        A sequence that finished early leaves a gap, and every gap splits the next steps into
+        one more pass (``bench/batch_slot_order.py``). llama.cpp copies a KV stream to another
+        (the whole stream: a memory copy at the next decode, before the batch writes to the
+        cache), so a move costs no recomputation and changes no number.
+        """
+        llama, count = self._llama, len(running)
+        for sequence in sorted(running, key=lambda s: s.slot, reverse=True):
+            if sequence.slot < count:
+                return
+            slot = heapq.heappop(free)  # below ``count``: a running slot above it means a gap
+            llama.llama_memory_seq_cp(self._memory, sequence.slot, slot, -1, -1)
+            llama.llama_memory_seq_rm(self._memory, sequence.slot, -1, -1)
+            heapq.heappush(free, sequence.slot)
+            sequence.slot = slot
+            self.moves += 1
 
     def _fill(self, running: list[_Sequence]) -> None:
         """Put each running sequence's pending tokens into the batch, logits on its last."""
@@ -422,6 +446,7 @@ class BatchDecoder:
                     return
                 continue
             try:
+                self._compact(running, free)
                 finished = self._step(running)
             except Exception as error:  # every waiting caller gets it; none hangs
                 for sequence in running:
