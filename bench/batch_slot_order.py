@@ -6,7 +6,8 @@ over the weights. This times one decoding step of ``--sequences`` sequences, eac
 holding ``--context`` tokens, with the batch in four arrangements:
 
 - ``in order``: slots 0, 1, 2, ... (what ``BatchDecoder`` does);
-- ``two gaps``: the same without two slots (what finished samples leave until refilled);
+- ``two gaps``: the same without two slots (what finished samples would leave until refilled,
+  without ``BatchDecoder._compact``);
 - ``shuffled``: the slots in random order (what appending to a list of running sequences
   becomes after a while);
 - ``one stream``: in order, with one KV-cache stream shared by every sequence (attention then
