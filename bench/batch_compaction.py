@@ -7,7 +7,8 @@ end at different lengths, so without a remedy the running slots soon have gaps, 
 one more pass over the weights. ``BatchDecoder._compact`` moves the sequence in the highest slot
 down into the lowest gap (its KV stream copied). This bench runs the same sampling requests
 through the decoder as it is (``compacted``) and through one whose ``_compact`` does nothing
-(``gaps``, the decoder before the change), in one process, interleaved.
+(``gaps``, the decoder before the change), in one process, interleaved (the arms take turns
+going first).
 
 The requests are ``bench/student_sampling.py``'s: ``--questions`` generated arithmetic
 questions in the ``explain:`` format, K = ``--samples`` samples each (one request per sample,
@@ -83,7 +84,8 @@ def main() -> None:
         prompts = [decoders["compacted"].tokenize(text) for text in texts]
         rates: dict[str, list[float]] = {name: [] for name in decoders}
         for repeat in range(args.repeats):
-            for name, decoder in decoders.items():
+            order = list(decoders.items())
+            for name, decoder in order if repeat % 2 == 0 else order[::-1]:
                 rate = tokens_per_second(decoder, prompts, args, 1000 * (repeat + 1))
                 rates[name].append(rate)
                 print(f"repeat {repeat + 1} {name}: {rate:.1f} tokens/s", flush=True)

@@ -292,7 +292,8 @@ def test_continuations_are_scored_as_the_greedy_path_and_the_cache_is_cut_back(
 @needs_llama
 def test_a_sequence_moved_into_a_gap_goes_on_as_if_it_had_stayed(gguf_path: Path) -> None:
     """When the first of three sequences ends, the third moves down into its slot (its KV
-    stream copied) and its greedy text and log-probabilities are those it gets alone."""
+    stream copied) and its greedy text and log-probabilities are those it gets alone; the slot
+    it left is clean for the next request."""
     decoder = BatchDecoder(gguf_path, parallel=3, n_ctx=96, threads=1)
     prompts = [decoder.tokenize(p) for p in PROMPTS]
     lengths = [2, 12, 12]  # the first ends early, so slot 0 empties below two running ones
@@ -303,12 +304,14 @@ def test_a_sequence_moved_into_a_gap_goes_on_as_if_it_had_stayed(gguf_path: Path
     thread = decoder.start()  # all three queued before it starts: admitted into slots 0, 1, 2
     shared = [future.result(timeout=60)[0] for future in together]
     assert decoder.moves == 1
-    alone = decoder.submit(Request(prompts[2], max_tokens=12, temperature=0.0, logprobs=True))
-    (reference,) = alone.result(timeout=60)
+    # One request of 3 greedy samples takes slots 0, 1 and 2 at once, the one moved out of too.
+    again = decoder.submit(Request(prompts[2], n=3, max_tokens=12, temperature=0.0, logprobs=True))
+    references = again.result(timeout=60)
     decoder.stop()
     thread.join(timeout=60)
-    assert shared[2].tokens == reference.tokens
-    assert shared[2].token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-3)
+    for reference in references:
+        assert shared[2].tokens == reference.tokens
+        assert shared[2].token_logprobs == pytest.approx(reference.token_logprobs, abs=1e-3)
 
 
 @needs_llama

@@ -21,7 +21,7 @@ sequence, so attention reads only a sequence's own keys) with continuous batchin
   stream copied, ``llama_memory_seq_cp``: a memory copy, no recomputation): with a stream per
   sequence llama.cpp splits a batch wherever the slot ids are not consecutive, and each part
   is another pass over the weights; one stream shared by all sequences avoids the splits but
-  its attention reads every sequence's keys (``bench/batch_slot_order.py`` times all three).
+  its attention reads every sequence's keys (``bench/batch_slot_order.py`` times each).
 
 Log-probabilities are those of the transformers path: each generated token's is taken under
 the distribution it was sampled from (the logits divided by the temperature, renormalised
@@ -274,23 +274,26 @@ class BatchDecoder:
         ]
 
     def _compact(self, running: list[_Sequence], free: list[int]) -> None:
-        """Move the sequences above the lowest free slot down into the gaps, so the running
-        sequences hold slots ``0 .. len(running) - 1`` and the step is one pass over the weights.
+        """Move the sequences in slots ``len(running)`` and up down into the lowest free slots,
+        so the running sequences hold slots ``0 .. len(running) - 1`` and the step is one pass
+        over the weights.
 
         A sequence that finished early leaves a gap, and every gap splits the next steps into
         one more pass (``bench/batch_slot_order.py``). llama.cpp copies a KV stream to another
-        (the whole stream: a memory copy at the next decode, before the batch writes to the
-        cache), so a move costs no recomputation and changes no number.
+        (the whole stream: a memory copy at the start of the next decode, before the batch
+        writes to the cache), so a move costs no recomputation and copies the cache exactly
+        (the merged step's batch shape may move float rounding, as any batch's does).
         """
         llama, count = self._llama, len(running)
         for sequence in sorted(running, key=lambda s: s.slot, reverse=True):
             if sequence.slot < count:
                 return
-            slot = heapq.heappop(free)  # below ``count``: a running slot above it means a gap
-            llama.llama_memory_seq_cp(self._memory, sequence.slot, slot, -1, -1)
-            llama.llama_memory_seq_rm(self._memory, sequence.slot, -1, -1)
-            heapq.heappush(free, sequence.slot)
-            sequence.slot = slot
+            source = sequence.slot
+            # The lowest free slot is below ``count`` (a running slot above it means a gap);
+            # the heap is whole again before llama.cpp is called.
+            sequence.slot = heapq.heapreplace(free, source)
+            llama.llama_memory_seq_cp(self._memory, source, sequence.slot, -1, -1)
+            llama.llama_memory_seq_rm(self._memory, source, -1, -1)
             self.moves += 1
 
     def _fill(self, running: list[_Sequence]) -> None:
