@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 from batch_slot_order import student_gguf  # bench/ is on sys.path when run as a script
+from student_sampling import sampling_inputs
 
 from mindmirror.progress import quiet_libraries
-from mindmirror.student.formats import EXPLAIN, causal_prompt, reasoning_input
+from mindmirror.student.formats import causal_prompt
 from mindmirror.student.llama_batch import BatchDecoder, Request, _Sequence
-from mindmirror.tasks.arith_problems import generate_problems
 
 
 class WithGaps(BatchDecoder):
@@ -72,10 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    texts = [
-        causal_prompt(reasoning_input(EXPLAIN, p.question))
-        for p in generate_problems(args.questions, seed=3)
-    ]
+    texts = [causal_prompt(text) for text in sampling_inputs(args.questions)]
     with tempfile.TemporaryDirectory() as folder:
         path = student_gguf(Path(folder))
         settings = {"parallel": args.parallel, "n_ctx": 640, "threads": args.threads}

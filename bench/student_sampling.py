@@ -42,6 +42,12 @@ from mindmirror.student.model import load_student
 from mindmirror.tasks.arith_problems import generate_problems
 
 
+def sampling_inputs(count: int) -> list[str]:
+    """The bench's questions (generated arithmetic problems, seed 3) in the ``explain:``
+    format: what both paths sample from (``batch_compaction.py`` too)."""
+    return [reasoning_input(EXPLAIN, p.question) for p in generate_problems(count, seed=3)]
+
+
 def timed_sampling(
     generator: Generator, inputs: list[str], cfg: EvalConfig, seed: int, count: Callable[[str], int]
 ) -> tuple[float, float]:
@@ -84,9 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     model, tok, kind = load_student("embedded")
     student = Student(model, tok, kind)
-    inputs = [
-        reasoning_input(EXPLAIN, p.question) for p in generate_problems(args.questions, seed=3)
-    ]
+    inputs = sampling_inputs(args.questions)
     cfg = EvalConfig(
         engine="llama_cpp",
         num_samples=args.samples,
